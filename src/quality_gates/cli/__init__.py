@@ -1,0 +1,1 @@
+"""The `quality-gates` command line: one module per command family."""

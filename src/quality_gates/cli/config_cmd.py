@@ -1,0 +1,143 @@
+"""`config list|get|set|validate`: read and change quality-gates.yaml safely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from quality_gates.cli import _context
+from quality_gates.cli._context import actor_option, json_option
+
+
+def register(group: click.Group) -> None:
+    """Add the `config` group."""
+    group.add_command(config)
+
+
+@click.group()
+def config() -> None:
+    """Read, change and validate quality-gates.yaml."""
+
+
+def _effective(ctx: click.Context) -> dict[str, Any]:
+    return _context.state(ctx).loaded().config.model_dump(mode="json", by_alias=True)
+
+
+def _redact(value: Any) -> Any:
+    from quality_gates.config import looks_like_secret
+
+    return "***" if isinstance(value, str) and looks_like_secret(value) else value
+
+
+@config.command("list")
+@click.argument("prefix", required=False)
+@json_option
+@click.pass_context
+def list_values(ctx: click.Context, prefix: str | None, json_output: bool) -> None:
+    """Every effective setting (defaults included) as dotted key = value; PREFIX narrows it
+    (e.g. environments.production)."""
+    from quality_gates.cli._output import console, emit_json
+    from quality_gates.config import flatten, get_value
+
+    data = _effective(ctx)
+    scope = get_value(data, prefix) if prefix else data
+    pairs = [
+        (".".join(p for p in (prefix, key) if p), _redact(value)) for key, value in flatten(scope)
+    ]
+    if _context.wants_json(ctx, json_output):
+        emit_json(dict(pairs))
+        return
+    out = console()
+    for key, value in pairs:
+        out.print(
+            f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}", markup=False
+        )
+
+
+@config.command("get")
+@click.argument("key")
+@json_option
+@click.pass_context
+def get(ctx: click.Context, key: str, json_output: bool) -> None:
+    """One effective value, e.g. environments.production.thresholds.p95_latency_ms (a section
+    prints as YAML)."""
+    from quality_gates.cli._output import console, emit_json
+    from quality_gates.config import get_value
+
+    value = _redact(get_value(_effective(ctx), key))
+    if _context.wants_json(ctx, json_output):
+        emit_json(value)
+    elif isinstance(value, dict | list):
+        import yaml
+
+        console().print(yaml.safe_dump(value, sort_keys=False).rstrip(), markup=False)
+    else:
+        console().print(str(value), markup=False)
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@actor_option
+@json_option
+@click.pass_context
+def set_(
+    ctx: click.Context, key: str, value: str, actor_name: str | None, json_output: bool
+) -> None:
+    """Set KEY to VALUE (YAML: 1500ms, 2%, true, [a, b]) in the file, keeping its comments;
+    nothing is written if the result would not validate."""
+    from quality_gates.cli._output import console, emit_json
+    from quality_gates.config import set_value
+    from quality_gates.store import audit
+
+    state = _context.state(ctx)
+    path = state.config_file()[0]
+    old, new, loaded = set_value(path, key, value)
+    state.replace_config(loaded)
+    conn = state.conn()
+    with conn.write():
+        audit.append(
+            conn,
+            actor=_context.actor(actor_name).name,
+            action="config.set",
+            target=f"{path}:{key}",
+            details={"old": _redact(old), "new": _redact(new)},
+        )
+    if _context.wants_json(ctx, json_output):
+        emit_json({"key": key, "old": _redact(old), "new": _redact(new), "file": str(path)})
+        return
+    console().print(f"{key}: {_redact(old)!r} -> {_redact(new)!r} in {path}", markup=False)
+
+
+@config.command("validate")
+@json_option
+@click.pass_context
+def validate(ctx: click.Context, json_output: bool) -> None:
+    """Validate the config: exit 0 if valid (warnings shown), 2 with one line per problem."""
+    from quality_gates.cli._output import console, emit_json
+    from quality_gates.config import find_config, load_config
+
+    loaded = load_config(find_config(_context.state(ctx).config_path))
+    cfg = loaded.config
+    summary: dict[str, Any] = {
+        "file": str(loaded.path),
+        "valid": True,
+        "warnings": loaded.warnings,
+        "providers": len(cfg.providers),
+        "models": len(cfg.models),
+        "environments": sorted(cfg.environments),
+        "alert_rules": len(cfg.alerts.rules),
+        "channels": len(cfg.notifications.channels),
+    }
+    if _context.wants_json(ctx, json_output):
+        emit_json(summary)
+        return
+    out = console()
+    for warning in loaded.warnings:
+        out.print(warning, style="yellow", markup=False)
+    out.print(
+        f"[green]valid[/green]: {loaded.path} ({summary['providers']} providers, "
+        f"{summary['models']} models, environments {', '.join(summary['environments'])}, "
+        f"{summary['alert_rules']} alert rules)"
+    )

@@ -1,0 +1,172 @@
+"""`rollback` and `history`: move `current` back, and see every alias move."""
+
+from __future__ import annotations
+
+import click
+
+from quality_gates.cli import _context
+from quality_gates.cli._context import actor_option, environment_option, json_option
+
+
+def register(group: click.Group) -> None:
+    """Add `rollback` and `history`."""
+    group.add_command(rollback)
+    group.add_command(history)
+
+
+@click.command()
+@click.option(
+    "--model-id",
+    required=True,
+    metavar="MODEL",
+    help="The model now current (a model id, or an alias such as current-model).",
+)
+@click.option(
+    "--previous-model",
+    required=True,
+    metavar="MODEL",
+    help="The model to go back to (id or alias: previous-stable, last-known-good, backup).",
+)
+@click.option("--reason", required=True, help="Why; kept in the history and the audit log.")
+@environment_option("production")
+@actor_option
+@json_option
+@click.pass_context
+def rollback(
+    ctx: click.Context,
+    model_id: str,
+    previous_model: str,
+    reason: str,
+    environment: str,
+    actor_name: str | None,
+    json_output: bool,
+) -> None:
+    """Point `current` from --model-id back to --previous-model; previous-stable becomes the
+    model rolled back from. Refuses (exit 1) if --model-id is not current there."""
+    from quality_gates.cli._output import console, emit_json
+    from quality_gates.registry import check_environment
+    from quality_gates.registry import rollback as do_rollback
+
+    state = _context.state(ctx)
+    conn = state.conn()
+    check_environment(conn, environment, state.snapshot())
+    result = do_rollback(
+        conn,
+        environment=environment,
+        model_ref=model_id,
+        previous_ref=previous_model,
+        reason=reason,
+        actor=_context.actor(actor_name),
+    )
+    if _context.wants_json(ctx, json_output):
+        emit_json(
+            {
+                "environment": result.environment,
+                "from": result.from_model,
+                "to": result.to_model,
+                "moves": [
+                    {
+                        "alias": c.alias,
+                        "from": c.from_model,
+                        "to": c.to_model,
+                        "history_id": c.history_id,
+                    }
+                    for c in result.changes
+                ],
+                "resolved": result.resolved,
+                "duration_ms": round(result.duration_ms, 3),
+                "audit_seq": result.audit_seq,
+                "operation_id": result.operation_id,
+            }
+        )
+        return
+    out = console()
+    out.print(
+        f"[bold green]Rolled back {environment}[/bold green] in "
+        f"{result.duration_ms:.1f} ms (operation {result.operation_id})"
+    )
+    for change in result.changes:
+        out.print(
+            f"  {change.alias:<16} {change.from_model or '-'} -> {change.to_model}", markup=False
+        )
+    if result.resolved:
+        out.print(f"  resolved: {'; '.join(result.resolved)}", markup=False)
+    out.print(f"  reason: {reason}", markup=False)
+    out.print(
+        "  Running gateways apply this within 1 s. Audit entry "
+        f"#{result.audit_seq}; see `quality-gates history -e {environment}`."
+    )
+
+
+@click.command()
+@environment_option(help_text="Only this environment.")
+@click.option("--alias", help="Only this alias.")
+@click.option("--limit", "-n", type=click.IntRange(1, 100000), default=20, show_default=True)
+@json_option
+@click.pass_context
+def history(
+    ctx: click.Context, environment: str | None, alias: str | None, limit: int, json_output: bool
+) -> None:
+    """Deployments and alias moves, newest first."""
+    from quality_gates.cli._output import console, emit_json, iso_utc, local_time, table
+    from quality_gates.registry import check_environment
+    from quality_gates.store import registry as sql
+
+    state = _context.state(ctx)
+    conn = state.conn()
+    if environment:
+        check_environment(conn, environment, state.snapshot())
+    moves = sql.history(conn, environment=environment, alias=alias, limit=limit)
+    if _context.wants_json(ctx, json_output):
+        emit_json(
+            [
+                {
+                    "id": m.id,
+                    "time": iso_utc(m.ts),
+                    "environment": m.environment,
+                    "alias": m.alias,
+                    "from": m.from_model,
+                    "to": m.to_model,
+                    "operation": m.operation,
+                    "actor": m.actor,
+                    "source": m.source,
+                    "reason": m.reason,
+                    "duration_ms": m.duration_ms,
+                    "operation_id": m.operation_id,
+                    "incident_id": m.incident_id,
+                }
+                for m in moves
+            ]
+        )
+        return
+    if not moves:
+        console().print("No alias moves recorded yet.")
+        return
+    view = table(
+        "time",
+        "env",
+        "alias",
+        "move",
+        "kind",
+        "actor",
+        "source",
+        "reason",
+        title="Alias history (newest first)",
+    )
+    for m in moves:
+        kind = (
+            "deploy"
+            if m.alias == "current" and m.operation in ("promote", "set")
+            else (m.operation)
+        )
+        view.add_row(
+            local_time(m.ts),
+            m.environment,
+            m.alias,
+            f"{m.from_model or '-'} -> {m.to_model}",
+            kind,
+            m.actor,
+            m.source,
+            m.reason,
+        )
+    console().print(view)

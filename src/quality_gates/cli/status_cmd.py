@@ -1,0 +1,129 @@
+"""`status`: what the system knows now, at a glance or as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from quality_gates.cli import _context
+from quality_gates.cli._context import environment_option, json_option
+
+
+def register(group: click.Group) -> None:
+    """Add `status`."""
+    group.add_command(status)
+
+
+@click.command()
+@environment_option(help_text="Only this environment.")
+@click.option(
+    "--model-id",
+    metavar="MODEL",
+    help="Only what concerns this model (id or alias, e.g. current-model).",
+)
+@json_option
+@click.pass_context
+def status(
+    ctx: click.Context, environment: str | None, model_id: str | None, json_output: bool
+) -> None:
+    """Aliases per environment, their last moves, failover chains and thresholds."""
+    from quality_gates.cli._output import emit_json
+    from quality_gates.registry import check_environment, resolve_model
+    from quality_gates.status import collect
+
+    state = _context.state(ctx)
+    conn = state.conn()
+    snapshot = state.snapshot()
+    if environment:
+        check_environment(conn, environment, snapshot)
+    resolved = None
+    if model_id:
+        resolved = resolve_model(conn, environment or "production", model_id)
+    report = collect(
+        conn,
+        snapshot,
+        environment=environment,
+        model_id=resolved.model_id if resolved else None,
+        store_display=state.store_url().display,
+    )
+    if resolved and resolved.alias:
+        report["model_ref"] = {
+            "given": model_id,
+            "alias": resolved.alias,
+            "model": resolved.model_id,
+        }
+    if _context.wants_json(ctx, json_output):
+        emit_json(report)
+        return
+    _render(report)
+
+
+def _thresholds_line(t: dict[str, Any]) -> str:
+    return (
+        f"P95 < {t['p95_latency_ms']:.0f} ms · > {t['throughput_rps']:g} req/s · "
+        f"errors < {t['error_rate'] * 100:g}% · accuracy > {t['accuracy'] * 100:g}% · "
+        f"satisfaction > {t['satisfaction']:g} · toxicity < {t['toxicity_rate'] * 100:g}% · "
+        f"availability > {t['availability'] * 100:g}% · cache hit > "
+        f"{t['cache_hit_rate'] * 100:g}%"
+    )
+
+
+def _when(iso: str | None) -> str:
+    from datetime import datetime
+
+    if not iso:
+        return "-"
+    return (
+        datetime.fromisoformat(iso.replace("Z", "+00:00"))
+        .astimezone()
+        .strftime("%Y-%m-%d %H:%M:%S")
+    )
+
+
+def _render(snapshot: dict[str, Any]) -> None:
+    from quality_gates.cli._output import console, table
+
+    out = console()
+    out.print(
+        f"[bold]{snapshot['project']}[/bold]  config {snapshot['config']['path']}  "
+        f"store {snapshot['store']['url']} (schema {snapshot['store']['schema']})"
+    )
+    if snapshot.get("model_ref"):
+        ref = snapshot["model_ref"]
+        out.print(f"model {ref['given']} -> alias {ref['alias']} -> {ref['model']}")
+    for line in snapshot["drift"]:
+        out.print(f"[yellow]drift: {line} (the store wins)[/yellow]")
+    for env in snapshot["environments"]:
+        out.print()
+        out.print(
+            f"[bold cyan]{env['name']}[/bold cyan]  routing {env['routing'] or '-'}  "
+            f"control v{env['control_version']}"
+        )
+        if env["aliases"]:
+            view = table("alias", "model", "provider", "since", "by")
+            for a in env["aliases"]:
+                view.add_row(
+                    a["alias"],
+                    a["model"],
+                    a["provider"] or "?",
+                    _when(a["updated_at"]),
+                    a["updated_by"],
+                )
+            out.print(view)
+        else:
+            out.print("  no aliases")
+        for chain in env["failover_chains"]:
+            out.print(f"  failover: {' -> '.join(chain)}")
+        if env["traffic"]:
+            weights = ", ".join(f"{k} {v:g}" for k, v in env["traffic"].items())
+            out.print(f"  traffic: {weights}")
+        if env["thresholds"]:
+            out.print(f"  thresholds: {_thresholds_line(env['thresholds'])}")
+        for move in env["recent_moves"]:
+            out.print(
+                f"  {_when(move['time'])} {move['operation']:<8} {move['alias']}: "
+                f"{move['from'] or '-'} -> {move['to']} ({move['actor']}, {move['source']}: "
+                f"{move['reason']})",
+                markup=False,
+            )

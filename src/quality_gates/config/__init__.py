@@ -1,0 +1,119 @@
+"""quality-gates.yaml: pydantic models, loading with file:line errors, and safe edits.
+
+Names are imported on first use (PEP 562) so that commands which never validate the file
+(`--help`, `status` on an unchanged config) do not pay pydantic's ~200 ms import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from quality_gates.config._locate import CONFIG_ENV, CONFIG_NAMES, find_config
+from quality_gates.config._secrets import looks_like_secret, resolve_env
+from quality_gates.config._snapshot import ConfigSnapshot
+
+if TYPE_CHECKING:
+    from quality_gates.config._alerts import (
+        METRICS,
+        AlertRule,
+        AlertSettings,
+        BurnWindow,
+        InhibitRule,
+        Slo,
+    )
+    from quality_gates.config._editing import flatten, get_value, set_value, write_atomically
+    from quality_gates.config._environments import (
+        ENVIRONMENT_NAMES,
+        STANDARD_ALIASES,
+        Environment,
+        FailoverChain,
+        Thresholds,
+        parse_traffic,
+    )
+    from quality_gates.config._incidents import (
+        SEVERITY_ORDER,
+        EscalationRule,
+        IncidentSettings,
+        SeverityLevel,
+    )
+    from quality_gates.config._loader import LoadedConfig, load_config, parse_config_text
+    from quality_gates.config._notifications import Channel, NotificationRoute, Notifications
+    from quality_gates.config._providers import Model, Price, Provider, Quotas
+    from quality_gates.config._root import QualityGatesConfig, StoreSettings
+    from quality_gates.config._starter import render_starter
+
+_LAZY = {
+    "_alerts": ("METRICS", "AlertRule", "AlertSettings", "BurnWindow", "InhibitRule", "Slo"),
+    "_editing": ("flatten", "get_value", "set_value", "write_atomically"),
+    "_environments": (
+        "ENVIRONMENT_NAMES",
+        "STANDARD_ALIASES",
+        "Environment",
+        "FailoverChain",
+        "Thresholds",
+        "parse_traffic",
+    ),
+    "_incidents": ("SEVERITY_ORDER", "EscalationRule", "IncidentSettings", "SeverityLevel"),
+    "_loader": ("LoadedConfig", "load_config", "parse_config_text"),
+    "_notifications": ("Channel", "NotificationRoute", "Notifications"),
+    "_providers": ("Model", "Price", "Provider", "Quotas"),
+    "_root": ("QualityGatesConfig", "StoreSettings"),
+    "_starter": ("render_starter",),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+__all__ = [
+    "CONFIG_ENV",
+    "CONFIG_NAMES",
+    "ENVIRONMENT_NAMES",
+    "METRICS",
+    "SEVERITY_ORDER",
+    "STANDARD_ALIASES",
+    "AlertRule",
+    "AlertSettings",
+    "BurnWindow",
+    "Channel",
+    "ConfigSnapshot",
+    "Environment",
+    "EscalationRule",
+    "FailoverChain",
+    "IncidentSettings",
+    "InhibitRule",
+    "LoadedConfig",
+    "Model",
+    "NotificationRoute",
+    "Notifications",
+    "Price",
+    "Provider",
+    "QualityGatesConfig",
+    "Quotas",
+    "SeverityLevel",
+    "Slo",
+    "StoreSettings",
+    "Thresholds",
+    "find_config",
+    "flatten",
+    "get_value",
+    "load_config",
+    "looks_like_secret",
+    "parse_config_text",
+    "parse_traffic",
+    "render_starter",
+    "resolve_env",
+    "set_value",
+    "write_atomically",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'quality_gates.config' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"quality_gates.config.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,186 @@
+"""The registry commands as a user types them: output, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import Workspace
+
+
+def test_status_shows_aliases_chains_and_thresholds(qg, sqlite_workspace: Workspace) -> None:
+    result = qg(*sqlite_workspace.cli_args(), "status", "-e", "production")
+    assert result.code == 0, result.err
+    assert "current           claude-3-5-haiku" in result.out
+    assert "failover: claude-3-5-haiku -> gemini-1-5-flash -> llama-3-1-70b" in result.out
+    assert "P95 < 1500 ms" in result.out
+    assert "errors < 2%" in result.out
+
+
+def test_status_json_is_machine_readable(qg, sqlite_workspace: Workspace) -> None:
+    result = qg(*sqlite_workspace.cli_args(), "--json", "status", "--model-id", "current-model")
+    assert result.code == 0
+    data = json.loads(result.out)
+    assert data["model_ref"] == {
+        "given": "current-model",
+        "alias": "current",
+        "model": "claude-3-5-haiku",
+    }
+    production = next(e for e in data["environments"] if e["name"] == "production")
+    assert {a["alias"] for a in production["aliases"]} == {"current"}
+    assert production["thresholds"]["p95_latency_ms"] == 1500.0
+
+
+def test_rollback_as_in_the_runbook(qg, sqlite_workspace: Workspace) -> None:
+    result = qg(
+        *sqlite_workspace.cli_args(),
+        "rollback",
+        "--model-id",
+        "current-model",
+        "--previous-model",
+        "previous-stable",
+        "--reason",
+        "Incident response rollback",
+    )
+    assert result.code == 0, result.err
+    assert "Rolled back production" in result.out
+    assert "current          claude-3-5-haiku -> claude-3-haiku" in result.out
+    assert "previous-stable  claude-3-haiku -> claude-3-5-haiku" in result.out
+    history = qg(*sqlite_workspace.cli_args(), "history", "--json", "-n", "2")
+    moves = json.loads(history.out)
+    assert {m["operation"] for m in moves} == {"rollback"}
+    assert moves[0]["reason"] == "Incident response rollback"
+
+
+def test_rollback_of_a_model_that_is_not_current_exits_1(qg, sqlite_workspace: Workspace) -> None:
+    result = qg(
+        *sqlite_workspace.cli_args(),
+        "rollback",
+        "--model-id",
+        "llama-3-1-70b",
+        "--previous-model",
+        "claude-3-haiku",
+        "--reason",
+        "x",
+    )
+    assert result.code == 1
+    assert "llama-3-1-70b is not current in production" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_rollback_to_an_unknown_model_exits_1_and_suggests(qg, sqlite_workspace: Workspace) -> None:
+    result = qg(
+        *sqlite_workspace.cli_args(),
+        "rollback",
+        "--model-id",
+        "current",
+        "--previous-model",
+        "claude-3-haiku-old",
+        "--reason",
+        "x",
+    )
+    assert result.code == 1
+    assert "did you mean 'claude-3-haiku'" in result.err
+
+
+def test_unknown_environment_is_a_usage_error(qg, sqlite_workspace: Workspace) -> None:
+    result = qg(
+        *sqlite_workspace.cli_args(),
+        "rollback",
+        "--model-id",
+        "current",
+        "--previous-model",
+        "backup",
+        "--reason",
+        "x",
+        "-e",
+        "prod",
+    )
+    assert result.code == 2
+    assert "unknown environment 'prod' (did you mean 'production'?)" in result.err
+
+
+def test_missing_required_option_is_exit_2(qg, sqlite_workspace: Workspace) -> None:
+    result = qg(*sqlite_workspace.cli_args(), "rollback", "--model-id", "current")
+    assert result.code == 2
+    assert "--previous-model" in result.err
+
+
+def test_audit_verify_and_list(qg, sqlite_workspace: Workspace) -> None:
+    qg(
+        *sqlite_workspace.cli_args(),
+        "rollback",
+        "--model-id",
+        "current",
+        "--previous-model",
+        "backup",
+        "--reason",
+        "drill",
+        "--actor",
+        "bob",
+    )
+    verify = qg(*sqlite_workspace.cli_args(), "audit", "verify")
+    assert verify.code == 0
+    assert verify.out.startswith("OK: 2 entries")
+    listing = json.loads(qg(*sqlite_workspace.cli_args(), "audit", "list", "--json").out)
+    assert listing[0]["action"] == "alias.rollback"
+    assert listing[0]["actor"] == "bob"
+    sqlite_workspace.conn.execute("UPDATE audit_log SET actor = 'eve' WHERE seq = 2")
+    tampered = qg(*sqlite_workspace.cli_args(), "audit", "verify")
+    assert tampered.code == 1
+    assert "entry 2 edited" in tampered.out
+
+
+def test_config_get_set_and_validate(qg, sqlite_workspace: Workspace) -> None:
+    args = sqlite_workspace.cli_args()
+    assert (
+        qg(*args, "config", "get", "environments.production.thresholds.p95_latency_ms").out.strip()
+        == "1500.0"
+    )
+    changed = qg(*args, "config", "set", "environments.production.routing", "priority")
+    assert changed.code == 0, changed.err
+    assert "'weighted' -> 'priority'" in changed.out
+    assert qg(*args, "config", "get", "environments.production.routing").out.strip() == "priority"
+    assert (
+        qg(*args, "audit", "list", "--action", "config.set", "--json").out.count("config.set") == 1
+    )
+    valid = qg(*args, "config", "validate")
+    assert valid.code == 0
+    assert valid.out.startswith("valid:")
+    listing = qg(*args, "config", "list", "providers")
+    assert "providers.bedrock.kind = 'simulator'" in listing.out
+
+
+def test_config_set_to_an_invalid_value_writes_nothing_and_exits_2(
+    qg, sqlite_workspace: Workspace
+) -> None:
+    before = sqlite_workspace.config_path.read_bytes()
+    result = qg(
+        *sqlite_workspace.cli_args(),
+        "config",
+        "set",
+        "environments.production.aliases.current",
+        "gpt-7",
+    )
+    assert result.code == 2
+    assert "unknown model 'gpt-7'" in result.err
+    assert sqlite_workspace.config_path.read_bytes() == before
+
+
+def test_init_writes_a_config_that_validates_and_refuses_to_overwrite(qg, tmp_path: Path) -> None:
+    result = qg("init", "--dir", str(tmp_path / "new"))
+    assert result.code == 0, result.err
+    assert (tmp_path / "new" / "quality-gates.yaml").is_file()
+    assert (tmp_path / "new" / ".quality-gates" / "state.db").is_file()
+    again = qg("init", "--dir", str(tmp_path / "new"))
+    assert again.code == 2
+    assert "--force" in again.err
+    status = qg("status", cwd=tmp_path / "new" / ".quality-gates")  # found in a parent folder
+    assert status.code == 0
+    assert "claude-3-5-haiku" in status.out
+
+
+def test_no_config_anywhere_says_how_to_make_one(qg, tmp_path: Path) -> None:
+    result = qg("status", cwd=tmp_path)
+    assert result.code == 2
+    assert "quality-gates init" in result.err
