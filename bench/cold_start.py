@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _record import record  # noqa: E402
+from _record import record
 
 TARGET_MS = 400.0
 
@@ -44,23 +44,32 @@ def main() -> None:
         subprocess.run([qg, "init"], cwd=workspace, capture_output=True, check=True)
         cases = {
             "python -c pass (interpreter alone)": [sys.executable, "-c", "pass"],
-            "python -c 'import click' (CLI framework alone)": [sys.executable, "-c",
-                                                               "import click"],
+            "python -c 'import click' (CLI framework alone)": [
+                sys.executable,
+                "-c",
+                "import click",
+            ],
             "quality-gates --help": [qg, "--help"],
             "quality-gates status": [qg, "status"],
         }
         results = {name: timed(argv, workspace, args.runs) for name, argv in cases.items()}
-    lines = [f"| command | median ms | min ms | max ms | vs interpreter |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| command | median ms | min ms | max ms | vs interpreter |",
+        "|---|---:|---:|---:|---:|",
+    ]
     base = statistics.median(results["python -c pass (interpreter alone)"])
     verdicts = []
     for name, samples in results.items():
         median = statistics.median(samples)
-        lines.append(f"| `{name}` | {median:.0f} | {min(samples):.0f} | {max(samples):.0f} | "
-                     f"{median / base:.1f}x |")
+        lines.append(
+            f"| `{name}` | {median:.0f} | {min(samples):.0f} | {max(samples):.0f} | "
+            f"{median / base:.1f}x |"
+        )
         if name.startswith("quality-gates"):
-            verdicts.append(f"{name}: {median:.0f} ms median, target < {TARGET_MS:.0f} ms: "
-                            f"{'met' if median < TARGET_MS else 'MISSED'}")
+            verdicts.append(
+                f"{name}: {median:.0f} ms median, target < {TARGET_MS:.0f} ms: "
+                f"{'met' if median < TARGET_MS else 'MISSED'}"
+            )
     body = "\n".join(lines) + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
     command = f"python bench/cold_start.py --runs {args.runs}"
     print(f"$ {command}\n\n{body}")
