@@ -161,3 +161,118 @@ leases = Table(
     Column("holder", String(200), nullable=False),
     Column("expires_at", Float, nullable=False),
 )
+
+# --- telemetry (written by the gateway off the request path, read by watch and reports) ---
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("ts", Float, nullable=False),
+    Column("environment", String(100), nullable=False),
+    Column("alias", String(200), nullable=False),
+    Column("model_id", String(200)),
+    Column("provider", String(100)),
+    Column("deployment", String(300)),
+    Column("key_name", String(100)),
+    Column("status", String(20), nullable=False),
+    Column("http_status", Integer, nullable=False),
+    Column("error_class", String(40)),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("cache", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("hops", Integer, nullable=False),
+    Column("stream", Integer, nullable=False),
+    Column("canary", Integer, nullable=False),
+    Column("finish_reason", String(20)),
+    Column("prompt", Text),
+    Column("answer", Text),
+    Index("ix_requests_ts", "ts"),
+    Index("ix_requests_env_ts", "environment", "ts"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("environment", String(100), nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("model_id", String(200), nullable=False),
+    Column("deployment", String(300), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("error_class", String(40)),
+    Column("http_status", Integer),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float),
+    Index("ix_attempts_ts", "ts"),
+    Index("ix_attempts_provider_ts", "provider", "ts"),
+    Index("ix_attempts_request", "request_id"),
+)
+
+# One row per minute, series and writer process; readers sum over writers. `kind` is
+# `request` (what clients saw, by alias/model/provider that answered) or `attempt` (each
+# upstream call, by provider/model). Histograms: quality_gates.telemetry.LatencyHistogram.
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("minute", Integer, nullable=False),
+    Column("environment", String(100), nullable=False),
+    Column("alias", String(200), nullable=False),
+    Column("model_id", String(200), nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("writer", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("errors_by_class", Text, nullable=False),
+    Column("latency_hist", Text, nullable=False),
+    Column("ttft_hist", Text, nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("cache_hits", Integer, nullable=False),
+    Column("cache_stale", Integer, nullable=False),
+    Column("cache_misses", Integer, nullable=False),
+    Column("failovers", Integer, nullable=False),
+    Column("canary", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint(
+        "minute", "environment", "alias", "model_id", "provider", "kind", "writer"
+    ),
+    Index("ix_rollups_env_minute", "environment", "minute"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("comment", Text),
+    Column("key_name", String(100)),
+    Index("ix_feedback_ts", "ts"),
+    Index("ix_feedback_request", "request_id"),
+)
+
+quality_samples = Table(
+    "quality_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("environment", String(100), nullable=False),
+    Column("model_id", String(200), nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("scorer", String(50), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("passed", Integer, nullable=False),
+    Index("ix_quality_samples_ts", "ts"),
+)
