@@ -86,6 +86,16 @@ class KeyedProvider(ChatProvider):
         return None
 
 
+def with_gates(config_text: str, gates_yaml: str) -> str:
+    """The config with its `gates:` section replaced by `gates_yaml` (which starts with it)."""
+    import re
+
+    head = re.split(r"^gates:\n", config_text, flags=re.M)[0]
+    tail = re.split(r"^gates:\n(?:[ #].*\n|\n)*", config_text, flags=re.M)
+    rest = tail[1] if len(tail) > 1 else ""
+    return head.rstrip("\n") + "\n" + gates_yaml.lstrip("\n") + rest
+
+
 def write_dataset(path: Path, n: int) -> dict[str, str]:
     """n JSONL items `question i` -> `answer-i`; returns the key."""
     key = {}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import Workspace
-from tests.gates_fakes import KeyedProvider, write_dataset
+from tests.gates_fakes import KeyedProvider, with_gates, write_dataset
 
 from quality_gates.config import load_config
 from quality_gates.errors import UsageError
@@ -26,8 +26,7 @@ QUIET_GATES = "\ngates:\n  moderation: none\n  pii: false\n  bootstrap_resamples
 
 
 def _config(ws: Workspace, extra: str = QUIET_GATES) -> Any:
-    text = ws.config_path.read_text() + extra
-    ws.config_path.write_text(text)
+    ws.config_path.write_text(with_gates(ws.config_path.read_text(), extra))
     return load_config(ws.config_path).config
 
 

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "registry_cmd",
     "config_cmd",
     "audit_cmd",
+    "gates_cmd",
 )
 
 

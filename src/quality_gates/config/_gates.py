@@ -23,7 +23,7 @@ MetricName = Literal[
 class MetricPolicy(StrictModel):
     """How a candidate may differ from its baseline on one metric before the gate objects."""
 
-    margin: float = Field(ge=0, description="non-inferiority margin (a ratio, or relative)")
+    margin: Ratio = Field(description="non-inferiority margin: 2% (absolute, or of the baseline)")
     relative: bool = Field(False, description="margin is a fraction of the baseline's value")
     critical: bool = Field(True, description="an inferior result REJECTs (else CONDITIONAL)")
     decides: bool = Field(True, description="false: compared and reported, not in the verdict")

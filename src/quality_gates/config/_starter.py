@@ -176,6 +176,16 @@ incidents:
        secondary: On-Call Engineer, escalation_time: immediate}}
     - {{issue_type: quality, label: Quality Issues, primary: AI Team Lead,
        secondary: Product Team, escalation_time: 2h}}
+
+# Quality gates: `offline`, `performance`, `canary`, `pipeline`. A candidate is compared with
+# its baseline item by item; a metric may fall behind by at most its margin.
+gates:
+  dataset: datasets/eval.jsonl   # written by `init`; JSONL, JSON, CSV or YAML
+  alpha: 5%
+  moderation: profanity          # what measures toxicity: profanity | judge | none
+  margins:
+    accuracy: {{margin: 2%}}
+    toxicity_rate: {{margin: 0.5%}}
 """
 
 DEFAULT_SIMULATOR_PORTS = {"port_bedrock": 9101, "port_google": 9102, "port_meta": 9103}

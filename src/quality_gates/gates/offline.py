@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.errors import GateError, UsageError
-from quality_gates.gates import analysis, runs
+from quality_gates.gates import analysis, outputs, runs
 from quality_gates.gates.cache import ResponseCache, request_key
 from quality_gates.gates.datasets import DatasetItem, DatasetSource, locate, read_items
 from quality_gates.gates.engine import Caller, ModelTarget, Unit, run_units
@@ -474,6 +474,7 @@ def _summarize(
         "notes": [*notes, f"toxicity is measured by {measured_by}"],
         "alpha": settings.alpha,
     }
+    summary["checks"] = outputs.checks_of(summary)
     return summary, decision
 
 
