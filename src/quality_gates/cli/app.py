@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "config_cmd",
     "audit_cmd",
     "gates_cmd",
+    "canary_cmd",
 )
 
 

@@ -184,3 +184,30 @@ def items(conn: Connection, run_id: str, role: str | None = None) -> list[dict[s
         record["flags"] = json.loads(record["flags"])
         out.append(record)
     return out
+
+
+def request_rows(
+    conn: Connection, environment: str, start: float, end: float, models: list[str]
+) -> list[dict[str, Any]]:
+    """Telemetry rows of `models` in [start, end): what the canary analysis compares."""
+    from quality_gates.store.db import in_clause
+
+    clause, params = in_clause("m", models)
+    return conn.execute(
+        "SELECT canary, model_id, status, error_class, latency_ms, ttft_ms, input_tokens, "
+        "output_tokens, cost, answer FROM requests WHERE environment = :env AND ts >= :start "
+        f"AND ts < :end AND model_id IN {clause}",
+        {"env": environment, "start": start, "end": end, **params},
+    )
+
+
+def rollup_rows(
+    conn: Connection, environment: str, start_minute: int, end_minute: int, model_id: str
+) -> list[dict[str, Any]]:
+    """Request roll-ups of one model over whole minutes [start, end)."""
+    return conn.execute(
+        "SELECT minute, count, errors, errors_by_class, latency_hist, ttft_hist, cost, "
+        "input_tokens, output_tokens FROM rollups WHERE environment = :env AND kind = 'request' "
+        "AND model_id = :model AND minute >= :start AND minute < :end",
+        {"env": environment, "model": model_id, "start": start_minute, "end": end_minute},
+    )
