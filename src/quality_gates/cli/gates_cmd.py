@@ -15,8 +15,9 @@ SMALL_DATASET_BYTES = 20 * 2**20  # counted up front for the progress bar; large
 
 
 def register(group: click.Group) -> None:
-    """Add `offline`."""
+    """Add `offline` and `performance`."""
     group.add_command(offline)
+    group.add_command(performance)
 
 
 @click.command()
@@ -138,3 +139,76 @@ def _render_estimate(plan: dict[str, Any]) -> None:
         f"Estimated ${plan['estimated_cost_usd']:.4f} (at most ${plan['max_cost_usd']:.4f} if "
         f"every answer used max_tokens). {plan['note']}."
     )
+
+
+@click.command()
+@click.option("--model-id", required=True, metavar="MODEL", help="Model (id or alias).")
+@click.option(
+    "--duration",
+    default="5",
+    show_default=True,
+    metavar="DURATION",
+    help="Load length, or the telemetry window in production (bare number: minutes).",
+)
+@click.option("--rps", type=click.FloatRange(0, min_open=True), help="Open loop: requests/s.")
+@click.option("--concurrency", type=click.IntRange(1, 100000), help="Closed loop: workers.")
+@click.option(
+    "--target",
+    type=click.Choice(["gateway", "provider"]),
+    help="Where load goes (default: gates.performance.target).",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["telemetry", "load"]),
+    help="Default: telemetry in production, load elsewhere.",
+)
+@environment_option("production")
+@output_option
+@actor_option
+@json_option
+@click.pass_context
+def performance(
+    ctx: click.Context,
+    model_id: str,
+    duration: str,
+    rps: float | None,
+    concurrency: int | None,
+    target: str | None,
+    source: str | None,
+    environment: str,
+    outputs: tuple[Path, ...],
+    actor_name: str | None,
+    json_output: bool,
+) -> None:
+    """Performance gate: P50/P95/P99, throughput, errors by class, TTFT vs the thresholds."""
+    import asyncio
+
+    from quality_gates.cli._gates import finish
+    from quality_gates.errors import UsageError
+    from quality_gates.gates.outputs import check_paths
+    from quality_gates.gates.performance import PerformanceOptions, run_performance
+    from quality_gates.registry import check_environment
+    from quality_gates.units import parse_duration
+
+    check_paths(list(outputs))
+    if rps and concurrency:
+        raise UsageError("--rps (open loop) and --concurrency (closed loop) exclude each other")
+    try:
+        seconds = parse_duration(duration, bare_unit="m")
+    except ValueError as exc:
+        raise UsageError(f"--duration: {exc}") from None
+    state = _context.state(ctx)
+    conn = state.conn()
+    check_environment(conn, environment, state.snapshot())
+    options = PerformanceOptions(
+        model_ref=model_id,
+        environment=environment,
+        duration_s=seconds,
+        rps=rps,
+        concurrency=concurrency,
+        target=target,
+        source=source,
+        actor=_context.actor(actor_name).name,
+    )
+    _verdict, summary = asyncio.run(run_performance(conn, state.loaded().config, options))
+    finish(ctx, summary, outputs, json_output=json_output)
