@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "audit_cmd",
     "gates_cmd",
     "canary_cmd",
+    "pipeline_cmd",
 )
 
 
