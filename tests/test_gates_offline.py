@@ -219,3 +219,18 @@ def test_safety_scorers_flag_profanity_and_pii(sqlite_workspace: Workspace) -> N
     assert any("profanity" in note for note in result.summary["notes"])
     assert result.verdict is not GateVerdict.APPROVE
     assert Path(result.records_path).exists()
+
+
+def test_gate_status_shows_the_latest_verdict_per_kind(sqlite_workspace: Workspace) -> None:
+    from quality_gates.gates.runs import gate_status
+
+    ws = sqlite_workspace
+    config = _config(ws)
+    dataset = ws.root / "data.jsonl"
+    key = write_dataset(dataset, 10)
+    result = _run(ws, config, _provider(key, 1.0, 1.0), dataset=str(dataset))
+    status = gate_status(ws.conn, environment="production")
+    assert status["latest"]["offline"]["id"] == result.run_id
+    assert status["latest"]["offline"]["verdict"] == result.verdict.value
+    assert status["recent"][0]["headline"].startswith(result.verdict.value)
+    assert status["running"] == []
