@@ -106,3 +106,40 @@ def test_bad_dataset_and_bad_output_are_one_line_errors(gated: Workspace, qg: An
     result = qg(*ws.cli_args(), "offline", "--model-id", "current", "-o", "report.pdf")
     assert result.code == 2
     assert "unknown output format" in result.err
+
+
+def test_runbook_pipeline_line_resolves_production_model(gated: Workspace, qg: Any) -> None:
+    ws = gated
+    result = qg(*ws.cli_args(), "--json", "pipeline", "staging", "--model-id",
+                "production-model", "--skip-performance", "--dataset",
+                str(ws.root / "data.jsonl"))  # fmt: skip
+    summary = json.loads(result.out)
+    assert summary["model"] == "claude-3-5-haiku"
+    assert summary["environment"] == "staging"
+    assert [s["stage"] for s in summary["stages"]] == ["offline"]
+    assert result.code == {"APPROVE": 0, "REJECT": 1, "CONDITIONAL": 3}[summary["verdict"]]
+
+
+def test_canary_manual_steps_from_the_cli(gated: Workspace, qg: Any) -> None:
+    ws = gated
+    result = qg(*ws.cli_args(), "canary", "--rollback")
+    assert result.code == 1
+    assert "no canary is active in production" in result.err
+    from quality_gates.gates import canary
+
+    canary.set_share(ws.conn, "production", model="gemini-1-5-flash", percent=5,
+                     baseline="claude-3-5-haiku", run_id=None, actor="t", reason="t",
+                     action="start")  # fmt: skip
+    result = qg(*ws.cli_args(), "canary", "--update-traffic", "25")
+    assert result.code == 0, result.err
+    assert "gemini-1-5-flash at 25%" in result.out
+    result = qg(*ws.cli_args(), "--json", "canary", "--rollback")
+    assert json.loads(result.out)["canary"]["percent"] == 0.0
+
+
+def test_performance_with_no_telemetry_exits_4(gated: Workspace, qg: Any) -> None:
+    ws = gated
+    result = qg(*ws.cli_args(), "performance", "--model-id", "current-model",
+                "--environment", "production", "--duration", "5")  # fmt: skip
+    assert result.code == 4
+    assert "no requests" in result.out
