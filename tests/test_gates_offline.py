@@ -139,7 +139,9 @@ def test_resume_answers_only_what_is_missing(sqlite_workspace: Workspace) -> Non
     dataset = ws.root / "data.jsonl"
     key = write_dataset(dataset, 50)
     provider = _provider(key, 1.0, 1.0)
-    first = _run(ws, config, provider, dataset=str(dataset), use_cache=False)
+    first = _run(
+        ws, config, provider, model_ref="current-model", dataset=str(dataset), use_cache=False
+    )
     run = gate_runs.get_run(ws.conn, first.run_id)
     assert run is not None
     # Simulate an interruption after 20 answers (the last line torn mid-write).

@@ -232,7 +232,7 @@ async def run_offline(
             raise UsageError(f"run {previous.id} already completed; nothing to resume")
         stored = previous.inputs
         options = OfflineOptions(
-            model_ref=stored["model"],
+            model_ref=stored.get("model_ref", stored["model"]),
             environment=previous.environment,
             dataset=stored.get("dataset_path"),
             baseline=stored.get("baseline_run") or stored.get("baseline_model"),
