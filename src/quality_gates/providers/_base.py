@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 
-from quality_gates.errors import ProviderError, ServerError, StreamInterrupted
+from quality_gates.errors import ContentFiltered, ProviderError, ServerError, StreamInterrupted
 from quality_gates.providers._http import (
     MAX_BODY_BYTES,
     TRANSPORT_ERRORS,
@@ -270,6 +270,8 @@ class HttpChatProvider(ChatProvider):
         if end is None:
             cls = StreamInterrupted if ttft is not None else ServerError
             raise cls(f"{self.name}: stream ended before its final event", provider=self.name)
+        if end.finish_reason == "content_filter" and ttft is None:
+            raise ContentFiltered(f"{self.name}: the answer was filtered", provider=self.name)
         latency_ms = (time.perf_counter() - started) * 1000.0
         text = "".join(parts)
         usage = end.usage or estimated_usage(request.messages, text)

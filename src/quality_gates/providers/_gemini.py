@@ -43,6 +43,8 @@ STATUSES = {
     "DEADLINE_EXCEEDED": "timeout",
 }
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+KEY_REASONS = ("API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED")
 
 
 def _retry_delay(error: dict[str, Any]) -> float | None:
@@ -53,6 +55,13 @@ def _retry_delay(error: dict[str, Any]) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def _reason(error: dict[str, Any]) -> str:
+    for detail in error.get("details") or ():
+        if isinstance(detail, dict) and detail.get("@type") == ERROR_INFO:
+            return str(detail.get("reason") or "")
+    return ""
 
 
 def _usage(data: Any) -> Usage | None:
@@ -136,6 +145,8 @@ class GeminiProvider(HttpChatProvider):
             cls = class_for_status(status)
             return make_error(cls, self.name, status, text, retry_after_seconds(headers))
         named = STATUSES.get(str(error.get("status")))
+        if _reason(error) in KEY_REASONS:
+            named = "auth"  # Google answers a bad key with 400 INVALID_ARGUMENT
         cls = ERROR_CLASSES[named] if named else class_for_status(status)
         wait = _retry_delay(error)
         if wait is None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from quality_gates.errors import ContentFiltered, ProviderError
+from quality_gates.errors import ContentFiltered, Overloaded, ProviderError
 from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
 from quality_gates.providers._http import loads_or_none, retry_after_seconds
 from quality_gates.providers._status import ERROR_CLASSES, class_for_status, make_error
@@ -102,14 +102,13 @@ class OpenAIProvider(HttpChatProvider):
         return Answer(text, finish, _usage(data.get("usage")), data.get("id"))
 
     def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        """Status first, refined by `error.code` / `error.type`."""
+        """The status decides, except a content-filter code or an explicit overload."""
         message, kind, code = _error_fields(loads_or_none(body))
         cls = class_for_status(status)
         if code in CONTENT_FILTER_CODES or kind in CONTENT_FILTER_CODES:
             cls = ContentFiltered
-        elif status >= 500 or status == 429:
-            named = ERROR_TYPES.get(code) or ERROR_TYPES.get(kind)
-            cls = ERROR_CLASSES[named] if named else cls
+        elif status >= 500 and "overloaded" in (ERROR_TYPES.get(code), ERROR_TYPES.get(kind)):
+            cls = Overloaded
         text = message or body[:200].decode("utf-8", "replace")
         return make_error(cls, self.name, status, text, retry_after_seconds(headers))
 
