@@ -241,3 +241,18 @@ async def test_unknown_paths_and_missing_keys_get_the_protocols_own_errors(proto
                 assert isinstance(await response.json(), dict)
             async with http.post(base + path, data=b"{}") as response:
                 assert response.status in (401, 403)
+
+
+def test_the_configured_answer_key_file_loads_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "golden.jsonl").write_text('{"input": "2+2?", "expected": "4"}\n')
+    sim = Behaviour(
+        profile=None,
+        faults=instant(answer_key="golden.jsonl", accuracy=1.0),
+        seed=1,
+        base_dir=tmp_path,
+    )
+    assert sim.plan(ask("2+2?")).text == "4"
+    with pytest.raises(ValueError, match="answer key"):
+        Behaviour(
+            profile=None, faults=instant(answer_key="missing.jsonl"), seed=1, base_dir=tmp_path
+        )

@@ -67,10 +67,26 @@ def simulate(
     specs = _specs(ctx, providers, protocol, name, host, port, profile, seed)
     latency = _latency_changes(latency_p50, latency_p95)
     if latency:
+        from pydantic import ValidationError
+
+        from quality_gates.errors import UsageError
+
         for spec in specs:
-            spec.faults = spec.faults.updated(latency)
+            try:
+                spec.faults = spec.faults.updated(latency)
+            except ValidationError as exc:
+                raise UsageError(f"--latency-p50/--latency-p95: {exc.errors()[0]['msg']}") from None
     as_json = _context.wants_json(ctx, json_output)
-    serve_forever(specs, lambda running: _announce(running, as_json))
+    try:
+        serve_forever(specs, lambda running: _announce(running, as_json))
+    except ValueError as exc:  # an unreadable answer key, a bad protocol
+        from quality_gates.errors import ConfigError
+
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:  # the port is taken
+        from quality_gates.errors import UsageError
+
+        raise UsageError(f"cannot listen: {exc}") from None
 
 
 def _specs(
@@ -351,9 +367,8 @@ def _render_faults(result: dict[str, Any], *, changed: set[str], model: str | No
         "pii_rate",
     )
     line = "  ".join(
-        f"{'*' if k in changed and not model else ''}{k}={faults[k]:g}"
-        if isinstance(faults[k], float)
-        else f"{k}={faults[k]}"
+        f"{'*' if k in changed and not model else ''}{k}="
+        + (f"{faults[k]:g}" if isinstance(faults[k], float) else str(faults[k]))
         for k in keys
     )
     out.print(f"  {line}", markup=False)

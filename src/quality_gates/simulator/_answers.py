@@ -140,11 +140,17 @@ def read_records(path: Path) -> list[Any]:
     if suffix == ".jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     if suffix == ".csv":
-        return list(csv.DictReader(io.StringIO(text)))
+        try:
+            return list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise ValueError(str(exc)) from None
     if suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(str(exc).splitlines()[0]) from None
     else:
         data = json.loads(text)
     if isinstance(data, dict):
@@ -173,8 +179,14 @@ class AnswerKey:
         return count
 
     def load(self, path: Path) -> int:
-        """Add the items of a dataset file."""
-        added = self.add(parse_items(read_records(path)))
+        """Add the items of a dataset file; ValueError names the file when it is unreadable."""
+        try:
+            records = read_records(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"answer key {path}: cannot read it ({exc})") from None
+        except ValueError as exc:  # JSON and YAML errors
+            raise ValueError(f"answer key {path}: not a dataset ({exc})") from None
+        added = self.add(parse_items(records))
         self.sources.append(str(path))
         return added
 
@@ -243,5 +255,6 @@ def generic_answer(model: str, prompt: str, p50: int, p95: int) -> list[str]:
 
 
 def message_tokens(messages: Iterable[tuple[str, str]]) -> int:
-    """Prompt tokens as chat models count them: content plus a few per message."""
-    return 3 + sum(count_tokens(text) + 4 for _role, text in messages)
+    """Prompt tokens as chat models count them: about four characters per token of content,
+    plus a few per message for the chat template."""
+    return 3 + sum((len(text) + 3) // 4 + 4 for _role, text in messages)
