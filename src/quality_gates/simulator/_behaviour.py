@@ -54,6 +54,7 @@ _OUTCOMES: dict[str, Outcome] = {
     "content_filter_rate": "content_filtered",
 }
 _ids = itertools.count(1)
+_Thresholds = tuple[tuple[float, Outcome], ...]  # (cumulative rate, outcome) per error class
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Behaviour:
         self.profile: str | None = None
         self.seed = 0
         self.faults = faults
-        self._per_model: dict[str, SimulatorFaults] = {}
+        self._per_model: dict[str, tuple[SimulatorFaults, _Thresholds]] = {}
         self.rng = random.Random(0)
         self.reset()
 
@@ -168,14 +169,24 @@ class Behaviour:
 
     def faults_for(self, model: str) -> SimulatorFaults:
         """The behaviour for one model (cached until the next change)."""
-        faults = self._per_model.get(model)
-        if faults is None:
-            faults = self._per_model[model] = self.faults.for_model(model)
-        return faults
+        return self._model(model)[0]
+
+    def _model(self, model: str) -> tuple[SimulatorFaults, _Thresholds]:
+        cached = self._per_model.get(model)
+        if cached is None:
+            faults = self.faults.for_model(model)
+            cumulative, total = [], 0.0
+            for name in ERROR_RATE_FIELDS:
+                rate = getattr(faults, name)
+                if rate:
+                    total += rate
+                    cumulative.append((total, _OUTCOMES[name]))
+            cached = self._per_model[model] = (faults, tuple(cumulative))
+        return cached
 
     def plan(self, prompt: Prompt) -> Plan:
         """Decide one request's fate."""
-        faults = self.faults_for(prompt.model)
+        faults, thresholds = self._model(prompt.model)
         draw = self.rng.random
         u_error, u_latency, u_toxic, u_pii, u_cut, u_where = (
             draw(),
@@ -191,7 +202,14 @@ class Behaviour:
         else:
             delay = lognormal_quantile(faults.latency_p50_ms, faults.latency_p95_ms, u_latency)
         delay /= 1000.0
-        outcome: Outcome = "outage" if faults.outage else self._draw_error(faults, u_error)
+        outcome: Outcome = "answer"
+        if faults.outage:
+            outcome = "outage"
+        else:
+            for threshold, error in thresholds:
+                if u_error < threshold:
+                    outcome = error
+                    break
         if outcome != "answer":
             self.stats[outcome] += 1
             if outcome != "hang":
@@ -227,15 +245,6 @@ class Behaviour:
             self.stats["stream_cut"] += 1
         self.stats["answer"] += 1
         return plan
-
-    @staticmethod
-    def _draw_error(faults: SimulatorFaults, u: float) -> Outcome:
-        threshold = 0.0
-        for name in ERROR_RATE_FIELDS:
-            threshold += getattr(faults, name)
-            if u < threshold:
-                return _OUTCOMES[name]
-        return "answer"
 
     def _answer(self, prompt: Prompt, faults: SimulatorFaults) -> tuple[list[str], bool | None]:
         question = normalise(prompt.last_user())

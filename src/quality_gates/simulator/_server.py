@@ -28,6 +28,9 @@ log = logging.getLogger("quality_gates.simulator")
 Handler = Callable[["Request", "Responder"], Awaitable[None] | None]
 MAX_QUEUED = 64  # pipelined requests held before reading pauses
 _REASONS = {s.value: s.phrase for s in HTTPStatus} | {529: "Overloaded"}
+_STATUS_LINES = {
+    code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()
+}
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
@@ -70,13 +73,12 @@ class Responder:
         """The client went away (or the connection was broken)."""
         return self._conn.closed
 
-    def _head(self, status: int, content_type: str, headers: Iterable[tuple[str, str]]) -> str:
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"]
-        lines.append(f"content-type: {content_type}\r\n")
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+    def _head(self, status: int, content_type: str, headers: Iterable[tuple[str, str]]) -> bytes:
+        line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
         if not self._keep_alive:
-            lines.append("connection: close\r\n")
-        return "".join(lines)
+            extra += "connection: close\r\n"
+        return b"%bcontent-type: %b\r\n%b" % (line, content_type.encode(), extra.encode("latin-1"))
 
     def send(
         self,
@@ -90,7 +92,7 @@ class Responder:
             raise RuntimeError("response already started")
         self.started = self.finished = True
         head = self._head(status, content_type, headers)
-        self._conn.write(f"{head}content-length: {len(body)}\r\n\r\n".encode("latin-1") + body)
+        self._conn.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
 
     def start(
         self, status: int, content_type: str, headers: Iterable[tuple[str, str]] = ()
@@ -100,7 +102,7 @@ class Responder:
             raise RuntimeError("response already started")
         self.started = self.chunked = True
         head = self._head(status, content_type, headers)
-        self._conn.write(f"{head}transfer-encoding: chunked\r\n\r\n".encode("latin-1"))
+        self._conn.write(head + b"transfer-encoding: chunked\r\n\r\n")
 
     async def write(self, data: bytes) -> None:
         """One chunk; waits while the client is not reading."""
