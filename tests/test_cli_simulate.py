@@ -239,3 +239,18 @@ def test_simulate_runs_until_sigterm_and_reports_the_bound_port(tmp_path: Path) 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_simulator_status_shows_running_simulators_and_a_drill(sim_workspace) -> None:  # type: ignore[no-untyped-def]
+    from quality_gates.simulator.control import simulator_status
+
+    config, sims = sim_workspace
+    providers = load_config(config).config.providers
+    sims["bedrock"].app.behaviour.update({"outage": True})
+    rows = {row["provider"]: row for row in simulator_status(providers)}
+    assert rows["bedrock"]["running"]
+    assert rows["bedrock"]["outage"] is True
+    assert rows["meta"]["outage"] is False
+    assert rows["meta"]["error_rate"] == 0
+    stopped = [p.model_copy(update={"port": free_ports(1)[0]}) for p in providers[:1]]
+    assert simulator_status(stopped)[0]["running"] is False

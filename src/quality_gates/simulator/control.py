@@ -1,14 +1,19 @@
 """Talking to a running simulator's `/_sim/` endpoints from synchronous code (the CLI,
-scripts, tests). Standard library only, so the CLI stays quick to start."""
+status, scripts, tests), over urllib: no event loop needed."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
+from quality_gates.config._simulator import ERROR_RATE_FIELDS
 from quality_gates.errors import ConnectionFailed, UsageError
+
+if TYPE_CHECKING:
+    from quality_gates.config import Provider
 
 TIMEOUT = 5.0
 
@@ -55,3 +60,37 @@ def put_answers(
 ) -> dict[str, Any]:
     """PUT /_sim/answers: register answer-key items (`input`, `expected`)."""
     return _call(base_url, "/_sim/answers", "PUT", {"items": items, "replace": replace}, provider)
+
+
+def simulator_status(providers: Iterable[Provider], timeout: float = 1.0) -> list[dict[str, Any]]:
+    """Each `kind: simulator` provider: running or not, and its live profile, outage and
+    error rates (for `status` and the dashboard: a drill in progress shows here)."""
+    rows = []
+    for provider in providers:
+        if provider.kind != "simulator":
+            continue
+        row: dict[str, Any] = {
+            "provider": provider.name,
+            "protocol": provider.wire_protocol,
+            "base_url": provider.base_url,
+            "running": False,
+        }
+        try:
+            request = urllib.request.Request(provider.base_url + "/_sim/faults")
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                live = json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            row["detail"] = str(getattr(exc, "reason", exc))
+        else:
+            faults = live.get("faults", {})
+            row.update(
+                running=True,
+                profile=live.get("profile"),
+                seed=live.get("seed"),
+                outage=faults.get("outage"),
+                error_rate=sum(float(faults.get(k) or 0) for k in ERROR_RATE_FIELDS),
+                latency_p95_ms=faults.get("latency_p95_ms"),
+                model_overrides=sorted(faults.get("models") or {}),
+            )
+        rows.append(row)
+    return rows
