@@ -254,3 +254,13 @@ def test_simulator_status_shows_running_simulators_and_a_drill(sim_workspace) ->
     assert rows["meta"]["error_rate"] == 0
     stopped = [p.model_copy(update={"port": free_ports(1)[0]}) for p in providers[:1]]
     assert simulator_status(stopped)[0]["running"] is False
+
+
+def test_the_cli_offers_exactly_the_configs_protocols_and_profiles() -> None:
+    from typing import get_args
+
+    from quality_gates.cli import simulate_cmd
+    from quality_gates.config._providers import SIMULATOR_PROFILES, Protocol
+
+    assert set(simulate_cmd.PROTOCOLS) == set(get_args(Protocol))
+    assert simulate_cmd.PROFILES == SIMULATOR_PROFILES

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from quality_gates.config import Provider
     from quality_gates.simulator import RunningSimulator, SimulatorSpec
 
+# Spelled out rather than imported: a command module imports only click at module level
+# (tests/test_cli_simulate.py checks they match the config's lists).
 PROTOCOLS = ("openai", "anthropic", "gemini", "bedrock")
 PROFILES = ("healthy", "degraded", "outage", "throttled", "flaky-stream")
 
