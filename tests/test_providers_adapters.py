@@ -141,11 +141,13 @@ async def test_a_hung_provider_raises_timeout_within_the_deadline(protocol: str)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("mode", ["drop", "error"])
 async def test_a_stream_cut_after_the_first_token_raises_stream_interrupted(
-    protocol: str,
+    protocol: str, mode: str
 ) -> None:
+    faults = instant(stream_cut_rate=1.0, stream_cut_mode=mode)
     async with (
-        run_simulators([spec(protocol, faults=instant(stream_cut_rate=1.0))]) as sims,
+        run_simulators([spec(protocol, faults=faults)]) as sims,
         adapter(protocol, sims[protocol].base_url) as provider,
     ):
         received: list[StreamChunk] = []
@@ -154,10 +156,12 @@ async def test_a_stream_cut_after_the_first_token_raises_stream_interrupted(
             async for chunk in provider.stream(QUESTION):
                 received.append(chunk)
 
-        with pytest.raises(StreamInterrupted):
+        with pytest.raises(StreamInterrupted) as caught:
             await consume()
     assert received
     assert not any(c.is_final for c in received)
+    if mode == "error":
+        assert "after the stream started" in str(caught.value)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -20,6 +20,8 @@ def sims() -> Iterator[SimulatorThread]:
     specs += [
         spec(p, name=f"{p}-throttled", faults=instant(rate_limit_rate=1.0)) for p in PROTOCOLS
     ]
+    broken = instant(stream_cut_rate=1.0, stream_cut_mode="error")
+    specs += [spec(p, name=f"{p}-broken", faults=broken) for p in PROTOCOLS]
     with SimulatorThread(specs) as running:
         yield running
 
@@ -183,3 +185,34 @@ def test_boto3_sees_a_validation_exception_for_a_malformed_request(sims: Simulat
     client = _bedrock(sims)
     with pytest.raises(client.exceptions.ValidationException):
         client.converse(modelId=BEDROCK_MODEL, messages=[{"role": "assistant", "content": []}])
+
+
+def test_sdks_raise_on_an_in_stream_error_event(sims: SimulatorThread) -> None:
+    import anthropic
+    import openai
+    from botocore.exceptions import EventStreamError
+
+    chat = openai.OpenAI(
+        base_url=sims.base_url("openai-broken") + "/v1", api_key="k", max_retries=0
+    )
+    with pytest.raises(openai.APIError, match="mid-stream"):
+        list(
+            chat.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "Hi"}], stream=True
+            )
+        )
+    claude = anthropic.Anthropic(
+        base_url=sims.base_url("anthropic-broken"), api_key="k", max_retries=0
+    )
+    messages = [{"role": "user", "content": "Hi"}]
+    with (
+        pytest.raises(anthropic.APIStatusError, match="overloaded_error"),
+        claude.messages.stream(model="m", max_tokens=50, messages=messages) as stream,
+    ):
+        "".join(stream.text_stream)
+    bedrock = _bedrock(sims, "bedrock-broken")
+    response = bedrock.converse_stream(
+        modelId=BEDROCK_MODEL, messages=[{"role": "user", "content": [{"text": "Hi"}]}]
+    )
+    with pytest.raises(EventStreamError, match="modelStreamErrorException"):
+        list(response["stream"])

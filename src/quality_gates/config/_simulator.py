@@ -16,6 +16,7 @@ from quality_gates.config._base import Duration, LatencyMs, Ratio, StrictModel
 
 SimulatorProfile = Literal["healthy", "degraded", "outage", "throttled", "flaky-stream"]
 OutageMode = Literal["unavailable", "reset"]
+StreamCutMode = Literal["drop", "error"]
 
 # The error classes a simulator draws per request, in the order they are drawn.
 ERROR_RATE_FIELDS = (
@@ -45,6 +46,11 @@ class SimulatorFaults(StrictModel):
     reset_rate: Ratio = Field(0.0, description="connection reset before any byte")
     content_filter_rate: Ratio = Field(0.0, description="the provider's content-filter refusal")
     stream_cut_rate: Ratio = Field(0.0, description="streams cut at a random point")
+    stream_cut_mode: StreamCutMode = Field(
+        "drop",
+        description="drop: the connection closes mid-body; error: the protocol's "
+        "in-stream error event, then a clean end",
+    )
     outage: bool = Field(False, description="every request fails (see outage_mode)")
     outage_mode: OutageMode = Field(
         "unavailable", description="unavailable: 503 in the protocol's shape; reset: RST"

@@ -256,8 +256,15 @@ class HttpChatProvider(ChatProvider):
                         ttft = (time.perf_counter() - started) * 1000.0
                     parts.append(item)
                     yield StreamChunk(text=item)
-        except ProviderError:
-            raise
+        except ProviderError as exc:
+            if ttft is None or isinstance(exc, StreamInterrupted):
+                raise
+            # The provider reported an error inside a stream already under way.
+            raise StreamInterrupted(
+                f"{exc.message} (after the stream started; {exc.error_class})",
+                provider=self.name,
+                status=exc.status,
+            ) from None
         except TRANSPORT_ERRORS as exc:
             raise transport_error(
                 exc, self.name, timeout=timeout, streaming=ttft is not None

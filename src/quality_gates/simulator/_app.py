@@ -173,7 +173,13 @@ class SimulatorApp:
                     await asyncio.sleep(plan.token_delay)
                 await responder.write(wire.stream_piece(prompt, plan, i))
         if plan.cut_after is not None:
-            responder.cut()
+            if plan.cut_with_error:
+                await responder.write(
+                    wire.stream_error("Upstream model failed mid-stream (simulated).")
+                )
+                responder.end()
+            else:
+                responder.cut()
             return
         await responder.write(wire.stream_close(prompt, plan))
         responder.end()

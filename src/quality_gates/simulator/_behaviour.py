@@ -85,6 +85,7 @@ class Plan:
     stop_sequence: str | None = None
     input_tokens: int = 0
     cut_after: int | None = None
+    cut_with_error: bool = False  # an in-stream error event rather than a dropped connection
     retry_after: float = 0.0
     hang_for: float = 0.0
     response_id: str = ""
@@ -242,6 +243,7 @@ class Behaviour:
         self._finish(plan, pieces, prompt)
         if prompt.stream and u_cut < faults.stream_cut_rate and len(plan.pieces) > 1:
             plan.cut_after = 1 + int(u_where * (len(plan.pieces) - 1))
+            plan.cut_with_error = faults.stream_cut_mode == "error"
             self.stats["stream_cut"] += 1
         self.stats["answer"] += 1
         return plan

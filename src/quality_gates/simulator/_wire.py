@@ -111,6 +111,10 @@ class WireProtocol(abc.ABC):
         """Events after the last token (finish reason, usage, end marker)."""
 
     @abc.abstractmethod
+    def stream_error(self, message: str) -> bytes:
+        """The protocol's in-stream error event (the upstream failed mid-answer)."""
+
+    @abc.abstractmethod
     def models(self, names: list[str]) -> bytes:
         """The model listing."""
 

@@ -164,6 +164,11 @@ class AnthropicWire(WireProtocol):
             + encode_sse('{"type":"message_stop"}', "message_stop")
         )
 
+    def stream_error(self, message: str) -> bytes:
+        """`event: error` with an overloaded_error, as Anthropic sends mid-stream."""
+        error = {"type": "error", "error": {"type": "overloaded_error", "message": message}}
+        return encode_sse(dumps(error).decode(), "error")
+
     def models(self, names: list[str]) -> bytes:
         """`{"data": [...], "has_more": false}`."""
         data = [

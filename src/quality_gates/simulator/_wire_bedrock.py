@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 from urllib.parse import unquote
 
-from quality_gates.providers._eventstream import encode_event
+from quality_gates.providers._eventstream import encode_event, encode_exception
 from quality_gates.simulator._behaviour import Plan, Prompt
 from quality_gates.simulator._server import Request
 from quality_gates.simulator._wire import (
@@ -157,6 +157,10 @@ class BedrockWire(WireProtocol):
             + encode_event("messageStop", dumps(stop))
             + encode_event("metadata", dumps(metadata))
         )
+
+    def stream_error(self, message: str) -> bytes:
+        """A modelStreamErrorException message, as ConverseStream sends one."""
+        return encode_exception("modelStreamErrorException", dumps({"message": message}))
 
     def models(self, names: list[str]) -> bytes:
         """Bedrock Runtime has no model listing."""

@@ -178,6 +178,11 @@ class GeminiWire(WireProtocol):
             return b""
         return b"data: " + dumps(self._response(prompt, plan, "", FINISH[plan.finish])) + SSE_END
 
+    def stream_error(self, message: str) -> bytes:
+        """An error object in place of the next chunk."""
+        error = {"error": {"code": 503, "message": message, "status": "UNAVAILABLE"}}
+        return b"data: " + dumps(error) + SSE_END
+
     def models(self, names: list[str]) -> bytes:
         """`{"models": [...]}`."""
         return dumps(

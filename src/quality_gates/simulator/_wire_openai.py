@@ -183,6 +183,11 @@ class OpenAIWire(WireProtocol):
             out += self._chunk(prompt, plan, [], usage=self._usage(prompt, plan))
         return out + encode_sse("[DONE]")
 
+    def stream_error(self, message: str) -> bytes:
+        """`data: {"error": {...}}`, which the SDK raises as an APIError."""
+        error = {"message": message, "type": "server_error", "param": None, "code": None}
+        return encode_sse(dumps({"error": error}).decode())
+
     def models(self, names: list[str]) -> bytes:
         """`{"object": "list", "data": [...]}`."""
         created = int(time.time())
