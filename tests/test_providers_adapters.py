@@ -211,3 +211,17 @@ async def test_probe_reports_healthy_then_unhealthy_with_the_error_class(protoco
     assert healthy.error_class is None
     assert not down.healthy
     assert down.error_class == "overloaded"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_streams_wait_for_the_first_token_then_pace_the_rest(protocol: str) -> None:
+    paced = instant(ttft_p50_ms=120, ttft_p95_ms=120, token_delay_ms=15)
+    request = ChatRequest(QUESTION.model, QUESTION.messages, max_tokens=8)
+    async with (
+        run_simulators([spec(protocol, faults=paced)]) as sims,
+        adapter(protocol, sims[protocol].base_url) as provider,
+    ):
+        _text, final = await collect(provider, request)
+    # Sleeps are never shorter than asked: lower bounds hold on any machine.
+    assert final.ttft_ms >= 115
+    assert final.latency_ms >= final.ttft_ms + 7 * 15 - 5
