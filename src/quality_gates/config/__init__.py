@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from quality_gates.config._notifications import Channel, NotificationRoute, Notifications
     from quality_gates.config._providers import Model, Price, Provider, Quotas
     from quality_gates.config._root import QualityGatesConfig, StoreSettings
+    from quality_gates.config._simulator import SimulatorFaults, profile_faults
     from quality_gates.config._starter import render_starter
 
 _LAZY = {
@@ -53,12 +54,14 @@ _LAZY = {
         "FailoverChain",
         "Thresholds",
         "parse_traffic",
+        "profile_faults",
     ),
     "_incidents": ("SEVERITY_ORDER", "EscalationRule", "IncidentSettings", "SeverityLevel"),
     "_loader": ("LoadedConfig", "load_config", "parse_config_text"),
     "_notifications": ("Channel", "NotificationRoute", "Notifications"),
     "_providers": ("Model", "Price", "Provider", "Quotas"),
     "_root": ("QualityGatesConfig", "StoreSettings"),
+    "_simulator": ("SimulatorFaults", "profile_faults"),
     "_starter": ("render_starter",),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
@@ -89,6 +92,7 @@ __all__ = [
     "QualityGatesConfig",
     "Quotas",
     "SeverityLevel",
+    "SimulatorFaults",
     "Slo",
     "StoreSettings",
     "Thresholds",
@@ -99,6 +103,7 @@ __all__ = [
     "looks_like_secret",
     "parse_config_text",
     "parse_traffic",
+    "profile_faults",
     "render_starter",
     "resolve_env",
     "set_value",
