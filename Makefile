@@ -33,6 +33,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/cold_start.py
+	$(PY) bench/simulator_throughput.py
 	$(PY) bench/offline_gate.py
 	$(PY) bench/loadgen.py
 

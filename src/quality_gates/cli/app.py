@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "registry_cmd",
     "config_cmd",
     "audit_cmd",
+    "simulate_cmd",
+    "validate_cmd",
     "gates_cmd",
     "canary_cmd",
     "pipeline_cmd",

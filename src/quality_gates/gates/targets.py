@@ -18,7 +18,7 @@ ProviderFactory = Callable[["Provider", "Iterable[Model]"], ChatProvider]
 
 def default_factory(provider: Provider, models: Iterable[Model]) -> ChatProvider:
     """The real adapters (quality_gates.providers.build_provider)."""
-    from quality_gates.providers import build_provider  # type: ignore[attr-defined]
+    from quality_gates.providers import build_provider
 
     adapter: ChatProvider = build_provider(provider, models)
     return adapter
