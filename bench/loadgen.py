@@ -52,9 +52,14 @@ def wrk(port: int, seconds: int, script: Path) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-async def generate(config_path: Path, rate: float, seconds: float, workers: int) -> tuple:  # type: ignore[type-arg]
+async def generate(
+    config_path: Path, rate: float, seconds: float, workers: int, port: int
+) -> dict[str, tuple]:  # type: ignore[type-arg]
+    """Both senders of `performance`: the gateway one (an OpenAI-compatible POST, here
+    straight at the simulator, which speaks that protocol) and the provider adapter."""
     from quality_gates.config import load_config
     from quality_gates.gates import loadgen
+    from quality_gates.gates.performance import _gateway_sender
     from quality_gates.gates.targets import Targets
     from quality_gates.providers import ChatRequest, Message
 
@@ -65,17 +70,23 @@ async def generate(config_path: Path, rate: float, seconds: float, workers: int)
         model="m-1", messages=(Message("user", "Reply ok"),), max_tokens=16, timeout=30
     )
 
-    async def send() -> loadgen.Sample:
+    async def adapter() -> loadgen.Sample:
         response = await handle.provider.complete(request)
         return loadgen.Sample(None, response.ttft_ms)
 
+    raw, session = _gateway_sender(config, "m-1", f"http://127.0.0.1:{port}", "x")
+    results = {}
     try:
-        await loadgen.closed_loop(send, 16, 0.5)  # warm the connection pool
-        opened = await loadgen.open_loop(send, rate, seconds)
-        closed = await loadgen.closed_loop(send, workers, seconds)
+        for name, send in (("OpenAI-compatible sender (--target gateway)", raw),
+                           ("provider adapter (--target provider)", adapter)):  # fmt: skip
+            await loadgen.closed_loop(send, 16, 0.5)  # warm the connection pool
+            opened = await loadgen.open_loop(send, rate, seconds)
+            closed = await loadgen.closed_loop(send, workers, seconds)
+            results[name] = (opened, closed)
     finally:
         await targets.close()
-    return opened, closed
+        await session.close()
+    return results
 
 
 def main() -> None:
@@ -104,31 +115,35 @@ def main() -> None:
         try:
             wait_port(port)
             wrk_rps = wrk(port, args.seconds, script)
-            opened, closed = asyncio.run(
-                generate(config_path, args.rate, args.seconds, args.workers)
+            results = asyncio.run(
+                generate(config_path, args.rate, args.seconds, args.workers, port)
             )
         finally:
             sim.terminate()
             sim.wait(10)
-    open_rps = opened.completed / opened.elapsed_s
-    closed_rps = closed.completed / closed.elapsed_s
-    p99 = opened.latency.quantile(0.99)
     command = f"python bench/loadgen.py --rate {args.rate:g} --seconds {args.seconds}"
+    rows = [f"| wrk -t2 -c64 (peer, same target) | - | {wrk_rps:,.0f} | - | - | - |"]
+    best = 0.0
+    for name, (opened, closed) in results.items():
+        for label, run in ((f"{name}, open loop", opened),
+                           (f"{name}, closed loop {args.workers}", closed)):  # fmt: skip
+            rps = run.completed / run.elapsed_s
+            if run is opened:
+                best = max(best, rps)
+            offered = f"{args.rate:,.0f}/s" if run is opened else "-"
+            rows.append(
+                f"| {label} | {offered} | {rps:,.0f} | {sum(run.errors.values())} | "
+                f"{run.latency.quantile(0.5) or 0:.1f} | {run.latency.quantile(0.99) or 0:.1f} |"
+            )
     body = (
         "| load generator (one process) | offered | achieved req/s | errors | p50 ms | p99 ms |\n"
-        "|---|---:|---:|---:|---:|---:|\n"
-        f"| wrk -t2 -c64 (peer, same target) | - | {wrk_rps:,.0f} | - | - | - |\n"
-        f"| quality-gates open loop | {args.rate:,.0f}/s | {open_rps:,.0f} | "
-        f"{sum(opened.errors.values())} | {opened.latency.quantile(0.5) or 0:.1f} | "
-        f"{p99 or 0:.1f} |\n"
-        f"| quality-gates closed loop, {args.workers} workers | - | {closed_rps:,.0f} | "
-        f"{sum(closed.errors.values())} | {closed.latency.quantile(0.5) or 0:.1f} | "
-        f"{closed.latency.quantile(0.99) or 0:.1f} |\n\n"
-        f"- not sent (client saturated): {opened.not_sent}\n"
-        f"- target: >= {TARGET_RPS:,.0f} req/s sustained: "
-        f"{'met' if max(open_rps, closed_rps) >= TARGET_RPS else 'NOT met'}\n"
-        "- the target is one simulator process; wrk shows its ceiling on this machine, shared "
-        "with the generator's process (2 cores)"
+        "|---|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n"
+        f"- target: an open loop sustaining >= {TARGET_RPS:,.0f} req/s: "
+        f"{'met' if best >= TARGET_RPS else 'NOT met'} (best open loop {best:,.0f} req/s)\n"
+        "- open-loop latency is measured from each request's scheduled start, so when the "
+        "generator itself falls behind it shows as latency, not as a lower offered rate\n"
+        "- one simulator process is the target; wrk shows its ceiling on this machine, shared "
+        "with the generator's process (2 cores, other work on the box)"
     )
     print(command)
     print(body)
