@@ -102,8 +102,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     if checks:
         view = table("check", "verdict", "detail")
         for check in checks:
-            style = GateVerdict(check["verdict"]).style
-            view.add_row(check["name"], f"[{style}]{check['verdict']}[/]", _plain(check["detail"]))
+            style = "dim" if check.get("informational") else GateVerdict(check["verdict"]).style
+            label = check["verdict"] + (" (info)" if check.get("informational") else "")
+            view.add_row(check["name"], f"[{style}]{label}[/]", _plain(check["detail"]))
         out.print(view)
     for reason in summary.get("reasons", []):
         out.print(f"  - {_plain(reason)}")

@@ -37,6 +37,7 @@ providers:
     profile: healthy
     seed: 1
     quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
+    faults: {{answer_key: datasets/eval.jsonl}}   # answers these items right ~97% of the time
   - name: google
     kind: simulator
     protocol: gemini
@@ -44,6 +45,7 @@ providers:
     profile: healthy
     seed: 2
     quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
+    faults: {{answer_key: datasets/eval.jsonl}}   # answers these items right ~97% of the time
   - name: meta
     kind: simulator
     protocol: openai
@@ -51,6 +53,7 @@ providers:
     profile: healthy
     seed: 3
     quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
+    faults: {{answer_key: datasets/eval.jsonl}}   # answers these items right ~97% of the time
 
 # Models: an id of ours, the provider that runs it, the provider's model name and the price
 # in USD per 1,000 tokens (cost reports and cost alerts use it).

@@ -82,7 +82,8 @@ def markdown(summary: dict[str, Any]) -> str:
     if checks:
         lines += ["## Checks", "", "| check | verdict | detail |", "|---|---|---|"]
         lines += [
-            f"| {c['name']} | {c['verdict']} | {str(c.get('detail', '')).replace('|', '/')} |"
+            f"| {c['name']} | {c['verdict']}{' (info)' if c.get('informational') else ''} | "
+            f"{str(c.get('detail', '')).replace('|', '/')} |"
             for c in checks
         ]
         lines.append("")
@@ -129,7 +130,8 @@ table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:4px 10
 {% endif %}
 {% if s.checks %}<h2>Checks</h2><table><tr><th>check</th><th>verdict</th><th>detail</th></tr>
 {% for c in s.checks %}<tr><td>{{ c.name }}</td><td class="{{ c.verdict }}">{{ c.verdict }}</td>
-<td>{{ c.detail }}</td></tr>{% endfor %}</table>{% endif %}
+<td>{{ c.detail }}{% if c.informational %} (information only){% endif %}</td></tr>
+{% endfor %}</table>{% endif %}
 {% if metrics %}<h2>Metrics</h2><table><tr><th>metric</th>
 {% for role in metrics %}<th>{{ role }}</th>{% endfor %}</tr>
 {% for name in metrics[metrics|first] %}<tr><td>{{ name }}</td>
@@ -145,8 +147,9 @@ table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:4px 10
 def junit(summary: dict[str, Any]) -> str:
     """JUnit XML: one test case per check."""
     checks = summary.get("checks", [])
-    failures = sum(1 for c in checks if c["verdict"] in ("REJECT", "ERROR"))
-    skipped = sum(1 for c in checks if c["verdict"] == "CONDITIONAL")
+    gating = [c for c in checks if not c.get("informational")]
+    failures = sum(1 for c in gating if c["verdict"] in ("REJECT", "ERROR"))
+    skipped = sum(1 for c in gating if c["verdict"] == "CONDITIONAL")
     suite = f"quality-gates {summary.get('kind', 'gate')}"
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
@@ -159,7 +162,9 @@ def junit(summary: dict[str, Any]) -> str:
         name = quoteattr(str(check["name"]))
         detail = str(check.get("detail", ""))
         out.append(f"    <testcase classname={quoteattr(suite)} name={name}>")
-        if check["verdict"] in ("REJECT", "ERROR"):
+        if check.get("informational"):
+            out.append(f"      <system-out>{escape(check['verdict'] + ': ' + detail)}</system-out>")
+        elif check["verdict"] in ("REJECT", "ERROR"):
             out.append(
                 f"      <failure message={quoteattr(detail)} type={quoteattr(check['verdict'])}>"
                 f"{escape(detail)}</failure>"
@@ -183,8 +188,9 @@ def checks_of(summary: dict[str, Any]) -> list[dict[str, Any]]:
         checks.append(
             {
                 "name": f"{c['metric']} vs baseline",
-                "verdict": c["verdict"] if c.get("decides", True) else "APPROVE",
+                "verdict": c["verdict"],
                 "critical": c["critical"],
+                "informational": not c.get("decides", True),
                 "detail": (
                     f"candidate {_fmt(c['candidate'])} vs baseline {_fmt(c['baseline'])} "
                     f"({direction} is better); improvement {c['improvement']:+.4g} in "

@@ -321,9 +321,13 @@ async def run_performance(
         "verdict": verdict.value,
         "headline": (
             f"{verdict.value}: {model_id} in {env} ({measured.source}): "
-            f"p50 {figures['latency_ms']['p50']} ms, p95 {figures['latency_ms']['p95']} ms, "
-            f"p99 {figures['latency_ms']['p99']} ms, {figures['throughput_rps']} req/s, "
-            f"errors {measured.error_rate:.2%}"
+            + (
+                f"p50 {figures['latency_ms']['p50']} ms, p95 {figures['latency_ms']['p95']} ms, "
+                f"p99 {figures['latency_ms']['p99']} ms, {figures['throughput_rps']} req/s, "
+                f"errors {measured.error_rate:.2%}"
+                if measured.requests
+                else "no data"
+            )
         ),
         "reasons": reasons,
         "model": model_id,
