@@ -129,7 +129,7 @@ def test_a_move_that_lands_between_look_and_lock_is_a_conflict(
         rollback(
             workspace.conn,
             environment="production",
-            model_ref="current",
+            model_ref="claude-3-5-haiku",
             previous_ref="previous-stable",
             reason="mine",
             actor=Actor("alice"),
