@@ -37,7 +37,6 @@ providers:
     profile: healthy
     seed: 1
     quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
-    faults: {{answer_key: datasets/eval.jsonl}}   # answers these items right ~97% of the time
   - name: google
     kind: simulator
     protocol: gemini
@@ -45,7 +44,6 @@ providers:
     profile: healthy
     seed: 2
     quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
-    faults: {{answer_key: datasets/eval.jsonl}}   # answers these items right ~97% of the time
   - name: meta
     kind: simulator
     protocol: openai
@@ -53,7 +51,6 @@ providers:
     profile: healthy
     seed: 3
     quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
-    faults: {{answer_key: datasets/eval.jsonl}}   # answers these items right ~97% of the time
 
 # Models: an id of ours, the provider that runs it, the provider's model name and the price
 # in USD per 1,000 tokens (cost reports and cost alerts use it).
@@ -183,7 +180,9 @@ incidents:
 # Quality gates: `offline`, `performance`, `canary`, `pipeline`. A candidate is compared with
 # its baseline item by item; a metric may fall behind by at most its margin.
 gates:
-  dataset: datasets/eval.jsonl   # written by `init`; JSONL, JSON, CSV or YAML
+  # Written by `init`; JSONL, JSON, CSV or YAML. To have a simulator above answer its items
+  # (right ~97% of the time), give it `faults: {{answer_key: datasets/eval.jsonl}}`.
+  dataset: datasets/eval.jsonl
   alpha: 5%
   moderation: profanity          # what measures toxicity: profanity | judge | none
   margins:
