@@ -119,3 +119,33 @@ def test_missing_semantic_package_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(_models, "_loaded", {})
     with pytest.raises(ScorerUnavailable, match=r"quality-gates\[semantic\]"):
         build({"type": "semantic"}, ScorerContext())
+
+
+def test_micro_batcher_groups_concurrent_calls_into_one_batch() -> None:
+    from quality_gates.gates.scorers._models import MicroBatcher
+
+    batches: list[int] = []
+
+    def predict(texts: list[str]) -> list[float]:
+        batches.append(len(texts))
+        return [float(len(t)) for t in texts]
+
+    async def run() -> list[float]:
+        batcher = MicroBatcher(predict, max_batch=8, max_wait_s=0.01)
+        return await asyncio.gather(*(batcher("x" * i) for i in range(20)))
+
+    assert asyncio.run(run()) == [float(i) for i in range(20)]
+    assert batches == [8, 8, 4]
+
+
+def test_micro_batcher_passes_a_failure_to_every_waiter() -> None:
+    from quality_gates.gates.scorers._models import MicroBatcher
+
+    def broken(texts: list[str]) -> list[float]:
+        raise RuntimeError("model broke")
+
+    async def run() -> list[Any]:
+        batcher = MicroBatcher(broken, max_batch=4, max_wait_s=0.001)
+        return await asyncio.gather(*(batcher("t") for _ in range(3)), return_exceptions=True)
+
+    assert all(isinstance(r, RuntimeError) for r in asyncio.run(run()))

@@ -62,9 +62,7 @@ def canary(
     json_output: bool,
 ) -> None:
     """Canary analysis: exit 0 promoted, 1 rolled back, 3 undecided, 4 could not complete."""
-    import asyncio
-
-    from quality_gates.cli._gates import finish
+    from quality_gates.cli._gates import finish, run_async
     from quality_gates.cli._output import console, emit_json, info
     from quality_gates.errors import UsageError
     from quality_gates.gates import canary as gate
@@ -111,5 +109,5 @@ def canary(
         actor=actor,
         promote=not no_promote,
     )
-    result = asyncio.run(gate.run_canary(conn, state.loaded().config, options, on_look=on_look))
+    result = run_async(gate.run_canary(conn, state.loaded().config, options, on_look=on_look))
     finish(ctx, result.summary, outputs, json_output=json_output)

@@ -21,7 +21,7 @@ def register(group: click.Group) -> None:
 
 
 @click.command()
-@click.option("--model-id", required=True, metavar="MODEL", help="Candidate (id or alias).")
+@click.option("--model-id", metavar="MODEL", help="Candidate (id or alias); not with --resume.")
 @click.option("--dataset", metavar="PATH", help="JSONL, JSON, CSV or YAML (default: built-in).")
 @click.option("--baseline", metavar="MODEL|RUN", help="Model (id or alias) or stored run id.")
 @click.option("-j", "--concurrency", type=click.IntRange(1, 1024), help="Parallel calls.")
@@ -37,7 +37,7 @@ def register(group: click.Group) -> None:
 @click.pass_context
 def offline(
     ctx: click.Context,
-    model_id: str,
+    model_id: str | None,
     dataset: str | None,
     baseline: str | None,
     concurrency: int | None,
@@ -52,23 +52,24 @@ def offline(
     json_output: bool,
 ) -> None:
     """Offline evaluation: exit 0 APPROVE, 1 REJECT, 3 CONDITIONAL, 4 could not complete."""
-    import asyncio
-
-    from quality_gates.cli._gates import finish, progress_bar
+    from quality_gates.cli._gates import finish, progress_bar, run_async
     from quality_gates.cli._output import console, emit_json
+    from quality_gates.errors import UsageError
     from quality_gates.gates.datasets import count_items, locate
     from quality_gates.gates.offline import OfflineOptions, estimate, run_offline
     from quality_gates.gates.outputs import check_paths
     from quality_gates.registry import check_environment
 
     check_paths(list(outputs))
+    if not model_id and not resume:
+        raise UsageError("offline needs --model-id (or --resume RUN_ID)")
     state = _context.state(ctx)
     conn = state.conn()
     config = state.loaded().config
     check_environment(conn, environment, state.snapshot())
     config_dir = state.config_file()[0].parent
     options = OfflineOptions(
-        model_ref=model_id,
+        model_ref=model_id or "",
         environment=environment,
         dataset=dataset,
         baseline=baseline,
@@ -93,7 +94,7 @@ def offline(
         roles = 2 if baseline else 1
         total = count_items(source, limit=limit) * repeat * roles
     with progress_bar("answering", total, enabled=not wants_json) as update:
-        result = asyncio.run(
+        result = run_async(
             run_offline(conn, config, options, config_dir=config_dir, progress=update)
         )
     if not wants_json:
@@ -181,9 +182,7 @@ def performance(
     json_output: bool,
 ) -> None:
     """Performance gate: P50/P95/P99, throughput, errors by class, TTFT vs the thresholds."""
-    import asyncio
-
-    from quality_gates.cli._gates import finish
+    from quality_gates.cli._gates import finish, run_async
     from quality_gates.errors import UsageError
     from quality_gates.gates.outputs import check_paths
     from quality_gates.gates.performance import PerformanceOptions, run_performance
@@ -210,5 +209,5 @@ def performance(
         source=source,
         actor=_context.actor(actor_name).name,
     )
-    _verdict, summary = asyncio.run(run_performance(conn, state.loaded().config, options))
+    _verdict, summary = run_async(run_performance(conn, state.loaded().config, options))
     finish(ctx, summary, outputs, json_output=json_output)

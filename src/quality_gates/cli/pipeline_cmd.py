@@ -49,9 +49,7 @@ def pipeline(
 ) -> None:
     """dev | staging: offline, performance; prod: offline, canary, monitoring; custom: all.
     Exit 0 APPROVE, 1 REJECT, 3 CONDITIONAL, 4 could not complete."""
-    import asyncio
-
-    from quality_gates.cli._gates import finish
+    from quality_gates.cli._gates import finish, run_async
     from quality_gates.errors import UsageError
     from quality_gates.gates.outputs import check_paths
     from quality_gates.gates.pipeline import PipelineOptions, run_pipeline
@@ -83,7 +81,7 @@ def pipeline(
         dataset=dataset,
         actor=_context.actor(actor_name, "pipeline").name,
     )
-    _verdict, summary = asyncio.run(
+    _verdict, summary = run_async(
         run_pipeline(conn, state.loaded().config, options, config_dir=state.config_file()[0].parent)
     )
     finish(ctx, summary, outputs, json_output=json_output)
@@ -117,9 +115,7 @@ def batch(
     json_output: bool,
 ) -> None:
     """Offline evaluation of several models on one dataset, with a comparison report."""
-    import asyncio
-
-    from quality_gates.cli._gates import finish
+    from quality_gates.cli._gates import finish, run_async
     from quality_gates.errors import UsageError
     from quality_gates.gates.outputs import check_paths
     from quality_gates.gates.pipeline import run_batch
@@ -142,7 +138,7 @@ def batch(
         limit = limit or spec.get("limit")
     state = _context.state(ctx)
     conn = state.conn()
-    _verdict, summary = asyncio.run(
+    _verdict, summary = run_async(
         run_batch(
             conn,
             state.loaded().config,

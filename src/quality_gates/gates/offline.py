@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quality_gates.errors import GateError, UsageError
+from quality_gates.errors import GateError, GateInterrupted, UsageError
 from quality_gates.gates import analysis, outputs, runs
 from quality_gates.gates.cache import ResponseCache, request_key
 from quality_gates.gates.datasets import DatasetItem, DatasetSource, locate, read_items
@@ -355,7 +355,10 @@ async def run_offline(
                 verdict=None,
                 summary={"reasons": [f"interrupted after {finished} answers"]},
             )
-            raise
+            raise GateInterrupted(
+                f"interrupted: {finished + len(done)} answers of run {run.id} are saved",
+                hint=f"finish it with `quality-gates offline --resume {run.id}`",
+            ) from None
         except UsageError:
             flush()
             runs.finish(conn, run, status="failed", verdict=None, summary={"reasons": []})
