@@ -236,3 +236,39 @@ def test_gate_status_shows_the_latest_verdict_per_kind(sqlite_workspace: Workspa
     assert status["latest"]["offline"]["verdict"] == result.verdict.value
     assert status["recent"][0]["headline"].startswith(result.verdict.value)
     assert status["running"] == []
+
+
+def test_cancelled_run_is_saved_as_interrupted_with_the_resume_hint(
+    sqlite_workspace: Workspace,
+) -> None:
+    from quality_gates.errors import GateInterrupted
+
+    ws = sqlite_workspace
+    config = _config(ws)
+    dataset = ws.root / "data.jsonl"
+    key = write_dataset(dataset, 400)
+    provider = _provider(key, 1.0, 1.0, latency_s=0.01)
+
+    async def main() -> GateInterrupted:
+        task = asyncio.create_task(
+            run_offline(
+                ws.conn,
+                config,
+                OfflineOptions(model_ref=CANDIDATE, dataset=str(dataset), concurrency=4,
+                               use_cache=False, actor="t"),
+                config_dir=ws.root,
+                factory=lambda p, m: provider,
+            )
+        )  # fmt: skip
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(GateInterrupted) as caught:
+            await task
+        return caught.value
+
+    error = asyncio.run(main())
+    assert "--resume offl-" in str(error)
+    assert error.exit_code == 130
+    (run,) = gate_runs.list_runs(ws.conn, kind="offline")
+    assert run.status == "interrupted"
+    assert 0 < len(gate_runs.items(ws.conn, run.id)) < 400
