@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import uvicorn
+from tests.conftest import Workspace, make_workspace
 
 from quality_gates.config import load_config, render_starter
 from quality_gates.errors import ProviderError, StreamInterrupted
@@ -29,7 +30,6 @@ from quality_gates.providers import (
     Usage,
 )
 from quality_gates.store import StoreURL
-from tests.conftest import Workspace, make_workspace
 
 FAST_GATEWAY = """
 gateway:
@@ -91,8 +91,13 @@ class ScriptedProvider(ChatProvider):
         if self.latency:
             await asyncio.sleep(self.latency)
         return ChatResponse(
-            self.text, "stop", Usage(10, 5), self.latency * 1000, self.latency * 1000,
-            self.name, request.model,
+            self.text,
+            "stop",
+            Usage(10, 5),
+            self.latency * 1000,
+            self.latency * 1000,
+            self.name,
+            request.model,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
@@ -107,8 +112,9 @@ class ScriptedProvider(ChatProvider):
         pieces = [" ".join(words[i : i + per]) + " " for i in range(0, len(words), per)]
         for index, piece in enumerate(pieces):
             if isinstance(step, Cut) and index >= step.after:
-                raise StreamInterrupted(f"{self.name}: connection reset mid-stream",
-                                        provider=self.name)
+                raise StreamInterrupted(
+                    f"{self.name}: connection reset mid-stream", provider=self.name
+                )
             if self.latency:
                 await asyncio.sleep(self.latency)
             yield StreamChunk(text=piece)
@@ -122,7 +128,9 @@ class ScriptedProvider(ChatProvider):
         return None
 
 
-def gateway_workspace(root: Path, db_url: str | None = None, extra: str = FAST_GATEWAY) -> Workspace:
+def gateway_workspace(
+    root: Path, db_url: str | None = None, extra: str = FAST_GATEWAY
+) -> Workspace:
     """The starter workspace with gateway settings made fast for tests."""
     url = db_url or f"sqlite:///{root / 'state.db'}"
     return make_workspace(root, url, render_starter("gw-test") + extra)
@@ -184,10 +192,16 @@ async def running_gateway(
         yield url, app
 
 
-def chat_body(model: str = "current", text: str = "hello", stream: bool = False, **extra: Any) -> dict[str, Any]:
+def chat_body(
+    model: str = "current", text: str = "hello", stream: bool = False, **extra: Any
+) -> dict[str, Any]:
     """A minimal chat completion request."""
-    return {"model": model, "messages": [{"role": "user", "content": text}], "stream": stream,
-            **extra}
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": text}],
+        "stream": stream,
+        **extra,
+    }
 
 
 async def post_chat(
@@ -197,8 +211,8 @@ async def post_chat(
     async with session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as resp:
         raw = await resp.read()
         if resp.headers.get("content-type", "").startswith("text/event-stream"):
-            return resp.status, dict(resp.headers), sse_events(raw)
-        return resp.status, dict(resp.headers), json.loads(raw)
+            return resp.status, lowered(resp.headers), sse_events(raw)
+        return resp.status, lowered(resp.headers), json.loads(raw)
 
 
 def sse_events(raw: bytes) -> list[Any]:
@@ -224,3 +238,8 @@ async def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.0
         if time.monotonic() - started > timeout:
             raise TimeoutError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def lowered(headers: Any) -> dict[str, str]:
+    """Response headers with lower-case names."""
+    return {k.lower(): v for k, v in headers.items()}

@@ -120,15 +120,21 @@ class GatewayApp:
     prober: Prober
     instance: str
     keys: dict[str, ApiKey] = field(default_factory=dict)
+    keys_ever: int = 0
     redis: Any = None
     shared: SharedBreakers | None = None
     factory: ProviderFactory = default_provider_factory
     started_at: float = field(default_factory=time.time)
 
     def auth_required(self) -> bool:
-        """Whether requests need a key now."""
+        """Whether requests need a key: always, never, or (auto) once any key was created
+        (revoking the last key must not open the gateway)."""
         mode = self.settings.config.gateway.auth
-        return mode == "required" or (mode == "auto" and bool(self.keys))
+        return mode == "required" or (mode == "auto" and self.keys_ever > 0)
+
+    def set_keys(self, keys: dict[str, ApiKey], ever: int) -> None:
+        """Replace the active keys (hash -> key) and the count of keys ever created."""
+        self.keys, self.keys_ever = keys, ever
 
     def apply(self, snapshot: ControlSnapshot) -> None:
         """Swap in routes and runtime settings from the store."""
@@ -289,7 +295,7 @@ async def _open(
         poll_interval=gw.control_poll,
         heartbeat_interval=gw.heartbeat,
         on_snapshot=lambda snap: app_().apply(snap),
-        on_keys=lambda keys: setattr(app_(), "keys", keys),
+        on_keys=lambda keys, ever: app_().set_keys(keys, ever),
         heartbeat=lambda: app_().heartbeat(),
         version=snapshot.version,
     )

@@ -98,7 +98,7 @@ class ControlWatcher:
         poll_interval: float,
         heartbeat_interval: float,
         on_snapshot: Callable[[ControlSnapshot], None],
-        on_keys: Callable[[dict[str, ApiKey]], None],
+        on_keys: Callable[[dict[str, ApiKey], int], None],
         heartbeat: Callable[[], Heartbeat],
         version: int,
     ) -> None:
@@ -125,7 +125,7 @@ class ControlWatcher:
 
     def _poll(
         self, beat: Heartbeat | None
-    ) -> tuple[ControlSnapshot | None, dict[str, ApiKey] | None]:
+    ) -> tuple[ControlSnapshot | None, tuple[dict[str, ApiKey], int] | None]:
         conn = self._connection()
         snapshot = None
         keys = None
@@ -134,7 +134,7 @@ class ControlWatcher:
             snapshot = read_snapshot(conn, self.environment)
         fingerprint = keys_fingerprint(conn)
         if fingerprint != self._keys_fp:
-            keys = active_keys(conn)
+            keys = (active_keys(conn), fingerprint[0])
             self._keys_fp = fingerprint
         if beat is not None:
             row = dict(beat.__dict__)
@@ -164,7 +164,7 @@ class ControlWatcher:
             log.warning("the store is reachable again")
         self.store_ok = True
         if keys is not None:
-            self.on_keys(keys)
+            self.on_keys(keys[0], keys[1])
         if snapshot is not None:
             self.version = snapshot.version
             self.on_snapshot(snapshot)

@@ -141,13 +141,14 @@ class RetryBudget:
     """Retries may add at most `ratio` of recent requests, plus `min_per_second`.
 
     Each request deposits `ratio` of a token, each retry withdraws one; the balance is
-    capped at ten seconds' worth of the minimum so a quiet period cannot bank a storm.
+    capped (ten seconds of the minimum, or the retries of a hundred requests) so that a quiet
+    period cannot bank a retry storm.
     """
 
     def __init__(self, ratio: float, min_per_second: int) -> None:
         self.ratio = ratio
         self.min_per_second = float(min_per_second)
-        self.cap = max(10.0 * self.min_per_second, 1.0)
+        self.cap = max(10.0 * self.min_per_second, 100.0 * ratio, 1.0)
         self.balance = self.cap
         self._last = time.monotonic()
 

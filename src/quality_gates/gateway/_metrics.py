@@ -103,7 +103,7 @@ class GatewayMetrics:
 
     def __init__(self, state: GatewayState) -> None:
         # `_created` series double the exposition and no dashboard here reads them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.environment = state.environment

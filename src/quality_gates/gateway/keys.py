@@ -136,7 +136,7 @@ def active_keys(conn: Connection) -> dict[str, ApiKey]:
 
 
 def keys_fingerprint(conn: Connection) -> tuple[int, int, float]:
-    """Changes whenever a key is created or revoked (cheap to poll)."""
+    """(keys ever created, highest id, last revocation): changes on every create or revoke."""
     row = conn.one(
         "SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS top, "
         "COALESCE(MAX(revoked_at), 0) AS revoked FROM api_keys"
