@@ -29,6 +29,9 @@ COMMAND_MODULES = (
     "registry_cmd",
     "config_cmd",
     "audit_cmd",
+    "serve_cmd",
+    "keys_cmd",
+    "failover_cmd",
 )
 
 

@@ -536,3 +536,34 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(
         generate_latest(state.services.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
+
+
+SETTINGS_ENV = {
+    "config": "QG_CONFIG",
+    "store": "QG_DATABASE_URL",
+    "environment": "QG_GATEWAY_ENVIRONMENT",
+    "listen": "QG_GATEWAY_LISTEN",
+}
+
+
+def settings_from_env() -> AppSettings:
+    """AppSettings from the variables `quality-gates serve --workers N` sets for its workers."""
+    from pathlib import Path
+
+    from quality_gates.config import load_config
+
+    missing = [v for v in SETTINGS_ENV.values() if not os.environ.get(v)]
+    if missing:
+        raise StoreError(f"gateway worker started without {', '.join(missing)}")
+    loaded = load_config(Path(os.environ[SETTINGS_ENV["config"]]))
+    return AppSettings.with_redis_from_env(
+        config=loaded.config,
+        store_url=StoreURL.parse(os.environ[SETTINGS_ENV["store"]], base_dir=loaded.directory),
+        environment=os.environ[SETTINGS_ENV["environment"]],
+        listen=os.environ[SETTINGS_ENV["listen"]],
+    )
+
+
+def app_from_env() -> Starlette:
+    """The app of one uvicorn worker process (factory for `--workers N`)."""
+    return create_app(settings_from_env())
