@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import openai
@@ -27,7 +28,8 @@ async def test_sdk_completes_streams_and_sees_usage(tmp_path: Path) -> None:
         )
         assert reply.choices[0].message.content == "answer from google"
         assert reply.choices[0].finish_reason == "stop"
-        assert reply.usage is not None and reply.usage.total_tokens == 15
+        assert reply.usage is not None
+        assert reply.usage.total_tokens == 15
         assert reply.model == "gemini-1-5-flash"
 
         stream = await client.chat.completions.create(
@@ -44,7 +46,9 @@ async def test_sdk_completes_streams_and_sees_usage(tmp_path: Path) -> None:
             if chunk.usage is not None:
                 usage = chunk.usage
         assert text.strip() == "answer from bedrock"
-        assert finish == "stop" and usage is not None and usage.completion_tokens == 5
+        assert finish == "stop"
+        assert usage is not None
+        assert usage.completion_tokens == 5
 
         models = await client.models.list()
         assert "current" in [m.id for m in models.data]
@@ -60,12 +64,16 @@ async def test_sdk_raises_on_a_cut_stream_and_on_refusals(tmp_path: Path) -> Non
         stream = await client.chat.completions.create(
             model="current", messages=[{"role": "user", "content": "cut"}], stream=True
         )
-        received = ""
-        with pytest.raises(openai.APIError, match="broke after"):
+        received: list[str] = []
+
+        async def drain() -> None:
             async for chunk in stream:
                 if chunk.choices:
-                    received += chunk.choices[0].delta.content or ""
-        assert received  # the first chunk arrived before the break
+                    received.append(chunk.choices[0].delta.content or "")
+
+        with pytest.raises(openai.APIError, match="broke after"):
+            await drain()
+        assert "".join(received)  # the first chunk arrived before the break
         with pytest.raises(openai.NotFoundError):
             await client.chat.completions.create(
                 model="gpt-9", messages=[{"role": "user", "content": "x"}]
@@ -77,8 +85,6 @@ async def test_sdk_raises_on_a_cut_stream_and_on_refusals(tmp_path: Path) -> Non
         await client.close()
         _, secret = api_keys.create_key(ws.conn, name="sdk", role="client", actor="t")
         locked = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0)
-        import asyncio
-
         await asyncio.sleep(0.3)  # the key table reloads within a poll
         with pytest.raises(openai.AuthenticationError):
             await locked.chat.completions.create(
