@@ -198,6 +198,14 @@ class GatewayApp:
         )
 
 
+def redis_namespace(store_url: StoreURL) -> str:
+    """Redis key prefix shared by the gateways of one store and apart from any other store's
+    (so two deployments, or two test runs, can share a Redis without mixing state)."""
+    import hashlib
+
+    return f"qg:{hashlib.sha256(store_url.display.encode()).hexdigest()[:10]}:"
+
+
 def _limits(config: QualityGatesConfig) -> dict[str, Limit]:
     return {p.name: Limit(p.quotas.rpm, p.quotas.tpm) for p in config.providers}
 
@@ -228,7 +236,10 @@ async def _open(
     holder: dict[str, GatewayApp] = {}
     breakers = BreakerBoard(gw.breaker)
     latency = LatencyBoard()
-    limiter: RateLimiter = RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()
+    namespace = redis_namespace(settings.store_url)
+    limiter: RateLimiter = (
+        RedisRateLimiter(redis, namespace) if redis is not None else MemoryRateLimiter()
+    )
     budget = RetryBudget(gw.retry.budget_ratio, gw.retry.budget_min_per_second)
     admission = Admission(gw.limits.max_inflight)
     cache: ResponseCache | None = None
@@ -236,7 +247,7 @@ async def _open(
         use_redis = gw.cache.backend == "redis" or (gw.cache.backend == "auto" and redis)
         if gw.cache.backend == "redis" and redis is None:
             raise StoreError(f"gateway.cache.backend is redis but ${REDIS_ENV} is not set")
-        cache = RedisCache(redis, gw.cache) if use_redis else MemoryCache(gw.cache)
+        cache = RedisCache(redis, gw.cache, namespace) if use_redis else MemoryCache(gw.cache)
     telemetry = (
         TelemetryWriter(gw.telemetry, env, instance, database.connect)
         if gw.telemetry.enabled
@@ -324,7 +335,7 @@ async def _open(
     )
     holder["app"] = app_state
     if redis is not None:
-        app_state.shared = SharedBreakers(redis, env, instance, breakers)
+        app_state.shared = SharedBreakers(redis, env, instance, breakers, namespace)
         breakers.listener = app_state.shared.on_transition
     app_state.apply(snapshot)
     return app_state

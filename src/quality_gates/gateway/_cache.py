@@ -18,7 +18,6 @@ from quality_gates.config import CacheSettings
 from quality_gates.providers import Message
 
 ENTRY_OVERHEAD_BYTES = 400  # dict, dataclass and key strings around the text
-REDIS_PREFIX = "qg:cache:"
 
 
 @dataclass(frozen=True)
@@ -125,14 +124,15 @@ class MemoryCache:
 class RedisCache:
     """Entries in Redis with an expiry of ttl + stale_for; shared by every replica."""
 
-    def __init__(self, client: Any, settings: CacheSettings) -> None:
+    def __init__(self, client: Any, settings: CacheSettings, namespace: str = "qg:") -> None:
         self.client = client
+        self.prefix = f"{namespace}cache:"
         self.ttl = settings.ttl
         self.keep_ms = int((settings.ttl + settings.stale_for) * 1000)
 
     async def get(self, key: str, now: float) -> tuple[CachedAnswer, bool] | None:
         """The entry and whether it is fresh."""
-        raw = await self.client.get(REDIS_PREFIX + key)
+        raw = await self.client.get(self.prefix + key)
         if raw is None:
             return None
         try:
@@ -144,7 +144,7 @@ class RedisCache:
     async def put(self, key: str, answer: CachedAnswer) -> None:
         """Store with an expiry."""
         await self.client.set(
-            REDIS_PREFIX + key, json.dumps(asdict(answer), separators=(",", ":")), px=self.keep_ms
+            self.prefix + key, json.dumps(asdict(answer), separators=(",", ":")), px=self.keep_ms
         )
 
     def stats(self) -> tuple[int, int]:

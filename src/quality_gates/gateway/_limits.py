@@ -106,9 +106,9 @@ class MemoryRateLimiter:
 class RedisRateLimiter:
     """Counters in Redis, shared by every replica (one round trip per check)."""
 
-    def __init__(self, client: Any, prefix: str = "qg:rl:") -> None:
+    def __init__(self, client: Any, namespace: str = "qg:") -> None:
         self.client = client
-        self.prefix = prefix
+        self.prefix = f"{namespace}rl:"
 
     async def check(self, scope: str, limit: Limit, tokens: int, now: float) -> Verdict:
         """Admit and count, or refuse with a retry-after."""

@@ -1,7 +1,7 @@
 """Breaker state shared across gateway processes through Redis (when QG_REDIS_URL is set).
 
 Each process counts its own outcomes; a transition (open, half-open, closed) is written to
-the hash `qg:breaker:<env>` and published on the channel of the same name. Every process
+the hash `<namespace>breaker:<env>` and published on the channel of the same name. Every process
 subscribes and adopts the others' transitions, and re-reads the hash every few seconds in
 case a message was missed, so a breaker opened by one replica is open on all of them.
 """
@@ -22,9 +22,16 @@ RESYNC_S = 2.0
 class SharedBreakers:
     """Publishes local breaker transitions and applies remote ones."""
 
-    def __init__(self, client: Any, environment: str, instance: str, board: BreakerBoard) -> None:
+    def __init__(
+        self,
+        client: Any,
+        environment: str,
+        instance: str,
+        board: BreakerBoard,
+        namespace: str = "qg:",
+    ) -> None:
         self.client = client
-        self.key = f"qg:breaker:{environment}"
+        self.key = f"{namespace}breaker:{environment}"
         self.instance = instance
         self.board = board
         self._tasks: list[asyncio.Task[None]] = []
