@@ -9,16 +9,23 @@ lives in background services; this module only reads their latest state.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from starlette.responses import Response, StreamingResponse
 
 from quality_gates.config import GatewaySettings
-from quality_gates.errors import NotFound, ProviderError, ProviderTimeout, StreamInterrupted
+from quality_gates.errors import (
+    NotFound,
+    ProviderError,
+    ProviderTimeout,
+    ServerError,
+    StreamInterrupted,
+)
 from quality_gates.gateway._breaker import BreakerBoard
 from quality_gates.gateway._cache import CachedAnswer, ResponseCache, cache_key
 from quality_gates.gateway._dispatch import Dispatcher, NoDeployment, Trip
@@ -33,7 +40,7 @@ from quality_gates.gateway._limits import (
 )
 from quality_gates.gateway._metrics import GatewayMetrics
 from quality_gates.gateway._redact import redact
-from quality_gates.gateway._routing import RoutePlan, RouteTable
+from quality_gates.gateway._routing import Deployment, RoutePlan, RouteTable
 from quality_gates.gateway._telemetry import RequestRecord, TelemetryWriter
 from quality_gates.gateway._wire import (
     DONE_EVENT,
@@ -46,7 +53,7 @@ from quality_gates.gateway._wire import (
 )
 from quality_gates.gateway.keys import ApiKey
 from quality_gates.gateway.runtime import CacheMode
-from quality_gates.providers import ChatRequest, StreamChunk
+from quality_gates.providers import ChatRequest, ChatResponse, StreamChunk
 
 JSON = "application/json"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -85,8 +92,9 @@ class Gateway:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.rng = random.Random()
-        m = services.metrics
-        self._requests = m.requests
+        # Request ids: a random per-process prefix and a counter (uuid4 costs more per call).
+        self._id_prefix = os.urandom(8).hex()
+        self._ids = itertools.count(1)
         self._env = services.environment
 
     async def chat(self, raw: bytes, key: ApiKey | None, *, use_cache: bool = True) -> Response:
@@ -97,7 +105,7 @@ class Gateway:
         deadline = loop.time() + s.settings.deadline
         request = parse_request(raw)
         rec = RequestRecord(
-            id=f"chatcmpl-{uuid.uuid4().hex}",
+            id=f"chatcmpl-{self._id_prefix}{next(self._ids):012x}",
             ts=time.time(),
             environment=self._env,
             alias=request.model,
@@ -249,16 +257,21 @@ class Gateway:
                 error_class=exc.error_class,
             ) from None
         rec.attempts, rec.hops = trip.attempts, trip.hops
-        if trip.deployment is None:
+        deployment = trip.deployment
+        if deployment is None:
             error = trip.error or ProviderTimeout("no deployment answered")
             if error.error_class not in ("bad_request", "content_filtered"):
                 stale = await self._stale(key_hash, request, rec, started)
                 if stale is not None:
                     return stale
             raise self._upstream_error(plan, error, len(trip.attempts))
-        if request.stream:
-            return self._stream(request, rec, plan, trip, started, deadline, key_hash)
-        return await self._complete(request, rec, plan, trip, started, key_hash)
+        if trip.stream is not None:
+            return self._stream(
+                request, rec, deployment, trip, trip.stream, started, deadline, key_hash
+            )
+        if trip.response is None:
+            raise self._upstream_error(plan, ServerError("no answer"), len(trip.attempts))
+        return await self._complete(request, rec, deployment, trip.response, started, key_hash)
 
     def _upstream_error(self, plan: RoutePlan, error: ProviderError, attempts: int) -> ApiError:
         client_fault = error.error_class in ("bad_request", "content_filtered")
@@ -280,15 +293,12 @@ class Gateway:
         self,
         request: CompletionRequest,
         rec: RequestRecord,
-        plan: RoutePlan,
-        trip: Trip,
+        deployment: Deployment,
+        response: ChatResponse,
         started: float,
         key_hash: str | None,
     ) -> Response:
         s = self.s
-        deployment, response = trip.deployment, trip.response
-        assert deployment is not None
-        assert response is not None
         usage = response.usage
         rec.model_id, rec.provider, rec.deployment = (
             deployment.model_id,
@@ -331,16 +341,14 @@ class Gateway:
         self,
         request: CompletionRequest,
         rec: RequestRecord,
-        plan: RoutePlan,
+        deployment: Deployment,
         trip: Trip,
+        iterator: AsyncIterator[StreamChunk],
         started: float,
         deadline: float,
         key_hash: str | None,
     ) -> Response:
         s = self.s
-        deployment = trip.deployment
-        assert deployment is not None
-        assert trip.stream is not None
         rec.model_id, rec.provider, rec.deployment = (
             deployment.model_id,
             deployment.provider,
@@ -359,7 +367,6 @@ class Gateway:
                 first = trip.first
                 yield chunk_event(rec.id, created, model, role=True, content="")
                 chunk = first
-                iterator = trip.stream
                 loop = asyncio.get_running_loop()
                 while chunk is not None:
                     if chunk.text:
@@ -370,7 +377,7 @@ class Gateway:
                         break
                     try:
                         async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                            chunk = await iterator.__anext__()  # type: ignore[union-attr]
+                            chunk = await iterator.__anext__()
                     except StopAsyncIteration:
                         error = StreamInterrupted(
                             f"{deployment.provider}: the stream ended without a finish reason",
@@ -400,7 +407,8 @@ class Gateway:
                         error.error_class,
                     )
                     return
-                assert final is not None
+                if final is None:  # the loop ends cleanly only on the final chunk
+                    return
                 yield chunk_event(rec.id, created, model, finish=final.finish_reason or "stop")
                 usage = final.usage
                 if usage is not None:
@@ -440,7 +448,7 @@ class Gateway:
                     rec.error_class = error.error_class
                 if s.settings.telemetry.store_text:
                     rec.answer = redact("".join(parts), s.settings.telemetry.max_text_chars)
-                close = getattr(trip.stream, "aclose", None)
+                close = getattr(iterator, "aclose", None)
                 if close is not None:
                     try:
                         await close()
@@ -547,19 +555,15 @@ class Gateway:
     def _finish(self, rec: RequestRecord, started: float) -> None:
         s = self.s
         rec.latency_ms = (time.perf_counter() - started) * 1000.0
-        model = rec.model_id or "none"
-        provider = rec.provider or "none"
-        self._requests.labels(
-            self._env, model, provider, f"{rec.http_status // 100}xx", rec.cache
-        ).inc()
-        m = s.metrics
-        m.request_seconds.labels(self._env, model, provider).observe(rec.latency_ms / 1000.0)
+        series = s.metrics.series(rec.model_id or "none", rec.provider or "none")
+        series.requests(f"{rec.http_status // 100}xx", rec.cache).inc()
+        series.duration.observe(rec.latency_ms / 1000.0)
         if rec.stream and rec.ttft_ms is not None:
-            m.ttft_seconds.labels(self._env, model, provider).observe(rec.ttft_ms / 1000.0)
+            series.ttft.observe(rec.ttft_ms / 1000.0)
         if rec.input_tokens or rec.output_tokens:
-            m.tokens.labels(self._env, provider, model, "input").inc(rec.input_tokens)
-            m.tokens.labels(self._env, provider, model, "output").inc(rec.output_tokens)
+            series.tokens_in.inc(rec.input_tokens)
+            series.tokens_out.inc(rec.output_tokens)
         if rec.cost:
-            m.cost.labels(self._env, provider, model).inc(rec.cost)
+            series.cost.inc(rec.cost)
         if s.telemetry is not None:
             s.telemetry.record(rec)

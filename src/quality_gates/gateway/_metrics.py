@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -214,3 +215,66 @@ class GatewayMetrics:
         )
         self.started = time.time()
         r.register(_StateCollector(state))
+        self.series = series_cache(self)
+
+
+class RequestSeries:
+    """The bound children of one (model, provider) pair, cached: `labels()` takes a lock and
+    builds keys on every call, which adds up on the request path."""
+
+    __slots__ = (
+        "by_outcome",
+        "cost",
+        "duration",
+        "metrics",
+        "model",
+        "provider",
+        "tokens_in",
+        "tokens_out",
+        "ttft",
+        "upstream",
+    )
+
+    def __init__(self, metrics: GatewayMetrics, model: str, provider: str) -> None:
+        env = metrics.environment
+        self.metrics, self.model, self.provider = metrics, model, provider
+        self.duration = metrics.request_seconds.labels(env, model, provider)
+        self.ttft = metrics.ttft_seconds.labels(env, model, provider)
+        self.tokens_in = metrics.tokens.labels(env, provider, model, "input")
+        self.tokens_out = metrics.tokens.labels(env, provider, model, "output")
+        self.cost = metrics.cost.labels(env, provider, model)
+        self.upstream = metrics.attempt_seconds.labels(env, provider, model)
+        self.by_outcome: dict[tuple[str, str], Any] = {}
+
+    def requests(self, code: str, cache: str) -> Any:
+        """The requests counter for this status class and cache result."""
+        key = (code, cache)
+        child = self.by_outcome.get(key)
+        if child is None:
+            child = self.by_outcome[key] = self.metrics.requests.labels(
+                self.metrics.environment, self.model, self.provider, code, cache
+            )
+        return child
+
+    def attempts(self, outcome: str) -> Any:
+        """The upstream attempts counter for this outcome."""
+        key = ("attempt", outcome)
+        child = self.by_outcome.get(key)
+        if child is None:
+            child = self.by_outcome[key] = self.metrics.attempts.labels(
+                self.metrics.environment, self.provider, self.model, outcome
+            )
+        return child
+
+
+def series_cache(metrics: GatewayMetrics) -> Callable[[str, str], RequestSeries]:
+    """A lookup of RequestSeries by (model, provider), creating them on first use."""
+    cache: dict[tuple[str, str], RequestSeries] = {}
+
+    def get(model: str, provider: str) -> RequestSeries:
+        found = cache.get((model, provider))
+        if found is None:
+            found = cache[(model, provider)] = RequestSeries(metrics, model, provider)
+        return found
+
+    return get

@@ -1,8 +1,9 @@
 """Telemetry off the request path: request and attempt rows, per-minute roll-ups.
 
 The request handler only appends a record to a list and adds it to in-memory roll-ups; a
-background task hands batches to one writer thread that inserts `requests` and `attempts`
-rows and upserts this process's cumulative `rollups` rows (one per minute x series, keyed
+background task pickles batches and hands them to the sink (a child process, see `_sink`)
+that inserts `requests` and `attempts` rows and upserts this process's cumulative `rollups`
+rows (one per minute x series, keyed
 by this writer's id, so readers sum over writers). When the store is slow or down the rows
 wait in a bounded buffer; past the bound new rows are dropped and counted (roll-ups, which
 are small, are never dropped), and the gateway keeps serving.
@@ -16,49 +17,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import pickle
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from quality_gates.config import TelemetrySettings
-from quality_gates.store.db import Connection
 from quality_gates.telemetry import LatencyHistogram
 
 log = logging.getLogger("quality_gates.gateway")
 MAX_BACKOFF_S = 5.0
 KEEP_MINUTES = 3
-
-INSERT_REQUEST = (
-    "INSERT INTO requests (id, ts, environment, alias, model_id, provider, deployment, key_name, "
-    "status, http_status, error_class, latency_ms, ttft_ms, input_tokens, output_tokens, cost, "
-    "cache, attempts, hops, stream, canary, finish_reason, prompt, answer) VALUES (:id, :ts, "
-    ":environment, :alias, :model_id, :provider, :deployment, :key_name, :status, :http_status, "
-    ":error_class, :latency_ms, :ttft_ms, :input_tokens, :output_tokens, :cost, :cache, "
-    ":attempts, :hops, :stream, :canary, :finish_reason, :prompt, :answer) "
-    "ON CONFLICT (id) DO NOTHING"
-)
-INSERT_ATTEMPT = (
-    "INSERT INTO attempts (request_id, attempt, ts, environment, provider, model_id, deployment, "
-    "status, error_class, http_status, latency_ms, ttft_ms) VALUES (:request_id, :attempt, :ts, "
-    ":environment, :provider, :model_id, :deployment, :status, :error_class, :http_status, "
-    ":latency_ms, :ttft_ms)"
-)
-UPSERT_ROLLUP = (
-    "INSERT INTO rollups (minute, environment, alias, model_id, provider, kind, writer, count, "
-    "errors, errors_by_class, latency_hist, ttft_hist, input_tokens, output_tokens, cost, "
-    "cache_hits, cache_stale, cache_misses, failovers, canary, updated_at) VALUES (:minute, "
-    ":environment, :alias, :model_id, :provider, :kind, :writer, :count, :errors, "
-    ":errors_by_class, :latency_hist, :ttft_hist, :input_tokens, :output_tokens, :cost, "
-    ":cache_hits, :cache_stale, :cache_misses, :failovers, :canary, :updated_at) "
-    "ON CONFLICT (minute, environment, alias, model_id, provider, kind, writer) DO UPDATE SET "
-    "count = excluded.count, errors = excluded.errors, errors_by_class = "
-    "excluded.errors_by_class, latency_hist = excluded.latency_hist, ttft_hist = "
-    "excluded.ttft_hist, input_tokens = excluded.input_tokens, output_tokens = "
-    "excluded.output_tokens, cost = excluded.cost, cache_hits = excluded.cache_hits, "
-    "cache_stale = excluded.cache_stale, cache_misses = excluded.cache_misses, failovers = "
-    "excluded.failovers, canary = excluded.canary, updated_at = excluded.updated_at"
-)
 
 
 @dataclass(slots=True)
@@ -147,13 +118,14 @@ class TelemetryWriter:
         settings: TelemetrySettings,
         environment: str,
         writer_id: str,
-        connect: Callable[[], Connection],
+        sink: Callable[[bytes], None],
+        close_sink: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.environment = environment
         self.writer_id = writer_id
-        self._connect = connect
-        self._conn: Connection | None = None
+        self._sink = sink
+        self._close_sink = close_sink
         self._pending: list[RequestRecord] = []
         self._rows_pending = 0
         self._series: dict[SeriesKey, _Series] = {}
@@ -250,8 +222,9 @@ class TelemetryWriter:
             if not batch and not rollups:
                 return True
             loop = asyncio.get_running_loop()
+            payload = self._payload(batch, rollups)
             try:
-                await loop.run_in_executor(self._executor, self._write, batch, rollups)
+                await loop.run_in_executor(self._executor, self._sink, payload)
             except Exception as exc:
                 self._requeue(batch)
                 for key in rollups:
@@ -263,7 +236,6 @@ class TelemetryWriter:
                     self.last_error,
                     self._rows_pending,
                 )
-                self._conn = None
                 return False
             self.written_requests += len(batch)
             self.written_attempts += sum(len(r.attempts) for r in batch)
@@ -330,67 +302,24 @@ class TelemetryWriter:
         for key in [k for k, s in self._series.items() if k[0] < horizon and not s.dirty]:
             del self._series[key]
 
-    def _write(
+    def _payload(
         self, batch: list[RequestRecord], rollups: dict[SeriesKey, dict[str, object]]
-    ) -> None:
-        if self._conn is None:
-            self._conn = self._connect()
-        conn = self._conn
-        requests = []
-        attempts = []
+    ) -> bytes:
+        requests: list[tuple[Any, ...]] = []
+        attempts: list[tuple[Any, ...]] = []
         for r in batch:
-            requests.append(
-                {
-                    "id": r.id,
-                    "ts": r.ts,
-                    "environment": r.environment,
-                    "alias": r.alias,
-                    "model_id": r.model_id,
-                    "provider": r.provider,
-                    "deployment": r.deployment,
-                    "key_name": r.key_name,
-                    "status": r.status,
-                    "http_status": r.http_status,
-                    "error_class": r.error_class,
-                    "latency_ms": r.latency_ms,
-                    "ttft_ms": r.ttft_ms,
-                    "input_tokens": r.input_tokens,
-                    "output_tokens": r.output_tokens,
-                    "cost": r.cost,
-                    "cache": r.cache,
-                    "attempts": len(r.attempts),
-                    "hops": r.hops,
-                    "stream": int(r.stream),
-                    "canary": int(r.canary),
-                    "finish_reason": r.finish_reason,
-                    "prompt": r.prompt,
-                    "answer": r.answer,
-                }
-            )
+            requests.append((
+                r.id, r.ts, r.environment, r.alias, r.model_id, r.provider, r.deployment,
+                r.key_name, r.status, r.http_status, r.error_class, r.latency_ms, r.ttft_ms,
+                r.input_tokens, r.output_tokens, r.cost, r.cache, len(r.attempts), r.hops,
+                int(r.stream), int(r.canary), r.finish_reason, r.prompt, r.answer,
+            ))  # fmt: skip
             for a in r.attempts:
-                attempts.append(
-                    {
-                        "request_id": r.id,
-                        "attempt": a.attempt,
-                        "ts": a.ts,
-                        "environment": r.environment,
-                        "provider": a.provider,
-                        "model_id": a.model_id,
-                        "deployment": a.deployment,
-                        "status": a.status,
-                        "error_class": a.error_class,
-                        "http_status": a.http_status,
-                        "latency_ms": a.latency_ms,
-                        "ttft_ms": a.ttft_ms,
-                    }
-                )
-        with conn.write():
-            if requests:
-                conn.executemany(INSERT_REQUEST, requests)
-            if attempts:
-                conn.executemany(INSERT_ATTEMPT, attempts)
-            if rollups:
-                conn.executemany(UPSERT_ROLLUP, list(rollups.values()))
+                attempts.append((
+                    r.id, a.attempt, a.ts, r.environment, a.provider, a.model_id, a.deployment,
+                    a.status, a.error_class, a.http_status, a.latency_ms, a.ttft_ms,
+                ))  # fmt: skip
+        return pickle.dumps((requests, attempts, list(rollups.values())), protocol=5)
 
     async def close(self) -> None:
         """Stop the flusher and write what is left (best effort)."""
@@ -404,10 +333,5 @@ class TelemetryWriter:
             await asyncio.wait_for(self.flush(), 10.0)
         except (TimeoutError, Exception) as exc:
             log.warning("telemetry not flushed at shutdown: %s", exc)
-        self._executor.submit(self._close_conn)
         self._executor.shutdown(wait=True)
-
-    def _close_conn(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._close_sink()

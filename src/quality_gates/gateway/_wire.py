@@ -76,6 +76,9 @@ class ApiError(Exception):
         return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
 
 
+_str = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _bad(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, message, param=param, code="invalid_value" if param else None)
 
@@ -220,28 +223,14 @@ def completion_body(
     input_tokens: int,
     output_tokens: int,
 ) -> bytes:
-    """A `chat.completion` object."""
-    return json.dumps(
-        {
-            "id": request_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish_reason(finish),
-                    "logprobs": None,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": input_tokens,
-                "completion_tokens": output_tokens,
-                "total_tokens": input_tokens + output_tokens,
-            },
-        },
-        ensure_ascii=False,
+    """A `chat.completion` object (written from a template: json.dumps of the whole nested
+    object costs several times more on the hot path)."""
+    return (
+        f'{{"id":{_str(request_id)},"object":"chat.completion","created":{created},'
+        f'"model":{_str(model)},"choices":[{{"index":0,"message":{{"role":"assistant",'
+        f'"content":{_str(text)}}},"finish_reason":"{finish_reason(finish)}","logprobs":null}}],'
+        f'"usage":{{"prompt_tokens":{input_tokens},"completion_tokens":{output_tokens},'
+        f'"total_tokens":{input_tokens + output_tokens}}}}}'
     ).encode()
 
 
