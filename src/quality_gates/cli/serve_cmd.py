@@ -106,6 +106,7 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    state.close()  # the workers open their own connections; none may be shared with them
     _run(
         loaded.config,
         store_url,
@@ -117,6 +118,14 @@ def serve(
         str(loaded.path),
         store_url.raw,
     )
+
+
+def _server(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    import importlib.util
+
+    return "granian" if importlib.util.find_spec("granian") else "uvicorn"
 
 
 def _run(
@@ -132,20 +141,52 @@ def _run(
 ) -> None:
     import os
 
-    import uvicorn
-
     from quality_gates.errors import StoreError
     from quality_gates.gateway._app import SETTINGS_ENV, AppSettings, create_app
 
-    common: dict[str, Any] = {
-        "log_level": "warning",
-        "access_log": False,
-        "loop": "uvloop",
-        "http": "httptools",
-        "lifespan": "on",
-        "timeout_graceful_shutdown": 30,
-    }
+    server = _server(config.gateway.server)
     try:
+        if server == "granian":
+            # Granian binds its own socket (in its supervisor, shared with its workers); the
+            # port was found free by binding it here, so hand it over.
+            host, port = sock.getsockname()[:2]
+            sock.close()
+            os.environ.update(
+                {
+                    SETTINGS_ENV["config"]: config_path,
+                    SETTINGS_ENV["store"]: store_raw,
+                    SETTINGS_ENV["environment"]: env,
+                    SETTINGS_ENV["listen"]: listen,
+                }
+            )
+            from granian import Granian
+            from granian.constants import Interfaces, Loops
+            from granian.log import LogLevels
+
+            Granian(
+                APP_FACTORY,
+                address=host,
+                port=port,
+                interface=Interfaces.ASGI,
+                workers=workers,
+                loop=Loops.uvloop,
+                websockets=False,
+                factory=True,
+                log_level=LogLevels.warning,
+                log_access=False,
+                workers_kill_timeout=30,
+            ).serve()
+            return
+        import uvicorn
+
+        common: dict[str, Any] = {
+            "log_level": "warning",
+            "access_log": False,
+            "loop": "uvloop",
+            "http": "httptools",
+            "lifespan": "on",
+            "timeout_graceful_shutdown": 30,
+        }
         if workers == 1:
             settings = AppSettings(
                 config=config,

@@ -94,6 +94,9 @@ class GatewaySettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     workers: PositiveInt = 1
+    server: Literal["auto", "granian", "uvicorn"] = Field(
+        "auto", description="HTTP server: granian (Rust, faster here) when installed, else uvicorn"
+    )
     environment: str = "production"
     auth: Literal["auto", "required", "disabled"] = Field(
         "auto", description="auto: keys required once at least one active key exists"

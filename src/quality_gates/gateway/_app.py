@@ -52,7 +52,7 @@ from quality_gates.gateway._routing import RouteTable
 from quality_gates.gateway._shared import SharedBreakers
 from quality_gates.gateway._sink import ProcessSink
 from quality_gates.gateway._telemetry import TelemetryWriter
-from quality_gates.gateway._wire import ApiError
+from quality_gates.gateway._wire import Answer, ApiError, error_answer
 from quality_gates.gateway.keys import ApiKey, hash_key
 from quality_gates.gateway.runtime import (
     CACHE,
@@ -430,10 +430,12 @@ def create_app(
     return GatewayASGI(Starlette(routes=routes, lifespan=lifespan))
 
 
-def _error(exc: ApiError) -> Response:
-    return Response(
-        exc.body(), status_code=exc.status, media_type="application/json", headers=exc.headers()
-    )
+def _error(exc: ApiError) -> Answer:
+    return error_answer(exc)
+
+
+def _error_response(exc: ApiError) -> Response:
+    return Response(exc.body(), exc.status, exc.headers(), media_type="application/json")
 
 
 def _authenticate(state: GatewayApp, header: str | None) -> ApiKey | None:
@@ -496,7 +498,8 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send, state: Ga
         use_cache = "no-cache" not in cache_control and "no-store" not in cache_control
         response = await state.gateway.chat(body, key, use_cache=use_cache)
     except ApiError as exc:
-        response = _error(exc)
+        await _error(exc)(scope, receive, send)
+        return
     await response(scope, receive, send)
 
 
@@ -530,7 +533,7 @@ async def list_models(request: Request) -> Response:
     try:
         _authenticate(state, request.headers.get("authorization"))
     except ApiError as exc:
-        return _error(exc)
+        return _error_response(exc)
     table = state.services.table
     created = int(state.started_at)
     data = [
@@ -588,9 +591,9 @@ async def metrics_endpoint(request: Request) -> Response:
         try:
             key = _authenticate(state, request.headers.get("authorization"))
         except ApiError as exc:
-            return _error(exc)
+            return _error_response(exc)
         if key is None or key.role not in OPERATOR_ROLES:
-            return _error(
+            return _error_response(
                 ApiError(403, "/metrics needs an operator or admin key", code="forbidden")
             )
     return Response(

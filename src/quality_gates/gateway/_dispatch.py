@@ -322,9 +322,9 @@ class Dispatcher:
             # A refused request says nothing about the deployment's health.
             self.breakers.record(deployment.id, error.error_class in CLIENT_FAULTS, now)
             outcome = error.error_class
-        series = self.metrics.series(deployment.model_id, deployment.provider)
-        series.attempts(outcome).inc()
-        series.upstream.observe(elapsed_ms / 1000.0)
+        self.metrics.series(deployment.model_id, deployment.provider).attempt(
+            outcome, elapsed_ms / 1000.0
+        )
 
     def record_stream_end(self, trip: Trip, elapsed_ms: float, error: ProviderError | None) -> None:
         """A stream finished (cleanly or broken): update its attempt, breaker and latency."""
@@ -343,6 +343,6 @@ class Dispatcher:
             attempt.http_status = error.http_status
             self.breakers.record(deployment.id, False, now)
             outcome = error.error_class
-        series = self.metrics.series(deployment.model_id, deployment.provider)
-        series.attempts(outcome).inc()
-        series.upstream.observe(elapsed_ms / 1000.0)
+        self.metrics.series(deployment.model_id, deployment.provider).attempt(
+            outcome, elapsed_ms / 1000.0
+        )

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import StreamingResponse
 
 from quality_gates.config import GatewaySettings
 from quality_gates.errors import (
@@ -44,6 +44,7 @@ from quality_gates.gateway._routing import Deployment, RoutePlan, RouteTable
 from quality_gates.gateway._telemetry import RequestRecord, TelemetryWriter
 from quality_gates.gateway._wire import (
     DONE_EVENT,
+    Answer,
     ApiError,
     CompletionRequest,
     chunk_event,
@@ -97,7 +98,9 @@ class Gateway:
         self._ids = itertools.count(1)
         self._env = services.environment
 
-    async def chat(self, raw: bytes, key: ApiKey | None, *, use_cache: bool = True) -> Response:
+    async def chat(
+        self, raw: bytes, key: ApiKey | None, *, use_cache: bool = True
+    ) -> Answer | StreamingResponse:
         """Answer one request body (already authenticated)."""
         s = self.s
         started = time.perf_counter()
@@ -196,7 +199,7 @@ class Gateway:
         started: float,
         deadline: float,
         use_cache: bool,
-    ) -> Response:
+    ) -> Answer | StreamingResponse:
         s = self.s
         tokens = estimate_tokens(request)
         if key is not None:
@@ -297,7 +300,7 @@ class Gateway:
         response: ChatResponse,
         started: float,
         key_hash: str | None,
-    ) -> Response:
+    ) -> Answer | StreamingResponse:
         s = self.s
         usage = response.usage
         rec.model_id, rec.provider, rec.deployment = (
@@ -335,7 +338,7 @@ class Gateway:
             usage.output_tokens,
         )
         self._finish_ok(rec, started)
-        return Response(body, media_type=JSON, headers=self._headers(rec))
+        return Answer(200, body, self._headers(rec))
 
     def _stream(
         self,
@@ -347,7 +350,7 @@ class Gateway:
         started: float,
         deadline: float,
         key_hash: str | None,
-    ) -> Response:
+    ) -> Answer | StreamingResponse:
         s = self.s
         rec.model_id, rec.provider, rec.deployment = (
             deployment.model_id,
@@ -467,7 +470,7 @@ class Gateway:
         request: CompletionRequest,
         rec: RequestRecord,
         started: float,
-    ) -> Response | None:
+    ) -> Answer | None:
         s = self.s
         if key_hash is None or s.cache is None or not s.cache_mode.stale_allowed:
             return None
@@ -485,7 +488,7 @@ class Gateway:
         answer: CachedAnswer,
         kind: str,
         started: float,
-    ) -> Response:
+    ) -> Answer:
         rec.cache = kind
         rec.model_id, rec.provider, rec.deployment = (
             answer.model_id,
@@ -516,9 +519,7 @@ class Gateway:
             events.append(DONE_EVENT)
             rec.ttft_ms = (time.perf_counter() - started) * 1000.0
             self._finish_ok(rec, started)
-            return Response(
-                b"".join(events), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
-            )
+            return Answer(200, b"".join(events), {**SSE_HEADERS, **headers}, "text/event-stream")
         body = completion_body(
             rec.id,
             int(rec.ts),
@@ -529,7 +530,7 @@ class Gateway:
             answer.output_tokens,
         )
         self._finish_ok(rec, started)
-        return Response(body, media_type=JSON, headers=headers)
+        return Answer(200, body, headers)
 
     def _headers(self, rec: RequestRecord) -> dict[str, str]:
         headers = {"x-request-id": rec.id, "x-qg-cache": rec.cache}
@@ -556,14 +557,12 @@ class Gateway:
         s = self.s
         rec.latency_ms = (time.perf_counter() - started) * 1000.0
         series = s.metrics.series(rec.model_id or "none", rec.provider or "none")
-        series.requests(f"{rec.http_status // 100}xx", rec.cache).inc()
+        series.request(f"{rec.http_status // 100}xx", rec.cache)
         series.duration.observe(rec.latency_ms / 1000.0)
         if rec.stream and rec.ttft_ms is not None:
             series.ttft.observe(rec.ttft_ms / 1000.0)
-        if rec.input_tokens or rec.output_tokens:
-            series.tokens_in.inc(rec.input_tokens)
-            series.tokens_out.inc(rec.output_tokens)
-        if rec.cost:
-            series.cost.inc(rec.cost)
+        series.tokens_in += rec.input_tokens
+        series.tokens_out += rec.output_tokens
+        series.cost += rec.cost
         if s.telemetry is not None:
             s.telemetry.record(rec)

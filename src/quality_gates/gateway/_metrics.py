@@ -11,19 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from quality_gates.gateway._breaker import STATE_VALUE, BreakerView
-
-# LLM calls take from milliseconds (cache, errors) to minutes (long generations).
-LATENCY_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0,
-    20.0, 30.0, 45.0, 60.0, 90.0, 120.0,
-)  # fmt: skip
+from quality_gates.gateway._series import SeriesBoard
 
 
 @dataclass
@@ -99,6 +93,17 @@ class _StateCollector(Collector):
             yield counter
 
 
+class _Families(Collector):
+    def __init__(self, board: SeriesBoard) -> None:
+        self.board = board
+
+    def describe(self) -> Iterable[CounterMetricFamily]:
+        return []
+
+    def collect(self) -> Iterable[CounterMetricFamily | HistogramMetricFamily]:
+        return self.board.collect()
+
+
 class GatewayMetrics:
     """The gateway's counters and histograms."""
 
@@ -108,39 +113,6 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.environment = state.environment
-        self.requests = Counter(
-            "qg_gateway_requests",
-            "Chat completion requests answered",
-            ["environment", "model", "provider", "code", "cache"],
-            registry=r,
-        )
-        self.request_seconds = Histogram(
-            "qg_gateway_request_duration_seconds",
-            "Time to answer a request, as the client saw it",
-            ["environment", "model", "provider"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.ttft_seconds = Histogram(
-            "qg_gateway_time_to_first_token_seconds",
-            "Time to the first streamed token",
-            ["environment", "model", "provider"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.attempts = Counter(
-            "qg_gateway_upstream_attempts",
-            "Upstream calls by outcome (ok or error class)",
-            ["environment", "provider", "model", "outcome"],
-            registry=r,
-        )
-        self.attempt_seconds = Histogram(
-            "qg_gateway_upstream_duration_seconds",
-            "Upstream call time",
-            ["environment", "provider", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
         self.failovers = Counter(
             "qg_gateway_failovers",
             "Moves to the next deployment of a chain",
@@ -189,18 +161,6 @@ class GatewayMetrics:
             ["environment", "provider"],
             registry=r,
         )
-        self.tokens = Counter(
-            "qg_gateway_tokens",
-            "Tokens by direction",
-            ["environment", "provider", "model", "direction"],
-            registry=r,
-        )
-        self.cost = Counter(
-            "qg_gateway_cost_usd",
-            "Cost in USD",
-            ["environment", "provider", "model"],
-            registry=r,
-        )
         self.probes = Counter(
             "qg_gateway_probes",
             "Active probes by result",
@@ -215,66 +175,5 @@ class GatewayMetrics:
         )
         self.started = time.time()
         r.register(_StateCollector(state))
-        self.series = series_cache(self)
-
-
-class RequestSeries:
-    """The bound children of one (model, provider) pair, cached: `labels()` takes a lock and
-    builds keys on every call, which adds up on the request path."""
-
-    __slots__ = (
-        "by_outcome",
-        "cost",
-        "duration",
-        "metrics",
-        "model",
-        "provider",
-        "tokens_in",
-        "tokens_out",
-        "ttft",
-        "upstream",
-    )
-
-    def __init__(self, metrics: GatewayMetrics, model: str, provider: str) -> None:
-        env = metrics.environment
-        self.metrics, self.model, self.provider = metrics, model, provider
-        self.duration = metrics.request_seconds.labels(env, model, provider)
-        self.ttft = metrics.ttft_seconds.labels(env, model, provider)
-        self.tokens_in = metrics.tokens.labels(env, provider, model, "input")
-        self.tokens_out = metrics.tokens.labels(env, provider, model, "output")
-        self.cost = metrics.cost.labels(env, provider, model)
-        self.upstream = metrics.attempt_seconds.labels(env, provider, model)
-        self.by_outcome: dict[tuple[str, str], Any] = {}
-
-    def requests(self, code: str, cache: str) -> Any:
-        """The requests counter for this status class and cache result."""
-        key = (code, cache)
-        child = self.by_outcome.get(key)
-        if child is None:
-            child = self.by_outcome[key] = self.metrics.requests.labels(
-                self.metrics.environment, self.model, self.provider, code, cache
-            )
-        return child
-
-    def attempts(self, outcome: str) -> Any:
-        """The upstream attempts counter for this outcome."""
-        key = ("attempt", outcome)
-        child = self.by_outcome.get(key)
-        if child is None:
-            child = self.by_outcome[key] = self.metrics.attempts.labels(
-                self.metrics.environment, self.provider, self.model, outcome
-            )
-        return child
-
-
-def series_cache(metrics: GatewayMetrics) -> Callable[[str, str], RequestSeries]:
-    """A lookup of RequestSeries by (model, provider), creating them on first use."""
-    cache: dict[tuple[str, str], RequestSeries] = {}
-
-    def get(model: str, provider: str) -> RequestSeries:
-        found = cache.get((model, provider))
-        if found is None:
-            found = cache[(model, provider)] = RequestSeries(metrics, model, provider)
-        return found
-
-    return get
+        self.series = SeriesBoard(state.environment)
+        r.register(_Families(self.series))

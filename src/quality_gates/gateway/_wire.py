@@ -295,3 +295,38 @@ def error_event(message: str, error_class: str, status: int = 502) -> bytes:
 
 
 DONE_EVENT = b"data: [DONE]\n\n"
+
+
+class Answer:
+    """A complete HTTP answer sent straight as ASGI messages (a framework Response object
+    costs more to build than the whole JSON body on this path)."""
+
+    __slots__ = ("body", "headers", "media_type", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        media_type: str = "application/json",
+    ) -> None:
+        self.status, self.body, self.headers, self.media_type = (
+            status,
+            body,
+            headers or {},
+            media_type,
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        raw = [
+            (b"content-type", self.media_type.encode()),
+            (b"content-length", str(len(self.body)).encode()),
+        ]
+        raw += [(k.encode(), v.encode("latin-1")) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": raw})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def error_answer(exc: ApiError) -> Answer:
+    """The answer for an ApiError."""
+    return Answer(exc.status, exc.body(), exc.headers())
