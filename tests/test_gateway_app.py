@@ -427,3 +427,22 @@ async def test_models_healthz_and_readyz(ws: Workspace) -> None:
     assert "llama-3-1-70b" in ids
     assert ready["store"] == "ok"
     assert ready["usable_deployments"]
+
+
+async def test_a_client_leaving_mid_stream_frees_its_slot_and_is_recorded(
+    tmp_path: Path,
+) -> None:
+    ws = gateway_workspace(tmp_path / "ws")
+    providers = fakes()
+    providers["bedrock"].text = " ".join(f"w{i}" for i in range(50))
+    providers["bedrock"].chunks = 50
+    providers["bedrock"].latency = 0.05
+    async with running_gateway(ws, providers) as (url, app), aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/v1/chat/completions", json=chat_body(stream=True)) as resp:
+            assert resp.status == 200
+            await resp.content.readuntil(b"\n\n")  # the first event, then hang up
+        admission = app.state.gateway.services.admission
+        await wait_until(lambda: admission.inflight == 0, timeout=5.0)
+        await wait_until(lambda: count(ws, "SELECT COUNT(*) FROM requests") == 1)
+    row = ws.conn.one("SELECT status, http_status, error_class FROM requests")
+    assert row == {"status": "cancelled", "http_status": 499, "error_class": "client_closed"}

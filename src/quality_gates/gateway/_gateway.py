@@ -16,15 +16,12 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
-from starlette.responses import StreamingResponse
-
 from quality_gates.config import GatewaySettings
 from quality_gates.errors import (
     NotFound,
     ProviderError,
     ProviderTimeout,
     ServerError,
-    StreamInterrupted,
 )
 from quality_gates.gateway._breaker import BreakerBoard
 from quality_gates.gateway._cache import CachedAnswer, ResponseCache, cache_key
@@ -41,6 +38,7 @@ from quality_gates.gateway._limits import (
 from quality_gates.gateway._metrics import GatewayMetrics
 from quality_gates.gateway._redact import redact
 from quality_gates.gateway._routing import Deployment, RoutePlan, RouteTable
+from quality_gates.gateway._streaming import SSE_HEADERS, LiveStream
 from quality_gates.gateway._telemetry import RequestRecord, TelemetryWriter
 from quality_gates.gateway._wire import (
     DONE_EVENT,
@@ -49,7 +47,6 @@ from quality_gates.gateway._wire import (
     CompletionRequest,
     chunk_event,
     completion_body,
-    error_event,
     parse_request,
 )
 from quality_gates.gateway.keys import ApiKey
@@ -57,7 +54,6 @@ from quality_gates.gateway.runtime import CacheMode
 from quality_gates.providers import ChatRequest, ChatResponse, StreamChunk
 
 JSON = "application/json"
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 CHARS_PER_TOKEN = 4
 
 
@@ -100,7 +96,7 @@ class Gateway:
 
     async def chat(
         self, raw: bytes, key: ApiKey | None, *, use_cache: bool = True
-    ) -> Answer | StreamingResponse:
+    ) -> Answer | LiveStream:
         """Answer one request body (already authenticated)."""
         s = self.s
         started = time.perf_counter()
@@ -134,7 +130,7 @@ class Gateway:
         except BaseException:
             s.admission.release()
             raise
-        if not isinstance(response, StreamingResponse):
+        if not isinstance(response, LiveStream):
             s.admission.release()  # a live stream releases its slot when it ends
         return response
 
@@ -199,7 +195,7 @@ class Gateway:
         started: float,
         deadline: float,
         use_cache: bool,
-    ) -> Answer | StreamingResponse:
+    ) -> Answer | LiveStream:
         s = self.s
         tokens = estimate_tokens(request)
         if key is not None:
@@ -300,7 +296,7 @@ class Gateway:
         response: ChatResponse,
         started: float,
         key_hash: str | None,
-    ) -> Answer | StreamingResponse:
+    ) -> Answer | LiveStream:
         s = self.s
         usage = response.usage
         rec.model_id, rec.provider, rec.deployment = (
@@ -338,7 +334,7 @@ class Gateway:
             usage.output_tokens,
         )
         self._finish_ok(rec, started)
-        return Answer(200, body, self._headers(rec))
+        return Answer(200, body, self.headers(rec))
 
     def _stream(
         self,
@@ -350,118 +346,15 @@ class Gateway:
         started: float,
         deadline: float,
         key_hash: str | None,
-    ) -> Answer | StreamingResponse:
-        s = self.s
+    ) -> Answer | LiveStream:
         rec.model_id, rec.provider, rec.deployment = (
             deployment.model_id,
             deployment.provider,
             deployment.id,
         )
         rec.ttft_ms = ((trip.first_chunk_at or time.perf_counter()) - started) * 1000.0
-        attempt_started = time.perf_counter() - (trip.attempts[-1].latency_ms / 1000.0)
-        created = int(rec.ts)
-        model = deployment.model_id
-
-        async def body() -> AsyncIterator[bytes]:
-            parts: list[str] = []
-            error: ProviderError | None = None
-            final: StreamChunk | None = None
-            try:
-                first = trip.first
-                yield chunk_event(rec.id, created, model, role=True, content="")
-                chunk = first
-                loop = asyncio.get_running_loop()
-                while chunk is not None:
-                    if chunk.text:
-                        parts.append(chunk.text)
-                        yield chunk_event(rec.id, created, model, content=chunk.text)
-                    if chunk.is_final:
-                        final = chunk
-                        break
-                    try:
-                        async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                            chunk = await iterator.__anext__()
-                    except StopAsyncIteration:
-                        error = StreamInterrupted(
-                            f"{deployment.provider}: the stream ended without a finish reason",
-                            provider=deployment.provider,
-                        )
-                        break
-                    except TimeoutError:
-                        error = ProviderTimeout(
-                            f"the request deadline ({s.settings.deadline:g} s) ran out mid-stream",
-                            provider=deployment.provider,
-                        )
-                        break
-                    except ProviderError as exc:
-                        error = exc
-                        break
-                    except Exception as exc:
-                        error = StreamInterrupted(
-                            f"{deployment.provider}: {type(exc).__name__}: {exc}",
-                            provider=deployment.provider,
-                        )
-                        break
-                if error is not None:
-                    s.metrics.stream_interrupted.labels(self._env, deployment.provider).inc()
-                    yield error_event(
-                        f"the upstream stream from {deployment.provider} broke after "
-                        f"{len(parts)} chunks: {error.message}",
-                        error.error_class,
-                    )
-                    return
-                if final is None:  # the loop ends cleanly only on the final chunk
-                    return
-                yield chunk_event(rec.id, created, model, finish=final.finish_reason or "stop")
-                usage = final.usage
-                if usage is not None:
-                    rec.input_tokens, rec.output_tokens = usage.input_tokens, usage.output_tokens
-                    rec.cost = deployment.cost(usage)
-                    if request.include_usage:
-                        yield chunk_event(
-                            rec.id, created, model, usage=(usage.input_tokens, usage.output_tokens)
-                        )
-                rec.finish_reason = final.finish_reason
-                yield DONE_EVENT
-                if key_hash is not None and s.cache is not None:
-                    await s.cache.put(
-                        key_hash,
-                        CachedAnswer(
-                            "".join(parts),
-                            final.finish_reason or "stop",
-                            rec.input_tokens,
-                            rec.output_tokens,
-                            deployment.model_id,
-                            deployment.provider,
-                            deployment.id,
-                            time.time(),
-                        ),
-                    )
-            except BaseException:
-                if error is None and final is None:
-                    rec.status, rec.http_status, rec.error_class = "cancelled", 499, "client_closed"
-                raise
-            finally:
-                elapsed = (time.perf_counter() - attempt_started) * 1000.0
-                s.dispatcher.record_stream_end(
-                    trip, elapsed, error if rec.status != "cancelled" else None
-                )
-                if error is not None and rec.status != "cancelled":
-                    rec.status, rec.http_status = "error", 502
-                    rec.error_class = error.error_class
-                if s.settings.telemetry.store_text:
-                    rec.answer = redact("".join(parts), s.settings.telemetry.max_text_chars)
-                close = getattr(iterator, "aclose", None)
-                if close is not None:
-                    try:
-                        await close()
-                    except Exception:
-                        pass
-                self._finish(rec, started)
-                s.admission.release()
-
-        return StreamingResponse(
-            body(), media_type="text/event-stream", headers={**SSE_HEADERS, **self._headers(rec)}
+        return LiveStream(
+            self, request, rec, deployment, trip, iterator, started, deadline, key_hash
         )
 
     async def _stale(
@@ -497,7 +390,7 @@ class Gateway:
         )
         rec.input_tokens, rec.output_tokens = answer.input_tokens, answer.output_tokens
         rec.finish_reason = answer.finish_reason
-        headers = self._headers(rec)
+        headers = self.headers(rec)
         if kind == "stale":
             headers["x-qg-cache-age"] = str(int(time.time() - answer.stored_at))
         if request.stream:
@@ -532,7 +425,8 @@ class Gateway:
         self._finish_ok(rec, started)
         return Answer(200, body, headers)
 
-    def _headers(self, rec: RequestRecord) -> dict[str, str]:
+    def headers(self, rec: RequestRecord) -> dict[str, str]:
+        """Response headers that say what happened."""
         headers = {"x-request-id": rec.id, "x-qg-cache": rec.cache}
         if rec.model_id:
             headers["x-qg-model"] = rec.model_id
@@ -545,15 +439,16 @@ class Gateway:
         return headers
 
     def _finish_ok(self, rec: RequestRecord, started: float) -> None:
-        self._finish(rec, started)
+        self.finish(rec, started)
 
     def _finish_error(self, rec: RequestRecord, exc: ApiError, started: float) -> None:
         rec.http_status = exc.status
         rec.error_class = exc.error_class or exc.code
         rec.status = "error" if exc.status >= 500 else "rejected"
-        self._finish(rec, started)
+        self.finish(rec, started)
 
-    def _finish(self, rec: RequestRecord, started: float) -> None:
+    def finish(self, rec: RequestRecord, started: float) -> None:
+        """Close a request's record: latency, metrics, telemetry."""
         s = self.s
         rec.latency_ms = (time.perf_counter() - started) * 1000.0
         series = s.metrics.series(rec.model_id or "none", rec.provider or "none")
