@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from quality_gates.config._notifications import Channel, NotificationRoute, Notifications
     from quality_gates.config._providers import Model, Price, Provider, Quotas
     from quality_gates.config._root import QualityGatesConfig, StoreSettings
+    from quality_gates.config._simulator import SimulatorFaults, profile_faults
     from quality_gates.config._starter import render_starter
 
 _LAZY = {
@@ -63,6 +64,7 @@ _LAZY = {
         "GatewaySettings",
         "Thresholds",
         "parse_traffic",
+        "profile_faults",
     ),
     "_gateway": (
         "BreakerSettings",
@@ -78,6 +80,7 @@ _LAZY = {
     "_notifications": ("Channel", "NotificationRoute", "Notifications"),
     "_providers": ("Model", "Price", "Provider", "Quotas"),
     "_root": ("QualityGatesConfig", "StoreSettings"),
+    "_simulator": ("SimulatorFaults", "profile_faults"),
     "_starter": ("render_starter",),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
@@ -114,6 +117,7 @@ __all__ = [
     "Quotas",
     "RetrySettings",
     "SeverityLevel",
+    "SimulatorFaults",
     "Slo",
     "StoreSettings",
     "TelemetrySettings",
@@ -125,6 +129,7 @@ __all__ = [
     "looks_like_secret",
     "parse_config_text",
     "parse_traffic",
+    "profile_faults",
     "render_starter",
     "resolve_env",
     "set_value",

@@ -63,7 +63,7 @@ from quality_gates.gateway.runtime import (
     parse_cache,
     parse_queue,
 )
-from quality_gates.providers import ChatProvider
+from quality_gates.providers import ChatProvider, build_provider
 from quality_gates.store.db import Database, StoreURL
 
 log = logging.getLogger("quality_gates.gateway")
@@ -103,11 +103,7 @@ class AppSettings:
 
 def default_provider_factory(provider: Provider, models: Sequence[Model]) -> ChatProvider:
     """The adapter of `provider` from quality_gates.providers."""
-    import importlib
-
-    factory = importlib.import_module("quality_gates.providers._factory")
-    adapter: ChatProvider = factory.build_provider(provider, models)
-    return adapter
+    return build_provider(provider, models)
 
 
 @dataclass
