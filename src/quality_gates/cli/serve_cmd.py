@@ -55,10 +55,12 @@ def serve(
 ) -> None:
     """Serve /v1/chat/completions, /v1/models, /healthz, /readyz and /metrics until stopped
     (Ctrl-C or SIGTERM drain in-flight requests and flush telemetry)."""
+    import json
     import logging
     import os
+    import sys
 
-    from quality_gates.cli._output import emit_json, info
+    from quality_gates.cli._output import info
     from quality_gates.gateway._app import REDIS_ENV
     from quality_gates.registry import check_environment
 
@@ -97,7 +99,9 @@ def serve(
         "pid": os.getpid(),
     }
     if _context.wants_json(ctx, json_output):
-        emit_json(facts)
+        # One line, flushed before serving starts: a supervisor reads the address from it.
+        sys.stdout.write(json.dumps(facts) + "\n")
+        sys.stdout.flush()
     else:
         info(
             f"quality-gates gateway on {listen} (environment {env}, {workers} worker(s), "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -183,4 +184,8 @@ class ProcessSink:
 
 
 if __name__ == "__main__":
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group; the gateway then
+    # flushes its last batches through this process, which leaves when its stdin closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)

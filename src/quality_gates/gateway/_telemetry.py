@@ -30,6 +30,7 @@ from quality_gates.telemetry import LatencyHistogram
 log = logging.getLogger("quality_gates.gateway")
 MAX_BACKOFF_S = 5.0
 KEEP_MINUTES = 3
+SHUTDOWN_FLUSH_S = 10.0
 
 
 @dataclass(slots=True)
@@ -132,6 +133,7 @@ class TelemetryWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qg-telemetry")
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._closing = False
         self.dropped = 0
         self.written_requests = 0
         self.written_attempts = 0
@@ -205,12 +207,14 @@ class TelemetryWriter:
 
     async def _run(self) -> None:
         delay = self.settings.flush_interval
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except TimeoutError:
                 pass
             self._wake.clear()
+            if self._closing:
+                return
             ok = await self.flush()
             delay = self.settings.flush_interval if ok else min(MAX_BACKOFF_S, delay * 2)
 
@@ -322,16 +326,17 @@ class TelemetryWriter:
         return pickle.dumps((requests, attempts, list(rollups.values())), protocol=5)
 
     async def close(self) -> None:
-        """Stop the flusher and write what is left (best effort)."""
+        """Stop the flusher and write what is left (best effort). The flusher is asked to
+        stop, not cancelled: a batch already handed to the sink must not be lost."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await self._task
         try:
-            await asyncio.wait_for(self.flush(), 10.0)
-        except (TimeoutError, Exception) as exc:
-            log.warning("telemetry not flushed at shutdown: %s", exc)
+            async with asyncio.timeout(SHUTDOWN_FLUSH_S):
+                while not await self.flush():
+                    await asyncio.sleep(0.2)  # the sink restarts; try again
+        except TimeoutError:
+            log.warning("telemetry: %d rows not flushed at shutdown", self._rows_pending)
         self._executor.shutdown(wait=True)
         self._close_sink()
