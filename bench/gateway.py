@@ -309,6 +309,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved wrk rounds (median)")
     parser.add_argument("--litellm", default=DEFAULT_LITELLM)
     parser.add_argument("--latency-seconds", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=5, help="hey clients for fixed rates")
     parser.add_argument("--completeness-seconds", type=int, default=60)
     parser.add_argument("--soak", type=int, default=600, help="soak seconds (0 skips)")
     parser.add_argument("--record", action="store_true", help="write BENCHMARKS.md")
@@ -358,7 +359,8 @@ def main() -> None:
         gw_name = "quality-gates gateway (granian)"
         lines += [
             f"wrk -t1 -c{args.connections} -d{args.duration}s, POST script, median of "
-            f"{args.rounds} interleaved rounds; hey at 500 req/s for {args.latency_seconds} s.",
+            f"{args.rounds} interleaved rounds; hey at 500 req/s ({args.clients} clients) for "
+            f"{args.latency_seconds} s.",
             "",
             "| target | req/s (wrk) | p50 ms @500/s | p99 ms @500/s | added p50 | added p99 |",
             "|---|---:|---:|---:|---:|---:|",
@@ -454,7 +456,7 @@ def main() -> None:
         body = "\n".join(lines) + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
         command = (
             f"python bench/gateway.py --duration {args.duration} --rounds {args.rounds} "
-            f"--soak {args.soak}"
+            f"--clients {args.clients} --soak {args.soak}"
         )
         print(f"$ {command}\n\n{body}")
         if args.record:
