@@ -31,6 +31,9 @@ COMMAND_MODULES = (
     "audit_cmd",
     "simulate_cmd",
     "validate_cmd",
+    "serve_cmd",
+    "keys_cmd",
+    "failover_cmd",
 )
 
 

@@ -17,6 +17,7 @@ from quality_gates.config._base import (
     looks_like_secret,
 )
 from quality_gates.config._environments import Environment
+from quality_gates.config._gateway import GatewaySettings
 from quality_gates.config._incidents import IncidentSettings
 from quality_gates.config._notifications import Notifications
 from quality_gates.config._providers import CREDENTIAL_FIELDS, Model, Provider
@@ -45,6 +46,7 @@ class QualityGatesConfig(StrictModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     notifications: Notifications = Field(default_factory=Notifications)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     def provider(self, name: str) -> Provider | None:
         """The provider called `name`."""
