@@ -34,6 +34,9 @@ COMMAND_MODULES = (
     "gates_cmd",
     "canary_cmd",
     "pipeline_cmd",
+    "serve_cmd",
+    "keys_cmd",
+    "failover_cmd",
 )
 
 

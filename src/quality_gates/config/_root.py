@@ -18,6 +18,7 @@ from quality_gates.config._base import (
 )
 from quality_gates.config._environments import Environment
 from quality_gates.config._gates import GateSettings
+from quality_gates.config._gateway import GatewaySettings
 from quality_gates.config._incidents import IncidentSettings
 from quality_gates.config._notifications import Notifications
 from quality_gates.config._providers import CREDENTIAL_FIELDS, Model, Provider
@@ -47,6 +48,7 @@ class QualityGatesConfig(StrictModel):
     notifications: Notifications = Field(default_factory=Notifications)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     gates: GateSettings = Field(default_factory=GateSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     def provider(self, name: str) -> Provider | None:
         """The provider called `name`."""
