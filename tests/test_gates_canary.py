@@ -194,3 +194,20 @@ def test_update_traffic_and_manual_rollback(workspace: Workspace) -> None:
     assert settings.get(conn, "production", "canary")["percent"] == 25.0
     canary_gate.rollback(conn, "production", "tester", "manual")
     assert settings.get(conn, "production", "canary")["percent"] == 0.0
+
+
+def test_cache_hits_are_left_out_of_the_comparison() -> None:
+    slow_but_cached = [
+        {**r, "latency_ms": 0.2, "cache": "hit"}
+        for r in rows(300, canary=True, model=CANDIDATE, latency=100, seed=8)
+    ]
+    data = (
+        rows(100, canary=True, model=CANDIDATE, latency=140, seed=7)
+        + slow_but_cached
+        + rows(300, canary=False, model=BASELINE, latency=100, seed=9)
+    )
+    look = analyze(data, canary_model=CANDIDATE, baseline_model=BASELINE, metrics=METRICS,
+                   alpha=0.05)  # fmt: skip
+    latency = next(m for m in look.metrics if m.metric == "latency_ms")
+    assert latency.n_canary == 100
+    assert latency.outcome == "fail"

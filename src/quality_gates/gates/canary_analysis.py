@@ -97,8 +97,17 @@ def _value(row: Mapping[str, Any], metric: str) -> float | None:
 
 
 def _values(rows: list[Mapping[str, Any]], metric: str) -> list[float]:
-    """The metric over rows that succeeded (a failed call's latency is not the model's)."""
-    return [v for r in rows if not _is_error(r) and (v := _value(r, metric)) is not None]
+    """The metric over rows the model answered: not failed (a failed call's latency is not
+    the model's) and not served from the gateway's cache (a hit says nothing of the model)."""
+    return [
+        v
+        for r in rows
+        if not _is_error(r) and not _from_cache(r) and (v := _value(r, metric)) is not None
+    ]
+
+
+def _from_cache(row: Mapping[str, Any]) -> bool:
+    return str(row.get("cache") or "miss") in ("hit", "stale")
 
 
 def _is_error(row: Mapping[str, Any]) -> bool:
@@ -178,6 +187,8 @@ def analyze(
     model=baseline) at look `look` of `looks`."""
     canary_rows, base_rows = [], []
     for row in rows:
+        if _from_cache(row):
+            continue  # neither model answered it
         if row.get("canary") and row.get("model_id") == canary_model:
             canary_rows.append(row)
         elif not row.get("canary") and row.get("model_id") == baseline_model:

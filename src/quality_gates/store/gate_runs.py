@@ -194,9 +194,9 @@ def request_rows(
 
     clause, params = in_clause("m", models)
     return conn.execute(
-        "SELECT canary, model_id, status, error_class, latency_ms, ttft_ms, input_tokens, "
-        "output_tokens, cost, answer FROM requests WHERE environment = :env AND ts >= :start "
-        f"AND ts < :end AND model_id IN {clause}",
+        "SELECT canary, model_id, status, error_class, cache, latency_ms, ttft_ms, "
+        "input_tokens, output_tokens, cost, answer FROM requests WHERE environment = :env "
+        f"AND ts >= :start AND ts < :end AND model_id IN {clause}",
         {"env": environment, "start": start, "end": end, **params},
     )
 
