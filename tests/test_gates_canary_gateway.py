@@ -130,5 +130,15 @@ def test_candidate_equal_to_baseline_is_promoted(tmp_path: Path) -> None:
         assert get_alias(ws.conn, "production", "current").model_id == CANDIDATE
         assert get_alias(ws.conn, "production", "previous-stable").model_id == BASELINE
         assert settings.get(ws.conn, "production", "canary") is None
+        # The performance gate's production path reads the same traffic from the roll-ups.
+        import time
+
+        from quality_gates.gates.performance import from_telemetry
+
+        measured = from_telemetry(ws.conn, "production", BASELINE, 120, time.time())
+        assert measured.requests >= 200
+        p95 = measured.latency.quantile(0.95)
+        assert p95 is not None
+        assert 20 < p95 < 1500
     finally:
         ws.database.close_shared()
