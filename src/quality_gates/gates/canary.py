@@ -153,6 +153,27 @@ class CanaryResult:
     looks: list[canary_analysis.Look] = field(default_factory=list)
 
 
+def _check(m: canary_analysis.MetricResult) -> dict[str, Any]:
+    """One metric of the last look as a report check."""
+    if m.outcome == "nodata":
+        return {
+            "name": m.metric,
+            "verdict": "CONDITIONAL",
+            "critical": m.critical,
+            "informational": True,
+            "detail": f"no data ({m.n_canary} canary, {m.n_baseline} baseline values)",
+        }
+    verdict = "APPROVE" if m.outcome == "pass" else ("REJECT" if m.critical else "CONDITIONAL")
+    return {
+        "name": m.metric,
+        "verdict": verdict,
+        "critical": m.critical,
+        "detail": f"{m.test}: canary {m.canary:.4g} vs baseline {m.baseline:.4g}, effect "
+        f"{m.effect:+.1%} (matters from {m.min_effect:.0%} {m.bad}), p {m.p_value:.2g}, "
+        f"n {m.n_canary}/{m.n_baseline}" + ("" if m.critical else " (not critical)"),
+    }
+
+
 async def run_canary(
     conn: Connection,
     config: QualityGatesConfig,
@@ -277,18 +298,7 @@ async def run_canary(
         "environment": env,
         "looks": [look.to_json() for look in done],
         "early_stop": len(done) < looks,
-        "checks": [
-            {
-                "name": m.metric,
-                "verdict": "REJECT"
-                if (m.outcome == "fail" and m.critical)
-                else ("CONDITIONAL" if m.outcome != "pass" else "APPROVE"),
-                "critical": m.critical,
-                "detail": f"{m.test}: canary {m.canary} vs baseline {m.baseline}, effect "
-                f"{m.effect}, p {m.p_value}, n {m.n_canary}/{m.n_baseline}",
-            }
-            for m in final.metrics
-        ],
+        "checks": [_check(m) for m in final.metrics],
         "run_id": run.id,
     }
     current = store_runs.get_run(conn, run.id)
