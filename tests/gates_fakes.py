@@ -61,6 +61,11 @@ class KeyedProvider(ChatProvider):
                 self.throttle_left -= 1
                 raise RateLimited("slow down", provider=self.name, status=429, retry_after=0.01)
             prompt = request.messages[-1].content
+            if request.messages[0].content.startswith("You are a strict evaluator"):
+                # Playing a judge: pass answers that contain "answer-".
+                verdict = "pass" if "ANSWER:\nanswer-" in prompt else "fail"
+                text = f'{{"verdict": "{verdict}", "score": 1, "reason": "checked"}}'
+                return ChatResponse(text, "stop", Usage(50, 10), 1.0, 1.0, self.name, request.model)
             expected = self.key.get(prompt)
             right = unit(self.seed, request.model, prompt) < self.accuracy.get(request.model, 1)
             text = expected if (expected is not None and right) else "I think it is 17."

@@ -272,3 +272,39 @@ def test_cancelled_run_is_saved_as_interrupted_with_the_resume_hint(
     (run,) = gate_runs.list_runs(ws.conn, kind="offline")
     assert run.status == "interrupted"
     assert 0 < len(gate_runs.items(ws.conn, run.id)) < 400
+
+
+def test_judge_assertions_call_the_configured_judge_model(sqlite_workspace: Workspace) -> None:
+    ws = sqlite_workspace
+    config = _config(ws, QUIET_GATES + "  judge_model: claude-3-haiku\n  judge_k: 3\n")
+    dataset = ws.root / "judged.jsonl"
+    key = {f"Explain item {i}": f"answer-{i}" for i in range(20)}
+    dataset.write_text("".join(
+        json.dumps({"id": str(i), "input": p, "assertions": [{"type": "judge"}]}) + "\n"
+        for i, p in enumerate(key)
+    ))  # fmt: skip
+    provider = _provider(key, 0.5, 1.0)
+    result = _run(ws, config, provider, dataset=str(dataset), use_cache=False)
+    records = [json.loads(line) for line in result.records_path.read_text().splitlines()]
+    judged = [r["scores"][0] for r in records]
+    assert all(s["scorer"] == "judge" for s in judged)
+    assert all(s["data"]["agreement"] == 1.0 for s in judged)
+    passed = sum(r["passed"] for r in records)
+    assert passed == sum(r["answer"].startswith("answer-") for r in records)
+    assert 0 < passed < 20
+    assert provider.calls == 20 + 20 * 3
+
+
+def test_repeat_answers_each_item_k_times_and_compares_by_bootstrap(
+    sqlite_workspace: Workspace,
+) -> None:
+    ws = sqlite_workspace
+    config = _config(ws)
+    dataset = ws.root / "data.jsonl"
+    key = write_dataset(dataset, 30)
+    result = _run(ws, config, _provider(key, 1.0, 1.0), dataset=str(dataset),
+                  baseline=BASELINE, repeat=3)  # fmt: skip
+    assert len(result.records_path.read_text().splitlines()) == 30 * 3 * 2
+    accuracy = next(c for c in result.summary["comparisons"] if c["metric"] == "accuracy")
+    assert accuracy["n"] == 30
+    assert accuracy["test"].startswith("exact McNemar")  # identical repeats stay 0/1 per item
