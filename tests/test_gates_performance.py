@@ -96,8 +96,9 @@ def test_closed_loop_counts_errors_by_class() -> None:
 
     async def flaky() -> loadgen.Sample:
         count["n"] += 1
+        mine = count["n"]  # read before yielding: other workers move the counter
         await asyncio.sleep(0)
-        return loadgen.Sample("rate_limited" if count["n"] % 4 == 0 else None)
+        return loadgen.Sample("rate_limited" if mine % 4 == 0 else None)
 
     result = asyncio.run(loadgen.closed_loop(flaky, concurrency=4, duration_s=0.05))
     assert result.errors["rate_limited"] == result.completed // 4
