@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
@@ -106,7 +105,6 @@ def test_closed_loop_counts_errors_by_class() -> None:
 
 def test_load_against_the_provider_in_staging(workspace: Workspace) -> None:
     provider = KeyedProvider("bedrock", {}, {}, latency_s=0.01)
-    started = time.perf_counter()
     verdict, summary = _perf(
         workspace,
         environment="staging",
@@ -114,7 +112,6 @@ def test_load_against_the_provider_in_staging(workspace: Workspace) -> None:
         rps=60,
         factory=lambda p, m: provider,
     )
-    assert time.perf_counter() - started < 10
     assert summary["figures"]["source"] == "load:open:provider"
     assert summary["figures"]["requests"] == 60
     assert verdict is GateVerdict.APPROVE, summary["reasons"]
