@@ -39,6 +39,12 @@ if TYPE_CHECKING:
     )
     from quality_gates.config._loader import LoadedConfig, load_config, parse_config_text
     from quality_gates.config._notifications import Channel, NotificationRoute, Notifications
+    from quality_gates.config._observability import (
+        CloudWatchSettings,
+        LogSettings,
+        ObservabilitySettings,
+        OpenTelemetrySettings,
+    )
     from quality_gates.config._providers import Model, Price, Provider, Quotas
     from quality_gates.config._root import QualityGatesConfig, StoreSettings
     from quality_gates.config._starter import render_starter
@@ -57,6 +63,12 @@ _LAZY = {
     "_incidents": ("SEVERITY_ORDER", "EscalationRule", "IncidentSettings", "SeverityLevel"),
     "_loader": ("LoadedConfig", "load_config", "parse_config_text"),
     "_notifications": ("Channel", "NotificationRoute", "Notifications"),
+    "_observability": (
+        "CloudWatchSettings",
+        "LogSettings",
+        "ObservabilitySettings",
+        "OpenTelemetrySettings",
+    ),
     "_providers": ("Model", "Price", "Provider", "Quotas"),
     "_root": ("QualityGatesConfig", "StoreSettings"),
     "_starter": ("render_starter",),
@@ -74,6 +86,7 @@ __all__ = [
     "AlertSettings",
     "BurnWindow",
     "Channel",
+    "CloudWatchSettings",
     "ConfigSnapshot",
     "Environment",
     "EscalationRule",
@@ -81,9 +94,12 @@ __all__ = [
     "IncidentSettings",
     "InhibitRule",
     "LoadedConfig",
+    "LogSettings",
     "Model",
     "NotificationRoute",
     "Notifications",
+    "ObservabilitySettings",
+    "OpenTelemetrySettings",
     "Price",
     "Provider",
     "QualityGatesConfig",

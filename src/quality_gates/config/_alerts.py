@@ -77,6 +77,12 @@ class AlertRule(StrictModel):
     min_requests: NonNegativeInt = Field(20, description="no verdict on fewer requests")
     labels: dict[str, str] = Field(default_factory=dict)
     summary: str | None = None
+    baseline_window: Duration = Field(
+        86400.0, description="what *_decrease, *_increase and unusual_* compare against"
+    )
+    incident_severity: Literal["P0", "P1", "P2", "P3"] | None = Field(
+        None, description="override the severity table's classification of this rule's incidents"
+    )
 
     @model_validator(mode="after")
     def _normalise(self) -> AlertRule:
@@ -105,6 +111,11 @@ class AlertRule(StrictModel):
     def threshold_value(self) -> float:
         """The threshold in the metric's base unit (after normalisation it is a float)."""
         return float(self.threshold or 0.0)
+
+    @property
+    def expression(self) -> str:
+        """`error_rate > 0.05`: the rule as one line, in base units."""
+        return f"{self.metric} {self.op} {self.threshold_value:g}"
 
 
 class BurnWindow(StrictModel):

@@ -19,6 +19,7 @@ from quality_gates.config._base import (
 from quality_gates.config._environments import Environment
 from quality_gates.config._incidents import IncidentSettings
 from quality_gates.config._notifications import Notifications
+from quality_gates.config._observability import ObservabilitySettings
 from quality_gates.config._providers import CREDENTIAL_FIELDS, Model, Provider
 
 Path = tuple[str | int, ...]
@@ -45,6 +46,7 @@ class QualityGatesConfig(StrictModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     notifications: Notifications = Field(default_factory=Notifications)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     def provider(self, name: str) -> Provider | None:
         """The provider called `name`."""
