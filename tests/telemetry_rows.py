@@ -36,8 +36,10 @@ def put_rollup(
     """Store (replace) the roll-up row of the minute containing `ts`."""
     latency = LatencyHistogram.of(latencies)
     ttft = LatencyHistogram.of(ttfts)
-    classes = errors_by_class if errors_by_class is not None else (
-        {"server_error": errors} if errors else {}
+    classes = (
+        errors_by_class
+        if errors_by_class is not None
+        else ({"server_error": errors} if errors else {})
     )
     with conn.write():
         conn.execute(

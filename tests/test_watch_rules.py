@@ -91,7 +91,8 @@ def test_resolved_alert_that_breaks_again_starts_pending_with_the_same_fingerpri
         state, _ = step(rule, LABELS, value, state, now)
         assert state is not None
         fingerprints.add(state.fingerprint)
-    assert state is not None and state.state == PENDING
+    assert state is not None
+    assert state.state == PENDING
     assert len(fingerprints) == 1
 
 
@@ -120,7 +121,8 @@ def test_availability_alert_mutes_latency_and_errors_of_the_same_provider_only()
     assert other.inhibited_by is None
     assert env_wide.inhibited_by is None  # no provider label: not this provider's alert
     assert source.inhibited_by is None
-    assert same.muted and not same.notifiable
+    assert same.muted
+    assert not same.notifiable
 
 
 def test_inhibition_lifts_when_the_source_stops_firing() -> None:
@@ -150,7 +152,8 @@ def test_silence_mutes_matching_alerts_only_while_active() -> None:
         ends_at=200.0,
     )
     apply_silences([bedrock, google], [silence], now=150.0)
-    assert bedrock.silenced_by == 7 and google.silenced_by is None
+    assert bedrock.silenced_by == 7
+    assert google.silenced_by is None
     apply_silences([bedrock, google], [silence], now=200.0)
     assert bedrock.silenced_by is None
     apply_silences([bedrock], [silence], now=99.0)

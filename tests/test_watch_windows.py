@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from tests.conftest import Workspace
+from tests.telemetry_rows import put_rollup, put_traffic
 
 from quality_gates.watch._metrics import MetricEngine, Quota, robust_z
 from quality_gates.watch._windows import Window, read_window
-from tests.conftest import Workspace
-from tests.telemetry_rows import put_rollup, put_traffic
 
 MINUTE0 = 29_000_000  # an arbitrary whole minute (epoch minutes)
 T0 = MINUTE0 * 60.0
@@ -153,7 +153,13 @@ def test_quality_toxicity_and_satisfaction_from_samples_and_feedback(workspace: 
                     "INSERT INTO quality_samples (request_id, ts, environment, model_id, provider, "
                     "scorer, score, passed) VALUES (:id, :ts, 'production', 'claude-3-5-haiku', "
                     "'bedrock', :scorer, :score, :passed)",
-                    {"id": f"r{i}", "ts": T0 - 20, "scorer": scorer, "score": score, "passed": passed},
+                    {
+                        "id": f"r{i}",
+                        "ts": T0 - 20,
+                        "scorer": scorer,
+                        "score": score,
+                        "passed": passed,
+                    },
                 )
     engine = MetricEngine(conn, T0)
     env = ["environment"]

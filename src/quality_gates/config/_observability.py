@@ -27,6 +27,11 @@ class CloudWatchSettings(StrictModel):
     interval: Duration = Field(60.0, gt=0, description="how often to publish")
     window: Duration = Field(60.0, gt=0, description="the window each datapoint summarises")
     per_provider: bool = Field(True, description="also publish with a Provider dimension")
+    environment: str = Field(
+        "production",
+        description="the environment whose metrics are also published without dimensions "
+        "(the runbook's get-metric-statistics passes none)",
+    )
     log_group: str | None = Field(
         None, description="also ship the JSON logs to this CloudWatch Logs group"
     )

@@ -9,6 +9,7 @@ heartbeats. A metric with too little behind it (fewer requests than the rule's
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ from quality_gates.watch._windows import (
 Labels = tuple[tuple[str, str], ...]
 QUALITY_EXCLUDED_SCORERS = ("toxicity", "pii")
 MIN_BASELINE_MINUTES = 10
-# Iglewicz and Hoaglin's modified z-score: 0.6745 makes the MAD comparable to a standard
-# deviation; 3.5 is their outlier cut-off (the default rule's threshold).
+# Iglewicz and Hoaglin's modified z-score, 0.6745 (x - median) / MAD: dividing the MAD by
+# 0.6745 makes it comparable to a standard deviation; 3.5 is their outlier cut-off (the
+# default rule's threshold).
 MAD_SCALE = 0.6745
 MEAN_AD_SCALE = 1.253314  # sqrt(pi/2): mean absolute deviation to sigma, when the MAD is 0
 
@@ -280,17 +282,20 @@ class MetricEngine:
 
 
 def robust_z(value: float, history: list[float]) -> float | None:
-    """|modified z-score| of `value` against `history`; None on too short a history."""
+    """|modified z-score| of `value` against per-minute `history` (oldest first); None on too
+    short a history."""
+    # Minutes before the first recorded traffic are not history, just an empty store.
+    start = next((i for i, x in enumerate(history) if x > 0), len(history))
+    history = history[start:]
     if len(history) < MIN_BASELINE_MINUTES:
         return None
     median = statistics.median(history)
     mad = statistics.median(abs(x - median) for x in history)
-    if mad > 0:
-        return abs(MAD_SCALE * (value - median) / mad)
     mean_ad = statistics.fmean(abs(x - median) for x in history)
-    if mean_ad > 0:
-        return abs((value - median) / (MEAN_AD_SCALE * mean_ad))
-    return 0.0 if value == median else float("inf")
+    # Counts per minute vary at least as a Poisson count does (sqrt of the mean), so
+    # perfectly steady history does not turn a 10% wobble into an infinite score.
+    sigma = max(mad / MAD_SCALE, MEAN_AD_SCALE * mean_ad, math.sqrt(max(median, 1.0)))
+    return abs(value - median) / sigma
 
 
 def _row_labels(row: dict[str, object], labels: list[str]) -> Labels:
