@@ -184,5 +184,5 @@ def test_matchers(text: str, labels: dict[str, str], expected: bool) -> None:
 
 @pytest.mark.parametrize("text", ["provider", "=bedrock", "provider=~(unclosed"])
 def test_bad_matchers_say_what_is_accepted(text: str) -> None:
-    with pytest.raises(ValueError, match="matcher|regular expression"):
+    with pytest.raises(ValueError, match=r"matcher|regular expression"):
         parse_matcher(text)
