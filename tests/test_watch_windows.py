@@ -137,8 +137,8 @@ def test_quality_toxicity_and_satisfaction_from_samples_and_feedback(workspace: 
             conn.execute(
                 "INSERT INTO requests (id, ts, environment, alias, model_id, provider, status, "
                 "http_status, latency_ms, input_tokens, output_tokens, cost, cache, attempts, "
-                "hops, stream, canary) VALUES (:id, :ts, 'production', 'current', 'claude-3-5-haiku', "
-                "'bedrock', 'ok', 200, 100, 1, 1, 0, 'miss', 1, 0, 0, 0)",
+                "hops, stream, canary) VALUES (:id, :ts, 'production', 'current', "
+                "'claude-3-5-haiku', 'bedrock', 'ok', 200, 100, 1, 1, 0, 'miss', 1, 0, 0, 0)",
                 {"id": f"r{i}", "ts": T0 - 30},
             )
             conn.execute(
