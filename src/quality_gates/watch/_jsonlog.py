@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from quality_gates.config import LogSettings
 
 LOGGER = "quality_gates"
+HANDLER_NAME = "quality-gates-structured"
 CATEGORIES = (
     "ERROR",
     "SECURITY",
@@ -77,7 +78,7 @@ def configure_logging(settings: LogSettings | None = None, stream: IO[str] | Non
     """Send the package's logs to stderr (or the configured file) in the configured format."""
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):
-        if getattr(handler, "_quality_gates", False):
+        if handler.get_name() == HANDLER_NAME:
             logger.removeHandler(handler)
             handler.close()
     new: logging.Handler
@@ -87,7 +88,7 @@ def configure_logging(settings: LogSettings | None = None, stream: IO[str] | Non
         new = logging.StreamHandler(stream or sys.stderr)
     text = settings is not None and settings.format == "text"
     new.setFormatter(TextFormatter() if text else JsonFormatter())
-    new._quality_gates = True  # marks our handler so a reconfigure replaces it
+    new.set_name(HANDLER_NAME)  # a reconfigure replaces our handler, not others
     logger.addHandler(new)
     logger.setLevel(settings.level if settings is not None else "INFO")
     logger.propagate = False
