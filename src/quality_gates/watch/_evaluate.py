@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from quality_gates.store.db import Connection
+from quality_gates.store.registry import set_meta
 from quality_gates.units import format_duration
 from quality_gates.watch._incident_flow import check_timers, sync_alerts
 from quality_gates.watch._metrics import MetricEngine, Quota, Sample
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
 
 RESOLVED_KEPT_FOR = 7 * 86400.0
+LAST_EVALUATION_KEY = "watch_last_evaluation"
 SLO_MIN_REQUESTS = 20.0
 
 
@@ -231,6 +233,7 @@ def evaluate(
                 delete_state(conn, transition.alert.fingerprint)
         check_timers(conn, config, now)
         prune_resolved(conn, now - RESOLVED_KEPT_FOR)
+        set_meta(conn, LAST_EVALUATION_KEY, repr(now))
     report.pending = sum(1 for s in states.values() if s.state == PENDING)
     report.firing = sum(1 for s in states.values() if s.state == FIRING)
     report.muted = sum(1 for s in states.values() if s.state == FIRING and s.muted)
