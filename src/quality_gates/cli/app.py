@@ -29,6 +29,10 @@ COMMAND_MODULES = (
     "registry_cmd",
     "config_cmd",
     "audit_cmd",
+    "watch_cmd",
+    "incident_cmd",
+    "silence_cmd",
+    "rules_cmd",
 )
 
 

@@ -209,3 +209,19 @@ class WatchService:
                 conn, self._conn = self._conn, None
                 await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
             self._executor.shutdown(wait=False)
+
+
+def deliver_now(database: Database, config: QualityGatesConfig, keys: list[str]) -> DeliveryReport:
+    """Try once to send the messages a command just enqueued; what fails stays in the outbox
+    for the running evaluator to retry."""
+    if not keys:
+        return DeliveryReport()
+
+    async def attempt() -> DeliveryReport:
+        service = WatchService(database, config, interval=config.alerts.evaluation_interval)
+        try:
+            return await service.deliver(only=keys)
+        finally:
+            await service.close()
+
+    return asyncio.run(attempt())
