@@ -108,4 +108,6 @@ def put_traffic(
                 count=count,
                 errors=errors,
                 latencies=[latency_ms] * count,
+                cache_hits=round(count * 0.8) if kind == "request" else 0,
+                cache_misses=count - round(count * 0.8) if kind == "request" else 0,
             )

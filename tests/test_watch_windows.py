@@ -25,7 +25,7 @@ def test_window_sums_writers_and_weights_the_partial_head_minute(workspace: Work
     put_rollup(conn, ts=T0 - 60, count=100, errors=10, writer="a")  # head minute, half inside
     put_rollup(conn, ts=T0 - 60, count=100, errors=10, writer="b")
     put_rollup(conn, ts=T0 + 5, count=50, errors=25, writer="a")  # current minute so far
-    data = read_window(conn, Window.last(60.0, now=T0 + 30), histograms=False)
+    data = read_window(conn, Window.last(60.0, now=T0 + 30), histograms=True)
     agg = next(iter(data.requests.values()))
     assert agg.count == pytest.approx(0.5 * 200 + 50)
     assert agg.errors == pytest.approx(0.5 * 20 + 25)

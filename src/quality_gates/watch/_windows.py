@@ -189,8 +189,8 @@ def read_window(
 ) -> WindowData:
     """Sum the roll-ups of every series over `window` (edge minutes weighted).
 
-    Numbers are summed in SQL; error classes and histograms are read only from rows that
-    carry them, and histograms only when `histograms` is set.
+    Numbers are summed in SQL; histograms are read only when `histograms` is set, and
+    error classes then, or else only from the attempt rows that carry errors.
     """
     first, last = minute_of(window.start), minute_of(max(window.end - 1e-9, window.start))
     params: dict[str, object] = {"first": first, "last": last}
@@ -225,7 +225,10 @@ def read_window(
         for name in _NUMBERS:
             setattr(agg, name, getattr(agg, name) + float(row[name] or 0) * weight)
     detail_columns = "errors_by_class" + (", latency_hist, ttft_hist" if histograms else "")
-    detail_filter = "" if histograms else " AND errors > 0"
+    # Without histograms only error classes are needed, and only where they change a
+    # metric: upstream attempts (availability excludes client mistakes, 429 and 5xx rates).
+    # A failed client request is a 5xx by definition, whatever its class.
+    detail_filter = "" if histograms else " AND errors > 0 AND kind = 'attempt'"
     for row in conn.execute(
         f"SELECT minute, environment, alias, model_id, provider, kind, {detail_columns} "
         f"FROM rollups WHERE {where}{detail_filter}",
