@@ -205,9 +205,10 @@ def main() -> None:
         [] if args.skip_raw else timed(lambda: raw_peer(conn, config, now), max(1, args.runs // 2))
     )
     median = statistics.median(warm)
+    pairs = sum(len(s.windows) for s in config.alerts.slos)
     lines = [
         f"{rows:,} request rows ({size_mb:,.0f} MB file), {rollups:,} roll-up rows; "
-        f"{len(config.alerts.rules)} default rules and {sum(len(s.windows) for s in config.alerts.slos)} "
+        f"{len(config.alerts.rules)} default rules and {pairs} "
         f"SLO burn-rate pairs ({samples} metric samples, windows 1 m to 3 d, 24 h baselines).",
         "",
         "| what | median s | min s | max s |",
