@@ -177,3 +177,92 @@ def test_json_logs_carry_level_and_category_and_errors_are_findable_as_error() -
     configure_logging(LogSettings(format="text"), stream=stream)
     logger.warning("switched")
     assert stream.getvalue().splitlines()[-1].endswith("WARNING [SYSTEM] switched")
+
+
+async def test_opentelemetry_gauges_and_cycle_spans(sqlite_workspace: Workspace) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from quality_gates.config import OpenTelemetrySettings
+    from quality_gates.watch._otel import OtelExporter
+
+    now = time.time()
+    put_traffic(sqlite_workspace.conn, ts=now - 10, error_rate=0.1, latency_ms=500.0)
+    config = watch_config(sqlite_workspace, "http://127.0.0.1:9")
+    reader, spans = InMemoryMetricReader(), InMemorySpanExporter()
+    exporter = OtelExporter(
+        OpenTelemetrySettings(enabled=True), metric_reader=reader, span_exporter=spans
+    )
+    svc = service(sqlite_workspace, config, Clock(now))
+    await svc._open()
+    svc._exporters = [exporter]
+    try:
+        await svc.run_once()
+        data = reader.get_metrics_data()
+    finally:
+        await svc.close()
+    gauges = {
+        m.name: [(dict(p.attributes), p.value) for p in m.data.data_points]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert ({"environment": "production"}, pytest.approx(500.0, rel=0.02)) in gauges[
+        "qg.watch.p95_latency"
+    ]
+    assert ({"environment": "production", "provider": "google"}, pytest.approx(0.9)) in gauges[
+        "qg.watch.provider_availability"
+    ]
+    (span,) = spans.get_finished_spans()
+    assert span.name == "watch.evaluate"
+    assert span.attributes["qg.alerts.firing"] >= 1
+    assert any(e.name == "alert firing" for e in span.events)
+
+
+async def test_opentelemetry_exports_over_otlp_http_to_a_local_collector(
+    sqlite_workspace: Workspace,
+) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    from aiohttp import web
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    received: dict[str, list[bytes]] = {}
+
+    async def collect(request: web.Request) -> web.Response:
+        received.setdefault(request.path, []).append(await request.read())
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", collect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        now = time.time()
+        put_traffic(sqlite_workspace.conn, ts=now - 10, error_rate=0.0)
+        config = watch_config(
+            sqlite_workspace,
+            "http://127.0.0.1:9",
+            observability={
+                "opentelemetry": {"enabled": True, "endpoint": f"http://127.0.0.1:{port}"}
+            },
+        )
+        svc = service(sqlite_workspace, config, Clock(now))
+        try:
+            await svc.run_once()
+        finally:
+            await svc.close()  # shuts the providers down, which flushes them
+    finally:
+        await runner.cleanup()
+    assert received.get("/v1/traces")
+    request = ExportMetricsServiceRequest()
+    request.ParseFromString(received["/v1/metrics"][0])
+    names = {
+        m.name for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    }
+    assert "qg.watch.throughput" in names

@@ -107,6 +107,10 @@ class IntervalExporter(abc.ABC):
     def publish(self, points: list[Point], now: float) -> None:
         """Send one snapshot (runs on a worker thread)."""
 
+    def on_cycle(self, report: Any) -> None:
+        """Called after every evaluation cycle (spans, for exporters that trace)."""
+        return
+
     async def close(self) -> None:
         return None
 
@@ -123,4 +127,8 @@ def exporters_for(config: QualityGatesConfig) -> list[IntervalExporter]:
         from quality_gates.watch._cloudwatch import CloudWatchExporter
 
         found.append(CloudWatchExporter(observability.cloudwatch))
+    if observability.opentelemetry.enabled:
+        from quality_gates.watch._otel import OtelExporter
+
+        found.append(OtelExporter(observability.opentelemetry))
     return found

@@ -134,6 +134,8 @@ class WatchService:
                 raise
             report.error = str(exc)
             log_event(logger, logging.ERROR, "ERROR", f"watch cycle failed: {exc}")
+        for exporter in self._exporters:
+            exporter.on_cycle(report)
         if self.on_cycle is not None:
             self.on_cycle(report)
         return report
