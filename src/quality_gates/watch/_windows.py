@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from quality_gates.store.db import Connection
 from quality_gates.telemetry import LatencyHistogram
@@ -259,11 +260,17 @@ def _slot(data: WindowData, row: dict[str, object]) -> Aggregate:
     return agg
 
 
+@lru_cache(maxsize=4096)
+def _classes(text: str) -> tuple[tuple[str, float], ...]:
+    # Roll-ups repeat the same few class mixes ({"server_error": 3}, ...): parse each once.
+    return tuple((name, float(n)) for name, n in json.loads(text).items())
+
+
 def _add_classes(target: dict[str, float], text: object, weight: float) -> None:
     if not text or text == "{}":
         return
-    for name, n in json.loads(str(text)).items():
-        target[name] = target.get(name, 0.0) + float(n) * weight
+    for name, n in _classes(str(text)):
+        target[name] = target.get(name, 0.0) + n * weight
 
 
 def group(
