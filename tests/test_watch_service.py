@@ -7,6 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.conftest import Workspace
+from tests.receivers import Receiver
+from tests.telemetry_rows import put_rollup, put_traffic
+from tests.watch_setup import PD_KEY, PD_KEY_VARIABLE, Clock, service, watch_config
 
 from quality_gates.watch import jobs, silences
 from quality_gates.watch._leader import WATCH_LEASE, acquire, current_holder, release
@@ -14,10 +18,6 @@ from quality_gates.watch._metrics import MetricEngine
 from quality_gates.watch._service import WatchService
 from quality_gates.watch.incidents import list_incidents
 from quality_gates.watch.status import watch_status
-from tests.conftest import Workspace
-from tests.receivers import Receiver
-from tests.telemetry_rows import put_rollup, put_traffic
-from tests.watch_setup import PD_KEY, PD_KEY_VARIABLE, Clock, service, watch_config
 
 T0 = 29_000_000 * 60.0 + 30.0
 
@@ -175,7 +175,7 @@ async def test_slo_burn_rate_fires_only_when_both_windows_burn(
         # an hour at 2% errors (20x the 0.1% budget), but the last five minutes clean
         for minute in range(6, 61):
             put_rollup(workspace.conn, ts=T0 - 60 * minute, count=1000, errors=20)
-        for minute in range(0, 6):
+        for minute in range(6):
             put_rollup(workspace.conn, ts=T0 - 60 * minute, count=1000, errors=0)
         await svc.run_once()
         assert watch_status(workspace.conn, now=T0)["alerts"] == []
