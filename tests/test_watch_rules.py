@@ -186,3 +186,30 @@ def test_matchers(text: str, labels: dict[str, str], expected: bool) -> None:
 def test_bad_matchers_say_what_is_accepted(text: str) -> None:
     with pytest.raises(ValueError, match=r"matcher|regular expression"):
         parse_matcher(text)
+
+
+def firing(
+    metric: str, value: float, provider: str | None = None, severity: str = "critical"
+) -> AlertState:
+    state = alert(f"{metric}-{provider}", metric, provider)
+    state.value, state.severity = value, severity
+    state.type = "provider" if metric in ("error_rate", "provider_availability") else "performance"
+    return state
+
+
+def test_severity_table_p0_all_down_p1_several_providers_p2_one_p3_warnings() -> None:
+    from quality_gates.watch._incident_flow import classify
+
+    env = {"bedrock", "google", "meta"}
+    one = [firing("provider_availability", 0.8, "bedrock")]
+    two = [*one, firing("provider_availability", 0.8, "google")]
+    down = [firing("provider_availability", 0.1, p) for p in sorted(env)]
+    assert classify(one[0], None, one, env, 0.5) == "P2"  # single provider
+    assert classify(two[0], None, two, env, 0.5) == "P1"  # provider failures
+    assert classify(down[0], None, down, env, 0.5) == "P0"  # every provider down
+    assert classify(firing("error_rate", 0.2), None, [], env, 0.5) == "P1"  # high error rate
+    assert classify(firing("error_rate", 0.6), None, [], env, 0.5) == "P0"  # all services down
+    assert classify(firing("p95_latency", 4000.0), None, [], env, 0.5) == "P2"  # degradation
+    assert classify(firing("error_rate", 0.03, severity="warning"), None, [], env, 0.5) == "P3"
+    override = spec(incident_severity="P0")
+    assert classify(firing("p95_latency", 4000.0), override, [], env, 0.5) == "P0"

@@ -238,3 +238,32 @@ def test_job_runs_are_recorded(workspace: Workspace) -> None:
     assert row["details"] == {"failed": ["google"]}
     with pytest.raises(ValueError, match="not one of"):
         jobs.finish_run(conn, run, "done")
+
+
+async def test_watch_collector_exposes_alerts_incidents_and_the_outbox(
+    workspace: Workspace, receiver: Receiver
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from quality_gates.watch.metrics import WatchCollector
+
+    config = watch_config(workspace, receiver.base)
+    svc = service(workspace, config, Clock(T0))
+    try:
+        put_traffic(workspace.conn, ts=T0, error_rate=0.3)
+        await svc.run_once()
+    finally:
+        await svc.close()
+    registry = CollectorRegistry()
+    registry.register(WatchCollector(workspace.database))
+    text = generate_latest(registry).decode()
+    assert (
+        'qg_watch_alerts{environment="production",muted="false",rule="error-rate-critical",'
+        'severity="critical",state="firing"} 1.0' in text
+    )
+    assert (
+        'qg_watch_incidents_open{environment="production",severity="P1",state="investigating"} 1.0'
+        in text
+    )
+    assert 'qg_watch_notifications{channel="pagerduty",status="sent"} 1.0' in text
+    assert "qg_watch_last_evaluation_age_seconds" in text

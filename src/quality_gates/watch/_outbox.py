@@ -15,7 +15,6 @@ then claimed, sent and marked. A receiver outage loses nothing and sends nothing
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import time
@@ -257,6 +256,8 @@ async def deliver(
     `run_db(fn, *args)` runs a store call where the store's connection lives (a dedicated
     thread in the service); `only` limits the pass to some idempotency keys.
     """
+    import asyncio
+
     report = DeliveryReport()
     rows: list[Row] = await run_db(claim_for, holder, clock(), only)
     if not rows:
