@@ -213,3 +213,22 @@ async def test_unacknowledged_incident_breaches_its_response_target_and_escalate
         assert len(incident_rows(workspace)) == 1
     finally:
         await svc.close()
+
+
+async def test_an_incident_resolved_by_hand_while_alerts_fire_is_followed_by_a_new_one(
+    workspace: Workspace, receiver: Receiver
+) -> None:
+    config = watch_config(workspace, receiver.base)
+    clock = Clock(T0)
+    svc = service(workspace, config, clock)
+    try:
+        put_traffic(workspace.conn, ts=T0, error_rate=0.3)
+        await svc.run_once()
+        (first,) = incident_rows(workspace)
+        incidents.resolve(workspace.conn, config, first["id"], actor="bob", now=T0 + 1)
+        clock.now += 2
+        await svc.run_once()
+        rows = incident_rows(workspace)
+        assert [r["state"] for r in rows] == ["investigating", "resolved"]
+    finally:
+        await svc.close()

@@ -126,6 +126,12 @@ def sync_alerts(
             )
     firing = [s for s in states.values() if s.state == FIRING]
     touched: set[int] = set()
+    # An alert still firing after its incident was resolved by hand opens (or joins) a new
+    # one: the problem is not over, and a silence is the way to say "known, leave it".
+    open_ids = {int(r["id"]) for r in incidents.list_incidents(conn, state="open", limit=1000)}
+    for state in states.values():
+        if state.notifiable and state.incident_id is not None and state.incident_id not in open_ids:
+            state.incident_id = None
     if config.incidents.auto_open:
         ordered = sorted(
             (s for s in states.values() if s.notifiable and s.incident_id is None),

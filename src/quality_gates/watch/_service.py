@@ -187,7 +187,15 @@ class WatchService:
         try:
             while not stop.is_set():
                 started = time.monotonic()
-                await self.run_once()
+                try:
+                    await self.run_once()
+                except Exception as exc:  # one bad cycle must not end the watch
+                    logger.error(
+                        "watch cycle crashed: %s",
+                        exc,
+                        exc_info=True,
+                        extra={"category": "ERROR"},
+                    )
                 delay = max(0.0, self.interval - (time.monotonic() - started))
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
