@@ -171,3 +171,27 @@ def test_quality_toxicity_and_satisfaction_from_samples_and_feedback(workspace: 
 def test_resource_utilization_without_a_heartbeat_table_is_empty(workspace: Workspace) -> None:
     engine = MetricEngine(workspace.conn, T0)
     assert engine.samples("resource_utilization", 60.0, ["environment"]) == []
+
+
+def test_live_tail_makes_short_windows_exact_to_the_cycle(workspace: Workspace) -> None:
+    from quality_gates.watch._live import LiveTail
+
+    conn = workspace.conn
+    live = LiveTail()
+    start = T0 + 10  # ten seconds into a minute
+    put_rollup(conn, ts=start, count=1000, errors=0)  # 10 s of healthy traffic so far
+    live.observe(conn, start)
+    # the gateway rewrites its cumulative row: 40 s more, the last 10 s at 50% errors
+    put_rollup(conn, ts=start + 30, count=4000, errors=0)
+    live.observe(conn, start + 30)
+    put_rollup(conn, ts=start + 40, count=5000, errors=500)
+    live.observe(conn, start + 40)
+    engine = MetricEngine(conn, start + 40, live=live)
+    rate = values(engine.samples("error_rate", 10.0, ["environment"]), environment="production")
+    assert rate == pytest.approx(0.5)
+    # without the tail, a 10 s window can only spread the minute evenly
+    plain = MetricEngine(conn, start + 40)
+    diluted = values(plain.samples("error_rate", 10.0, ["environment"]), environment="production")
+    assert diluted == pytest.approx(0.1)
+    # older than the tail's first read: whole minutes serve it
+    assert not live.covers(Window.last(60.0, now=start + 40))

@@ -14,6 +14,7 @@ from quality_gates.store.db import Connection
 from quality_gates.store.registry import set_meta
 from quality_gates.units import format_duration
 from quality_gates.watch._incident_flow import check_timers, sync_alerts
+from quality_gates.watch._live import LiveTail
 from quality_gates.watch._metrics import MetricEngine, Quota, Sample
 from quality_gates.watch._rules import (
     FIRING,
@@ -173,12 +174,16 @@ def evaluate(
     now: float | None = None,
     *,
     specs: list[RuleSpec] | None = None,
+    live: LiveTail | None = None,
 ) -> EvaluationReport:
-    """Evaluate every rule once and apply the consequences in one transaction."""
+    """Evaluate every rule once and apply the consequences in one transaction. With `live`
+    (kept across cycles by the service), short windows are exact to the cycle."""
     clock = time.perf_counter()
     now = time.time() if now is None else now
     specs = rule_specs(config) if specs is None else specs
-    engine = MetricEngine(conn, now, quotas=quotas(config))
+    if live is not None:
+        live.observe(conn, now)
+    engine = MetricEngine(conn, now, quotas=quotas(config), live=live)
     observed: list[tuple[RuleSpec, dict[str, str], float | None]] = []
     for spec in specs:
         if spec.metric == "burn_rate":

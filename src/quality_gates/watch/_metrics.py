@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from quality_gates.store.db import Connection
+from quality_gates.watch._live import LiveTail
 from quality_gates.watch._resources import gateway_utilization
 from quality_gates.watch._windows import (
     LABELS,
@@ -69,8 +70,10 @@ class MetricEngine:
         *,
         environment: str | None = None,
         quotas: dict[str, Quota] | None = None,
+        live: LiveTail | None = None,
     ) -> None:
         self.conn = conn
+        self.live = live
         self.now = now
         self.environment = environment
         self.quotas = quotas or {}
@@ -86,12 +89,13 @@ class MetricEngine:
             data = self._windows.get((seconds, offset, True))
         if data is None:
             end = self.now - offset
-            data = read_window(
-                self.conn,
-                Window(end - seconds, end, self.now),
-                environment=self.environment,
-                histograms=histograms,
-            )
+            window = Window(end - seconds, end, self.now)
+            if self.live is not None and self.live.covers(window):
+                data = self.live.read(window)
+            else:
+                data = read_window(
+                    self.conn, window, environment=self.environment, histograms=histograms
+                )
             self._windows[key] = data
         return data
 

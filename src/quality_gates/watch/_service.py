@@ -25,6 +25,7 @@ from quality_gates.watch._evaluate import (
     rule_specs,
 )
 from quality_gates.watch._jsonlog import log_event
+from quality_gates.watch._live import LiveTail
 from quality_gates.watch._outbox import DeliveryReport, deliver
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class WatchService:
         self.on_cycle = on_cycle
         self.lease_ttl = max(MIN_LEASE_SECONDS, self.interval * LEASE_PERIODS)
         self.specs = rule_specs(config)
+        self.live = LiveTail()
         self.leader = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qg-watch-store")
         self._conn: Connection | None = None
@@ -141,7 +143,7 @@ class WatchService:
         return report
 
     def _evaluate(self, conn: Connection, now: float) -> EvaluationReport:
-        return evaluate(conn, self.config, now, specs=self.specs)
+        return evaluate(conn, self.config, now, specs=self.specs, live=self.live)
 
     async def deliver(self, only: list[str] | None = None) -> DeliveryReport:
         """Send what the outbox holds due, in rounds until nothing more is ready."""
