@@ -213,3 +213,26 @@ def test_severity_table_p0_all_down_p1_several_providers_p2_one_p3_warnings() ->
     assert classify(firing("error_rate", 0.03, severity="warning"), None, [], env, 0.5) == "P3"
     override = spec(incident_severity="P0")
     assert classify(firing("p95_latency", 4000.0), override, [], env, 0.5) == "P0"
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("rules: [{name: x, expr: 'eror_rate > 5%', severity: critical}]", "did you mean"),
+        (
+            "rules: [{name: x, expr: 'error_rate > 5%', severity: critical, group_by: [region]}]",
+            "not a label",
+        ),
+        (
+            "inhibit: [{source_metric: provider_availability, target_metrics: [p95_latncy]}]",
+            "unknown metric",
+        ),
+    ],
+)
+def test_bad_alert_config_is_one_line_with_the_fix(section: str, message: str) -> None:
+    from quality_gates.config import parse_config_text
+    from quality_gates.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(f"version: 1\nalerts:\n  {section}\n", "q.yaml")
+    assert any(message in line and "q.yaml:" in line for line in caught.value.problems)
