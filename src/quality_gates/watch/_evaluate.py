@@ -92,8 +92,8 @@ def rule_specs(config: QualityGatesConfig) -> list[RuleSpec]:
                     group_by=("environment",),
                     min_requests=SLO_MIN_REQUESTS,
                     summary=(
-                        f"SLO {slo.name} ({slo.objective * 100:g}% {slo.sli}) burning its "
-                        f"{budget * 100:g}% error budget over {burn.factor:g}x in "
+                        f"SLO {slo.name} ({slo.objective * 100:g}% {slo.sli}, budget "
+                        f"{budget * 100:g}%) burning faster than {burn.factor:g}x over "
                         f"{_short(burn.long)} and {_short(burn.short)}"
                     ),
                     slo={"sli": slo.sli, "objective": slo.objective, "latency_ms": slo.latency_ms},

@@ -129,7 +129,7 @@ def describe(spec: RuleSpec, labels: Mapping[str, str], value: float | None) -> 
     where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if v)
     shown = "no data" if value is None else _format(spec.metric, value)
     limit = _format(spec.metric, spec.threshold)
-    text = spec.summary or f"{spec.metric} {spec.op} {limit}"
+    text = spec.summary if spec.summary else f"{spec.metric} {spec.op} {limit}"
     return f"{text}: {shown} ({where})" if where else f"{text}: {shown}"
 
 
@@ -138,7 +138,9 @@ def _format(metric: str, value: float) -> str:
         return f"{value:.0f} ms"
     if metric in ("throughput",):
         return f"{value:.2f} req/s"
-    if metric in ("unusual_traffic_pattern", "burn_rate", "satisfaction"):
+    if metric == "burn_rate":
+        return f"{value:.1f}x"
+    if metric in ("unusual_traffic_pattern", "satisfaction"):
         return f"{value:.2f}"
     if metric == "cost_per_minute":
         return f"${value:.4f}/min"

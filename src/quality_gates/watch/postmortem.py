@@ -146,7 +146,7 @@ def render(data: dict[str, Any], owner: str | None = None) -> str:
         "|---|---|---|",
         f"| Impact window starts (first alert's window) | {times['impact_started']} | |",
         f"| Detected (incident opened) | {times['opened']} | "
-        f"{_duration(times['detection_seconds'])} detection |",
+        f"{_duration(times['detection_seconds'])} after the first alert condition held |",
         f"| Acknowledged | {times['acknowledged'] or '-'} | "
         f"{_duration(times['response_seconds'])} response"
         + (" (target breached)" if times["response_breached"] else "")
