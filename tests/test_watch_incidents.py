@@ -232,3 +232,40 @@ async def test_an_incident_resolved_by_hand_while_alerts_fire_is_followed_by_a_n
         assert [r["state"] for r in rows] == ["investigating", "resolved"]
     finally:
         await svc.close()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+async def test_a_minute_long_receiver_outage_in_real_time_loses_and_repeats_nothing(
+    sqlite_workspace: Workspace, receiver: Receiver
+) -> None:
+    import asyncio
+    import time
+
+    from quality_gates.watch._service import WatchService
+
+    ws = sqlite_workspace
+    config = watch_config(ws, receiver.base)
+    receiver.fail_until = time.monotonic() + 60.0
+    put_traffic(ws.conn, ts=time.time(), error_rate=0.3)
+    svc = WatchService(ws.database, config, interval=0.5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(svc.run(stop))
+    try:
+        deadline = time.monotonic() + 90.0
+        while time.monotonic() < deadline and len(receiver.on("/pagerduty/v2/enqueue")) < 1:
+            await asyncio.sleep(0.25)
+        assert receiver.rejected >= 3  # the receiver refused for a minute ...
+        (row,) = incident_rows(ws)
+        incidents.acknowledge(ws.conn, config, row["id"], actor="bob")
+        while time.monotonic() < deadline and len(receiver.on("/pagerduty/v2/enqueue")) < 2:
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(2.0)  # room for any duplicate to show up
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    events = receiver.on("/pagerduty/v2/enqueue")
+    assert [e["event_action"] for e in events] == ["trigger", "acknowledge"]  # nothing lost
+    assert len(receiver.on("/slack/ops-alerts")) == 2
+    assert len(receiver.on("/webhook")) == 2
+    assert len(receiver.keys) == len(set(receiver.keys)) == 6  # nothing twice
