@@ -195,8 +195,7 @@ async def test_opentelemetry_gauges_and_cycle_spans(sqlite_workspace: Workspace)
         OpenTelemetrySettings(enabled=True), metric_reader=reader, span_exporter=spans
     )
     svc = service(sqlite_workspace, config, Clock(now))
-    await svc._open()
-    svc._exporters = [exporter]
+    svc._exporters, svc._exporters_started = [exporter], True
     try:
         await svc.run_once()
         data = reader.get_metrics_data()

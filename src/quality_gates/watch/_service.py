@@ -82,6 +82,7 @@ class WatchService:
         self._conn: Connection | None = None
         self._session: aiohttp.ClientSession | None = None
         self._exporters: list[Any] = []
+        self._exporters_started = False
 
     async def _db(self, func: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -97,13 +98,20 @@ class WatchService:
             import aiohttp
 
             self._session = aiohttp.ClientSession()
+
+    def _start_exporters(self) -> None:
+        # Only the evaluating loop publishes; a command that just sends what it enqueued
+        # (`deliver_now`) opens no CloudWatch or OpenTelemetry clients.
+        if not self._exporters_started:
             from quality_gates.watch._exports import exporters_for
 
             self._exporters = exporters_for(self.config)
+            self._exporters_started = True
 
     async def run_once(self) -> CycleReport:
         """Take or renew the lease; if held, evaluate once and deliver what is due."""
         await self._open()
+        self._start_exporters()
         now = self.clock()
         report = CycleReport(at=now, leader=False)
         try:
