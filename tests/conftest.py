@@ -27,6 +27,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's config, store or actor."""
     for name in ("QG_CONFIG", "QG_DATABASE_URL", "QG_REDIS_URL", "QG_ACTOR"):
         monkeypatch.delenv(name, raising=False)
+    # botocore's credential chain must never reach for the instance metadata service.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 def postgres_url() -> str | None:

@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "registry_cmd",
     "config_cmd",
     "audit_cmd",
+    "simulate_cmd",
+    "validate_cmd",
     "watch_cmd",
     "incident_cmd",
     "silence_cmd",

@@ -22,10 +22,25 @@ def register(group: click.Group) -> None:
     metavar="MODEL",
     help="Only what concerns this model (id or alias, e.g. current-model).",
 )
+@click.option(
+    "--provider",
+    metavar="NAME",
+    help="Probe this provider live (a one-token call) and show its health.",
+)
+@click.option(
+    "--health-only",
+    is_flag=True,
+    help="With --provider: print only HEALTHY or UNHEALTHY (exit 0 or 1).",
+)
 @json_option
 @click.pass_context
 def status(
-    ctx: click.Context, environment: str | None, model_id: str | None, json_output: bool
+    ctx: click.Context,
+    environment: str | None,
+    model_id: str | None,
+    provider: str | None,
+    health_only: bool,
+    json_output: bool,
 ) -> None:
     """Aliases per environment, their last moves, failover chains and thresholds."""
     from quality_gates.cli._output import emit_json
@@ -33,6 +48,9 @@ def status(
     from quality_gates.status import collect
 
     state = _context.state(ctx)
+    if health_only:
+        _health_only(ctx, provider, _context.wants_json(ctx, json_output))
+        return
     conn = state.conn()
     snapshot = state.snapshot()
     if environment:
@@ -53,10 +71,65 @@ def status(
             "alias": resolved.alias,
             "model": resolved.model_id,
         }
+    if provider:
+        report["provider_health"] = _probe(ctx, provider)
     if _context.wants_json(ctx, json_output):
         emit_json(report)
         return
     _render(report)
+    if provider:
+        _render_health(report["provider_health"])
+
+
+def _probe(ctx: click.Context, name: str) -> dict[str, Any]:
+    """A live probe of provider `name` as JSON-ready data (CredentialMissing: exit 2)."""
+    import asyncio
+
+    from quality_gates._suggest import did_you_mean
+    from quality_gates.errors import UsageError
+    from quality_gates.providers import probe_provider, probe_to_dict
+
+    config = _context.state(ctx).loaded().config
+    target = config.provider(name)
+    if target is None:
+        names = [p.name for p in config.providers]
+        raise UsageError(
+            f"unknown provider {name!r}{did_you_mean(name, names)} (known: {', '.join(names)})"
+        )
+    return probe_to_dict(asyncio.run(probe_provider(target, config.models)), config)
+
+
+def _health_only(ctx: click.Context, provider: str | None, as_json: bool) -> None:
+    from quality_gates.cli._output import console, emit_json, info
+    from quality_gates.errors import EXIT_FAILED, UsageError
+
+    if not provider:
+        raise UsageError("--health-only needs --provider NAME")
+    health = _probe(ctx, provider)
+    if as_json:
+        emit_json(health)
+    else:
+        console().print(health["status"], markup=False)
+        info(_health_line(health))
+    if not health["healthy"]:
+        ctx.exit(EXIT_FAILED)
+
+
+def _health_line(health: dict[str, Any]) -> str:
+    line = f"{health['provider']} ({health['protocol']}): {health['latency_ms']:.0f} ms"
+    if health["error_class"]:
+        line += f", {health['error_class']}: {health['detail']}"
+    return line
+
+
+def _render_health(health: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    from quality_gates.cli._output import console
+
+    colour = "green" if health["healthy"] else "red"
+    line = escape(_health_line(health))
+    console().print(f"\n[{colour}]{health['status']}[/{colour}] {line}")
 
 
 def _thresholds_line(t: dict[str, Any]) -> str:

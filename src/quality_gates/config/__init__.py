@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     )
     from quality_gates.config._providers import Model, Price, Provider, Quotas
     from quality_gates.config._root import QualityGatesConfig, StoreSettings
+    from quality_gates.config._simulator import SimulatorFaults, profile_faults
     from quality_gates.config._starter import render_starter
 
 _LAZY = {
@@ -59,6 +60,7 @@ _LAZY = {
         "FailoverChain",
         "Thresholds",
         "parse_traffic",
+        "profile_faults",
     ),
     "_incidents": ("SEVERITY_ORDER", "EscalationRule", "IncidentSettings", "SeverityLevel"),
     "_loader": ("LoadedConfig", "load_config", "parse_config_text"),
@@ -71,6 +73,7 @@ _LAZY = {
     ),
     "_providers": ("Model", "Price", "Provider", "Quotas"),
     "_root": ("QualityGatesConfig", "StoreSettings"),
+    "_simulator": ("SimulatorFaults", "profile_faults"),
     "_starter": ("render_starter",),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
@@ -105,6 +108,7 @@ __all__ = [
     "QualityGatesConfig",
     "Quotas",
     "SeverityLevel",
+    "SimulatorFaults",
     "Slo",
     "StoreSettings",
     "Thresholds",
@@ -115,6 +119,7 @@ __all__ = [
     "looks_like_secret",
     "parse_config_text",
     "parse_traffic",
+    "profile_faults",
     "render_starter",
     "resolve_env",
     "set_value",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Literal, get_args
 
 from pydantic import Field, NonNegativeFloat, PositiveInt
 
@@ -14,6 +14,7 @@ from quality_gates.config._base import (
     StrictModel,
     looks_like_secret,
 )
+from quality_gates.config._simulator import SimulatorFaults, SimulatorProfile, profile_faults
 from quality_gates.errors import CredentialMissing
 
 ProviderKind = Literal["bedrock", "gemini", "openai", "anthropic", "simulator"]
@@ -33,13 +34,14 @@ CREDENTIAL_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
         "secret_access_key": ("AWS_SECRET_ACCESS_KEY", False),
         "session_token": ("AWS_SESSION_TOKEN", False),
         "profile": ("AWS_PROFILE", False),
+        "bearer_token": ("AWS_BEARER_TOKEN_BEDROCK", False),  # Bedrock API keys
     },
     "gemini": {"api_key": ("GEMINI_API_KEY", True)},
     "openai": {"api_key": ("OPENAI_API_KEY", False)},
     "anthropic": {"api_key": ("ANTHROPIC_API_KEY", True)},
     "simulator": {"api_key": ("QG_SIMULATOR_API_KEY", False)},
 }
-SIMULATOR_PROFILES = ("healthy", "degraded", "outage", "throttled", "flaky-stream")
+SIMULATOR_PROFILES: tuple[str, ...] = get_args(SimulatorProfile)
 
 
 class Quotas(StrictModel):
@@ -68,9 +70,11 @@ class Provider(StrictModel):
     protocol: Protocol | None = None
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=0, le=65535)
-    profile: str | None = None
+    profile: SimulatorProfile | None = None
     seed: int | None = None
-    faults: dict[str, Any] = Field(default_factory=dict)
+    faults: SimulatorFaults = Field(
+        default_factory=SimulatorFaults, description="keys laid over the profile's behaviour"
+    )
 
     @property
     def wire_protocol(self) -> Protocol:
@@ -87,6 +91,10 @@ class Provider(StrictModel):
         if self.kind == "simulator":
             return f"http://{self.host}:{self.port or 0}"
         return DEFAULT_ENDPOINTS[self.kind].format(region=self.region or "us-east-1")
+
+    def simulator_faults(self) -> SimulatorFaults:
+        """A simulator's behaviour: its profile with the configured `faults` laid over it."""
+        return profile_faults(self.profile, self.faults)
 
     def credential_variable(self, field: str) -> str | None:
         """The environment variable that holds `field`, or None for a plain-text value."""

@@ -67,6 +67,7 @@ class ChatResponse:
     provider: str
     model: str
     response_id: str | None = None
+    cost_usd: float | None = None
 
 
 @dataclass
@@ -78,6 +79,7 @@ class StreamChunk:
     usage: Usage | None = None
     latency_ms: float | None = None
     ttft_ms: float | None = None
+    cost_usd: float | None = None
 
     @property
     def is_final(self) -> bool:

@@ -1,0 +1,357 @@
+"""What every HTTP adapter shares: the call, the stream loop, timing, cost, probes and the
+classification of everything that can go wrong. A protocol supplies four small pieces:
+how to build the request, read an answer, read an error and read stream events."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import aiohttp
+
+from quality_gates.errors import ContentFiltered, ProviderError, ServerError, StreamInterrupted
+from quality_gates.providers._http import (
+    MAX_BODY_BYTES,
+    TRANSPORT_ERRORS,
+    acquire_session,
+    client_timeout,
+    loads_or_none,
+    parse_json_body,
+    release_session,
+    transport_error,
+)
+from quality_gates.providers._sse import ServerSentEvent, SseDecoder
+from quality_gates.providers._types import (
+    ChatProvider,
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    Message,
+    ProbeResult,
+    StreamChunk,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from quality_gates.config import Model
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_PROBE_TIMEOUT = 10.0
+MAX_ERROR_BODY = 64 * 1024
+# Shape errors in a parsed answer: the upstream sent JSON we cannot read.
+SHAPE_ERRORS = (KeyError, TypeError, IndexError, AttributeError, ValueError)
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One HTTP request, ready to send."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A parsed complete answer."""
+
+    text: str
+    finish_reason: FinishReason
+    usage: Usage | None = None
+    response_id: str | None = None
+
+
+@dataclass
+class StreamEnd:
+    """What a stream said about how it ended (usage may come in a later event)."""
+
+    finish_reason: FinishReason
+    usage: Usage | None = None
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters per token: the usual rule when a provider counts nothing."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def estimated_usage(messages: tuple[Message, ...], output: str) -> Usage:
+    """Usage estimated from the text, marked as such."""
+    prompt = sum(estimate_tokens(m.content) + 4 for m in messages)
+    return Usage(prompt, estimate_tokens(output), estimated=True)
+
+
+def dumps(payload: Any) -> bytes:
+    """Compact JSON bytes."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class HttpChatProvider(ChatProvider):
+    """A ChatProvider over HTTP with a shared aiohttp session (one per event loop)."""
+
+    stream_content_type: ClassVar[str] = "text/event-stream"
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = 256,
+        models: Mapping[str, Model] | None = None,
+        probe_model: str | None = None,
+        probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.models: dict[str, Model] = dict(models or {})
+        self.probe_model = probe_model
+        self.probe_timeout = probe_timeout
+        self._slots = asyncio.Semaphore(max_connections)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- what a protocol supplies -------------------------------------------------------
+
+    @abc.abstractmethod
+    def build(self, request: ChatRequest, *, stream: bool) -> Wire:
+        """The HTTP request for `request`."""
+
+    @abc.abstractmethod
+    def read_answer(self, data: Any, request: ChatRequest) -> Answer:
+        """A complete answer from the decoded JSON body (may raise ContentFiltered)."""
+
+    @abc.abstractmethod
+    def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """The taxonomy's error for an HTTP error answer."""
+
+    @abc.abstractmethod
+    def read_stream(self, response: aiohttp.ClientResponse) -> AsyncIterator[str | StreamEnd]:
+        """Text deltas and StreamEnd markers; raises ProviderError for in-stream errors."""
+
+    async def prepare(self) -> None:
+        """Work before the first request (e.g. resolving credentials)."""
+
+    def models_wire(self) -> Wire | None:
+        """A cheap authenticated request for probes when no model is known (list models)."""
+        return None
+
+    # -- the shared machinery -------------------------------------------------------------
+
+    def session(self) -> aiohttp.ClientSession:
+        """This loop's shared session."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            self._session = acquire_session()
+            self._loop = loop
+        return self._session
+
+    async def close(self) -> None:
+        """Give the shared session back (the last adapter on the loop closes it)."""
+        session, self._session = self._session, None
+        if session is not None and self._loop is asyncio.get_running_loop():
+            await release_session(session)
+
+    async def __aenter__(self) -> HttpChatProvider:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def cost(self, model: str, usage: Usage) -> float | None:
+        """USD for `usage` at the configured prices of provider model `model`, if known."""
+        known = self.models.get(model)
+        return known.cost(usage.input_tokens, usage.output_tokens) if known else None
+
+    def _timeout(self, request: ChatRequest) -> float:
+        return request.timeout if request.timeout is not None else self.timeout
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """The whole answer; raises a ProviderError subclass on failure."""
+        await self.prepare()
+        wire = self.build(request, stream=False)
+        timeout = self._timeout(request)
+        started = time.perf_counter()
+        try:
+            async with (
+                self._slots,
+                self.session().post(
+                    wire.url, data=wire.body, headers=wire.headers, timeout=client_timeout(timeout)
+                ) as response,
+            ):
+                first_byte = time.perf_counter()
+                raw = await self._read_body(response)
+                status, headers = response.status, response.headers
+        except TRANSPORT_ERRORS as exc:
+            raise transport_error(exc, self.name, timeout=timeout) from None
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        if status >= 400:
+            raise self.read_error(status, headers, raw)
+        data = parse_json_body(raw, headers.get("content-type", ""), self.name)
+        try:
+            answer = self.read_answer(data, request)
+        except ProviderError:
+            raise
+        except SHAPE_ERRORS as exc:
+            raise ServerError(
+                f"{self.name}: unexpected answer shape ({type(exc).__name__}: {exc})",
+                provider=self.name,
+            ) from None
+        usage = answer.usage or estimated_usage(request.messages, answer.text)
+        return ChatResponse(
+            text=answer.text,
+            finish_reason=answer.finish_reason,
+            usage=usage,
+            latency_ms=latency_ms,
+            ttft_ms=(first_byte - started) * 1000.0,
+            provider=self.name,
+            model=request.model,
+            response_id=answer.response_id,
+            cost_usd=self.cost(request.model, usage),
+        )
+
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = MAX_BODY_BYTES if response.status < 400 else MAX_ERROR_BODY
+        raw = await response.content.read(limit + 1)
+        if len(raw) > limit:
+            if response.status >= 400:
+                return raw[:limit]
+            raise ServerError(f"{self.name}: answer larger than {limit} bytes", provider=self.name)
+        return raw
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Text deltas, then a final chunk with finish reason, usage, timing and cost."""
+        await self.prepare()
+        wire = self.build(request, stream=True)
+        timeout = self._timeout(request)
+        started = time.perf_counter()
+        ttft: float | None = None
+        parts: list[str] = []
+        end: StreamEnd | None = None
+        try:
+            async with (
+                self._slots,
+                self.session().post(
+                    wire.url, data=wire.body, headers=wire.headers, timeout=client_timeout(timeout)
+                ) as response,
+            ):
+                if response.status >= 400:
+                    raw = await self._read_body(response)
+                    raise self.read_error(response.status, response.headers, raw)
+                content_type = response.headers.get("content-type", "")
+                if self.stream_content_type not in content_type:
+                    raise self._not_a_stream(response.status, response.headers, content_type)
+                async for item in self.read_stream(response):
+                    if isinstance(item, StreamEnd):
+                        end = item
+                        continue
+                    if not item:
+                        continue
+                    if ttft is None:
+                        ttft = (time.perf_counter() - started) * 1000.0
+                    parts.append(item)
+                    yield StreamChunk(text=item)
+        except ProviderError as exc:
+            if ttft is None or isinstance(exc, StreamInterrupted):
+                raise
+            # The provider reported an error inside a stream already under way.
+            raise StreamInterrupted(
+                f"{exc.message} (after the stream started; {exc.error_class})",
+                provider=self.name,
+                status=exc.status,
+            ) from None
+        except TRANSPORT_ERRORS as exc:
+            raise transport_error(
+                exc, self.name, timeout=timeout, streaming=ttft is not None
+            ) from None
+        except SHAPE_ERRORS as exc:
+            cls = StreamInterrupted if ttft is not None else ServerError
+            raise cls(
+                f"{self.name}: malformed stream ({type(exc).__name__}: {exc})", provider=self.name
+            ) from None
+        if end is None:
+            cls = StreamInterrupted if ttft is not None else ServerError
+            raise cls(f"{self.name}: stream ended before its final event", provider=self.name)
+        if end.finish_reason == "content_filter" and ttft is None:
+            raise ContentFiltered(f"{self.name}: the answer was filtered", provider=self.name)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        text = "".join(parts)
+        usage = end.usage or estimated_usage(request.messages, text)
+        yield StreamChunk(
+            finish_reason=end.finish_reason,
+            usage=usage,
+            latency_ms=latency_ms,
+            ttft_ms=ttft if ttft is not None else latency_ms,
+            cost_usd=self.cost(request.model, usage),
+        )
+
+    def _not_a_stream(
+        self, status: int, headers: Mapping[str, str], content_type: str
+    ) -> ProviderError:
+        shown = content_type or "no content type"
+        return ServerError(
+            f"{self.name}: expected {self.stream_content_type}, got {shown} (HTTP {status})",
+            provider=self.name,
+            status=status,
+        )
+
+    async def sse_events(self, response: aiohttp.ClientResponse) -> AsyncIterator[ServerSentEvent]:
+        """Server-sent events from the response body as they arrive."""
+        decoder = SseDecoder()
+        async for chunk in response.content.iter_any():
+            for event in decoder.feed(chunk):
+                yield event
+        for event in decoder.flush():
+            yield event
+
+    async def probe(self) -> ProbeResult:
+        """A one-token completion on the probe model, or a model listing when none is known."""
+        started = time.perf_counter()
+        checked: list[str] = []
+        try:
+            if self.probe_model:
+                checked.append(f"chat {self.probe_model}")
+                await self.complete(
+                    ChatRequest(
+                        model=self.probe_model,
+                        messages=(Message("user", "ping"),),
+                        max_tokens=1,
+                        timeout=self.probe_timeout,
+                    )
+                )
+            else:
+                wire = self.models_wire()
+                if wire is None:
+                    return ProbeResult(
+                        self.name,
+                        False,
+                        0.0,
+                        "bad_request",
+                        "no model of this provider is configured to probe",
+                    )
+                checked.append("list models")
+                await self._get(wire)
+        except ProviderError as exc:
+            latency = (time.perf_counter() - started) * 1000.0
+            return ProbeResult(self.name, False, latency, exc.error_class, str(exc), checked)
+        latency = (time.perf_counter() - started) * 1000.0
+        return ProbeResult(self.name, True, latency, None, "answered", checked)
+
+    async def _get(self, wire: Wire) -> Any:
+        await self.prepare()
+        try:
+            async with self.session().get(
+                wire.url, headers=wire.headers, timeout=client_timeout(self.probe_timeout)
+            ) as response:
+                raw = await self._read_body(response)
+                status, headers = response.status, response.headers
+        except TRANSPORT_ERRORS as exc:
+            raise transport_error(exc, self.name, timeout=self.probe_timeout) from None
+        if status >= 400:
+            raise self.read_error(status, headers, raw)
+        return loads_or_none(raw)

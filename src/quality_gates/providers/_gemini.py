@@ -1,0 +1,188 @@
+"""Google Gemini `models/{model}:generateContent` and `:streamGenerateContent?alt=sse`.
+
+The key goes in `x-goog-api-key`. Errors are `{"error": {"code", "message", "status",
+"details"}}` with google.rpc codes; a 429 says how long to wait in a RetryInfo detail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from quality_gates.errors import ContentFiltered, ProviderError
+from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
+from quality_gates.providers._http import loads_or_none, retry_after_seconds
+from quality_gates.providers._status import ERROR_CLASSES, class_for_status, make_error
+from quality_gates.providers._types import ChatRequest, FinishReason, Usage
+from quality_gates.units import parse_duration
+
+API_VERSION = "v1beta"
+ROLES = {"user": "user", "assistant": "model"}
+FINISH: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+}
+STATUSES = {
+    "INVALID_ARGUMENT": "bad_request",
+    "FAILED_PRECONDITION": "bad_request",
+    "NOT_FOUND": "bad_request",
+    "UNAUTHENTICATED": "auth",
+    "PERMISSION_DENIED": "auth",
+    "RESOURCE_EXHAUSTED": "rate_limited",
+    "INTERNAL": "server_error",
+    "UNKNOWN": "server_error",
+    "UNAVAILABLE": "overloaded",
+    "DEADLINE_EXCEEDED": "timeout",
+}
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+KEY_REASONS = ("API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED")
+
+
+def _retry_delay(error: dict[str, Any]) -> float | None:
+    for detail in error.get("details") or ():
+        if isinstance(detail, dict) and detail.get("@type") == RETRY_INFO:
+            try:
+                return parse_duration(str(detail.get("retryDelay", "")), bare_unit="s")
+            except ValueError:
+                return None
+    return None
+
+
+def _reason(error: dict[str, Any]) -> str:
+    for detail in error.get("details") or ():
+        if isinstance(detail, dict) and detail.get("@type") == ERROR_INFO:
+            return str(detail.get("reason") or "")
+    return ""
+
+
+def _usage(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    return Usage(int(data.get("promptTokenCount") or 0), int(data.get("candidatesTokenCount") or 0))
+
+
+class GeminiProvider(HttpChatProvider):
+    """The Gemini API (Google AI Studio keys)."""
+
+    protocol = "gemini"
+
+    def __init__(self, name: str, base_url: str, *, api_key: str | None = None, **kw: Any):
+        super().__init__(name, base_url, **kw)
+        self._headers = {"content-type": "application/json", "accept": "application/json"}
+        if api_key:
+            self._headers["x-goog-api-key"] = api_key
+        versioned = self.base_url.rsplit("/", 1)[-1] in ("v1", "v1beta", "v1alpha")
+        self._root = self.base_url if versioned else f"{self.base_url}/{API_VERSION}"
+
+    def _model_url(self, model: str, method: str) -> str:
+        name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+        return f"{self._root}/{name}:{method}"
+
+    def build(self, request: ChatRequest, *, stream: bool) -> Wire:
+        """System messages become `systemInstruction`; assistant turns are role `model`."""
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        payload: dict[str, Any] = {
+            "contents": [
+                {"role": ROLES[m.role], "parts": [{"text": m.content}]}
+                for m in request.messages
+                if m.role != "system"
+            ]
+        }
+        if system:
+            payload["systemInstruction"] = {"parts": [{"text": system}]}
+        config: dict[str, Any] = {}
+        if request.temperature is not None:
+            config["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            config["maxOutputTokens"] = request.max_tokens
+        if request.stop:
+            config["stopSequences"] = list(request.stop)
+        if config:
+            payload["generationConfig"] = config
+        if stream:
+            url = self._model_url(request.model, "streamGenerateContent") + "?alt=sse"
+            headers = {**self._headers, "accept": "text/event-stream"}
+        else:
+            url, headers = self._model_url(request.model, "generateContent"), self._headers
+        return Wire(url, headers, dumps(payload))
+
+    def _blocked(self, data: dict[str, Any]) -> None:
+        reason = (data.get("promptFeedback") or {}).get("blockReason")
+        if reason and not data.get("candidates"):
+            raise ContentFiltered(f"{self.name}: prompt blocked ({reason})", provider=self.name)
+
+    def read_answer(self, data: Any, request: ChatRequest) -> Answer:
+        """The first candidate's text parts, finish reason and `usageMetadata`."""
+        self._blocked(data)
+        candidate = data["candidates"][0]
+        parts = (candidate.get("content") or {}).get("parts") or []
+        text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+        finish = FINISH.get(str(candidate.get("finishReason")), "other")
+        if finish == "content_filter" and not text:
+            raise ContentFiltered(
+                f"{self.name}: answer blocked ({candidate.get('finishReason')})",
+                provider=self.name,
+            )
+        return Answer(text, finish, _usage(data.get("usageMetadata")), data.get("responseId"))
+
+    def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """google.rpc status names the class; RetryInfo gives the wait."""
+        data = loads_or_none(body)
+        if isinstance(data, list) and data:
+            data = data[0]  # some Google front ends wrap the error in a list
+        error = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            text = body[:200].decode("utf-8", "replace")
+            cls = class_for_status(status)
+            return make_error(cls, self.name, status, text, retry_after_seconds(headers))
+        named = STATUSES.get(str(error.get("status")))
+        if _reason(error) in KEY_REASONS:
+            named = "auth"  # Google answers a bad key with 400 INVALID_ARGUMENT
+        cls = ERROR_CLASSES[named] if named else class_for_status(status)
+        wait = _retry_delay(error)
+        if wait is None:
+            wait = retry_after_seconds(headers)
+        return make_error(cls, self.name, status, str(error.get("message") or ""), wait)
+
+    async def read_stream(self, response: aiohttp.ClientResponse) -> AsyncIterator[str | StreamEnd]:
+        """Each event is a GenerateContentResponse; the last carries finishReason and usage."""
+        finish: FinishReason | None = None
+        usage: Usage | None = None
+        async for event in self.sse_events(response):
+            if not event.data:
+                continue
+            data = json.loads(event.data)
+            if isinstance(data, dict) and isinstance(data.get("error"), dict):
+                error = data["error"]
+                named = STATUSES.get(str(error.get("status")), "server_error")
+                raise make_error(
+                    ERROR_CLASSES[named],
+                    self.name,
+                    int(error.get("code") or 200),
+                    str(error.get("message") or "stream error"),
+                )
+            self._blocked(data)
+            usage = _usage(data.get("usageMetadata")) or usage
+            for candidate in data.get("candidates") or ():
+                if candidate.get("index", 0) != 0:
+                    continue
+                for part in (candidate.get("content") or {}).get("parts") or ():
+                    if part.get("text") and not part.get("thought"):
+                        yield part["text"]
+                if candidate.get("finishReason"):
+                    finish = FINISH.get(str(candidate["finishReason"]), "other")
+        if finish is not None:
+            yield StreamEnd(finish, usage)
+
+    def models_wire(self) -> Wire:
+        """`GET /v1beta/models`."""
+        return Wire(f"{self._root}/models", self._headers, b"")

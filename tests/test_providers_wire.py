@@ -1,0 +1,139 @@
+"""Wire-level pieces: SigV4 signatures equal botocore's, event-stream framing round-trips
+through botocore's parser, SSE parsing survives any chunking, status mapping."""
+
+from __future__ import annotations
+
+import datetime
+import io
+
+import pytest
+
+from quality_gates.errors import (
+    AuthError,
+    BadRequest,
+    Overloaded,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+)
+from quality_gates.providers._eventstream import (
+    EventStreamDecoder,
+    EventStreamError,
+    encode_event,
+    encode_exception,
+)
+from quality_gates.providers._http import retry_after_seconds
+from quality_gates.providers._sigv4 import AwsCredentials, SigV4Signer
+from quality_gates.providers._sse import SseDecoder, encode_sse
+from quality_gates.providers._status import class_for_status
+
+URL = "https://bedrock-runtime.eu-west-1.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+
+
+@pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzEBYaDH"])
+def test_sigv4_signature_equals_botocores(token: str | None) -> None:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    body = b'{"messages":[{"role":"user","content":[{"text":"hi"}]}]}'
+    headers = {"content-type": "application/json"}
+    reference = AWSRequest(method="POST", url=URL, data=body, headers=dict(headers))
+    SigV4Auth(
+        Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", token), "bedrock", "eu-west-1"
+    ).add_auth(reference)
+    moment = datetime.datetime.strptime(reference.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    ours = SigV4Signer("bedrock", "eu-west-1").sign(
+        "POST",
+        URL,
+        headers,
+        body,
+        AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", token),
+        now=moment,
+    )
+    assert ours["authorization"] == reference.headers["Authorization"]
+    if token:
+        assert ours["x-amz-security-token"] == token
+
+
+def test_event_stream_frames_parse_with_botocore() -> None:
+    from botocore.eventstream import EventStreamBuffer
+
+    frames = encode_event("contentBlockDelta", b'{"delta":{"text":"Hi"}}') + encode_exception(
+        "throttlingException", b'{"message":"slow down"}'
+    )
+    buffer = EventStreamBuffer()
+    buffer.add_data(frames)
+    messages = list(buffer)
+    assert messages[0].headers[":event-type"] == "contentBlockDelta"
+    assert messages[0].payload == b'{"delta":{"text":"Hi"}}'
+    assert messages[1].headers[":exception-type"] == "throttlingException"
+
+
+def test_event_stream_decoder_reassembles_frames_split_anywhere() -> None:
+    data = b"".join(encode_event("e", f'{{"n":{i}}}'.encode()) for i in range(20))
+    decoder = EventStreamDecoder()
+    stream = io.BytesIO(data)
+    seen = []
+    while chunk := stream.read(7):
+        seen.extend(decoder.feed(chunk))
+    assert [m.payload for m in seen] == [f'{{"n":{i}}}'.encode() for i in range(20)]
+    assert decoder.pending == 0
+
+
+def test_event_stream_decoder_rejects_a_corrupt_prelude() -> None:
+    frame = bytearray(encode_event("e", b"{}"))
+    frame[2] ^= 0x01
+    with pytest.raises(EventStreamError, match="prelude"):
+        list(EventStreamDecoder().feed(bytes(frame)))
+
+
+def test_sse_decoder_handles_any_chunking_and_line_ending() -> None:
+    raw = (
+        encode_sse('{"a":1}', "message_start")
+        + b": a comment\r\n"
+        + b"event: delta\r\ndata: line one\r\ndata: line two\r\n\r\n"
+        + encode_sse("[DONE]")
+    )
+    for size in (1, 2, 3, 5, 64):
+        decoder = SseDecoder()
+        events = []
+        for start in range(0, len(raw), size):
+            events.extend(decoder.feed(raw[start : start + size]))
+        events.extend(decoder.flush())
+        assert [(e.event, e.data) for e in events] == [
+            ("message_start", '{"a":1}'),
+            ("delta", "line one\nline two"),
+            ("", "[DONE]"),
+        ]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (400, BadRequest),
+        (401, AuthError),
+        (403, AuthError),
+        (404, BadRequest),
+        (408, ProviderTimeout),
+        (429, RateLimited),
+        (500, ServerError),
+        (502, ServerError),
+        (503, Overloaded),
+        (504, ProviderTimeout),
+        (529, Overloaded),
+    ],
+)
+def test_status_codes_map_to_the_taxonomy(status: int, expected: type) -> None:
+    assert class_for_status(status) is expected
+
+
+def test_retry_after_reads_milliseconds_seconds_and_dates() -> None:
+    assert retry_after_seconds({"retry-after-ms": "1500"}) == 1.5
+    assert retry_after_seconds({"retry-after": "7"}) == 7.0
+    assert (
+        retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:30 GMT"}, now=1445412500.0)
+        == 10.0
+    )
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
