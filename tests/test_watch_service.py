@@ -210,16 +210,24 @@ def test_status_shows_incident_age_against_its_response_target(workspace: Worksp
 
 def test_resource_utilization_reads_gateway_heartbeats(workspace: Workspace) -> None:
     conn = workspace.conn
+    # The gateway's migration creates this table; without it, a copy of its columns.
     conn.execute(
-        "CREATE TABLE gateway_instances (id VARCHAR(64) PRIMARY KEY, environment VARCHAR(100), "
-        "host VARCHAR(200), pid INTEGER, started_at FLOAT, heartbeat_at FLOAT, cpu_percent FLOAT, "
-        "rss_bytes INTEGER, inflight INTEGER, inflight_limit INTEGER, queue_depth INTEGER, "
-        "queue_limit INTEGER, dropped_telemetry INTEGER)"
+        "CREATE TABLE IF NOT EXISTS gateway_instances (id VARCHAR(64) PRIMARY KEY, "
+        "environment VARCHAR(100) NOT NULL, host VARCHAR(200) NOT NULL, pid INTEGER NOT NULL, "
+        "listen VARCHAR(200) NOT NULL, started_at FLOAT NOT NULL, heartbeat_at FLOAT NOT NULL, "
+        "cpu_percent FLOAT NOT NULL, rss_bytes INTEGER NOT NULL, inflight INTEGER NOT NULL, "
+        "inflight_limit INTEGER NOT NULL, queue_depth INTEGER NOT NULL, "
+        "queue_limit INTEGER NOT NULL, dropped_telemetry INTEGER NOT NULL, "
+        "buffered_telemetry INTEGER NOT NULL, control_version INTEGER NOT NULL, "
+        "breakers TEXT NOT NULL)"
     )
     for gid, beat, inflight in (("g1", T0 - 1, 85), ("g2", T0 - 600, 100)):
         conn.execute(
-            "INSERT INTO gateway_instances VALUES (:id, 'production', 'elsewhere', 1, :t, :t, "
-            "20.0, 1000, :inflight, 100, 0, 50, 0)",
+            "INSERT INTO gateway_instances (id, environment, host, pid, listen, started_at, "
+            "heartbeat_at, cpu_percent, rss_bytes, inflight, inflight_limit, queue_depth, "
+            "queue_limit, dropped_telemetry, buffered_telemetry, control_version, breakers) "
+            "VALUES (:id, 'production', 'elsewhere', 1, '', :t, :t, 20.0, 1000, :inflight, 100, "
+            "0, 50, 0, 0, 0, '{}')",
             {"id": gid, "t": beat, "inflight": inflight},
         )
     engine = MetricEngine(conn, T0)

@@ -136,5 +136,5 @@ def watch_status(
         "notifications": notifications,
         "notification_backlog": backlog,
         "active_silences": int(silences or 0),
-        "gateways": gateways if gateways is not None else NO_HEARTBEAT,
+        "gateways": gateways or NO_HEARTBEAT,
     }
