@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from quality_gates.cli import _context
+from quality_gates.cli import _context, _runtime
 from quality_gates.cli._context import actor_option, json_option
 
 
@@ -77,16 +77,38 @@ def get(ctx: click.Context, key: str, json_output: bool) -> None:
 
 
 @config.command("set")
-@click.argument("key")
-@click.argument("value")
+@click.argument("key", required=False)
+@click.argument("value", required=False)
+@_runtime.runtime_options
 @actor_option
 @json_option
 @click.pass_context
 def set_(
-    ctx: click.Context, key: str, value: str, actor_name: str | None, json_output: bool
+    ctx: click.Context,
+    /,
+    key: str | None,
+    value: str | None,
+    actor_name: str | None,
+    json_output: bool,
+    **runtime: Any,
 ) -> None:
     """Set KEY to VALUE (YAML: 1500ms, 2%, true, [a, b]) in the file, keeping its comments;
-    nothing is written if the result would not validate."""
+    nothing is written if the result would not validate. The flags change live settings
+    in the store instead (running gateways apply them within a second)."""
+    if _runtime.wanted(runtime):
+        if key is not None:
+            raise click.UsageError("give either KEY VALUE or runtime flags, not both")
+        changed = _runtime.apply(ctx, runtime, actor_name)
+        from quality_gates.cli._output import console, emit_json
+
+        if _context.wants_json(ctx, json_output):
+            emit_json(changed)
+        else:
+            for line in _runtime.render(changed):
+                console().print(line, markup=False)
+        return
+    if key is None or value is None:
+        raise click.UsageError("config set needs KEY VALUE, or runtime flags (see --help)")
     from quality_gates.cli._output import console, emit_json
     from quality_gates.config import set_value
     from quality_gates.store import audit

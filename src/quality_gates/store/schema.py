@@ -277,6 +277,31 @@ quality_samples = Table(
     Index("ix_quality_samples_ts", "ts"),
 )
 
+# --- gateway processes (one row per running gateway process, refreshed by its heartbeat) ---
+
+gateway_instances = Table(
+    "gateway_instances",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("environment", String(100), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("listen", String(200), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("cpu_percent", Float, nullable=False),
+    Column("rss_bytes", Integer, nullable=False),
+    Column("inflight", Integer, nullable=False),
+    Column("inflight_limit", Integer, nullable=False),
+    Column("queue_depth", Integer, nullable=False),
+    Column("queue_limit", Integer, nullable=False),
+    Column("dropped_telemetry", Integer, nullable=False),
+    Column("buffered_telemetry", Integer, nullable=False),
+    Column("control_version", Integer, nullable=False),
+    Column("breakers", Text, nullable=False),
+    Index("ix_gateway_instances_env_heartbeat", "environment", "heartbeat_at"),
+)
+
 # --- watch (alert states, silences, incidents, the notification outbox, routine jobs) ---
 
 alert_states = Table(

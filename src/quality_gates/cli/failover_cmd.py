@@ -1,0 +1,286 @@
+"""`failover`, `failback` and `breaker`: move traffic between providers, live."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from quality_gates.cli import _context
+from quality_gates.cli._context import actor_option, environment_option, json_option
+
+if TYPE_CHECKING:
+    from quality_gates.gateway.failover import Step, TrafficMove
+
+MODES = ("immediate", "gradual", "canary")
+
+
+def register(group: click.Group) -> None:
+    """Add `failover`, `failback` and `breaker`."""
+    group.add_command(failover)
+    group.add_command(failback)
+    group.add_command(breaker)
+
+
+def _pause(value: str | None, default: float) -> float:
+    from quality_gates.units import parse_duration
+
+    if value is None:
+        return default
+    try:
+        return parse_duration(value, bare_unit="s")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--pause") from None
+
+
+def _progress(json_output: bool) -> Any:
+    from quality_gates.cli._output import info
+    from quality_gates.gateway.failover import describe_weights
+
+    def show(step: Step) -> None:
+        if json_output:
+            return
+        check = step.check
+        verdict = (
+            ""
+            if check is None
+            else (f" - check {'ok' if check.healthy else 'FAILED'}: {check.reason}")
+        )
+        info(f"step {step.label}: {describe_weights(step.weights)}{verdict}")
+
+    return show
+
+
+def _report(move: TrafficMove, extra: dict[str, Any] | None, json_output: bool) -> int:
+    from quality_gates.cli._output import console, emit_json
+    from quality_gates.gateway.failover import describe_weights
+
+    if json_output:
+        emit_json(
+            {
+                "operation_id": move.operation_id,
+                "action": move.action,
+                "mode": move.mode,
+                "environment": move.environment,
+                "from": move.source,
+                "to": move.target,
+                "before": move.before,
+                "final": move.final,
+                "completed": move.completed,
+                "outcome": move.outcome,
+                "steps": [
+                    {
+                        "label": s.label,
+                        "weights": s.weights,
+                        "at": s.at,
+                        "check": s.check.to_dict() if s.check else None,
+                    }
+                    for s in move.steps
+                ],
+                **(extra or {}),
+            }
+        )
+    else:
+        style = "green" if move.completed else "red"
+        console().print(
+            f"[{style}]{move.action} {move.outcome}[/{style}]: {move.environment} "
+            f"{describe_weights(move.before)} -> {describe_weights(move.final)} "
+            f"(operation {move.operation_id})"
+        )
+    return 0 if move.completed else 1
+
+
+@click.command()
+@click.option("--from", "source", required=True, metavar="PROVIDER", help="Provider to leave.")
+@click.option("--to", "target", required=True, metavar="PROVIDER", help="Provider to move to.")
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="immediate",
+    show_default=True,
+    help="immediate: one step; gradual: source at 50%, 25%, 0%; canary: target gets "
+    "5, 10, 25, 50, 75, 100% with a health check at each step.",
+)
+@click.option("--reason", required=True, help="Why (kept in the audit log and history).")
+@click.option(
+    "--pause",
+    metavar="DURATION",
+    help="Wait between steps before each check [default: gateway.failover_pause].",
+)
+@environment_option("production")
+@actor_option
+@json_option
+@click.pass_context
+def failover(
+    ctx: click.Context,
+    source: str,
+    target: str,
+    mode: str,
+    reason: str,
+    pause: str | None,
+    environment: str,
+    actor_name: str | None,
+    json_output: bool,
+) -> None:
+    """Move PROVIDER traffic to another provider, live. Exit 1 if a check stopped it."""
+    from quality_gates.gateway.failover import failover as run
+    from quality_gates.gateway.failover import live_probe
+
+    state = _context.state(ctx)
+    config = state.loaded().config
+    conn = state.conn()
+    json_mode = _context.wants_json(ctx, json_output)
+    move = run(
+        conn,
+        config,
+        environment=environment,
+        source=source,
+        target=target,
+        mode=mode,
+        reason=reason,
+        actor=_context.actor(actor_name).name,
+        probe=live_probe(config),
+        pause=_pause(pause, config.gateway.failover_pause),
+        progress=_progress(json_mode),
+    )
+    ctx.exit(_report(move, None, json_mode))
+
+
+@click.command()
+@click.option(
+    "--original-provider",
+    "provider",
+    required=True,
+    metavar="PROVIDER",
+    help="The provider to bring traffic back to.",
+)
+@click.option(
+    "--health-threshold",
+    default="99%",
+    show_default=True,
+    help="Success rate of probes and recent calls it must reach first.",
+)
+@click.option("--mode", type=click.Choice(MODES), default="canary", show_default=True)
+@click.option(
+    "--probes",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Live probes counted in the health rate.",
+)
+@click.option("--reason", default="", help="Why (default: names the failover it undoes).")
+@click.option(
+    "--pause",
+    metavar="DURATION",
+    help="Wait between steps before each check [default: gateway.failover_pause].",
+)
+@environment_option("production")
+@actor_option
+@json_option
+@click.pass_context
+def failback(
+    ctx: click.Context,
+    provider: str,
+    health_threshold: str,
+    mode: str,
+    probes: int,
+    reason: str,
+    pause: str | None,
+    environment: str,
+    actor_name: str | None,
+    json_output: bool,
+) -> None:
+    """Restore the weights from before the last failover away from PROVIDER, once it is
+    healthy. Exit 1 when it is below the threshold or a check stopped the restore."""
+    from quality_gates.cli._output import info
+    from quality_gates.gateway.failover import failback as run
+    from quality_gates.gateway.failover import live_probe
+    from quality_gates.units import parse_ratio
+
+    try:
+        threshold = parse_ratio(health_threshold)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--health-threshold") from None
+    state = _context.state(ctx)
+    config = state.loaded().config
+    json_mode = _context.wants_json(ctx, json_output)
+    move, health = run(
+        state.conn(),
+        config,
+        environment=environment,
+        provider=provider,
+        threshold=threshold,
+        mode=mode,
+        reason=reason,
+        actor=_context.actor(actor_name).name,
+        probe=live_probe(config),
+        pause=_pause(pause, config.gateway.failover_pause),
+        probes=probes,
+        progress=_progress(json_mode),
+    )
+    if not json_mode:
+        info(
+            f"{provider}: {health['success_rate']:.1%} healthy ({health['probe_successes']}/"
+            f"{health['probes']} probes, {health['recent_successes']}/"
+            f"{health['recent_attempts']} recent calls), threshold {threshold:.1%}"
+        )
+    ctx.exit(_report(move, {"health": health}, json_mode))
+
+
+@click.command()
+@click.option(
+    "--deployment",
+    required=True,
+    metavar="PROVIDER/MODEL",
+    help="The deployment, e.g. bedrock/claude-3-5-haiku.",
+)
+@click.option(
+    "--state",
+    "forced",
+    type=click.Choice(["open", "closed", "auto"]),
+    required=True,
+    help="open: no traffic; closed: traffic whatever its health; auto: the breaker decides again.",
+)
+@click.option("--reason", default="", help="Why (kept in the audit log).")
+@environment_option("production")
+@actor_option
+@json_option
+@click.pass_context
+def breaker(
+    ctx: click.Context,
+    deployment: str,
+    forced: str,
+    reason: str,
+    environment: str,
+    actor_name: str | None,
+    json_output: bool,
+) -> None:
+    """Force a deployment's circuit breaker open or closed on every gateway, live."""
+    from quality_gates.cli._output import console, emit_json
+    from quality_gates.errors import UsageError
+    from quality_gates.gateway.runtime import force_breaker
+
+    state = _context.state(ctx)
+    config = state.loaded().config
+    known = [f"{m.provider}/{m.id}" for m in config.models]
+    if deployment not in known:
+        raise UsageError(f"unknown deployment {deployment!r}", hint=f"known: {', '.join(known)}")
+    previous = force_breaker(
+        state.conn(),
+        environment=environment,
+        deployment=deployment,
+        state=None if forced == "auto" else forced,
+        reason=reason,
+        actor=_context.actor(actor_name).name,
+    )
+    if _context.wants_json(ctx, json_output):
+        emit_json(
+            {
+                "deployment": deployment,
+                "environment": environment,
+                "state": forced,
+                "previous": previous,
+            }
+        )
+        return
+    console().print(f"{environment} {deployment}: breaker {forced}", markup=False)

@@ -1,0 +1,220 @@
+"""`serve`: run the OpenAI-compatible gateway for one environment."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from quality_gates.cli import _context
+from quality_gates.cli._context import json_option
+
+if TYPE_CHECKING:
+    from quality_gates.config import QualityGatesConfig
+    from quality_gates.store import StoreURL
+
+APP_FACTORY = "quality_gates.gateway._app:app_from_env"
+
+
+def register(group: click.Group) -> None:
+    """Add `serve`."""
+    group.add_command(serve)
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on [default: gateway.host].")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port; 0 picks a free one [default: gateway.port, 8080].",
+)
+@click.option(
+    "--environment",
+    "-e",
+    default=None,
+    metavar="ENV",
+    help="Environment whose aliases and routes to serve [default: gateway.environment].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes sharing the port [default: gateway.workers, 1].",
+)
+@json_option
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    environment: str | None,
+    workers: int | None,
+    json_output: bool,
+) -> None:
+    """Serve /v1/chat/completions, /v1/models, /healthz, /readyz and /metrics until stopped
+    (Ctrl-C or SIGTERM drain in-flight requests and flush telemetry)."""
+    import json
+    import logging
+    import os
+    import sys
+
+    from quality_gates.cli._output import info
+    from quality_gates.gateway._app import REDIS_ENV
+    from quality_gates.registry import check_environment
+
+    state = _context.state(ctx)
+    loaded = state.loaded()
+    gw = loaded.config.gateway
+    env = environment or gw.environment
+    conn = state.conn()
+    check_environment(conn, env, state.snapshot())
+    store_url = state.store_url()
+    host = host or gw.host
+    port = gw.port if port is None else port
+    workers = workers or gw.workers
+    for provider in loaded.config.providers:
+        provider.missing_credentials()  # fail now, not in a worker
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        from quality_gates.errors import UsageError
+
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="pick another --port, or 0 for a free one",
+        ) from None
+    bound = sock.getsockname()[1]
+    listen = f"http://{host}:{bound}"
+    redis_url = os.environ.get(REDIS_ENV) or None
+    facts = {
+        "listen": listen,
+        "environment": env,
+        "workers": workers,
+        "store": store_url.display,
+        "redis": bool(redis_url),
+        "pid": os.getpid(),
+    }
+    if _context.wants_json(ctx, json_output):
+        # One line, flushed before serving starts: a supervisor reads the address from it.
+        sys.stdout.write(json.dumps(facts) + "\n")
+        sys.stdout.flush()
+    else:
+        info(
+            f"quality-gates gateway on {listen} (environment {env}, {workers} worker(s), "
+            f"store {store_url.display}{', Redis shared state' if redis_url else ''})"
+        )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    state.close()  # the workers open their own connections; none may be shared with them
+    _run(
+        loaded.config,
+        store_url,
+        env,
+        listen,
+        redis_url,
+        workers,
+        sock,
+        str(loaded.path),
+        store_url.raw,
+    )
+
+
+def _server(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    import importlib.util
+
+    return "granian" if importlib.util.find_spec("granian") else "uvicorn"
+
+
+def _run(
+    config: QualityGatesConfig,
+    store_url: StoreURL,
+    env: str,
+    listen: str,
+    redis_url: str | None,
+    workers: int,
+    sock: socket.socket,
+    config_path: str,
+    store_raw: str,
+) -> None:
+    import os
+
+    from quality_gates.errors import StoreError
+    from quality_gates.gateway._app import SETTINGS_ENV, AppSettings, create_app
+
+    server = _server(config.gateway.server)
+    try:
+        if server == "granian":
+            # Granian binds its own socket (in its supervisor, shared with its workers); the
+            # port was found free by binding it here, so hand it over.
+            host, port = sock.getsockname()[:2]
+            sock.close()
+            os.environ.update(
+                {
+                    SETTINGS_ENV["config"]: config_path,
+                    SETTINGS_ENV["store"]: store_raw,
+                    SETTINGS_ENV["environment"]: env,
+                    SETTINGS_ENV["listen"]: listen,
+                }
+            )
+            from granian import Granian
+            from granian.constants import Interfaces, Loops
+            from granian.log import LogLevels
+
+            Granian(
+                APP_FACTORY,
+                address=host,
+                port=port,
+                interface=Interfaces.ASGI,
+                workers=workers,
+                loop=Loops.uvloop,
+                websockets=False,
+                factory=True,
+                log_level=LogLevels.warning,
+                log_access=False,
+                workers_kill_timeout=30,
+            ).serve()
+            return
+        import uvicorn
+
+        common: dict[str, Any] = {
+            "log_level": "warning",
+            "access_log": False,
+            "loop": "uvloop",
+            "http": "httptools",
+            "lifespan": "on",
+            "timeout_graceful_shutdown": 30,
+        }
+        if workers == 1:
+            settings = AppSettings(
+                config=config,
+                store_url=store_url,
+                environment=env,
+                redis_url=redis_url,
+                listen=listen,
+            )
+            uvicorn.Server(uvicorn.Config(create_app(settings), **common)).run(sockets=[sock])
+            return
+        from uvicorn.supervisors import Multiprocess
+
+        os.environ.update(
+            {
+                SETTINGS_ENV["config"]: config_path,
+                SETTINGS_ENV["store"]: store_raw,
+                SETTINGS_ENV["environment"]: env,
+                SETTINGS_ENV["listen"]: listen,
+            }
+        )
+        config_ = uvicorn.Config(APP_FACTORY, factory=True, workers=workers, **common)
+        Multiprocess(config_, sockets=[sock]).run()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise StoreError("the gateway could not start (see the log lines above)") from None
+    finally:
+        sock.close()

@@ -1,0 +1,183 @@
+"""Relaying a live upstream stream to the client as OpenAI SSE chunks.
+
+The first chunk has already arrived (failover is only possible before it). From here on a
+broken upstream ends the client's stream with an explicit `error` event and is recorded as a
+failed request and attempt; only a final chunk with a finish reason ends it with
+`data: [DONE]`. Clean-up (breaker, telemetry, the admission slot, the upstream iterator) runs
+exactly once, whether the stream finished, broke, or the client left before it began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import StreamingResponse
+
+from quality_gates.errors import ProviderError, ProviderTimeout, StreamInterrupted
+from quality_gates.gateway._cache import CachedAnswer
+from quality_gates.gateway._redact import redact
+from quality_gates.gateway._routing import Deployment
+from quality_gates.gateway._telemetry import RequestRecord
+from quality_gates.gateway._wire import (
+    DONE_EVENT,
+    CompletionRequest,
+    chunk_event,
+    error_event,
+)
+from quality_gates.providers import StreamChunk
+
+if TYPE_CHECKING:
+    from quality_gates.gateway._dispatch import Trip
+    from quality_gates.gateway._gateway import Gateway
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class LiveStream:
+    """An ASGI response that relays one upstream stream."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        request: CompletionRequest,
+        rec: RequestRecord,
+        deployment: Deployment,
+        trip: Trip,
+        iterator: AsyncIterator[StreamChunk],
+        started: float,
+        deadline: float,
+        key_hash: str | None,
+    ) -> None:
+        self.gateway = gateway
+        self.request, self.rec, self.deployment, self.trip = request, rec, deployment, trip
+        self.iterator = iterator
+        self.started, self.deadline, self.key_hash = started, deadline, key_hash
+        self.attempt_started = time.perf_counter() - trip.attempts[-1].latency_ms / 1000.0
+        self.parts: list[str] = []
+        self.error: ProviderError | None = None
+        self.final: StreamChunk | None = None
+        self._done = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = {**SSE_HEADERS, **self.gateway.headers(self.rec)}
+        response = StreamingResponse(self._relay(), media_type="text/event-stream", headers=headers)
+        try:
+            await response(scope, receive, send)
+        finally:
+            await self._finish()
+
+    async def _next(self, loop: asyncio.AbstractEventLoop) -> StreamChunk | None:
+        """The next upstream chunk, or None with `self.error` set."""
+        provider = self.deployment.provider
+        try:
+            async with asyncio.timeout(max(0.0, self.deadline - loop.time())):
+                return await self.iterator.__anext__()
+        except StopAsyncIteration:
+            self.error = StreamInterrupted(
+                f"{provider}: the stream ended without a finish reason", provider=provider
+            )
+        except TimeoutError:
+            self.error = ProviderTimeout(
+                f"the request deadline ({self.gateway.s.settings.deadline:g} s) ran out mid-stream",
+                provider=provider,
+            )
+        except ProviderError as exc:
+            self.error = exc
+        except Exception as exc:
+            self.error = StreamInterrupted(
+                f"{provider}: {type(exc).__name__}: {exc}", provider=provider
+            )
+        return None
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        rec, model = self.rec, self.deployment.model_id
+        created = int(rec.ts)
+        loop = asyncio.get_running_loop()
+        try:
+            yield chunk_event(rec.id, created, model, role=True, content="")
+            chunk = self.trip.first
+            while chunk is not None:
+                if chunk.text:
+                    self.parts.append(chunk.text)
+                    yield chunk_event(rec.id, created, model, content=chunk.text)
+                if chunk.is_final:
+                    self.final = chunk
+                    break
+                chunk = await self._next(loop)
+            if self.error is not None or self.final is None:
+                error = self.error or StreamInterrupted("the stream ended without data")
+                self.error = error
+                self.gateway.s.metrics.stream_interrupted.labels(
+                    rec.environment, self.deployment.provider
+                ).inc()
+                yield error_event(
+                    f"the upstream stream from {self.deployment.provider} broke after "
+                    f"{len(self.parts)} chunks: {error.message}",
+                    error.error_class,
+                )
+                return
+            async for event in self._ending(self.final):
+                yield event
+        except BaseException:
+            if self.error is None and self.final is None:
+                rec.status, rec.http_status, rec.error_class = "cancelled", 499, "client_closed"
+            raise
+        finally:
+            await self._finish()
+
+    async def _ending(self, final: StreamChunk) -> AsyncIterator[bytes]:
+        rec, deployment = self.rec, self.deployment
+        created, model = int(rec.ts), deployment.model_id
+        yield chunk_event(rec.id, created, model, finish=final.finish_reason or "stop")
+        usage = final.usage
+        if usage is not None:
+            rec.input_tokens, rec.output_tokens = usage.input_tokens, usage.output_tokens
+            rec.cost = deployment.cost(usage)
+            if self.request.include_usage:
+                yield chunk_event(
+                    rec.id, created, model, usage=(usage.input_tokens, usage.output_tokens)
+                )
+        rec.finish_reason = final.finish_reason
+        yield DONE_EVENT
+        cache = self.gateway.s.cache
+        if self.key_hash is not None and cache is not None:
+            await cache.put(
+                self.key_hash,
+                CachedAnswer(
+                    "".join(self.parts),
+                    final.finish_reason or "stop",
+                    rec.input_tokens,
+                    rec.output_tokens,
+                    deployment.model_id,
+                    deployment.provider,
+                    deployment.id,
+                    time.time(),
+                ),
+            )
+
+    async def _finish(self) -> None:
+        """Record the outcome and release everything, once."""
+        if self._done:
+            return
+        self._done = True
+        s, rec = self.gateway.s, self.rec
+        if self.final is None and self.error is None and rec.status != "cancelled":
+            rec.status, rec.http_status, rec.error_class = "cancelled", 499, "client_closed"
+        cancelled = rec.status == "cancelled"
+        elapsed = (time.perf_counter() - self.attempt_started) * 1000.0
+        s.dispatcher.record_stream_end(self.trip, elapsed, None if cancelled else self.error)
+        if self.error is not None and not cancelled:
+            rec.status, rec.http_status = "error", 502
+            rec.error_class = self.error.error_class
+        if s.settings.telemetry.store_text:
+            rec.answer = redact("".join(self.parts), s.settings.telemetry.max_text_chars)
+        close = getattr(self.iterator, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
+        self.gateway.finish(rec, self.started)
+        s.admission.release()

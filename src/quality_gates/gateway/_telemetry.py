@@ -1,0 +1,342 @@
+"""Telemetry off the request path: request and attempt rows, per-minute roll-ups.
+
+The request handler only appends a record to a list and adds it to in-memory roll-ups; a
+background task pickles batches and hands them to the sink (a child process, see `_sink`)
+that inserts `requests` and `attempts` rows and upserts this process's cumulative `rollups`
+rows (one per minute x series, keyed
+by this writer's id, so readers sum over writers). When the store is slow or down the rows
+wait in a bounded buffer; past the bound new rows are dropped and counted (roll-ups, which
+are small, are never dropped), and the gateway keeps serving.
+
+Request `status`: `ok` (answered, from a provider or the cache), `error` (the gateway could
+not answer: 5xx), `rejected` (refused: over a limit, or the upstream refused the request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pickle
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from quality_gates.config import TelemetrySettings
+from quality_gates.telemetry import LatencyHistogram
+
+log = logging.getLogger("quality_gates.gateway")
+MAX_BACKOFF_S = 5.0
+KEEP_MINUTES = 3
+SHUTDOWN_FLUSH_S = 10.0
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One upstream call."""
+
+    attempt: int
+    ts: float
+    provider: str
+    model_id: str
+    deployment: str
+    status: str
+    error_class: str | None
+    http_status: int | None
+    latency_ms: float
+    ttft_ms: float | None
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One client request, as answered."""
+
+    id: str
+    ts: float
+    environment: str
+    alias: str
+    model_id: str | None = None
+    provider: str | None = None
+    deployment: str | None = None
+    key_name: str | None = None
+    status: str = "ok"
+    http_status: int = 200
+    error_class: str | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    cache: str = "miss"
+    hops: int = 0
+    stream: bool = False
+    canary: bool = False
+    finish_reason: str | None = None
+    prompt: str | None = None
+    answer: str | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+
+class _Series:
+    __slots__ = (
+        "cache_hits",
+        "cache_misses",
+        "cache_stale",
+        "canary",
+        "cost",
+        "count",
+        "dirty",
+        "errors",
+        "errors_by_class",
+        "failovers",
+        "input_tokens",
+        "latency",
+        "output_tokens",
+        "ttft",
+    )
+
+    def __init__(self) -> None:
+        self.count = self.errors = self.input_tokens = self.output_tokens = 0
+        self.cache_hits = self.cache_stale = self.cache_misses = self.failovers = 0
+        self.canary = 0
+        self.cost = 0.0
+        self.errors_by_class: dict[str, int] = {}
+        self.latency = LatencyHistogram()
+        self.ttft = LatencyHistogram()
+        self.dirty = True
+
+
+SeriesKey = tuple[int, str, str, str, str]  # minute, alias, model, provider, kind
+
+
+class TelemetryWriter:
+    """Buffers records and writes them from one background thread."""
+
+    def __init__(
+        self,
+        settings: TelemetrySettings,
+        environment: str,
+        writer_id: str,
+        sink: Callable[[bytes], None],
+        close_sink: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.environment = environment
+        self.writer_id = writer_id
+        self._sink = sink
+        self._close_sink = close_sink
+        self._pending: list[RequestRecord] = []
+        self._rows_pending = 0
+        self._series: dict[SeriesKey, _Series] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qg-telemetry")
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self.dropped = 0
+        self.written_requests = 0
+        self.written_attempts = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Rows (requests and attempts) waiting to be written."""
+        return self._rows_pending
+
+    def record(self, rec: RequestRecord) -> None:
+        """Queue a request (and its attempts) and add it to the roll-ups; never blocks."""
+        self._roll(rec)
+        rows = 1 + len(rec.attempts)
+        if self._rows_pending + rows > self.settings.buffer:
+            self.dropped += rows
+            return
+        self._pending.append(rec)
+        self._rows_pending += rows
+        if self._rows_pending >= self.settings.batch:
+            self._wake.set()
+
+    def _series_for(self, key: SeriesKey) -> _Series:
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        series.dirty = True
+        return series
+
+    def _roll(self, rec: RequestRecord) -> None:
+        minute = int(rec.ts // 60)
+        s = self._series_for((minute, rec.alias, rec.model_id or "", rec.provider or "", "request"))
+        s.count += 1
+        if rec.status == "error":
+            s.errors += 1
+        if rec.error_class:
+            s.errors_by_class[rec.error_class] = s.errors_by_class.get(rec.error_class, 0) + 1
+        s.latency.add(rec.latency_ms)
+        if rec.ttft_ms is not None:
+            s.ttft.add(rec.ttft_ms)
+        s.input_tokens += rec.input_tokens
+        s.output_tokens += rec.output_tokens
+        s.cost += rec.cost
+        if rec.cache == "hit":
+            s.cache_hits += 1
+        elif rec.cache == "stale":
+            s.cache_stale += 1
+        elif rec.cache == "miss":
+            s.cache_misses += 1
+        if rec.hops:
+            s.failovers += 1
+        if rec.canary:
+            s.canary += 1
+        for a in rec.attempts:
+            t = self._series_for((int(a.ts // 60), rec.alias, a.model_id, a.provider, "attempt"))
+            t.count += 1
+            if a.status != "ok":
+                t.errors += 1
+                if a.error_class:
+                    t.errors_by_class[a.error_class] = t.errors_by_class.get(a.error_class, 0) + 1
+            t.latency.add(a.latency_ms)
+            if a.ttft_ms is not None:
+                t.ttft.add(a.ttft_ms)
+            if rec.canary:
+                t.canary += 1
+
+    def start(self) -> None:
+        """Start the background flusher."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="qg-telemetry")
+
+    async def _run(self) -> None:
+        delay = self.settings.flush_interval
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if self._closing:
+                return
+            ok = await self.flush()
+            delay = self.settings.flush_interval if ok else min(MAX_BACKOFF_S, delay * 2)
+
+    async def flush(self) -> bool:
+        """Write what is pending (in batches); False if the store refused."""
+        while True:
+            batch = self._take()
+            rollups = self._rollup_rows()
+            if not batch and not rollups:
+                return True
+            loop = asyncio.get_running_loop()
+            payload = self._payload(batch, rollups)
+            try:
+                await loop.run_in_executor(self._executor, self._sink, payload)
+            except Exception as exc:
+                self._requeue(batch)
+                for key in rollups:
+                    self._series[key].dirty = True
+                self.write_errors += 1
+                self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log.warning(
+                    "telemetry write failed (%s); %d rows buffered",
+                    self.last_error,
+                    self._rows_pending,
+                )
+                return False
+            self.written_requests += len(batch)
+            self.written_attempts += sum(len(r.attempts) for r in batch)
+            self._forget_old()
+            if not self._pending:
+                return True
+
+    def _take(self) -> list[RequestRecord]:
+        rows = cut = 0
+        for rec in self._pending:
+            if rows >= self.settings.batch:
+                break
+            rows += 1 + len(rec.attempts)
+            cut += 1
+        batch = self._pending[:cut]
+        del self._pending[:cut]
+        self._rows_pending -= rows
+        return batch
+
+    def _requeue(self, batch: list[RequestRecord]) -> None:
+        self._pending[:0] = batch
+        self._rows_pending += sum(1 + len(r.attempts) for r in batch)
+        while self._rows_pending > self.settings.buffer and self._pending:
+            dropped = self._pending.pop()
+            rows = 1 + len(dropped.attempts)
+            self._rows_pending -= rows
+            self.dropped += rows
+
+    def _rollup_rows(self) -> dict[SeriesKey, dict[str, object]]:
+        now = time.time()
+        rows: dict[SeriesKey, dict[str, object]] = {}
+        for key, s in self._series.items():
+            if not s.dirty:
+                continue
+            s.dirty = False
+            minute, alias, model_id, provider, kind = key
+            rows[key] = {
+                "minute": minute,
+                "environment": self.environment,
+                "alias": alias,
+                "model_id": model_id,
+                "provider": provider,
+                "kind": kind,
+                "writer": self.writer_id,
+                "count": s.count,
+                "errors": s.errors,
+                "errors_by_class": json.dumps(s.errors_by_class, sort_keys=True),
+                "latency_hist": s.latency.to_json(),
+                "ttft_hist": s.ttft.to_json(),
+                "input_tokens": s.input_tokens,
+                "output_tokens": s.output_tokens,
+                "cost": s.cost,
+                "cache_hits": s.cache_hits,
+                "cache_stale": s.cache_stale,
+                "cache_misses": s.cache_misses,
+                "failovers": s.failovers,
+                "canary": s.canary,
+                "updated_at": now,
+            }
+        return rows
+
+    def _forget_old(self) -> None:
+        horizon = int(time.time() // 60) - KEEP_MINUTES
+        for key in [k for k, s in self._series.items() if k[0] < horizon and not s.dirty]:
+            del self._series[key]
+
+    def _payload(
+        self, batch: list[RequestRecord], rollups: dict[SeriesKey, dict[str, object]]
+    ) -> bytes:
+        requests: list[tuple[Any, ...]] = []
+        attempts: list[tuple[Any, ...]] = []
+        for r in batch:
+            requests.append((
+                r.id, r.ts, r.environment, r.alias, r.model_id, r.provider, r.deployment,
+                r.key_name, r.status, r.http_status, r.error_class, r.latency_ms, r.ttft_ms,
+                r.input_tokens, r.output_tokens, r.cost, r.cache, len(r.attempts), r.hops,
+                int(r.stream), int(r.canary), r.finish_reason, r.prompt, r.answer,
+            ))  # fmt: skip
+            for a in r.attempts:
+                attempts.append((
+                    r.id, a.attempt, a.ts, r.environment, a.provider, a.model_id, a.deployment,
+                    a.status, a.error_class, a.http_status, a.latency_ms, a.ttft_ms,
+                ))  # fmt: skip
+        return pickle.dumps((requests, attempts, list(rollups.values())), protocol=5)
+
+    async def close(self) -> None:
+        """Stop the flusher and write what is left (best effort). The flusher is asked to
+        stop, not cancelled: a batch already handed to the sink must not be lost."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        try:
+            async with asyncio.timeout(SHUTDOWN_FLUSH_S):
+                while not await self.flush():
+                    await asyncio.sleep(0.2)  # the sink restarts; try again
+        except TimeoutError:
+            log.warning("telemetry: %d rows not flushed at shutdown", self._rows_pending)
+        self._executor.shutdown(wait=True)
+        self._close_sink()

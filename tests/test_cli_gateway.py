@@ -1,0 +1,134 @@
+"""The gateway's commands as a user runs them: keys, config set runtime flags, failover,
+breaker."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import Workspace
+
+
+def test_keys_create_shows_the_secret_once_and_stores_only_its_hash(
+    qg, sqlite_workspace: Workspace
+) -> None:  # type: ignore[no-untyped-def]
+    args = sqlite_workspace.cli_args()
+    created = qg(*args, "keys", "create", "--name", "web", "--role", "operator", "--json")
+    assert created.code == 0, created.err
+    secret = json.loads(created.out)["key"]
+    assert secret.startswith("qg-")
+    stored = sqlite_workspace.conn.one("SELECT * FROM api_keys")
+    assert secret not in json.dumps(stored)
+    listed = json.loads(qg(*args, "keys", "list", "--json").out)
+    assert listed == [{**listed[0], "name": "web", "role": "operator", "active": True}]
+    assert "key" not in listed[0]
+    assert qg(*args, "keys", "create", "--name", "web").code == 1  # duplicate name
+    assert qg(*args, "keys", "create", "--name", "x", "--role", "root").code == 2
+    assert qg(*args, "keys", "revoke", "--name", "web").code == 0
+    assert qg(*args, "keys", "revoke", "--name", "nope").code == 1
+    actions = [
+        r["action"]
+        for r in sqlite_workspace.conn.execute(
+            "SELECT action FROM audit_log WHERE action LIKE 'key.%' ORDER BY seq"
+        )
+    ]
+    assert actions == ["key.create", "key.revoke"]
+
+
+def test_config_set_runtime_flags_go_to_the_store_not_the_file(
+    qg, sqlite_workspace: Workspace
+) -> None:  # type: ignore[no-untyped-def]
+    args = sqlite_workspace.cli_args()
+    before = sqlite_workspace.config_path.read_text()
+    result = qg(
+        *args,
+        "config",
+        "set",
+        "--traffic-distribution",
+        "bedrock:50,google:30,meta:20",
+        "--transition-duration",
+        "300",
+    )
+    assert result.code == 0, result.err
+    assert "over 300 s" in result.out
+    result = qg(
+        *args, "config", "set", "--cache-mode", "emergency", "--serve-stale", "true", "--json"
+    )
+    assert json.loads(result.out)["cache"] == {"mode": "emergency", "serve_stale": True}
+    result = qg(
+        *args,
+        "config",
+        "set",
+        "--request-queuing",
+        "enabled",
+        "--queue-size",
+        "50",
+        "--queue-timeout",
+        "5",
+    )
+    assert result.code == 0, result.err
+    assert sqlite_workspace.config_path.read_text() == before
+    rows = {
+        r["key"]: json.loads(r["value"])
+        for r in sqlite_workspace.conn.execute(
+            "SELECT key, value FROM runtime_settings WHERE environment = 'production'"
+        )
+    }
+    assert rows["traffic"]["weights"] == {"bedrock": 50.0, "google": 30.0, "meta": 20.0}
+    assert rows["traffic"]["duration"] == 300.0
+    assert rows["cache"] == {"mode": "emergency", "serve_stale": True}
+    assert rows["queue"] == {"enabled": True, "size": 50, "timeout": 5.0}
+    actions = {r["action"] for r in sqlite_workspace.conn.execute("SELECT action FROM audit_log")}
+    assert {"traffic.set", "cache.mode", "queue.set"} <= actions
+
+
+def test_config_set_runtime_flags_refuse_bad_values_with_exit_2(
+    qg, sqlite_workspace: Workspace
+) -> None:  # type: ignore[no-untyped-def]
+    args = sqlite_workspace.cli_args()
+    for bad in (
+        ["--traffic-distribution", "bedrock=50"],
+        ["--traffic-distribution", "azure:100"],
+        ["--transition-duration", "5m"],
+        ["--queue-timeout", "soon", "--request-queuing", "enabled"],
+        ["--serve-stale", "true"],
+    ):
+        result = qg(*args, "config", "set", *bad)
+        assert result.code == 2, (bad, result.out, result.err)
+        assert "Traceback" not in result.err
+    assert sqlite_workspace.conn.scalar("SELECT COUNT(*) FROM runtime_settings") == 0
+
+
+def test_failover_immediate_and_breaker_from_the_cli(qg, sqlite_workspace: Workspace) -> None:  # type: ignore[no-untyped-def]
+    args = sqlite_workspace.cli_args()
+    result = qg(
+        *args,
+        "failover",
+        "--from",
+        "bedrock",
+        "--to",
+        "google",
+        "--reason",
+        "Provider outage - emergency failover",
+        "--json",
+    )
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["completed"]
+    assert data["final"] == {"bedrock": 0.0, "google": 100.0}
+    result = qg(
+        *args,
+        "breaker",
+        "--deployment",
+        "google/gemini-1-5-flash",
+        "--state",
+        "open",
+        "--reason",
+        "drill",
+    )
+    assert result.code == 0, result.err
+    assert qg(*args, "breaker", "--deployment", "google/nope", "--state", "open").code == 2
+    from quality_gates.gateway.status import gateway_status
+
+    status = gateway_status(sqlite_workspace.conn, "production")["production"]
+    assert status["runtime"]["forced_breakers"]["google/gemini-1-5-flash"]["state"] == "open"
+    assert status["traffic_moves"][0]["mode"] == "failover:immediate"

@@ -1,0 +1,185 @@
+"""`quality-gates serve` as a user runs it: a real process (granian) in front of the simulators.
+Two processes on PostgreSQL and Redis: a rollback reaches both within a second and a breaker
+opened by one is open on the other."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import REDIS_ENV, Workspace, make_workspace
+from tests.test_gateway_simulator import INSTANT
+
+from quality_gates.config import parse_config_text, render_starter
+from quality_gates.registry import Actor, rollback
+from quality_gates.simulator import SimulatorThread, spec_from_provider
+from quality_gates.simulator.control import put_faults
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+
+NO_PROBES = """
+gateway:
+  control_poll: 0.1
+  heartbeat: 0.5s
+  breaker: {probe_interval: 0, open_for: 60s, consecutive_failures: 3}
+  telemetry: {flush_interval: 100ms}
+"""
+
+
+@contextlib.contextmanager
+def simulators(root: Path, db_url: str, extra: str) -> Iterator[tuple[Workspace, Any]]:
+    config = parse_config_text(render_starter("e2e"), "quality-gates.yaml").config
+    specs = [spec_from_provider(p, config.models, port=0) for p in config.providers]
+    with SimulatorThread(specs) as sims:
+        for sim in sims.running.values():
+            put_faults(sim.base_url, {"reset": True, **INSTANT}, provider=sim.name)
+        ports = {f"port_{n}": sims[n].port for n in ("bedrock", "google", "meta")}
+        ws = make_workspace(root, db_url, render_starter("e2e", ports) + extra)
+        try:
+            yield ws, sims
+        finally:
+            ws.database.close_shared()
+
+
+@contextlib.contextmanager
+def serve(ws: Workspace, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`quality-gates serve --port 0 --json` in its own process group; yields its URL."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QG_")}
+    full_env.update(env or {})
+    log = (ws.root / f"serve-{time.monotonic_ns()}.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quality_gates", *ws.cli_args(), "serve", "--port", "0", "--json"],
+        cwd=ws.root,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        facts = json.loads(proc.stdout.readline())
+        url = facts["listen"]
+        deadline = time.monotonic() + 30
+        while not ready(url):
+            assert proc.poll() is None, Path(log.name).read_text()
+            assert time.monotonic() < deadline, "the gateway did not become ready in 30 s"
+            time.sleep(0.1)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        log.close()
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def chat(url: str, text: str) -> tuple[int, dict[str, str]]:
+    body = json.dumps({"model": "current", "messages": [{"role": "user", "content": text}]})
+    request = urllib.request.Request(
+        f"{url}/v1/chat/completions",
+        data=body.encode(),
+        headers={"content-type": "application/json", "cache-control": "no-cache"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}
+
+
+def breaker_state(url: str, deployment: str) -> float | None:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("qg_gateway_breaker_state{") and f'"{deployment}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def wait_for(predicate: Any, timeout: float) -> float:
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"not within {timeout} s")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_serve_answers_records_and_stops_cleanly(tmp_path: Path) -> None:
+    with simulators(tmp_path / "ws", f"sqlite:///{tmp_path / 'ws' / 'state.db'}", NO_PROBES) as (
+        ws,
+        _,
+    ):
+        with serve(ws) as url:
+            results = [chat(url, f"question {i}") for i in range(20)]
+            assert {status for status, _ in results} == {200}
+            assert {h["x-qg-provider"] for _, h in results} == {"bedrock"}
+            wait_for(lambda: ws.conn.scalar("SELECT COUNT(*) FROM gateway_instances") == 1, 5)
+        assert ws.conn.scalar("SELECT COUNT(*) FROM requests") == 20  # flushed at shutdown
+        assert ws.conn.scalar("SELECT SUM(count) FROM rollups WHERE kind = 'request'") == 20
+        assert ws.conn.scalar("SELECT COUNT(*) FROM gateway_instances") == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_two_gateway_processes_share_rollbacks_and_breakers(
+    tmp_path: Path, pg_schema_url: str
+) -> None:
+    redis_url = os.environ.get(REDIS_ENV)
+    if not redis_url:
+        pytest.skip(f"Redis tests need {REDIS_ENV}")
+    with simulators(tmp_path / "ws", pg_schema_url, NO_PROBES) as (ws, sims):
+        env = {"QG_REDIS_URL": redis_url}
+        with serve(ws, env) as url_a, serve(ws, env) as url_b:
+            assert chat(url_a, "warm a")[0] == chat(url_b, "warm b")[0] == 200
+            put_faults(sims.base_url("bedrock"), {"outage": True}, provider="bedrock")
+            for i in range(3):
+                status, headers = chat(url_a, f"into the outage {i}")
+                assert status == 200
+                assert headers["x-qg-provider"] == "google"
+            assert breaker_state(url_a, "bedrock/claude-3-5-haiku") == 2.0
+            seen = wait_for(lambda: breaker_state(url_b, "bedrock/claude-3-5-haiku") == 2.0, 3)
+            assert seen < 1.0  # B never called bedrock: it learned of the open breaker
+            put_faults(sims.base_url("bedrock"), {"outage": False}, provider="bedrock")
+
+            rollback(
+                ws.conn,
+                environment="production",
+                model_ref="current-model",
+                previous_ref="previous-stable",
+                reason="e2e",
+                actor=Actor("tester"),
+            )
+            changed = time.monotonic()
+
+            def both_moved() -> bool:
+                return all(
+                    chat(u, str(time.monotonic()))[1].get("x-qg-model") == "claude-3-haiku"
+                    for u in (url_a, url_b)
+                )
+
+            wait_for(both_moved, 5)
+            assert time.monotonic() - changed < 1.0
+        instances = ws.conn.scalar("SELECT COUNT(*) FROM gateway_instances")
+        assert instances == 0
