@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from tests.conftest import Workspace
@@ -24,6 +24,18 @@ async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
     await rx.start()
     yield rx
     await rx.stop()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
+    """Poll `predicate` until true; fail saying how long it waited."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout:g} s")
+        await asyncio.sleep(0.25)
 
 
 def incident_rows(ws: Workspace) -> list[dict]:  # type: ignore[type-arg]
@@ -252,14 +264,11 @@ async def test_a_minute_long_receiver_outage_in_real_time_loses_and_repeats_noth
     stop = asyncio.Event()
     task = asyncio.create_task(svc.run(stop))
     try:
-        deadline = time.monotonic() + 90.0
-        while time.monotonic() < deadline and len(receiver.on("/pagerduty/v2/enqueue")) < 1:
-            await asyncio.sleep(0.25)
+        await wait_until(lambda: len(receiver.on("/pagerduty/v2/enqueue")) >= 1, 150.0)
         assert receiver.rejected >= 3  # the receiver refused for a minute ...
         (row,) = incident_rows(ws)
         incidents.acknowledge(ws.conn, config, row["id"], actor="bob")
-        while time.monotonic() < deadline and len(receiver.on("/pagerduty/v2/enqueue")) < 2:
-            await asyncio.sleep(0.25)
+        await wait_until(lambda: len(receiver.on("/pagerduty/v2/enqueue")) >= 2, 60.0)
         await asyncio.sleep(2.0)  # room for any duplicate to show up
     finally:
         stop.set()
