@@ -173,9 +173,8 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
 async def test_errors_on_every_provider_page_once_and_resolve_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from quality_gates.gateway import AppSettings, create_app
-
     from quality_gates.config import load_config, parse_config_text, render_starter
+    from quality_gates.gateway import AppSettings, create_app
     from quality_gates.simulator import run_simulators, spec_from_provider
     from quality_gates.store import StoreURL
     from quality_gates.watch import incidents
@@ -251,3 +250,39 @@ async def test_errors_on_every_provider_page_once_and_resolve_once(
     assert len(receiver.keys) == len(set(receiver.keys))
     served = sum(n for status, n in outcomes.items() if status == 200)
     assert served > RATE * WINDOW  # the load really ran
+
+
+async def test_the_evaluator_runs_inside_the_gateway_and_lets_go_on_shutdown(
+    tmp_path: Path,
+) -> None:
+    from quality_gates.config import load_config, parse_config_text, render_starter
+    from quality_gates.gateway import AppSettings, create_app
+    from quality_gates.simulator import run_simulators, spec_from_provider
+    from quality_gates.store import StoreURL
+    from quality_gates.watch._leader import WATCH_LEASE, current_holder
+    from quality_gates.watch.embedded import watch_background
+    from quality_gates.watch.status import watch_status
+
+    starter = parse_config_text(render_starter("e2e"), "quality-gates.yaml").config
+    specs = [spec_from_provider(p, starter.models, port=0) for p in starter.providers]
+    async with run_simulators(specs) as sims:
+        ports = {name: sim.port for name, sim in sims.items()}
+        ws = make_workspace(
+            tmp_path / "ws",
+            f"sqlite:///{tmp_path / 'ws' / 'state.db'}",
+            e2e_config(ports, "http://127.0.0.1:9"),
+        )
+        config = load_config(ws.config_path).config
+        settings = AppSettings(
+            config=config,
+            store_url=StoreURL.parse(ws.db_url, base_dir=ws.root),
+            environment="production",
+        )
+        async with serve(create_app(settings, services=[watch_background])):
+            await wait_for(
+                lambda: watch_status(ws.conn)["evaluator"]["last_evaluation"] is not None,
+                20,
+                "the embedded evaluator's first cycle",
+            )
+            assert current_holder(ws.conn, WATCH_LEASE, time.time()) is not None
+    assert current_holder(ws.conn, WATCH_LEASE, time.time()) is None
