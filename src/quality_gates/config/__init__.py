@@ -55,6 +55,12 @@ if TYPE_CHECKING:
     )
     from quality_gates.config._loader import LoadedConfig, load_config, parse_config_text
     from quality_gates.config._notifications import Channel, NotificationRoute, Notifications
+    from quality_gates.config._observability import (
+        CloudWatchSettings,
+        LogSettings,
+        ObservabilitySettings,
+        OpenTelemetrySettings,
+    )
     from quality_gates.config._providers import Model, Price, Provider, Quotas
     from quality_gates.config._root import QualityGatesConfig, StoreSettings
     from quality_gates.config._simulator import SimulatorFaults, profile_faults
@@ -92,6 +98,12 @@ _LAZY = {
     "_incidents": ("SEVERITY_ORDER", "EscalationRule", "IncidentSettings", "SeverityLevel"),
     "_loader": ("LoadedConfig", "load_config", "parse_config_text"),
     "_notifications": ("Channel", "NotificationRoute", "Notifications"),
+    "_observability": (
+        "CloudWatchSettings",
+        "LogSettings",
+        "ObservabilitySettings",
+        "OpenTelemetrySettings",
+    ),
     "_providers": ("Model", "Price", "Provider", "Quotas"),
     "_root": ("QualityGatesConfig", "StoreSettings"),
     "_simulator": ("SimulatorFaults", "profile_faults"),
@@ -114,6 +126,7 @@ __all__ = [
     "CanaryMetric",
     "CanarySettings",
     "Channel",
+    "CloudWatchSettings",
     "ConfigSnapshot",
     "Environment",
     "EscalationRule",
@@ -125,10 +138,13 @@ __all__ = [
     "KeyLimit",
     "LimitSettings",
     "LoadedConfig",
+    "LogSettings",
     "MetricPolicy",
     "Model",
     "NotificationRoute",
     "Notifications",
+    "ObservabilitySettings",
+    "OpenTelemetrySettings",
     "PerformanceSettings",
     "Price",
     "Provider",

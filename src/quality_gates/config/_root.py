@@ -21,6 +21,7 @@ from quality_gates.config._gates import GateSettings
 from quality_gates.config._gateway import GatewaySettings
 from quality_gates.config._incidents import IncidentSettings
 from quality_gates.config._notifications import Notifications
+from quality_gates.config._observability import ObservabilitySettings
 from quality_gates.config._providers import CREDENTIAL_FIELDS, Model, Provider
 
 Path = tuple[str | int, ...]
@@ -49,6 +50,7 @@ class QualityGatesConfig(StrictModel):
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     gates: GateSettings = Field(default_factory=GateSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     def provider(self, name: str) -> Provider | None:
         """The provider called `name`."""

@@ -1,7 +1,7 @@
 """gate runs: gate_runs and their per-item results
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-27
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
