@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= dev,postgres,redis,aws,otel
+EXTRAS ?= dev,postgres,redis,aws,otel,semantic,safety
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint format bench clean
@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(PY) bench/cold_start.py
 	$(PY) bench/watch_windows.py
 	$(PY) bench/simulator_throughput.py
+	$(PY) bench/offline_gate.py
+	$(PY) bench/loadgen.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -24,6 +24,7 @@ into this tree at one seam per library; nothing else catches them.
     │   ├── ContentFiltered                       http 400
     │   └── StreamInterrupted                     http 502   broke after the first byte
     ├── GateError                         exit 4             a gate could not complete
+    │   └── GateInterrupted               exit 130           Ctrl-C; the run can be resumed
     └── NotificationError                 exit 4             a channel could not be reached
 """
 
@@ -198,6 +199,12 @@ ERROR_CLASS_NAMES: tuple[str, ...] = tuple(c.error_class for c in PROVIDER_ERROR
 
 class GateError(QualityGatesError):
     exit_code = EXIT_INCOMPLETE
+
+
+class GateInterrupted(GateError):
+    """The user stopped a gate; what was done is stored and the run can be resumed."""
+
+    exit_code = 130
 
 
 class NotificationError(QualityGatesError):

@@ -49,6 +49,7 @@ def init(
     parse_config_text(text, str(target))  # the starter must always validate
     target.write_text(text, encoding="utf-8")
     target.chmod(0o640)
+    dataset = _write_dataset(directory, force=force)
     state.config_path = target
     conn = state.conn()
     with conn.write():
@@ -61,15 +62,29 @@ def init(
         )
     url = state.store_url()
     if _context.wants_json(ctx, json_output):
-        emit_json({"config": str(target), "store": url.display})
+        emit_json({"config": str(target), "store": url.display, "dataset": str(dataset)})
         return
     out = console()
     out.print(f"Wrote {target}")
+    out.print(f"Wrote {dataset} (evaluation items for `quality-gates offline`)")
     out.print(f"Store ready at {url.display}")
     out.print(
         "Next: `quality-gates status` shows the registry; "
         "`quality-gates config validate` checks the config."
     )
+
+
+def _write_dataset(directory: Path, *, force: bool) -> Path:
+    """A copy of the built-in evaluation dataset, for the user to extend."""
+    import shutil
+
+    from quality_gates.gates.datasets import builtin_dataset
+
+    target = directory / "datasets" / "eval.jsonl"
+    if force or not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(builtin_dataset(), target)
+    return target
 
 
 def _project_name(directory: Path) -> str:

@@ -17,6 +17,7 @@ from quality_gates.config._base import (
     looks_like_secret,
 )
 from quality_gates.config._environments import Environment
+from quality_gates.config._gates import GateSettings
 from quality_gates.config._gateway import GatewaySettings
 from quality_gates.config._incidents import IncidentSettings
 from quality_gates.config._notifications import Notifications
@@ -47,6 +48,7 @@ class QualityGatesConfig(StrictModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     notifications: Notifications = Field(default_factory=Notifications)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    gates: GateSettings = Field(default_factory=GateSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 

@@ -176,6 +176,18 @@ incidents:
        secondary: On-Call Engineer, escalation_time: immediate}}
     - {{issue_type: quality, label: Quality Issues, primary: AI Team Lead,
        secondary: Product Team, escalation_time: 2h}}
+
+# Quality gates: `offline`, `performance`, `canary`, `pipeline`. A candidate is compared with
+# its baseline item by item; a metric may fall behind by at most its margin.
+gates:
+  # Written by `init`; JSONL, JSON, CSV or YAML. To have a simulator above answer its items
+  # (right ~97% of the time), give it `faults: {{answer_key: datasets/eval.jsonl}}`.
+  dataset: datasets/eval.jsonl
+  alpha: 5%
+  moderation: profanity          # what measures toxicity: profanity | judge | none
+  margins:
+    accuracy: {{margin: 2%}}
+    toxicity_rate: {{margin: 0.5%}}
 """
 
 DEFAULT_SIMULATOR_PORTS = {"port_bedrock": 9101, "port_google": 9102, "port_meta": 9103}

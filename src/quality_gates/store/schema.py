@@ -277,6 +277,51 @@ quality_samples = Table(
     Index("ix_quality_samples_ts", "ts"),
 )
 
+# --- quality gates (offline, performance, canary, pipeline, batch runs) ---
+
+gate_runs = Table(
+    "gate_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("environment", String(100), nullable=False),
+    Column("model_id", String(200), nullable=False),
+    Column("baseline", String(200)),
+    Column("parent_id", String(40)),
+    Column("status", String(20), nullable=False),
+    Column("verdict", String(20)),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("actor", String(200), nullable=False),
+    Column("config_hash", String(64), nullable=False),
+    Column("inputs", Text, nullable=False),
+    Column("versions", Text, nullable=False),
+    Column("summary", Text),
+    Column("results_path", Text),
+    Index("ix_gate_runs_started", "started_at"),
+    Index("ix_gate_runs_model", "model_id", "started_at"),
+)
+
+gate_items = Table(
+    "gate_items",
+    metadata,
+    Column("run_id", String(40), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("item_id", String(300), nullable=False),
+    Column("repeat", Integer, nullable=False),
+    Column("passed", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("error_class", String(40)),
+    Column("flags", Text, nullable=False),
+    Column("cached", Integer, nullable=False),
+    PrimaryKeyConstraint("run_id", "role", "item_id", "repeat"),
+)
+
 # --- gateway processes (one row per running gateway process, refreshed by its heartbeat) ---
 
 gateway_instances = Table(

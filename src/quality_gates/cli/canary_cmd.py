@@ -1,0 +1,113 @@
+"""`canary`: a share of live traffic to a candidate, compared with the baseline; then promote
+or roll back. `--update-traffic P` and `--rollback` for manual steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from quality_gates.cli import _context
+from quality_gates.cli._context import actor_option, environment_option, json_option
+from quality_gates.cli._gates import output_option
+
+
+def register(group: click.Group) -> None:
+    """Add `canary`."""
+    group.add_command(canary)
+
+
+def _duration(value: str | None) -> float | None:
+    from quality_gates.errors import UsageError
+    from quality_gates.units import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value, bare_unit="m")
+    except ValueError as exc:
+        raise UsageError(f"--duration: {exc}") from None
+
+
+@click.command()
+@click.option("--model-id", metavar="MODEL", help="Candidate (id or alias).")
+@click.option("--traffic", type=click.FloatRange(0, 100, min_open=True), help="Percent share.")
+@click.option("--duration", metavar="DURATION", help="How long (bare number: minutes).")
+@click.option("--baseline", default="current", show_default=True, metavar="MODEL")
+@click.option("--looks", type=click.IntRange(1, 100), help="Interim analyses (early stop).")
+@click.option("--no-promote", is_flag=True, help="Report only; leave aliases as they are.")
+@click.option("--update-traffic", type=click.FloatRange(0, 100), help="Set the active share.")
+@click.option("--rollback", "do_rollback", is_flag=True, help="Set the active share to 0.")
+@click.option("--reason", default="manual canary rollback", show_default=True)
+@environment_option("production")
+@output_option
+@actor_option
+@json_option
+@click.pass_context
+def canary(
+    ctx: click.Context,
+    model_id: str | None,
+    traffic: float | None,
+    duration: str | None,
+    baseline: str,
+    looks: int | None,
+    no_promote: bool,
+    update_traffic: float | None,
+    do_rollback: bool,
+    reason: str,
+    environment: str,
+    outputs: tuple[Path, ...],
+    actor_name: str | None,
+    json_output: bool,
+) -> None:
+    """Canary analysis: exit 0 promoted, 1 rolled back, 3 undecided, 4 could not complete."""
+    from quality_gates.cli._gates import finish, run_async
+    from quality_gates.cli._output import console, emit_json, info
+    from quality_gates.errors import UsageError
+    from quality_gates.gates import canary as gate
+    from quality_gates.gates.outputs import check_paths
+    from quality_gates.registry import check_environment
+
+    check_paths(list(outputs))
+    state = _context.state(ctx)
+    conn = state.conn()
+    check_environment(conn, environment, state.snapshot())
+    actor = _context.actor(actor_name, "canary").name
+    if update_traffic is not None or do_rollback:
+        if update_traffic is not None and do_rollback:
+            raise UsageError("--update-traffic and --rollback exclude each other")
+        value = (
+            gate.rollback(conn, environment, actor, reason)
+            if do_rollback
+            else gate.update_traffic(conn, environment, update_traffic or 0.0, actor)
+        )
+        if _context.wants_json(ctx, json_output):
+            emit_json({"environment": environment, "canary": value})
+        else:
+            console().print(
+                f"canary in {environment}: {value['model']} at {value['percent']:g}% "
+                "(gateways apply it within 1 s)"
+            )
+        return
+    if not model_id:
+        raise UsageError("canary needs --model-id (or --update-traffic / --rollback)")
+    wants_json = _context.wants_json(ctx, json_output)
+
+    def on_look(look: Any) -> None:
+        if not wants_json:
+            failed = ", ".join(m.metric for m in look.failures) or "none"
+            info(f"look {look.index}/{look.of}: enough data {look.enough_data}; failing: {failed}")
+
+    options = gate.CanaryOptions(
+        model_ref=model_id,
+        environment=environment,
+        traffic=traffic,
+        duration_s=_duration(duration),
+        baseline_ref=baseline,
+        looks=looks,
+        actor=actor,
+        promote=not no_promote,
+    )
+    result = run_async(gate.run_canary(conn, state.loaded().config, options, on_look=on_look))
+    finish(ctx, result.summary, outputs, json_output=json_output)

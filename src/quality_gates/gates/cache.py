@@ -1,0 +1,84 @@
+"""A content-addressed cache of model answers for offline evaluation.
+
+The key is the SHA-256 of (provider, provider model, sampling parameters, messages, salt);
+the entry is one small JSON file under `<dir>/<key[:2]>/<key>.json`, written atomically, so
+concurrent runs share it safely and `rm -r` clears it. Only successful answers are cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quality_gates.providers import ChatRequest
+
+
+def request_key(provider: str, request: ChatRequest, salt: str = "") -> str:
+    """The content address of a request (the provider's model name, not our alias)."""
+    canonical = json.dumps(
+        {
+            "provider": provider,
+            "model": request.model,
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "stop": list(request.stop),
+            "messages": [[m.role, m.content] for m in request.messages],
+            "salt": salt,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class ResponseCache:
+    """Answers on disk by content address, with this run's hit and miss counts."""
+
+    directory: Path
+    enabled: bool = True
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The cached answer, counting a hit or a miss."""
+        if not self.enabled:
+            return None
+        try:
+            data: dict[str, Any] = json.loads((self._path(key)).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return data
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        """Store an answer (atomic rename; a failed write only costs a future miss)."""
+        if not self.enabled:
+            return
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(value, handle, ensure_ascii=False)
+            os.replace(tmp, path)
+            self.writes += 1
+        except OSError:
+            pass
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over lookups in this run."""
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
