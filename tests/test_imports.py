@@ -61,3 +61,15 @@ def test_every_public_config_name_resolves() -> None:
 
     for name in config.__all__:
         assert getattr(config, name) is not None
+
+
+def test_each_lazy_config_name_comes_from_exactly_one_module() -> None:
+    import quality_gates.config as config
+
+    names = [name for names in config._LAZY.values() for name in names]
+    assert len(names) == len(set(names))
+    for module, exported in config._LAZY.items():
+        for name in exported:
+            source = getattr(config, name)
+            origin = getattr(source, "__module__", None)
+            assert origin is None or origin.endswith(module) or not callable(source), name

@@ -74,10 +74,8 @@ _LAZY = {
         "STANDARD_ALIASES",
         "Environment",
         "FailoverChain",
-        "GatewaySettings",
         "Thresholds",
         "parse_traffic",
-        "profile_faults",
     ),
     "_gates": (
         "CanaryMetric",
