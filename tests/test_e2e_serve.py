@@ -52,13 +52,25 @@ def simulators(root: Path, db_url: str, extra: str) -> Iterator[tuple[Workspace,
 
 
 @contextlib.contextmanager
-def serve(ws: Workspace, env: dict[str, str] | None = None) -> Iterator[str]:
+def serve(
+    ws: Workspace, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+) -> Iterator[str]:
     """`quality-gates serve --port 0 --json` in its own process group; yields its URL."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("QG_")}
     full_env.update(env or {})
     log = (ws.root / f"serve-{time.monotonic_ns()}.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "quality_gates", *ws.cli_args(), "serve", "--port", "0", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "quality_gates",
+            *ws.cli_args(),
+            "serve",
+            "--port",
+            "0",
+            "--json",
+            *extra,
+        ],
         cwd=ws.root,
         env=full_env,
         stdout=subprocess.PIPE,
@@ -139,6 +151,21 @@ def test_serve_answers_records_and_stops_cleanly(tmp_path: Path) -> None:
         assert ws.conn.scalar("SELECT COUNT(*) FROM requests") == 20  # flushed at shutdown
         assert ws.conn.scalar("SELECT SUM(count) FROM rollups WHERE kind = 'request'") == 20
         assert ws.conn.scalar("SELECT COUNT(*) FROM gateway_instances") == 0
+
+
+def test_serve_runs_the_alert_evaluator_unless_told_not_to(tmp_path: Path) -> None:
+    """The watch plane runs inside serve by default: it takes the evaluator's lease."""
+    lease = "SELECT holder FROM leases WHERE name = 'watch-evaluator' AND expires_at > :now"
+    with simulators(tmp_path / "ws", f"sqlite:///{tmp_path / 'ws' / 'state.db'}", NO_PROBES) as (
+        ws,
+        _,
+    ):
+        with serve(ws, extra=("--no-watch",)) as url:
+            assert chat(url, "hello")[0] == 200
+            time.sleep(1.0)
+            assert ws.conn.one(lease, {"now": time.time()}) is None
+        with serve(ws):
+            wait_for(lambda: ws.conn.one(lease, {"now": time.time()}) is not None, 15)
 
 
 @pytest.mark.postgres

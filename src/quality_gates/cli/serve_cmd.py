@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
     from quality_gates.store import StoreURL
 
-APP_FACTORY = "quality_gates.gateway._app:app_from_env"
+APP_FACTORY = "quality_gates.cli._serve_app:app_from_env"
 
 
 def register(group: click.Group) -> None:
@@ -43,6 +43,11 @@ def register(group: click.Group) -> None:
     default=None,
     help="Worker processes sharing the port [default: gateway.workers, 1].",
 )
+@click.option(
+    "--watch/--no-watch",
+    default=None,
+    help="Run the alert evaluator inside the gateway [default: gateway.watch, on].",
+)
 @json_option
 @click.pass_context
 def serve(
@@ -51,6 +56,7 @@ def serve(
     port: int | None,
     environment: str | None,
     workers: int | None,
+    watch: bool | None,
     json_output: bool,
 ) -> None:
     """Serve /v1/chat/completions, /v1/models, /healthz, /readyz and /metrics until stopped
@@ -74,6 +80,7 @@ def serve(
     host = host or gw.host
     port = gw.port if port is None else port
     workers = workers or gw.workers
+    watch = gw.watch if watch is None else watch
     for provider in loaded.config.providers:
         provider.missing_credentials()  # fail now, not in a worker
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -96,6 +103,7 @@ def serve(
         "workers": workers,
         "store": store_url.display,
         "redis": bool(redis_url),
+        "watch": watch,
         "pid": os.getpid(),
     }
     if _context.wants_json(ctx, json_output):
@@ -105,7 +113,8 @@ def serve(
     else:
         info(
             f"quality-gates gateway on {listen} (environment {env}, {workers} worker(s), "
-            f"store {store_url.display}{', Redis shared state' if redis_url else ''})"
+            f"store {store_url.display}{', Redis shared state' if redis_url else ''}"
+            f"{', alert evaluator on' if watch else ''})"
         )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -121,6 +130,7 @@ def serve(
         sock,
         str(loaded.path),
         store_url.raw,
+        watch,
     )
 
 
@@ -142,11 +152,13 @@ def _run(
     sock: socket.socket,
     config_path: str,
     store_raw: str,
+    watch: bool,
 ) -> None:
     import os
 
+    from quality_gates.cli._serve_app import WATCH_ENV, build
     from quality_gates.errors import StoreError
-    from quality_gates.gateway._app import SETTINGS_ENV, AppSettings, create_app
+    from quality_gates.gateway._app import SETTINGS_ENV, AppSettings
 
     server = _server(config.gateway.server)
     try:
@@ -161,6 +173,7 @@ def _run(
                     SETTINGS_ENV["store"]: store_raw,
                     SETTINGS_ENV["environment"]: env,
                     SETTINGS_ENV["listen"]: listen,
+                    WATCH_ENV: "1" if watch else "0",
                 }
             )
             from granian import Granian
@@ -199,7 +212,8 @@ def _run(
                 redis_url=redis_url,
                 listen=listen,
             )
-            uvicorn.Server(uvicorn.Config(create_app(settings), **common)).run(sockets=[sock])
+            app = build(settings, watch=watch)
+            uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
             return
         from uvicorn.supervisors import Multiprocess
 
@@ -209,6 +223,7 @@ def _run(
                 SETTINGS_ENV["store"]: store_raw,
                 SETTINGS_ENV["environment"]: env,
                 SETTINGS_ENV["listen"]: listen,
+                WATCH_ENV: "1" if watch else "0",
             }
         )
         config_ = uvicorn.Config(APP_FACTORY, factory=True, workers=workers, **common)

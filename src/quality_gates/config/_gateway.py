@@ -98,6 +98,11 @@ class GatewaySettings(StrictModel):
         "auto", description="HTTP server: granian (Rust, faster here) when installed, else uvicorn"
     )
     environment: str = "production"
+    watch: bool = Field(
+        True,
+        description="run the alert evaluator inside serve; with several processes a lease in "
+        "the store lets one act",
+    )
     auth: Literal["auto", "required", "disabled"] = Field(
         "auto", description="auto: keys required once at least one active key exists"
     )
