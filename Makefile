@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= dev,postgres,redis
+EXTRAS ?= dev,postgres,redis,aws,otel
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint format bench clean
@@ -33,6 +33,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/cold_start.py
+	$(PY) bench/watch_windows.py
 	$(PY) bench/simulator_throughput.py
 	$(PY) bench/gateway.py
 

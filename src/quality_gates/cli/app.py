@@ -34,6 +34,10 @@ COMMAND_MODULES = (
     "serve_cmd",
     "keys_cmd",
     "failover_cmd",
+    "watch_cmd",
+    "incident_cmd",
+    "silence_cmd",
+    "rules_cmd",
 )
 
 

@@ -48,6 +48,12 @@ if TYPE_CHECKING:
     )
     from quality_gates.config._loader import LoadedConfig, load_config, parse_config_text
     from quality_gates.config._notifications import Channel, NotificationRoute, Notifications
+    from quality_gates.config._observability import (
+        CloudWatchSettings,
+        LogSettings,
+        ObservabilitySettings,
+        OpenTelemetrySettings,
+    )
     from quality_gates.config._providers import Model, Price, Provider, Quotas
     from quality_gates.config._root import QualityGatesConfig, StoreSettings
     from quality_gates.config._simulator import SimulatorFaults, profile_faults
@@ -78,6 +84,12 @@ _LAZY = {
     "_incidents": ("SEVERITY_ORDER", "EscalationRule", "IncidentSettings", "SeverityLevel"),
     "_loader": ("LoadedConfig", "load_config", "parse_config_text"),
     "_notifications": ("Channel", "NotificationRoute", "Notifications"),
+    "_observability": (
+        "CloudWatchSettings",
+        "LogSettings",
+        "ObservabilitySettings",
+        "OpenTelemetrySettings",
+    ),
     "_providers": ("Model", "Price", "Provider", "Quotas"),
     "_root": ("QualityGatesConfig", "StoreSettings"),
     "_simulator": ("SimulatorFaults", "profile_faults"),
@@ -98,6 +110,7 @@ __all__ = [
     "BurnWindow",
     "CacheSettings",
     "Channel",
+    "CloudWatchSettings",
     "ConfigSnapshot",
     "Environment",
     "EscalationRule",
@@ -108,9 +121,12 @@ __all__ = [
     "KeyLimit",
     "LimitSettings",
     "LoadedConfig",
+    "LogSettings",
     "Model",
     "NotificationRoute",
     "Notifications",
+    "ObservabilitySettings",
+    "OpenTelemetrySettings",
     "Price",
     "Provider",
     "QualityGatesConfig",

@@ -37,6 +37,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "quota_utilization": ("ratio", "highest of rpm/tpm/rpd use against the provider's quota"),
     "resource_utilization": ("ratio", "highest of CPU, memory, in-flight and queue use"),
 }
+GROUP_LABELS = ("environment", "alias", "model_id", "provider")
 PER_PROVIDER_METRICS = frozenset(
     {"provider_availability", "rate_limited_rate", "server_error_rate", "quota_utilization"}
 )
@@ -77,6 +78,12 @@ class AlertRule(StrictModel):
     min_requests: NonNegativeInt = Field(20, description="no verdict on fewer requests")
     labels: dict[str, str] = Field(default_factory=dict)
     summary: str | None = None
+    baseline_window: Duration = Field(
+        86400.0, description="what *_decrease, *_increase and unusual_* compare against"
+    )
+    incident_severity: Literal["P0", "P1", "P2", "P3"] | None = Field(
+        None, description="override the severity table's classification of this rule's incidents"
+    )
 
     @model_validator(mode="after")
     def _normalise(self) -> AlertRule:
@@ -96,6 +103,11 @@ class AlertRule(StrictModel):
             hint = did_you_mean(self.metric, METRICS)
             raise ValueError(f"unknown metric {self.metric!r}{hint}")
         self.threshold = parse_threshold(self.metric, self.threshold)
+        unknown = [label for label in self.group_by or [] if label not in GROUP_LABELS]
+        if unknown:
+            raise ValueError(
+                f"group_by {unknown[0]!r} is not a label; use {', '.join(GROUP_LABELS)}"
+            )
         if self.group_by is None:
             per_provider = self.metric in PER_PROVIDER_METRICS
             self.group_by = ["environment", "provider"] if per_provider else ["environment"]
@@ -105,6 +117,11 @@ class AlertRule(StrictModel):
     def threshold_value(self) -> float:
         """The threshold in the metric's base unit (after normalisation it is a float)."""
         return float(self.threshold or 0.0)
+
+    @property
+    def expression(self) -> str:
+        """`error_rate > 0.05`: the rule as one line, in base units."""
+        return f"{self.metric} {self.op} {self.threshold_value:g}"
 
 
 class BurnWindow(StrictModel):
@@ -141,6 +158,18 @@ class InhibitRule(StrictModel):
     source_metric: str
     target_metrics: list[str]
     equal: list[str] = Field(default_factory=lambda: ["provider"])
+
+    @model_validator(mode="after")
+    def _known(self) -> InhibitRule:
+        from quality_gates._suggest import did_you_mean
+
+        for metric in [self.source_metric, *self.target_metrics]:
+            if metric not in METRICS:
+                raise ValueError(f"unknown metric {metric!r}{did_you_mean(metric, METRICS)}")
+        for label in self.equal:
+            if label not in GROUP_LABELS:
+                raise ValueError(f"equal {label!r} is not a label; use {', '.join(GROUP_LABELS)}")
+        return self
 
 
 def _runbook_rules() -> list[AlertRule]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from quality_gates.config._alerts import IncidentType
-from quality_gates.config._base import Duration, StrictModel
+from quality_gates.config._base import Duration, Ratio, StrictModel
 from quality_gates.config._notifications import SeverityLevelName
 
 SEVERITY_ORDER: tuple[SeverityLevelName, ...] = ("P0", "P1", "P2", "P3")
@@ -116,6 +116,12 @@ class IncidentSettings(StrictModel):
     contacts: dict[str, Contact] = Field(default_factory=_runbook_contacts)
     group_window: Duration = Field(600.0, description="alerts this close share an incident")
     auto_open: bool = True
+    auto_resolve_after: Duration = Field(
+        0.0, description="quiet time after the last alert resolves before the incident does"
+    )
+    p0_error_rate: Ratio = Field(
+        0.5, description="an error rate this high means all AI services are down (P0)"
+    )
 
     @model_validator(mode="after")
     def _all_levels(self) -> IncidentSettings:

@@ -20,6 +20,7 @@ from quality_gates.config._environments import Environment
 from quality_gates.config._gateway import GatewaySettings
 from quality_gates.config._incidents import IncidentSettings
 from quality_gates.config._notifications import Notifications
+from quality_gates.config._observability import ObservabilitySettings
 from quality_gates.config._providers import CREDENTIAL_FIELDS, Model, Provider
 
 Path = tuple[str | int, ...]
@@ -47,6 +48,7 @@ class QualityGatesConfig(StrictModel):
     notifications: Notifications = Field(default_factory=Notifications)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     def provider(self, name: str) -> Provider | None:
         """The provider called `name`."""

@@ -373,9 +373,9 @@ def rollback(
         raise UsageError("a rollback needs --reason (it goes into the history and audit log)")
     clock = time.perf_counter()
     operation_id = uuid.uuid4().hex[:12]
+    seen = sql.get_alias(conn, environment, "current")  # what this rollback looked at
     resolved_from = resolve_model(conn, environment, model_ref)
     resolved_to = resolve_model(conn, environment, previous_ref)
-    seen = sql.get_alias(conn, environment, "current")
     with conn.write():
         current = sql.get_alias(conn, environment, "current", lock=True)
         if current is None:
@@ -473,9 +473,9 @@ def move_alias(
 ) -> AliasChange:
     """Point one alias at a model; with `expect_model`, only if it still points there."""
     started = time.perf_counter()
+    seen = sql.get_alias(conn, environment, alias)
     target = resolve_model(conn, environment, model_ref)
     operation_id = uuid.uuid4().hex[:12]
-    seen = sql.get_alias(conn, environment, alias)
     with conn.write():
         row = sql.get_alias(conn, environment, alias, lock=True)
         if expect_model is not None and (row is None or row.model_id != expect_model):
@@ -534,9 +534,9 @@ def promote(
 ) -> list[AliasChange]:
     """previous-stable <- current <- candidate, in one transaction."""
     started = time.perf_counter()
+    seen = sql.get_alias(conn, environment, "current")
     candidate = resolve_model(conn, environment, candidate_ref)
     operation_id = uuid.uuid4().hex[:12]
-    seen = sql.get_alias(conn, environment, "current")
     with conn.write():
         current = sql.get_alias(conn, environment, "current", lock=True)
         if current is not None and expect_current and current.model_id != expect_current:

@@ -1,0 +1,366 @@
+"""Window metrics: every metric an alert rule can name, per group of labels.
+
+`MetricEngine` reads each window once per evaluation and shares it between rules. Request and
+attempt metrics come from the roll-ups (`_windows`); quality, toxicity and PII from the
+sampled scores, satisfaction from `POST /v1/feedback`, resource use from the gateways'
+heartbeats. A metric with too little behind it (fewer requests than the rule's
+`min_requests`) has no value: no verdict is better than a verdict on noise.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from quality_gates.store.db import Connection
+from quality_gates.watch._live import LiveTail
+from quality_gates.watch._resources import gateway_utilization
+from quality_gates.watch._windows import (
+    LABELS,
+    Aggregate,
+    Window,
+    WindowData,
+    group,
+    per_minute_counts,
+    read_window,
+)
+
+Labels = tuple[tuple[str, str], ...]
+QUALITY_EXCLUDED_SCORERS = ("toxicity", "pii")
+MIN_BASELINE_MINUTES = 10
+# Iglewicz and Hoaglin's modified z-score, 0.6745 (x - median) / MAD: dividing the MAD by
+# 0.6745 makes it comparable to a standard deviation; 3.5 is their outlier cut-off (the
+# default rule's threshold).
+MAD_SCALE = 0.6745
+MEAN_AD_SCALE = 1.253314  # sqrt(pi/2): mean absolute deviation to sigma, when the MAD is 0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One metric value for one group of labels, with the volume behind it."""
+
+    labels: Labels
+    value: float | None
+    volume: float
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A provider's quota (None where unset)."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    rpd: int | None = None
+
+
+def labels_dict(labels: Labels) -> dict[str, str]:
+    """Labels as a mapping."""
+    return dict(labels)
+
+
+class MetricEngine:
+    """Computes metrics for one evaluation instant; windows are read once and shared."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        now: float,
+        *,
+        environment: str | None = None,
+        quotas: dict[str, Quota] | None = None,
+        live: LiveTail | None = None,
+    ) -> None:
+        self.conn = conn
+        self.live = live
+        self.now = now
+        self.environment = environment
+        self.quotas = quotas or {}
+        self._windows: dict[tuple[float, float, bool], WindowData] = {}
+
+    def window(
+        self, seconds: float, *, offset: float = 0.0, histograms: bool = False
+    ) -> WindowData:
+        """The roll-ups over [now - offset - seconds, now - offset]."""
+        key = (seconds, offset, histograms)
+        data = self._windows.get(key)
+        if data is None and not histograms:
+            data = self._windows.get((seconds, offset, True))
+        if data is None:
+            end = self.now - offset
+            window = Window(end - seconds, end, self.now)
+            if self.live is not None and self.live.covers(window):
+                data = self.live.read(window)
+            else:
+                data = read_window(
+                    self.conn, window, environment=self.environment, histograms=histograms
+                )
+            self._windows[key] = data
+        return data
+
+    def samples(
+        self,
+        metric: str,
+        seconds: float,
+        group_by: Iterable[str],
+        *,
+        min_requests: float = 0.0,
+        baseline: float = 86400.0,
+    ) -> list[Sample]:
+        """The metric for every group seen in the window; value None below `min_requests`."""
+        labels = list(group_by)
+        compute = _SIMPLE.get(metric)
+        if compute is not None:
+            kind, func, needs_hist = compute
+            data = self.window(seconds, histograms=needs_hist)
+            groups = group(data.series(kind), labels)
+            out = []
+            for key, agg in sorted(groups.items()):
+                value, volume = func(agg, seconds)
+                enough = volume >= min_requests or metric == "throughput"
+                out.append(Sample(key, value if enough else None, volume))
+            return out
+        special: dict[str, Callable[[], list[Sample]]] = {
+            "cost_increase": lambda: self._cost_increase(seconds, labels, baseline, min_requests),
+            "unusual_traffic_pattern": lambda: self._traffic_z(seconds, labels, baseline),
+            "quality_score": lambda: self._quality(seconds, labels, min_requests),
+            "quality_score_decrease": lambda: self._quality_decrease(
+                seconds, labels, baseline, min_requests
+            ),
+            "toxicity_rate": lambda: self._flag_rate("toxicity", seconds, labels, min_requests),
+            "pii_rate": lambda: self._flag_rate("pii", seconds, labels, min_requests),
+            "satisfaction": lambda: self._satisfaction(seconds, labels, min_requests),
+            "quota_utilization": lambda: self._quota(seconds, labels),
+            "resource_utilization": lambda: self._resources(labels),
+        }
+        if metric not in special:
+            raise ValueError(f"no computation for metric {metric!r}")
+        return special[metric]()
+
+    # --- metrics with a baseline -------------------------------------------------------
+
+    def _cost_increase(
+        self, seconds: float, labels: list[str], baseline: float, min_requests: float
+    ) -> list[Sample]:
+        current = group(self.window(seconds).requests, labels)
+        before = group(self.window(baseline, offset=seconds).requests, labels)
+        out = []
+        for key, agg in sorted(current.items()):
+            base = before.get(key)
+            rate = agg.cost / seconds
+            base_rate = base.cost / baseline if base is not None else 0.0
+            value = (rate - base_rate) / base_rate if base_rate > 0 else None
+            out.append(Sample(key, value if agg.count >= min_requests else None, agg.count))
+        return out
+
+    def _traffic_z(self, seconds: float, labels: list[str], baseline: float) -> list[Sample]:
+        end = self.now - seconds
+        history = per_minute_counts(
+            self.conn,
+            Window(end - baseline, end, self.now),
+            labels,
+            environment=self.environment,
+        )
+        current = group(self.window(seconds).requests, labels)
+        out = []
+        for key in sorted(set(history) | set(current)):
+            counts = history.get(key, [])
+            agg = current.get(key)
+            rate = (agg.count if agg else 0.0) / (seconds / 60.0)
+            out.append(Sample(key, robust_z(rate, counts), float(len(counts))))
+        return out
+
+    # --- sampled quality scores and feedback -------------------------------------------
+
+    def _score_rows(
+        self, start: float, end: float, where: str, params: dict[str, object]
+    ) -> list[dict[str, object]]:
+        sql = (
+            "SELECT environment, model_id, provider, scorer, score, passed FROM quality_samples "
+            "WHERE ts >= :start AND ts <= :end" + where
+        )
+        if self.environment is not None:
+            sql += " AND environment = :env"
+            params["env"] = self.environment
+        return self.conn.execute(sql, {"start": start, "end": end, **params})
+
+    def _quality_means(
+        self, start: float, end: float, labels: list[str]
+    ) -> dict[Labels, tuple[float, int]]:
+        rows = self._score_rows(
+            start,
+            end,
+            " AND scorer NOT IN ('toxicity', 'pii')",
+            {},
+        )
+        buckets: dict[Labels, list[float]] = {}
+        for row in rows:
+            buckets.setdefault(_row_labels(row, labels), []).append(float(row["score"]))  # type: ignore[arg-type]
+        return {k: (statistics.fmean(v), len(v)) for k, v in buckets.items()}
+
+    def _quality(self, seconds: float, labels: list[str], min_requests: float) -> list[Sample]:
+        means = self._quality_means(self.now - seconds, self.now, labels)
+        return [
+            Sample(k, mean if n >= min_requests else None, n)
+            for k, (mean, n) in sorted(means.items())
+        ]
+
+    def _quality_decrease(
+        self, seconds: float, labels: list[str], baseline: float, min_requests: float
+    ) -> list[Sample]:
+        current = self._quality_means(self.now - seconds, self.now, labels)
+        before = self._quality_means(self.now - seconds - baseline, self.now - seconds, labels)
+        out = []
+        for key, (mean, n) in sorted(current.items()):
+            base = before.get(key)
+            value = None
+            if base is not None and base[0] > 0 and n >= min_requests and base[1] >= min_requests:
+                value = (base[0] - mean) / base[0]
+            out.append(Sample(key, value, n))
+        return out
+
+    def _flag_rate(
+        self, scorer: str, seconds: float, labels: list[str], min_requests: float
+    ) -> list[Sample]:
+        rows = self._score_rows(
+            self.now - seconds, self.now, " AND scorer = :scorer", {"scorer": scorer}
+        )
+        buckets: dict[Labels, list[int]] = {}
+        for row in rows:
+            buckets.setdefault(_row_labels(row, labels), []).append(0 if row["passed"] else 1)
+        return [
+            Sample(k, (sum(v) / len(v)) if len(v) >= min_requests else None, len(v))
+            for k, v in sorted(buckets.items())
+        ]
+
+    def _satisfaction(self, seconds: float, labels: list[str], min_requests: float) -> list[Sample]:
+        sql = (
+            "SELECT f.score AS score, r.environment AS environment, r.alias AS alias, "
+            "r.model_id AS model_id, r.provider AS provider FROM feedback f "
+            "JOIN requests r ON r.id = f.request_id WHERE f.ts >= :start AND f.ts <= :end"
+        )
+        params: dict[str, object] = {"start": self.now - seconds, "end": self.now}
+        if self.environment is not None:
+            sql += " AND r.environment = :env"
+            params["env"] = self.environment
+        buckets: dict[Labels, list[float]] = {}
+        for row in self.conn.execute(sql, params):
+            buckets.setdefault(_row_labels(row, labels), []).append(float(row["score"]))
+        return [
+            Sample(k, statistics.fmean(v) if len(v) >= min_requests else None, len(v))
+            for k, v in sorted(buckets.items())
+        ]
+
+    # --- capacity -----------------------------------------------------------------------
+
+    def _quota(self, seconds: float, labels: list[str]) -> list[Sample]:
+        names = [n for n in labels if n in ("environment", "provider")]
+        minute = group(self.window(min(seconds, 60.0)).attempts, names)
+        tokens = group(self.window(min(seconds, 60.0)).requests, names)
+        day = group(self.window(86400.0).attempts, names)
+        per_minute = 60.0 / min(seconds, 60.0)
+        out = []
+        for key, agg in sorted(minute.items()):
+            quota = self.quotas.get(dict(key).get("provider", ""))
+            if quota is None:
+                continue
+            used = tokens.get(key, Aggregate())
+            shares = []
+            if quota.rpm:
+                shares.append(agg.count * per_minute / quota.rpm)
+            if quota.tpm:
+                shares.append((used.input_tokens + used.output_tokens) * per_minute / quota.tpm)
+            if quota.rpd:
+                shares.append(day.get(key, Aggregate()).count / quota.rpd)
+            out.append(Sample(key, max(shares) if shares else None, agg.count))
+        return out
+
+    def _resources(self, labels: list[str]) -> list[Sample]:
+        usage = gateway_utilization(self.conn, self.now, environment=self.environment)
+        out = []
+        for environment, share in sorted(usage.items()):
+            key = tuple((n, environment) for n in labels if n == "environment")
+            out.append(Sample(key, share, 1.0))
+        return out
+
+
+def robust_z(value: float, history: list[float]) -> float | None:
+    """|modified z-score| of `value` against per-minute `history` (oldest first); None on too
+    short a history."""
+    # Minutes before the first recorded traffic are not history, just an empty store.
+    start = next((i for i, x in enumerate(history) if x > 0), len(history))
+    history = history[start:]
+    if len(history) < MIN_BASELINE_MINUTES:
+        return None
+    median = statistics.median(history)
+    mad = statistics.median(abs(x - median) for x in history)
+    mean_ad = statistics.fmean(abs(x - median) for x in history)
+    # Counts per minute vary at least as a Poisson count does (sqrt of the mean), so
+    # perfectly steady history does not turn a 10% wobble into an infinite score.
+    sigma = max(mad / MAD_SCALE, MEAN_AD_SCALE * mean_ad, math.sqrt(max(median, 1.0)))
+    return abs(value - median) / sigma
+
+
+def _row_labels(row: dict[str, object], labels: list[str]) -> Labels:
+    return tuple((name, str(row.get(name) or "")) for name in labels if name in LABELS)
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator > 0 else None
+
+
+def _error_rate(agg: Aggregate, _s: float) -> tuple[float | None, float]:
+    return _ratio(agg.errors, agg.count), agg.count
+
+
+def _quantile(q: float) -> Callable[[Aggregate, float], tuple[float | None, float]]:
+    def compute(agg: Aggregate, _s: float) -> tuple[float | None, float]:
+        return agg.latency.quantile(q), agg.count
+
+    return compute
+
+
+def _ttft_p95(agg: Aggregate, _s: float) -> tuple[float | None, float]:
+    return agg.ttft.quantile(0.95), agg.ttft.count
+
+
+def _throughput(agg: Aggregate, seconds: float) -> tuple[float | None, float]:
+    return agg.count / seconds, agg.count
+
+
+def _availability(agg: Aggregate, _s: float) -> tuple[float | None, float]:
+    share = _ratio(agg.availability_errors, agg.count)
+    return (1.0 - share if share is not None else None), agg.count
+
+
+def _class_rate(*classes: str) -> Callable[[Aggregate, float], tuple[float | None, float]]:
+    def compute(agg: Aggregate, _s: float) -> tuple[float | None, float]:
+        return _ratio(sum(agg.errors_by_class.get(c, 0.0) for c in classes), agg.count), agg.count
+
+    return compute
+
+
+def _cache_hit_rate(agg: Aggregate, _s: float) -> tuple[float | None, float]:
+    cacheable = agg.cache_hits + agg.cache_stale + agg.cache_misses
+    return _ratio(agg.cache_hits, cacheable), cacheable
+
+
+def _cost_per_minute(agg: Aggregate, seconds: float) -> tuple[float | None, float]:
+    return agg.cost / (seconds / 60.0), agg.count
+
+
+# metric -> (series kind, computation, needs histograms)
+_SIMPLE: dict[str, tuple[str, Callable[[Aggregate, float], tuple[float | None, float]], bool]] = {
+    "error_rate": ("request", _error_rate, False),
+    "p50_latency": ("request", _quantile(0.50), True),
+    "p95_latency": ("request", _quantile(0.95), True),
+    "p99_latency": ("request", _quantile(0.99), True),
+    "ttft_p95": ("request", _ttft_p95, True),
+    "throughput": ("request", _throughput, False),
+    "cache_hit_rate": ("request", _cache_hit_rate, False),
+    "cost_per_minute": ("request", _cost_per_minute, False),
+    "provider_availability": ("attempt", _availability, False),
+    "rate_limited_rate": ("attempt", _class_rate("rate_limited"), False),
+    "server_error_rate": ("attempt", _class_rate("server_error", "overloaded"), False),
+}

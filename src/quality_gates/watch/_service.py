@@ -1,0 +1,247 @@
+"""The evaluator loop: `quality-gates watch`, and embeddable in `serve` via `WatchService.run`.
+
+Store work runs on one dedicated thread with its own connection, so the event loop (the
+gateway's, when embedded) never blocks on SQL; HTTP to the notification channels is async.
+Only the lease holder evaluates and sends; the others keep trying for the lease, so a
+standby takes over within one lease period when the leader dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from quality_gates.store.db import Connection, Database
+from quality_gates.watch import _leader
+from quality_gates.watch._evaluate import (
+    EvaluationReport,
+    describe_transition,
+    evaluate,
+    rule_specs,
+)
+from quality_gates.watch._jsonlog import log_event
+from quality_gates.watch._live import LiveTail
+from quality_gates.watch._outbox import DeliveryReport, deliver
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from quality_gates.config import QualityGatesConfig
+
+T = TypeVar("T")
+logger = logging.getLogger("quality_gates.watch")
+LEASE_PERIODS = 3  # a lease lasts this many evaluation intervals (at least MIN_LEASE_SECONDS)
+MIN_LEASE_SECONDS = 15.0
+MAX_DELIVERY_ROUNDS = 10
+
+
+@dataclass
+class CycleReport:
+    """One pass of the loop."""
+
+    at: float
+    leader: bool
+    evaluation: EvaluationReport | None = None
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
+    error: str | None = None
+
+
+class WatchService:
+    """Evaluate rules, run incidents and deliver notifications until stopped.
+
+    `run(stop_event)` is the async entry point for `serve`'s lifespan; `run_once()` does one
+    bounded pass (tests, `watch --once`).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        config: QualityGatesConfig,
+        *,
+        interval: float | None = None,
+        holder: str | None = None,
+        clock: Callable[[], float] = time.time,
+        on_cycle: Callable[[CycleReport], None] | None = None,
+    ) -> None:
+        self.database = database
+        self.config = config
+        self.interval = interval if interval is not None else config.alerts.evaluation_interval
+        self.holder = holder or _leader.holder_id()
+        self.clock = clock
+        self.on_cycle = on_cycle
+        self.lease_ttl = max(MIN_LEASE_SECONDS, self.interval * LEASE_PERIODS)
+        self.specs = rule_specs(config)
+        self.live = LiveTail()
+        self.leader = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qg-watch-store")
+        self._conn: Connection | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._exporters: list[Any] = []
+        self._exporters_started = False
+
+    async def _db(self, func: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, func, args)
+
+    def _call(self, func: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._conn is None:
+            self._conn = self.database.connect()
+        return func(self._conn, *args)
+
+    async def _open(self) -> None:
+        if self._session is None:
+            import aiohttp
+
+            self._session = aiohttp.ClientSession()
+
+    def _start_exporters(self) -> None:
+        # Only the evaluating loop publishes; a command that just sends what it enqueued
+        # (`deliver_now`) opens no CloudWatch or OpenTelemetry clients.
+        if not self._exporters_started:
+            from quality_gates.watch._exports import exporters_for
+
+            self._exporters = exporters_for(self.config)
+            self._exporters_started = True
+
+    async def run_once(self) -> CycleReport:
+        """Take or renew the lease; if held, evaluate once and deliver what is due."""
+        await self._open()
+        self._start_exporters()
+        now = self.clock()
+        report = CycleReport(at=now, leader=False)
+        try:
+            self.leader = await self._db(
+                _leader.acquire, _leader.WATCH_LEASE, self.holder, self.lease_ttl, now
+            )
+            report.leader = self.leader
+            if not self.leader:
+                return report
+            report.evaluation = await self._db(self._evaluate, now)
+            for transition in report.evaluation.transitions:
+                log_event(
+                    logger,
+                    logging.WARNING if transition.to_state == "firing" else logging.INFO,
+                    "ALERT",
+                    describe_transition(transition),
+                    rule=transition.alert.rule,
+                    labels=transition.alert.labels,
+                    state=transition.to_state,
+                    severity=transition.alert.severity,
+                    incident=transition.alert.incident_id,
+                )
+            report.delivery = await self.deliver()
+            for exporter in self._exporters:
+                await exporter.maybe_export(self, now)
+        except Exception as exc:
+            from quality_gates.errors import QualityGatesError
+
+            if not isinstance(exc, QualityGatesError | OSError):
+                raise
+            report.error = str(exc)
+            log_event(logger, logging.ERROR, "ERROR", f"watch cycle failed: {exc}")
+        for exporter in self._exporters:
+            exporter.on_cycle(report)
+        if self.on_cycle is not None:
+            self.on_cycle(report)
+        return report
+
+    def _evaluate(self, conn: Connection, now: float) -> EvaluationReport:
+        return evaluate(conn, self.config, now, specs=self.specs, live=self.live)
+
+    async def deliver(self, only: list[str] | None = None) -> DeliveryReport:
+        """Send what the outbox holds due, in rounds until nothing more is ready."""
+        await self._open()
+        assert self._session is not None
+        total = DeliveryReport()
+        for _ in range(MAX_DELIVERY_ROUNDS):
+            done = await deliver(
+                self._db,
+                self._session,
+                self.config.notifications,
+                self.holder,
+                clock=self.clock,
+                only=only,
+            )
+            total.sent += done.sent
+            total.failed += done.failed
+            total.retrying += done.retrying
+            if done.sent == 0:
+                break
+        if total.sent or total.failed or total.retrying:
+            log_event(
+                logger,
+                logging.ERROR if total.failed else logging.INFO,
+                "NOTIFICATION",
+                f"notifications: {total.sent} sent, {total.retrying} to retry, "
+                f"{total.failed} failed",
+                sent=total.sent,
+                retrying=total.retrying,
+                failed=total.failed,
+            )
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until `stop` is set; then release the lease and close."""
+        log_event(
+            logger,
+            logging.INFO,
+            "SYSTEM",
+            f"watch started: {len(self.specs)} rules every {self.interval:g} s",
+            holder=self.holder,
+        )
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    await self.run_once()
+                except Exception as exc:  # one bad cycle must not end the watch
+                    logger.error(
+                        "watch cycle crashed: %s",
+                        exc,
+                        exc_info=True,
+                        extra={"category": "ERROR"},
+                    )
+                delay = max(0.0, self.interval - (time.monotonic() - started))
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Release the lease (so a standby takes over at once) and free resources."""
+        try:
+            if self.leader:
+                await self._db(_leader.release, _leader.WATCH_LEASE, self.holder)
+        finally:
+            for exporter in self._exporters:
+                await exporter.close()
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+            self._executor.shutdown(wait=False)
+
+
+def deliver_now(database: Database, config: QualityGatesConfig, keys: list[str]) -> DeliveryReport:
+    """Try once to send the messages a command just enqueued; what fails stays in the outbox
+    for the running evaluator to retry."""
+    if not keys:
+        return DeliveryReport()
+
+    async def attempt() -> DeliveryReport:
+        service = WatchService(database, config, interval=config.alerts.evaluation_interval)
+        try:
+            return await service.deliver(only=keys)
+        finally:
+            await service.close()
+
+    return asyncio.run(attempt())
