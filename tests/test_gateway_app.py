@@ -511,3 +511,17 @@ async def test_prompt_and_answer_text_are_stored_redacted_only_when_enabled(
     assert "ops@example.com" not in row["answer"]
     assert "[EMAIL]" in row["answer"]
     assert "[PHONE]" in row["answer"]
+
+
+async def test_a_long_retry_after_of_any_class_fails_over_instead_of_waiting(
+    tmp_path: Path,
+) -> None:
+    ws = gateway_workspace(tmp_path / "ws")
+    providers = fakes()
+    providers["bedrock"].then(Overloaded("busy", provider="bedrock", retry_after=30.0))
+    async with running_gateway(ws, providers) as (url, _), aiohttp.ClientSession() as s:
+        started = time.monotonic()
+        status, headers, _ = await post_chat(s, url, chat_body())
+    assert status == 200 and headers["x-qg-provider"] == "google"
+    assert len(providers["bedrock"].calls) == 1
+    assert time.monotonic() - started < 5.0
