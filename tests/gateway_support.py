@@ -1,5 +1,5 @@
-"""Test support for the gateway: a scriptable in-test ChatProvider, a gateway served by a real
-uvicorn on a loopback port, and a small upstream that speaks OpenAI chat completions."""
+"""Test support for the gateway: a scriptable in-test ChatProvider and a gateway served by a
+real uvicorn on a loopback port (the simulator-backed tests use the real adapters instead)."""
 
 from __future__ import annotations
 

@@ -144,7 +144,23 @@ def test_serve_answers_records_and_stops_cleanly(tmp_path: Path) -> None:
         _,
     ):
         with serve(ws) as url:
-            results = [chat(url, f"question {i}") for i in range(20)]
+            results = [chat(url, f"question {i}") for i in range(19)]
+            body = json.dumps(
+                {
+                    "model": "current",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "stream it"}],
+                }
+            )
+            request = urllib.request.Request(
+                f"{url}/v1/chat/completions",
+                data=body.encode(),
+                headers={"content-type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                assert resp.headers["content-type"].startswith("text/event-stream")
+                events = resp.read().decode()
+            assert events.rstrip().endswith("data: [DONE]")
             assert {status for status, _ in results} == {200}
             assert {h["x-qg-provider"] for _, h in results} == {"bedrock"}
             wait_for(lambda: ws.conn.scalar("SELECT COUNT(*) FROM gateway_instances") == 1, 5)

@@ -446,3 +446,83 @@ async def test_a_client_leaving_mid_stream_frees_its_slot_and_is_recorded(
         await wait_until(lambda: count(ws, "SELECT COUNT(*) FROM requests") == 1)
     row = ws.conn.one("SELECT status, http_status, error_class FROM requests")
     assert row == {"status": "cancelled", "http_status": 499, "error_class": "client_closed"}
+
+
+async def test_unknown_model_names_never_reach_telemetry_verbatim(ws: Workspace) -> None:
+    name = "x" * 300  # longer than the alias column: it must not poison a batch on PostgreSQL
+    async with running_gateway(ws, fakes()) as (url, _), aiohttp.ClientSession() as s:
+        status, _, body = await post_chat(s, url, chat_body(model=name))
+        assert status == 404
+        assert body["error"]["code"] == "model_not_found"
+        assert (await post_chat(s, url, chat_body()))[0] == 200
+        await wait_until(lambda: count(ws, "SELECT COUNT(*) FROM requests") == 2)
+    aliases = {r["alias"] for r in ws.conn.execute("SELECT alias FROM requests")}
+    assert aliases == {"(unknown)", "current"}
+
+
+async def test_canary_share_is_routed_to_the_candidate_and_marked(ws: Workspace) -> None:
+    from quality_gates.store import settings
+
+    with ws.conn.write():
+        settings.put(
+            ws.conn,
+            "production",
+            "canary",
+            {"model": "llama-3-1-70b", "percent": 100.0, "baseline": None, "run_id": "r-1"},
+            actor="gates",
+        )
+    async with running_gateway(ws, fakes()) as (url, _), aiohttp.ClientSession() as s:
+        status, headers, _ = await post_chat(s, url, chat_body(text="canary"))
+        backup = await post_chat(s, url, chat_body(model="backup", text="not canary"))
+        await wait_until(lambda: count(ws, "SELECT COUNT(*) FROM requests") == 2)
+    assert status == 200
+    assert headers["x-qg-canary"] == "1"
+    assert headers["x-qg-model"] == "llama-3-1-70b"
+    assert "x-qg-canary" not in backup[1]
+    rows = ws.conn.execute("SELECT alias, model_id, canary FROM requests ORDER BY ts")
+    assert [(r["alias"], r["model_id"], r["canary"]) for r in rows] == [
+        ("current", "llama-3-1-70b", 1),
+        ("backup", "gemini-1-5-flash", 0),
+    ]
+
+
+async def test_prompt_and_answer_text_are_stored_redacted_only_when_enabled(
+    tmp_path: Path,
+) -> None:
+    extra = FAST_GATEWAY.replace(
+        "  telemetry: {flush_interval: 50ms}",
+        "  telemetry: {flush_interval: 50ms, store_text: true}",
+    )
+    ws = gateway_workspace(tmp_path / "ws", extra=extra)
+    providers = fakes()
+    providers["bedrock"].text = "Write to ops@example.com or call +1 415 555 0100"
+    async with running_gateway(ws, providers) as (url, _), aiohttp.ClientSession() as s:
+        await post_chat(
+            s,
+            url,
+            chat_body(text="my key is sk-abcdefghijklmnop1234 and my card 4111 1111 1111 1111"),
+        )
+        await wait_until(lambda: count(ws, "SELECT COUNT(*) FROM requests") == 1)
+    row = ws.conn.one("SELECT prompt, answer FROM requests")
+    assert "sk-abcdefghijklmnop1234" not in row["prompt"]
+    assert "[SECRET]" in row["prompt"]
+    assert "4111" not in row["prompt"]
+    assert "[CARD]" in row["prompt"]
+    assert "ops@example.com" not in row["answer"]
+    assert "[EMAIL]" in row["answer"]
+    assert "[PHONE]" in row["answer"]
+
+
+async def test_a_long_retry_after_of_any_class_fails_over_instead_of_waiting(
+    tmp_path: Path,
+) -> None:
+    ws = gateway_workspace(tmp_path / "ws")
+    providers = fakes()
+    providers["bedrock"].then(Overloaded("busy", provider="bedrock", retry_after=30.0))
+    async with running_gateway(ws, providers) as (url, _), aiohttp.ClientSession() as s:
+        started = time.monotonic()
+        status, headers, _ = await post_chat(s, url, chat_body())
+    assert status == 200
+    assert headers["x-qg-provider"] == "google"
+    assert len(providers["bedrock"].calls) == 1
+    assert time.monotonic() - started < 5.0

@@ -20,7 +20,6 @@ from quality_gates.errors import (
     ConnectionFailed,
     ProviderError,
     ProviderTimeout,
-    RateLimited,
     ServerError,
 )
 from quality_gates.gateway._breaker import BreakerBoard
@@ -257,17 +256,14 @@ class Dispatcher:
         retry = self.settings.retry
         if not error.retryable or retries >= retry.max_retries:
             return False
-        if isinstance(error, RateLimited) and (error.retry_after or 0.0) > retry.max_retry_after:
+        wait = error.retry_after or 0.0
+        if wait > retry.max_retry_after or wait >= remaining:
             return False  # the next deployment will answer sooner than this one
-        if self._backoff_floor(error) >= remaining:
-            return False
+
         if not self.budget.withdraw():
             self.metrics.retry_budget_exhausted.labels(self.environment).inc()
             return False
         return True
-
-    def _backoff_floor(self, error: ProviderError) -> float:
-        return error.retry_after or 0.0
 
     def _backoff(self, error: ProviderError, retries: int) -> float:
         retry = self.settings.retry

@@ -53,8 +53,8 @@ from quality_gates.gateway.keys import ApiKey
 from quality_gates.gateway.runtime import CacheMode
 from quality_gates.providers import ChatRequest, ChatResponse, StreamChunk
 
-JSON = "application/json"
 CHARS_PER_TOKEN = 4
+UNKNOWN_ALIAS = "(unknown)"
 
 
 def estimate_tokens(request: CompletionRequest) -> int:
@@ -107,7 +107,7 @@ class Gateway:
             id=f"chatcmpl-{self._id_prefix}{next(self._ids):012x}",
             ts=time.time(),
             environment=self._env,
-            alias=request.model,
+            alias=UNKNOWN_ALIAS,  # until the name resolves: no client string in telemetry
             key_name=key.name if key else None,
             stream=request.stream,
         )
@@ -117,12 +117,13 @@ class Gateway:
                 s.settings.telemetry.max_text_chars,
             )
         try:
+            plan = self._plan(request, rec)
             await self._admit(s.admission)
         except ApiError as exc:
             self._finish_error(rec, exc, started)
             raise
         try:
-            response = await self._serve(request, rec, key, started, deadline, use_cache)
+            response = await self._serve(request, rec, plan, key, started, deadline, use_cache)
         except ApiError as exc:
             s.admission.release()
             self._finish_error(rec, exc, started)
@@ -187,10 +188,28 @@ class Gateway:
                 error_class="rate_limited",
             )
 
+    def _plan(self, request: CompletionRequest, rec: RequestRecord) -> RoutePlan:
+        """Resolve the request's model to its ordered deployments (404 if unknown)."""
+        s = self.s
+        now = time.time()
+        try:
+            plan = s.table.plan(
+                request.model,
+                now=now,
+                draw=self.rng.random,
+                is_open=lambda d: s.breakers.is_open(d, now),
+                p95=s.latency.p95,
+            )
+        except NotFound as exc:
+            raise ApiError(404, str(exc), param="model", code="model_not_found") from None
+        rec.alias, rec.canary = plan.alias, plan.canary
+        return plan
+
     async def _serve(
         self,
         request: CompletionRequest,
         rec: RequestRecord,
+        plan: RoutePlan,
         key: ApiKey | None,
         started: float,
         deadline: float,
@@ -201,19 +220,7 @@ class Gateway:
         if key is not None:
             await self._check_key(key, tokens)
         s.budget.deposit()
-        table = s.table
         now = time.time()
-        try:
-            plan = table.plan(
-                request.model,
-                now=now,
-                draw=self.rng.random,
-                is_open=lambda d: s.breakers.is_open(d, now),
-                p95=s.latency.p95,
-            )
-        except NotFound as exc:
-            raise ApiError(404, str(exc), param="model", code="model_not_found") from None
-        rec.alias, rec.canary = plan.alias, plan.canary
         key_hash = None
         if s.cache is not None and use_cache:
             key_hash = cache_key(

@@ -10,13 +10,11 @@ the GIL only to copy them; the child does the SQL with its own interpreter.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import pickle
-import select
 import signal
-import subprocess
 import sys
-import threading
 from typing import IO, Any
 
 from quality_gates.errors import StoreError
@@ -116,71 +114,75 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         conn.close()
 
 
-def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
-    if process.stdin is None or process.stdout is None:
-        raise StoreError("the telemetry writer process has no pipes")
-    return process.stdin, process.stdout
+def _frame(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
 
 
 class ProcessSink:
     """Writes batches through a child process (`python -m quality_gates.gateway._sink`),
-    restarted if it dies. A plain subprocess rather than multiprocessing: spawn would re-run
-    whatever script started the gateway."""
+    restarted if it dies. The pipes are driven by the event loop (no thread, so no GIL
+    hand-over at all); a plain subprocess rather than multiprocessing, whose spawn would
+    re-run whatever script started the gateway."""
 
     def __init__(self, url: StoreURL) -> None:
         self.url = url
-        self._process: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
+        self._process: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "quality_gates.gateway._sink"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+    async def _start(self) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "quality_gates.gateway._sink",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
-        _write_frame(_pipes(process)[0], pickle.dumps(self.url))
+        if process.stdin is None:
+            raise StoreError("the telemetry writer process has no input pipe")
+        process.stdin.write(_frame(pickle.dumps(self.url)))
         self._process = process
         return process
 
-    def write(self, payload: bytes) -> None:
-        """Send one pickled batch and wait for the child's answer (call from a thread)."""
-        with self._lock:
+    async def write(self, payload: bytes) -> None:
+        """Send one pickled batch and wait for the child's answer."""
+        async with self._lock:
             process = self._process
-            if process is None or process.poll() is not None:
-                process = self._start()
-            stdin, stdout = _pipes(process)
+            if process is None or process.returncode is not None:
+                process = await self._start()
+            if process.stdin is None or process.stdout is None:
+                raise StoreError("the telemetry writer process has no pipes")
             try:
-                _write_frame(stdin, payload)
-                ready, _, _ = select.select([stdout], [], [], REPLY_TIMEOUT_S)
-                reply = _read_frame(stdout) if ready else None
-            except OSError as exc:
-                self._stop()
-                raise StoreError(f"the telemetry writer process stopped: {exc}") from exc
-            if reply is None:
-                self._stop()
-                raise StoreError("the telemetry writer process stopped or hung; restarting it")
+                process.stdin.write(_frame(payload))
+                async with asyncio.timeout(REPLY_TIMEOUT_S):
+                    await process.stdin.drain()
+                    size = int.from_bytes(await process.stdout.readexactly(4), "big")
+                    reply = await process.stdout.readexactly(size)
+            except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                await self._stop()
+                raise StoreError(
+                    f"the telemetry writer process stopped or hung ({type(exc).__name__}); "
+                    "restarting it"
+                ) from exc
         if reply != b"ok":
             raise StoreError(reply.decode("utf-8", "replace").removeprefix("error:"))
 
-    def _stop(self) -> None:
+    async def _stop(self) -> None:
         process, self._process = self._process, None
         if process is None:
             return
         if process.stdin is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, RuntimeError):
                 process.stdin.close()
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
             process.kill()
-            process.wait(5)
-        if process.stdout is not None:
-            process.stdout.close()
+            await process.wait()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Stop the child (it finishes the batch it holds first)."""
-        with self._lock:
-            self._stop()
+        async with self._lock:
+            await self._stop()
 
 
 if __name__ == "__main__":

@@ -19,8 +19,7 @@ import json
 import logging
 import pickle
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,8 +118,8 @@ class TelemetryWriter:
         settings: TelemetrySettings,
         environment: str,
         writer_id: str,
-        sink: Callable[[bytes], None],
-        close_sink: Callable[[], None] = lambda: None,
+        sink: Callable[[bytes], Awaitable[None]],
+        close_sink: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.environment = environment
@@ -130,7 +129,6 @@ class TelemetryWriter:
         self._pending: list[RequestRecord] = []
         self._rows_pending = 0
         self._series: dict[SeriesKey, _Series] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qg-telemetry")
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing = False
@@ -225,10 +223,9 @@ class TelemetryWriter:
             rollups = self._rollup_rows()
             if not batch and not rollups:
                 return True
-            loop = asyncio.get_running_loop()
             payload = self._payload(batch, rollups)
             try:
-                await loop.run_in_executor(self._executor, self._sink, payload)
+                await self._sink(payload)
             except Exception as exc:
                 self._requeue(batch)
                 for key in rollups:
@@ -338,5 +335,5 @@ class TelemetryWriter:
                     await asyncio.sleep(0.2)  # the sink restarts; try again
         except TimeoutError:
             log.warning("telemetry: %d rows not flushed at shutdown", self._rows_pending)
-        self._executor.shutdown(wait=True)
-        self._close_sink()
+        if self._close_sink is not None:
+            await self._close_sink()
