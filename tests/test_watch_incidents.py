@@ -268,7 +268,15 @@ async def test_a_minute_long_receiver_outage_in_real_time_loses_and_repeats_noth
         assert receiver.rejected >= 3  # the receiver refused for a minute ...
         (row,) = incident_rows(ws)
         incidents.acknowledge(ws.conn, config, row["id"], actor="bob")
-        await wait_until(lambda: len(receiver.on("/pagerduty/v2/enqueue")) >= 2, 60.0)
+        # Each channel retries on its own backoff schedule: wait for all of them.
+        await wait_until(
+            lambda: (
+                len(receiver.on("/pagerduty/v2/enqueue")) >= 2
+                and len(receiver.on("/slack/ops-alerts")) >= 2
+                and len(receiver.on("/webhook")) >= 2
+            ),
+            120.0,
+        )
         await asyncio.sleep(2.0)  # room for any duplicate to show up
     finally:
         stop.set()
