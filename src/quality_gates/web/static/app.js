@@ -1,0 +1,55 @@
+// quality-gates web: local times, and a gentle refresh of the live panels. No build step.
+(function () {
+  "use strict";
+  const pad = (n) => String(n).padStart(2, "0");
+
+  function localTimes(root) {
+    const today = new Date().toDateString();
+    root.querySelectorAll("time[datetime]").forEach((el) => {
+      const when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when)) return;
+      const clock = pad(when.getHours()) + ":" + pad(when.getMinutes());
+      const day = when.toDateString() === today ? "" :
+        when.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " ";
+      el.textContent = day + clock;
+      el.title = when.toString();
+    });
+  }
+
+  // A panel is left alone while someone is using it: focus inside, or a typed value.
+  function busy(section) {
+    if (section.contains(document.activeElement) && document.activeElement !== document.body) return true;
+    return Array.from(section.querySelectorAll("input[type=text], textarea")).some((i) => i.value !== i.defaultValue)
+      || Array.from(section.querySelectorAll("details")).some((d) => d.dataset.touched === "1");
+  }
+
+  document.addEventListener("toggle", (e) => { if (e.target.tagName === "DETAILS") e.target.dataset.touched = "1"; }, true);
+
+  let paused = false;
+  async function refresh() {
+    if (paused || document.hidden) return;
+    try {
+      const response = await fetch(location.pathname, { credentials: "same-origin", headers: { "X-Refresh": "1" } });
+      if (response.redirected || !response.ok) { if (response.status === 401 || response.redirected) location.reload(); return; }
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      fresh.querySelectorAll("[data-live][id]").forEach((next) => {
+        const current = document.getElementById(next.id);
+        if (current && !busy(current)) { current.replaceWith(next); localTimes(next); }
+      });
+      const updated = fresh.getElementById("updated");
+      const mine = document.getElementById("updated");
+      if (updated && mine) { mine.replaceWith(updated); localTimes(updated.parentNode); }
+    } catch (err) { /* the next tick tries again */ }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    localTimes(document);
+    const seconds = Number(document.body.dataset.refresh || 0);
+    const pause = document.getElementById("pause");
+    if (pause) pause.addEventListener("click", () => {
+      paused = !paused;
+      pause.textContent = paused ? "Resume auto-refresh" : "Pause auto-refresh";
+    });
+    if (seconds > 0) setInterval(refresh, seconds * 1000);
+  });
+})();
