@@ -93,7 +93,7 @@ def test_the_emergency_setting_puts_a_banner_on_the_status_page(
             actor=CANARY,
         )
     page = client.get("/status")
-    assert "degraded mode" in page.text
+    assert "Degraded mode." in page.text
     data = client.get("/status.json").json()
     assert data["banner"]["mode"] == "degraded"
     assert data["components"][0]["status"] == "degraded_performance"

@@ -73,4 +73,23 @@ def ago(seconds: Any) -> str:
     return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
-FILTERS = {"pct": pct, "ms": ms, "num": num, "money": money, "utc": utc, "iso": iso, "ago": ago}
+def span(seconds: Any) -> str:
+    """A window in words: `20 seconds`, `5 minutes`, `1 hour`, `90 minutes`."""
+    s = round(float(seconds))
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if s >= size and s % size == 0:
+            n = s // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{s} second{'s' if s != 1 else ''}"
+
+
+FILTERS = {
+    "pct": pct,
+    "ms": ms,
+    "num": num,
+    "money": money,
+    "utc": utc,
+    "iso": iso,
+    "ago": ago,
+    "span": span,
+}

@@ -20,7 +20,7 @@ from quality_gates.gateway.status import gateway_status
 from quality_gates.store import audit
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
-from quality_gates.store.registry import list_aliases
+from quality_gates.store.registry import AliasRow, list_aliases
 from quality_gates.watch import silences
 from quality_gates.watch._windows import Aggregate, Window, group, read_window
 from quality_gates.watch.incidents import timeline
@@ -97,6 +97,18 @@ def _incidents(conn: Connection, open_incidents: list[dict[str, Any]]) -> list[d
     return out
 
 
+ROLLBACK_ORDER = ("previous-stable", "last-known-good", "backup")
+
+
+def rollback_targets(aliases: list[AliasRow]) -> list[dict[str, str]]:
+    """Aliases current can go back to, previous-stable first, none naming current's model."""
+    current = next((a.model_id for a in aliases if a.name == "current"), None)
+    wanted = [a for a in aliases if a.name != "current" and a.model_id != current]
+    rank = {name: i for i, name in enumerate(ROLLBACK_ORDER)}
+    wanted.sort(key=lambda a: rank.get(a.name, len(rank)))
+    return [{"name": a.name, "model_id": a.model_id} for a in wanted]
+
+
 def dashboard_view(
     conn: Connection,
     config: QualityGatesConfig,
@@ -116,6 +128,7 @@ def dashboard_view(
     targets = ConfigSnapshot(Path(), "", {"incidents": config.incidents.model_dump(mode="json")})
     watch = watch_status(conn, targets, environment=environment, now=now)
     weights = current_weights(conn, config, environment)
+    aliases = list_aliases(conn, environment)
     total = sum(weights.values())
     view: dict[str, Any] = {
         "environment": environment,
@@ -140,8 +153,9 @@ def dashboard_view(
                 "updated_at": iso(a.updated_at),
                 "updated_by": a.updated_by,
             }
-            for a in list_aliases(conn, environment)
+            for a in aliases
         ],
+        "rollback_targets": rollback_targets(aliases),
         "traffic": {
             name: round(weight * 100.0 / total, 2) for name, weight in sorted(weights.items())
         }

@@ -64,8 +64,8 @@ HEADLINES = {
 }
 BANNERS = {
     "degraded": (
-        "The service is running in degraded mode: some answers may come from an earlier "
-        "response and requests may wait in a queue."
+        "Some answers may come from an earlier response, and requests may wait in a queue "
+        "before they are answered."
     ),
     "shutdown": "The service is stopped for emergency maintenance. Please retry later.",
 }
@@ -237,7 +237,15 @@ def public_status(
         banner = {"mode": mode, "text": BANNERS[mode], "since": iso(emergency.get("since"))}
     return {
         "page": {"title": page.title, "updated_at": iso(now)},
-        "status": {"indicator": overall, "description": HEADLINES[overall]},
+        "status": {
+            "indicator": overall,
+            "description": HEADLINES[overall],
+            "affected": [
+                {"name": display_name(config, c.id), "status_label": LABELS[c.status]}
+                for c in found[1:]
+                if c.status not in (OPERATIONAL, NO_DATA)
+            ],
+        },
         "banner": banner,
         "components": [_component(conn, config, environment, c, uptime.get(c.id)) for c in found],
         "incidents": public_incidents(conn, config, environment, providers, now=now),
