@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 from typing import Any
@@ -28,11 +29,17 @@ def _server(app: Any) -> Any:
 
 
 def serve_forever(app: Any, sock: socket.socket) -> None:
-    """Serve until SIGINT or SIGTERM (uvicorn's handlers), then close the socket."""
+    """Serve until SIGINT or SIGTERM, then close the socket and return (a clean exit 0)."""
+    # uvicorn stops on the signal, then raises it again for the handler it found installed:
+    # this one takes it, so a requested stop is not reported as a death by signal.
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in stops}
     try:
         _server(app).run(sockets=[sock])
     finally:
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class AdminServer:
