@@ -364,3 +364,17 @@ def test_only_an_admin_may_revoke_keys(
     act(client, "revoke", key="client-key")
     (entry,) = audit.entries(workspace.conn, action="key.revoke")
     assert entry.actor == "admin-key"
+
+
+def test_a_failover_from_a_provider_without_traffic_is_refused_before_confirmation(
+    workspace: Workspace, client: TestClient, keys: Keys
+) -> None:
+    sign_in(client, keys.operator)
+    token = csrf_of(client.get("/").text)
+    response = client.post(
+        "/actions/failover",
+        data={"csrf": token, "source": "meta", "target": "google", "reason": "x"},
+    )
+    assert "carries no traffic" in response.text
+    assert 'id="confirm"' not in response.text
+    assert runtime_settings.get(workspace.conn, "production", "traffic") is None

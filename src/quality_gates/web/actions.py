@@ -95,7 +95,7 @@ def _ack_preview(ctx: Context, form: Form) -> Preview:
 def _ack_run(ctx: Context, form: Form) -> str:
     from quality_gates.watch.incidents import acknowledge
 
-    incident_id = _incident_id(form)
+    incident_id = int(_incident(ctx, form)["id"])
     acknowledge(ctx.conn, ctx.config, incident_id, actor=ctx.operator.name)
     return f"Incident #{incident_id} acknowledged."
 
@@ -124,7 +124,7 @@ def _note_preview(ctx: Context, form: Form) -> Preview:
 def _note_run(ctx: Context, form: Form) -> str:
     from quality_gates.watch.incidents import add_note
 
-    incident_id = _incident_id(form)
+    incident_id = int(_incident(ctx, form)["id"])
     add_note(
         ctx.conn,
         incident_id,
@@ -153,11 +153,12 @@ def _rollback_target(ctx: Context, form: Form) -> tuple[str, str]:
 def _rollback_preview(ctx: Context, form: Form) -> Preview:
     current, target = _rollback_target(ctx, form)
     _field(form, "reason", "a reason")
+    stable = get_alias(ctx.conn, ctx.environment, "previous-stable")
     return Preview(
         f"Roll back {ctx.environment}?",
         [
             f"current: {current} -> {target}",
-            f"previous-stable: -> {current}",
+            f"previous-stable: {stable.model_id if stable else '(unset)'} -> {current}",
             f"Reason: {form['reason'].strip()}",
             "Every gateway of the environment applies it within a second.",
         ],
@@ -207,7 +208,16 @@ def _failover_preview(ctx: Context, form: Form) -> Preview:
     source, target, reason = _failover_names(ctx, form)
     if source == target:
         raise UsageError("the two providers are the same")
+    known = [p.name for p in ctx.config.providers]
+    for name in (source, target):
+        if name not in known:
+            raise UsageError(f"unknown provider {name!r} (known: {', '.join(known)})")
     before = current_weights(ctx.conn, ctx.config, ctx.environment)
+    if before.get(source, 0.0) <= 0:
+        raise UsageError(
+            f"{source} carries no traffic in {ctx.environment} (now: "
+            f"{describe_weights(before) or 'none'}); nothing to fail over"
+        )
     after = moved(before, source, target, 1.0)
     return Preview(
         f"Fail over from {source} to {target}?",
@@ -313,7 +323,11 @@ def _expire_run(ctx: Context, form: Form) -> str:
 
 
 def _revoke_preview(ctx: Context, form: Form) -> Preview:
+    from quality_gates.gateway.keys import list_keys
+
     name = _field(form, "key", "the key's name")
+    if name not in {k.name for k in list_keys(ctx.conn, include_revoked=False)}:
+        raise UsageError(f"there is no active key named {name!r}")
     lines = ["Every gateway refuses it within a second; its dashboard sessions end."]
     if name == ctx.operator.name:
         lines.append("This is the key you are signed in with: you will be signed out.")

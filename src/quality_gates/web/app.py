@@ -8,6 +8,7 @@ Store work runs on Starlette's thread pool, one connection per thread.
 
 from __future__ import annotations
 
+import hmac
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -255,7 +256,7 @@ async def logout(request: Request) -> Response:
     form = await _form(request)
     operator = await run_in_threadpool(_operator, web, request)
     response = RedirectResponse("/login", 303)
-    if operator is not None and operator.csrf == form.get("csrf"):
+    if operator is not None and hmac.compare_digest(form.get("csrf", ""), operator.csrf):
         response.delete_cookie(sessions.SESSION_COOKIE, path="/")
     return response
 
@@ -316,7 +317,7 @@ async def _action(request: Request, web: WebApp, operator: Operator) -> Response
     form = await _form(request)
     if action is None:
         return web.render("error.html", 404, message=f"There is no action {name!r}.")
-    if not _same_origin(request) or form.get("csrf") != operator.csrf:
+    if not _same_origin(request) or not hmac.compare_digest(form.get("csrf", ""), operator.csrf):
         return web.render(
             "error.html", 403, message="The form expired or came from elsewhere; reload the page."
         )

@@ -14,7 +14,7 @@ def pct(value: Any, digits: int = 1) -> str:
         return DASH
     shown = f"{float(value) * 100:.{digits}f}"
     if float(value) < 1.0 and float(shown) >= 100.0:
-        shown = f"{99.99999 if digits > 3 else 100 - 10**-digits:.{digits}f}"
+        shown = f"{100 - 10**-digits:.{digits}f}"
     return f"{shown}%"
 
 

@@ -162,6 +162,7 @@ def dashboard_view(
         if total > 0
         else {},
         "providers": [p.name for p in config.providers],
+        "failover_from": max(weights, key=lambda p: weights[p]) if weights else None,
         "models": [m.id for m in config.models],
         "silences": silences.listing(conn, now=now),
         "gate_runs": gate_status(conn, environment=environment, limit=10)["recent"],
