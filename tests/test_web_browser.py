@@ -98,7 +98,7 @@ def outage_config(ports: dict[str, int]) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-async def steady_load(base: str, stop: asyncio.Event, outcomes: dict[int, int]) -> None:
+async def steady_load(base: str, key: str, stop: asyncio.Event, outcomes: dict[int, int]) -> None:
     import aiohttp
 
     counter = itertools.count()
@@ -108,7 +108,11 @@ async def steady_load(base: str, stop: asyncio.Event, outcomes: dict[int, int]) 
         async def one(n: int) -> None:
             body = {"model": "current", "messages": [{"role": "user", "content": f"web {n}"}]}
             try:
-                async with session.post(f"{base}/v1/chat/completions", json=body) as response:
+                async with session.post(
+                    f"{base}/v1/chat/completions",
+                    json=body,
+                    headers={"authorization": f"Bearer {key}"},
+                ) as response:
                     await response.read()
                     outcomes[response.status] = outcomes.get(response.status, 0) + 1
             except aiohttp.ClientError:
@@ -132,17 +136,20 @@ async def set_faults(base: str, **faults: Any) -> None:
         assert response.status == 200, await response.text()
 
 
-async def status_until(page: Any, url: str, component: str, wanted: str, timeout: float) -> None:
-    """Reload the status page until `component` shows `wanted`."""
+async def statuses_until(
+    page: Any, url: str, wanted: dict[str, tuple[str, ...]], timeout: float
+) -> dict[str, str]:
+    """Reload the status page until every component named in `wanted` shows one of its
+    statuses; returns what each component shows."""
     deadline = time.monotonic() + timeout
-    seen = None
+    seen: dict[str, str] = {}
     while time.monotonic() < deadline:
         await page.goto(url)
-        seen = await component_status(page, component)
-        if seen == wanted:
-            return
+        seen = {c: await component_status(page, c) for c in ("service", *PROVIDERS)}
+        if all(seen[c] in statuses for c, statuses in wanted.items()):
+            return seen
         await asyncio.sleep(0.5)
-    raise AssertionError(f"{component} stayed {seen!r}, not {wanted!r}, for {timeout:g} s")
+    raise AssertionError(f"the page showed {seen} for {timeout:g} s, not {wanted}")
 
 
 async def test_the_status_page_flips_to_partial_outage_when_a_provider_goes_down(
@@ -165,6 +172,7 @@ async def test_the_status_page_flips_to_partial_outage_when_a_provider_goes_down
             f"sqlite:///{tmp_path / 'ws' / 'state.db'}",
             outage_config({name: sim.port for name, sim in sims.items()}),
         )
+        keys = make_keys(ws)
         config = load_config(ws.config_path).config
         gateway = create_app(
             AppSettings(
@@ -175,12 +183,11 @@ async def test_the_status_page_flips_to_partial_outage_when_a_provider_goes_down
         )
         stop, outcomes = asyncio.Event(), {}
         async with serve(gateway) as gateway_url, serve(create_web_app(web_settings(ws))) as web:
-            load = asyncio.create_task(steady_load(gateway_url, stop, outcomes))
+            load = asyncio.create_task(steady_load(gateway_url, keys.client, stop, outcomes))
             try:
                 page = await laptop_page(browser)
-                await status_until(page, f"{web}/status", "service", "operational", 30)
-                for provider in PROVIDERS:
-                    assert await component_status(page, provider) == "operational"
+                everyone = dict.fromkeys(("service", *PROVIDERS), ("operational",))
+                await statuses_until(page, f"{web}/status", everyone, 30)
                 names = await page.locator("[data-component] .name").all_inner_texts()
                 assert [n.strip() for n in names] == ["AI service", *PROVIDERS]
                 assert await page.inner_text("#overall") == "All systems operational"
@@ -189,14 +196,22 @@ async def test_the_status_page_flips_to_partial_outage_when_a_provider_goes_down
                 )
 
                 await set_faults(sims["bedrock"].base_url, outage=True)
-                await status_until(page, f"{web}/status", "service", "partial_outage", 30)
-                assert await component_status(page, "bedrock") in ("major_outage", "partial_outage")
-                assert await component_status(page, "google") == "operational"
+                down = {
+                    "service": ("partial_outage",),
+                    "bedrock": ("major_outage", "partial_outage"),
+                }
+                seen = await statuses_until(page, f"{web}/status", down, 30)
+                assert seen["google"] == seen["meta"] == "operational"
                 assert await page.inner_text("#overall") == "Partial outage"
                 assert "bedrock" in await page.inner_text("#affected")
                 await page.screenshot(
                     path=screenshot_path("status-partial-outage.png"), full_page=True
                 )
+
+                await sign_in(page, web, keys.operator)
+                assert "open" in await page.inner_text("#traffic .breaker-open")
+                assert "bedrock" in await page.inner_text("#metrics")
+                await page.screenshot(path=screenshot_path("dashboard-outage.png"), full_page=True)
             finally:
                 stop.set()
                 await asyncio.wait_for(load, 30)

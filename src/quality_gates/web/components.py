@@ -141,9 +141,9 @@ def _rates(
 
 
 def _window_label(seconds: float) -> str:
-    from quality_gates.units import format_duration
+    from quality_gates.web.filters import span
 
-    return format_duration(seconds).replace(" ", "")
+    return span(seconds)
 
 
 def judge_provider(

@@ -28,7 +28,7 @@ from quality_gates.watch.status import watch_status
 from quality_gates.web.components import LABELS, components, emergency_setting
 from quality_gates.web.public import EMERGENCY_KEY, iso
 
-WINDOWS = (("5m", 300.0), ("1h", 3600.0))
+WINDOWS = (("1m", 60.0), ("5m", 300.0), ("1h", 3600.0))
 RECENT_AUDIT = 15
 TIMELINE_EVENTS = 30
 
@@ -54,7 +54,7 @@ def _series(agg: Aggregate, seconds: float) -> dict[str, Any]:
 
 def live_metrics(conn: Connection, environment: str, now: float) -> dict[str, Any]:
     """Upstream calls per provider and model, client requests per alias and model, over
-    the last 5 minutes and the last hour."""
+    the last minute, 5 minutes and hour."""
     providers: dict[tuple[str, str], dict[str, Any]] = {}
     aliases: dict[tuple[str, str], dict[str, Any]] = {}
     for label, seconds in WINDOWS:
