@@ -189,3 +189,22 @@ def test_uptime_days_without_calls_have_no_availability(workspace: Workspace) ->
     assert uptime["service"].days[1].availability == pytest.approx(0.9)
     assert uptime["service"].days[3].availability is None  # attempts only that day
     assert uptime["meta"].days_with_data == 2
+
+
+def test_uptime_history_reads_finished_days_once_and_today_every_time(
+    workspace: Workspace,
+) -> None:
+    from quality_gates.web.uptime import UptimeHistory
+
+    conn = workspace.conn
+    noon = time.time() // 86400 * 86400 + 43200  # today at noon UTC: no midnight in between
+    history = UptimeHistory(ttl=600)
+    put_rollup(conn, ts=noon - 86400, provider="meta", kind="attempt", count=10)
+    first = history.uptime(conn, "production", ["meta"], days=3, now=noon)
+    assert [d.calls for d in first["meta"].days] == [0, 10, 0]
+    put_rollup(conn, ts=noon - 86400, provider="meta", kind="attempt", count=50, writer="w2")
+    put_rollup(conn, ts=noon, provider="meta", kind="attempt", count=7)
+    second = history.uptime(conn, "production", ["meta"], days=3, now=noon + 1)
+    assert [d.calls for d in second["meta"].days] == [0, 10, 7]
+    later = history.uptime(conn, "production", ["meta"], days=3, now=noon + 601)
+    assert [d.calls for d in later["meta"].days] == [0, 60, 7]

@@ -32,6 +32,7 @@ from quality_gates.web.actions import ACTIONS, Context
 from quality_gates.web.operator import dashboard_view
 from quality_gates.web.public import public_status
 from quality_gates.web.sessions import Operator
+from quality_gates.web.uptime import UptimeHistory
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -65,6 +66,7 @@ class WebApp:
     database: Database
     templates: jinja2.Environment
     throttle: sessions.Throttle
+    history: UptimeHistory = field(default_factory=UptimeHistory)
     _secret: bytes | None = None
     _cache: tuple[float, dict[str, Any]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -91,7 +93,9 @@ class WebApp:
         with self._lock:
             if self._cache is not None and now < self._cache[0]:
                 return self._cache[1]
-        data = public_status(self.conn(), self.settings.config, self.environment, now=now)
+        data = public_status(
+            self.conn(), self.settings.config, self.environment, now=now, history=self.history
+        )
         with self._lock:
             self._cache = (now + ttl, data)
         return data

@@ -36,7 +36,7 @@ from quality_gates.web.components import (
     emergency_setting,
     thresholds,
 )
-from quality_gates.web.uptime import Uptime, daily_uptime
+from quality_gates.web.uptime import Uptime, UptimeHistory, daily_uptime
 
 EMERGENCY_KEY = "emergency"
 MAX_INCIDENTS = 20
@@ -222,14 +222,20 @@ def public_status(
     environment: str,
     *,
     now: float | None = None,
+    history: UptimeHistory | None = None,
 ) -> dict[str, Any]:
-    """Everything `/status` and `/status.json` show, JSON-ready."""
+    """Everything `/status` and `/status.json` show, JSON-ready (`history` keeps the finished
+    days' uptime between calls)."""
     now = time.time() if now is None else now
     page = config.web.status_page
     emergency = emergency_setting(runtime_settings.get(conn, environment, EMERGENCY_KEY))
     found = components(conn, config, environment, emergency=emergency, now=now)
     providers = [c.id for c in found if c.id != SERVICE]
-    uptime = daily_uptime(conn, environment, providers, days=page.uptime_days, now=now)
+    uptime = (
+        history.uptime(conn, environment, providers, days=page.uptime_days, now=now)
+        if history is not None
+        else daily_uptime(conn, environment, providers, days=page.uptime_days, now=now)
+    )
     overall = found[0].status
     banner = None
     if emergency is not None:

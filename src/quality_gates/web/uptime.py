@@ -10,6 +10,7 @@ shows it as "no data", never as 100%.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from quality_gates.watch._windows import CLIENT_ERROR_CLASSES
 
 MINUTES_PER_DAY = 1440
 SERVICE = "service"
+PAST_DAYS_TTL_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -53,25 +55,23 @@ class Uptime:
         return sum(1 for d in self.days if d.calls > 0)
 
 
-def daily_uptime(
-    conn: Connection,
-    environment: str,
-    providers: list[str],
-    *,
-    days: int = 90,
-    now: float | None = None,
-) -> dict[str, Uptime]:
-    """`service` and each provider -> its last `days` UTC days, today included."""
-    now = time.time() if now is None else now
-    today = int(now // 60) // MINUTES_PER_DAY
-    first = today - days + 1
-    params = {"env": environment, "first": first * MINUTES_PER_DAY}
+Counts = dict[tuple[str, int], tuple[float, float]]
+
+
+def day_counts(conn: Connection, environment: str, first_day: int, last_day: int) -> Counts:
+    """(component, UTC day index) -> (calls, failures) for the days in [first, last]."""
+    params = {
+        "env": environment,
+        "first": first_day * MINUTES_PER_DAY,
+        "end": (last_day + 1) * MINUTES_PER_DAY,
+    }
+    where = "environment = :env AND minute >= :first AND minute < :end"
+    day = f"minute / {MINUTES_PER_DAY}"
     calls: dict[tuple[str, int], float] = {}
     failures: dict[tuple[str, int], float] = {}
-    day = f"minute / {MINUTES_PER_DAY}"
     for row in conn.execute(
         f"SELECT {day} AS day, provider, kind, SUM(count) AS n, SUM(errors) AS e FROM rollups "
-        f"WHERE environment = :env AND minute >= :first GROUP BY {day}, provider, kind",
+        f"WHERE {where} GROUP BY {day}, provider, kind",
         params,
     ):
         key = _key(row)
@@ -82,7 +82,7 @@ def daily_uptime(
     # Client mistakes are not failures; only rows with errors carry classes worth reading.
     for row in conn.execute(
         f"SELECT {day} AS day, provider, kind, errors_by_class FROM rollups "
-        "WHERE environment = :env AND minute >= :first AND errors > 0",
+        f"WHERE {where} AND errors > 0",
         params,
     ):
         key = _key(row)
@@ -91,14 +91,63 @@ def daily_uptime(
         classes = json.loads(row["errors_by_class"])
         client = sum(float(classes.get(c, 0)) for c in CLIENT_ERROR_CLASSES)
         failures[key] = failures.get(key, 0.0) - client
+    return {k: (n, max(failures.get(k, 0.0), 0.0)) for k, n in calls.items()}
+
+
+def _bars(counts: Counts, names: list[str], first_day: int, last_day: int) -> dict[str, Uptime]:
     out = {}
-    for name in [SERVICE, *providers]:
+    for name in names:
         bars = []
-        for index in range(first, today + 1):
-            n = calls.get((name, index), 0.0)
-            bars.append(Day(_date(index), n, max(failures.get((name, index), 0.0), 0.0)))
+        for index in range(first_day, last_day + 1):
+            n, failed = counts.get((name, index), (0.0, 0.0))
+            bars.append(Day(_date(index), n, failed))
         out[name] = Uptime(bars)
     return out
+
+
+def today_index(now: float) -> int:
+    """The UTC day `now` falls in (days since the epoch)."""
+    return int(now // 60) // MINUTES_PER_DAY
+
+
+def daily_uptime(
+    conn: Connection,
+    environment: str,
+    providers: list[str],
+    *,
+    days: int = 90,
+    now: float | None = None,
+) -> dict[str, Uptime]:
+    """`service` and each provider -> its last `days` UTC days, today included."""
+    today = today_index(time.time() if now is None else now)
+    first = today - days + 1
+    return _bars(day_counts(conn, environment, first, today), [SERVICE, *providers], first, today)
+
+
+class UptimeHistory:
+    """Daily bars with the finished days read once per `ttl` (they no longer change, bar a
+    roll-up row written just after midnight) and today read on every call."""
+
+    def __init__(self, ttl: float = PAST_DAYS_TTL_S) -> None:
+        self.ttl = ttl
+        self._past: dict[tuple[str, int, int], tuple[float, Counts]] = {}
+        self._lock = threading.Lock()
+
+    def uptime(
+        self, conn: Connection, environment: str, providers: list[str], *, days: int, now: float
+    ) -> dict[str, Uptime]:
+        """Like `daily_uptime`, past days from memory."""
+        today = today_index(now)
+        first = today - days + 1
+        key = (environment, first, today)
+        with self._lock:
+            cached = self._past.get(key)
+        if cached is None or now - cached[0] > self.ttl:
+            cached = (now, day_counts(conn, environment, first, today - 1))
+            with self._lock:
+                self._past = {key: cached}
+        counts = {**cached[1], **day_counts(conn, environment, today, today)}
+        return _bars(counts, [SERVICE, *providers], first, today)
 
 
 def _key(row: dict[str, object]) -> tuple[str, int] | None:
