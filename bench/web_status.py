@@ -132,8 +132,9 @@ def main() -> None:
         )
         conn.close()
     body = (
-        f"| what (uncached, median of {args.runs}) | seconds |\n|---|---:|\n"
-        f"| `public_status` (/status.json: statuses, {bars} uptime bars x 4 components) "
+        f"| what (median of {args.runs}) | seconds |\n|---|---:|\n"
+        f"| `public_status` uncached (/status.json: statuses, {bars} uptime bars x 4 "
+        "components) "
         f"| {public_s:.3f} |\n"
         f"| the same with the finished days' bars kept (what the app does; re-read every "
         f"10 min) | {warm_s:.3f} |\n"
