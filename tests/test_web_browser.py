@@ -152,6 +152,7 @@ async def statuses_until(
     raise AssertionError(f"the page showed {seen} for {timeout:g} s, not {wanted}")
 
 
+@pytest.mark.slow
 async def test_the_status_page_flips_to_partial_outage_when_a_provider_goes_down(
     tmp_path: Path, browser: Any
 ) -> None:

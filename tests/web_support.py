@@ -34,10 +34,10 @@ def make_keys(ws: Workspace, prefix: str = "") -> Keys:
 
 
 def web_settings(ws: Workspace, config: QualityGatesConfig | None = None) -> Any:
-    """WebSettings for the workspace's production environment."""
-    from quality_gates.web.app import WebSettings
+    """WebAppSettings for the workspace's production environment."""
+    from quality_gates.web.app import WebAppSettings
 
-    return WebSettings(
+    return WebAppSettings(
         config=config or load_config(ws.config_path).config,
         store_url=StoreURL.parse(ws.db_url, base_dir=ws.root),
         environment="production",

@@ -22,10 +22,10 @@ def register(group: click.Group) -> None:
 
 def web_app(state: CliContext, environment: str) -> Any:
     """The web app of one environment of the CLI's config and store (`serve` shares it)."""
-    from quality_gates.web.app import WebSettings, create_web_app
+    from quality_gates.web.app import WebAppSettings, create_web_app
 
     return create_web_app(
-        WebSettings(
+        WebAppSettings(
             config=state.loaded().config, store_url=state.store_url(), environment=environment
         )
     )

@@ -50,7 +50,7 @@ MAX_FORM_BYTES = 64 * 1024
 
 
 @dataclass
-class WebSettings:
+class WebAppSettings:
     """What the web app serves: one environment of one store."""
 
     config: QualityGatesConfig
@@ -62,7 +62,7 @@ class WebSettings:
 class WebApp:
     """The running app's state (on `app.state.web`)."""
 
-    settings: WebSettings
+    settings: WebAppSettings
     database: Database
     templates: jinja2.Environment
     throttle: sessions.Throttle
@@ -360,7 +360,7 @@ def _act(web: WebApp, operator: Operator, name: str, form: dict[str, str]) -> Re
     return response
 
 
-def create_web_app(settings: WebSettings) -> Starlette:
+def create_web_app(settings: WebAppSettings) -> Starlette:
     """The status page and dashboard for `settings.environment`."""
     from quality_gates.store.db import Database
 
