@@ -304,3 +304,37 @@ async def test_an_operator_acknowledges_and_rolls_back_from_the_dashboard(
     actors = {e.action: e.actor for e in audit.entries(ws.conn, limit=20)}
     assert actors["incident.ack"] == "operator-key"
     assert actors["alias.rollback"] == "operator-key"
+
+
+async def test_the_dashboard_refreshes_its_live_panels_but_not_one_being_typed_in(
+    sqlite_workspace: Workspace, browser: Any
+) -> None:
+    from quality_gates.registry import Actor, rollback
+
+    ws = sqlite_workspace
+    keys = make_keys(ws)
+    first = open_incident(ws)
+    config = load_config(ws.config_path).config
+    config.web.refresh = 1.0
+    async with serve(create_web_app(web_settings(ws, config))) as url:
+        page = await laptop_page(browser)
+        await sign_in(page, url, keys.operator)
+        note = f'[data-incident="{first}"] input[name="text"]'
+        await page.fill(note, "half-typed note")
+        await page.locator("#aliases h2").click()  # focus leaves the incidents panel
+        second = open_incident(ws, title="p95 over 3000 ms")
+        rollback(
+            ws.conn,
+            environment="production",
+            model_ref="current",
+            previous_ref="previous-stable",
+            reason="from the CLI",
+            actor=Actor("cli-user"),
+        )
+        current = page.locator('[data-alias="current"]')
+        await current.filter(has_text="claude-3-haiku").wait_for(timeout=10_000)
+        assert await page.input_value(note) == "half-typed note"  # left alone while typed in
+        assert await page.locator(f'[data-incident="{second}"]').count() == 0
+        await page.fill(note, "")
+        await page.locator("#aliases h2").click()
+        await page.wait_for_selector(f'[data-incident="{second}"]', timeout=10_000)

@@ -19,11 +19,15 @@
   // A panel is left alone while someone is using it: focus inside, or a typed value.
   function busy(section) {
     if (section.contains(document.activeElement) && document.activeElement !== document.body) return true;
-    return Array.from(section.querySelectorAll("input[type=text], textarea")).some((i) => i.value !== i.defaultValue)
-      || Array.from(section.querySelectorAll("details")).some((d) => d.dataset.touched === "1");
+    return Array.from(section.querySelectorAll("input[type=text], textarea")).some((i) => i.value !== i.defaultValue);
   }
 
-  document.addEventListener("toggle", (e) => { if (e.target.tagName === "DETAILS") e.target.dataset.touched = "1"; }, true);
+  // Timelines stay open or closed as the reader left them.
+  function keepOpenState(current, next) {
+    const key = (d) => (d.closest("[data-incident]") || {}).dataset?.incident;
+    const open = new Map(Array.from(current.querySelectorAll("details")).map((d) => [key(d), d.open]));
+    next.querySelectorAll("details").forEach((d) => { if (open.has(key(d))) d.open = open.get(key(d)); });
+  }
 
   let paused = false;
   async function refresh() {
@@ -34,7 +38,7 @@
       const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
       fresh.querySelectorAll("[data-live][id]").forEach((next) => {
         const current = document.getElementById(next.id);
-        if (current && !busy(current)) { current.replaceWith(next); localTimes(next); }
+        if (current && !busy(current)) { keepOpenState(current, next); current.replaceWith(next); localTimes(next); }
       });
       const updated = fresh.getElementById("updated");
       const mine = document.getElementById("updated");
