@@ -16,10 +16,13 @@
     });
   }
 
-  // A panel is left alone while someone is using it: focus inside, or a typed value.
+  // A panel is left alone while someone is using it: focus inside, or a changed field.
   function busy(section) {
     if (section.contains(document.activeElement) && document.activeElement !== document.body) return true;
-    return Array.from(section.querySelectorAll("input[type=text], textarea")).some((i) => i.value !== i.defaultValue);
+    const changed = (el) => el.type === "checkbox" ? el.checked !== el.defaultChecked
+      : el.tagName === "SELECT" ? el.selectedIndex !== Math.max(0, Array.from(el.options).findIndex((o) => o.defaultSelected))
+      : el.value !== el.defaultValue;
+    return Array.from(section.querySelectorAll("input:not([type=hidden]), select, textarea")).some(changed);
   }
 
   // Timelines stay open or closed as the reader left them.
@@ -33,7 +36,7 @@
   async function refresh() {
     if (paused || document.hidden) return;
     try {
-      const response = await fetch(location.pathname, { credentials: "same-origin", headers: { "X-Refresh": "1" } });
+      const response = await fetch(location.pathname, { credentials: "same-origin" });
       if (response.redirected || !response.ok) { if (response.status === 401 || response.redirected) location.reload(); return; }
       const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
       fresh.querySelectorAll("[data-live][id]").forEach((next) => {
