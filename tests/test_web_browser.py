@@ -23,7 +23,7 @@ import yaml
 from tests.conftest import ARTIFACTS, Workspace, make_workspace
 from tests.gateway_support import serve
 from tests.simulators import instant
-from tests.web_support import make_keys, open_incident, web_settings
+from tests.web_support import gate_run, make_keys, open_incident, web_settings
 
 from quality_gates.config import load_config, parse_config_text, render_starter
 from quality_gates.store import audit
@@ -260,9 +260,14 @@ async def test_an_operator_acknowledges_and_rolls_back_from_the_dashboard(
     keys = make_keys(ws)
     incident = open_incident(ws)
     incidents.add_note(ws.conn, incident, "looking at bedrock 5xx", actor="watch")
+    gate_run(ws, "offline", "APPROVE", "accuracy 96.1% vs 95.8% (margin 2%)")
+    gate_run(ws, "canary", "REJECT", "p95 +41% against the baseline")
     async with dashboard(ws) as url:
         page = await laptop_page(browser)
         await sign_in(page, url, keys.operator)
+        gates = await page.inner_text("#gates")
+        assert "REJECT" in gates
+        assert "APPROVE" in gates
         await page.screenshot(path=screenshot_path("dashboard.png"), full_page=True)
 
         await page.click(f'[data-incident="{incident}"] [data-action="ack"]')

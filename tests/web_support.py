@@ -68,6 +68,23 @@ def open_incident(ws: Workspace, title: str = "error_rate > 5%: 12.00% (provider
     return int(row["id"])
 
 
+def gate_run(ws: Workspace, kind: str, verdict: str, headline: str) -> None:
+    """A finished gate run in production, as the gates store one."""
+    from quality_gates.gates import runs
+
+    run = runs.start(
+        ws.conn,
+        run_id=runs.new_run_id(kind),
+        kind=kind,
+        environment="production",
+        model_id="claude-3-5-haiku",
+        baseline="claude-3-haiku",
+        actor="ci",
+        inputs={"kind": kind},
+    )
+    runs.finish(ws.conn, run, status="completed", verdict=verdict, summary={"headline": headline})
+
+
 def csrf_of(html: str) -> str:
     """The first CSRF token in a page."""
     match = re.search(r'name="csrf" value="([^"]+)"', html)
