@@ -2,7 +2,7 @@
 
 - The server secret (32 random bytes) lives in the store's `qg_meta` table, created on first
   use, so every replica on one store signs and checks alike; it is never in the config.
-  Deleting the row signs everyone out.
+  Deleting the row and restarting the web servers signs everyone out.
 - A key is checked as the gateway checks it: the SHA-256 of what was typed must be the hash
   of a key that is not revoked. Client keys are refused.
 - The session cookie holds the key's id and name, an expiry and a random nonce, signed with
@@ -10,7 +10,8 @@
   revoked key or a changed role ends its sessions at once.
 - Every POST carries a CSRF token: HMAC(secret, nonce) of the session (or, on the login
   form, of a pre-login cookie).
-- Wrong keys are counted per client address: `web.login_attempts` per 5 minutes.
+- Wrong keys are counted per client address (`web.login_attempts` per 5 minutes) and
+  logged with category SECURITY; a sign-in is audited (`web.login`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import threading
 from collections import deque
@@ -36,6 +38,8 @@ FLASH_COOKIE = "qg_flash"
 SECRET_KEY = "web_session_secret"
 DASHBOARD_ROLES = ("operator", "admin")
 THROTTLE_WINDOW_S = 300.0
+THROTTLE_ADDRESSES = 10_000
+log = logging.getLogger("quality_gates.web")
 
 
 class LoginRefused(Exception):
@@ -141,8 +145,18 @@ def sign_in(conn: Connection, presented: str, *, address: str) -> ApiKey:
     """The key that may open a session, or LoginRefused (401 wrong key, 403 client key)."""
     key = key_for(conn, presented) if presented.strip() else None
     if key is None:
+        log.warning(
+            "dashboard sign-in refused: unknown or revoked key",
+            extra={"category": "SECURITY", "address": address},
+        )
         raise LoginRefused("That key is not valid (wrong, or revoked).", 401)
     if key.role not in DASHBOARD_ROLES:
+        log.warning(
+            "dashboard sign-in refused: %s key %s",
+            key.role,
+            key.name,
+            extra={"category": "SECURITY", "address": address},
+        )
         raise LoginRefused(
             f"The key {key.name!r} has the {key.role} role: the dashboard needs an operator "
             "or admin key.",
@@ -201,6 +215,10 @@ class Throttle:
             return failures[0] + self.window - now
 
     def failed(self, address: str, now: float) -> None:
-        """Count one wrong key."""
+        """Count one wrong key (and forget addresses quiet for a whole window)."""
         with self._lock:
+            if len(self._failures) >= THROTTLE_ADDRESSES:
+                self._failures = {
+                    a: f for a, f in self._failures.items() if f and f[-1] > now - self.window
+                }
             self._failures.setdefault(address, deque()).append(now)
