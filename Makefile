@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/offline_gate.py
 	$(PY) bench/loadgen.py
 	$(PY) bench/gateway.py
+	$(PY) bench/web_status.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache test-artifacts

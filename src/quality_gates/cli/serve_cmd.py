@@ -48,6 +48,12 @@ def register(group: click.Group) -> None:
     default=None,
     help="Run the alert evaluator inside the gateway [default: gateway.watch, on].",
 )
+@click.option(
+    "--admin-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also serve the status page and operator dashboard on this port (0: a free one).",
+)
 @json_option
 @click.pass_context
 def serve(
@@ -57,6 +63,7 @@ def serve(
     environment: str | None,
     workers: int | None,
     watch: bool | None,
+    admin_port: int | None,
     json_output: bool,
 ) -> None:
     """Serve /v1/chat/completions, /v1/models, /healthz, /readyz and /metrics until stopped
@@ -96,6 +103,14 @@ def serve(
         ) from None
     bound = sock.getsockname()[1]
     listen = f"http://{host}:{bound}"
+    admin = None
+    if admin_port is not None:
+        from quality_gates.cli.dashboard_cmd import bind_admin, web_app
+        from quality_gates.web.server import AdminServer
+
+        admin_sock = bind_admin(host, admin_port, "--admin-port")
+        admin_url = f"http://{host}:{admin_sock.getsockname()[1]}"
+        admin = (AdminServer(web_app(state, env), admin_sock), admin_url)
     redis_url = os.environ.get(REDIS_ENV) or None
     facts = {
         "listen": listen,
@@ -104,6 +119,7 @@ def serve(
         "store": store_url.display,
         "redis": bool(redis_url),
         "watch": watch,
+        "admin": admin[1] if admin else None,
         "pid": os.getpid(),
     }
     if _context.wants_json(ctx, json_output):
@@ -116,22 +132,30 @@ def serve(
             f"store {store_url.display}{', Redis shared state' if redis_url else ''}"
             f"{', alert evaluator on' if watch else ''})"
         )
+        if admin:
+            info(f"status page {admin[1]}/status, operator dashboard {admin[1]}/")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     state.close()  # the workers open their own connections; none may be shared with them
-    _run(
-        loaded.config,
-        store_url,
-        env,
-        listen,
-        redis_url,
-        workers,
-        sock,
-        str(loaded.path),
-        store_url.raw,
-        watch,
-    )
+    if admin:
+        admin[0].start()  # a thread of this process, whichever server runs the gateway
+    try:
+        _run(
+            loaded.config,
+            store_url,
+            env,
+            listen,
+            redis_url,
+            workers,
+            sock,
+            str(loaded.path),
+            store_url.raw,
+            watch,
+        )
+    finally:
+        if admin:
+            admin[0].stop()
 
 
 def _server(choice: str) -> str:

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from quality_gates.config._root import QualityGatesConfig, StoreSettings
     from quality_gates.config._simulator import SimulatorFaults, profile_faults
     from quality_gates.config._starter import render_starter
+    from quality_gates.config._web import StatusPageSettings, WebSettings
 
 _LAZY = {
     "_alerts": ("METRICS", "AlertRule", "AlertSettings", "BurnWindow", "InhibitRule", "Slo"),
@@ -106,6 +107,7 @@ _LAZY = {
     "_root": ("QualityGatesConfig", "StoreSettings"),
     "_simulator": ("SimulatorFaults", "profile_faults"),
     "_starter": ("render_starter",),
+    "_web": ("StatusPageSettings", "WebSettings"),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -152,9 +154,11 @@ __all__ = [
     "SeverityLevel",
     "SimulatorFaults",
     "Slo",
+    "StatusPageSettings",
     "StoreSettings",
     "TelemetrySettings",
     "Thresholds",
+    "WebSettings",
     "find_config",
     "flatten",
     "get_value",
