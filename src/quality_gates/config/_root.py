@@ -23,6 +23,7 @@ from quality_gates.config._incidents import IncidentSettings
 from quality_gates.config._notifications import Notifications
 from quality_gates.config._observability import ObservabilitySettings
 from quality_gates.config._providers import CREDENTIAL_FIELDS, Model, Provider
+from quality_gates.config._remediation import EmergencySettings, RemediationSettings
 
 Path = tuple[str | int, ...]
 SIMULATOR_ONLY_FIELDS = ("protocol", "port", "profile", "seed", "faults")
@@ -51,6 +52,8 @@ class QualityGatesConfig(StrictModel):
     gates: GateSettings = Field(default_factory=GateSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    remediation: RemediationSettings = Field(default_factory=RemediationSettings)
+    emergency: EmergencySettings = Field(default_factory=EmergencySettings)
 
     def provider(self, name: str) -> Provider | None:
         """The provider called `name`."""
