@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "incident_cmd",
     "silence_cmd",
     "rules_cmd",
+    "emergency_cmd",
 )
 
 
