@@ -321,3 +321,51 @@ async def test_provider_outage_fails_over_without_client_errors_and_fails_back_i
         kinds = [e["kind"] for e in incidents.timeline(conn, incident["id"])]
         assert kinds.index("failover") < kinds.index("failback")
         assert kinds.count("failback") == 3  # two steps and the completion
+
+
+MONITORED = {
+    "rules": [
+        {
+            "name": "error-rate-critical",
+            "expr": "error_rate > 5%",
+            "severity": "critical",
+            "type": "provider",
+            "window": "5s",
+            "min_requests": 5,
+        }
+    ],
+    "remediation": {"enabled": False, "probes": {"enabled": False}},
+}
+
+
+async def test_monitor_exits_0_when_healthy_and_1_naming_the_alert_during_an_outage(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import run_cli
+
+    async with stack(tmp_path, **MONITORED) as (ws, sims, url):
+        stop = asyncio.Event()
+        outcomes: list[tuple[int, str]] = []
+        load = asyncio.create_task(steady_load(url, stop, outcomes))
+        args = [*ws.cli_args(), "monitor", "--model-id", "current-model", "--duration", "0.5"]
+        bound = {"QG_MAX_DURATION": "6s"}
+        try:
+            await asyncio.sleep(2.0)
+            healthy = await asyncio.to_thread(run_cli, *args, cwd=ws.root, env=bound)
+            for sim in sims.values():
+                await set_faults(sim.base_url, outage=True)
+            await asyncio.sleep(1.0)
+            outage = await asyncio.to_thread(run_cli, *args, "--json", cwd=ws.root, env=bound)
+        finally:
+            stop.set()
+            await asyncio.wait_for(load, 30)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "Summary" in healthy.stdout
+    assert "HEALTHY" in healthy.stdout
+    assert outage.returncode == 1, outage.stdout + outage.stderr
+    import json
+
+    summary = json.loads(outage.stdout)
+    assert summary["verdict"] == "unhealthy"
+    assert any(line.startswith("error-rate-critical") for line in summary["critical_alerts"])
+    assert summary["seconds"] <= 15.0  # QG_MAX_DURATION bounded the 30 s run

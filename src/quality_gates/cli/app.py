@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "silence_cmd",
     "rules_cmd",
     "emergency_cmd",
+    "monitor_cmd",
 )
 
 

@@ -194,14 +194,14 @@ def _plan_rollback(
             f"cool-down: {last.summary.split(':')[0]} {format_duration(now - last.updated_at)} "
             f"ago; the next automatic rollback waits {format_duration(policy.cooldown)}",
         )
-    reason = _target_failing(conn, config, states, env, target, now)
+    reason = target_failing(conn, config, states, env, target, now)
     if reason:
         return decision.refuse("target_failing", f"{target} is failing itself: {reason}")
     decision.verify = policy.rollback.verify_target
     return decision
 
 
-def _target_failing(
+def target_failing(
     conn: Connection,
     config: QualityGatesConfig,
     states: dict[str, AlertState],
@@ -209,6 +209,8 @@ def _target_failing(
     model_id: str,
     now: float,
 ) -> str | None:
+    """Why `model_id` cannot take traffic now (an alert of its own, its provider failing or
+    forced out, poor recent golden-probe scores), or None."""
     for alert in states.values():
         if (
             alert.environment == environment
