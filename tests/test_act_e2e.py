@@ -97,7 +97,11 @@ async def steady_load(base: str, stop: asyncio.Event, outcomes: list[tuple[int, 
 
     counter = itertools.count()
     pending: set[asyncio.Task[None]] = set()
-    async with aiohttp.ClientSession() as session:
+    # A fresh connection per request: reusing one that the server's keep-alive timer is closing
+    # at that instant fails in the client ("Can not write request body"), which is no
+    # answer of the gateway's.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(n: int) -> None:
             body = {
@@ -109,8 +113,8 @@ async def steady_load(base: str, stop: asyncio.Event, outcomes: list[tuple[int, 
                 async with session.post(f"{base}/v1/chat/completions", json=body) as response:
                     await response.read()
                     outcomes.append((response.status, response.headers.get("x-qg-model", "")))
-            except aiohttp.ClientError:
-                outcomes.append((0, ""))
+            except aiohttp.ClientError as exc:
+                outcomes.append((0, f"{type(exc).__name__}: {exc} at {n}"))
 
         while not stop.is_set():
             task = asyncio.create_task(one(next(counter)))
@@ -232,7 +236,10 @@ async def test_quality_drop_rolls_back_within_5s_and_the_timeline_is_in_order(
         assert firing < rollback < resolved, kinds
         assert "quality-drop" in kinds[rollback][1]
         assert "claude-3-5-haiku to claude-3-haiku" in kinds[rollback][1]
-        assert all(status == 200 for status, _ in outcomes)
+        from collections import Counter
+
+        statuses = Counter(status for status, _ in outcomes)
+        assert set(statuses) == {200}, (statuses, [m for s, m in outcomes if s != 200])
         late = {model for _, model in outcomes[served_after:]}
         assert late == {"claude-3-haiku"}  # the gateways applied the rollback
         live = conn.scalar(

@@ -12,7 +12,7 @@ from quality_gates.validation._framework import CheckResult, ValidationContext, 
 ACTOR = "validate --fix"
 
 
-@check("migrations", "the store's schema is current", needs_config=False, order=5)
+@check("migrations", "the store's schema is current", needs_config=False, order=11)
 def migrations(ctx: ValidationContext) -> list[CheckResult]:
     """FAIL with the pending revisions; --fix applies them."""
     from quality_gates.store import schema_state, upgrade
@@ -22,6 +22,10 @@ def migrations(ctx: ValidationContext) -> list[CheckResult]:
         return [CheckResult("migrations", "WARN", "no store could be located")]
     state = schema_state(conn)
     evidence = {"applied": sorted(state.applied), "expected": sorted(state.expected)}
+    if state.kind == "empty":
+        return [
+            CheckResult("migrations", "WARN", "no store yet: it is created on first use", evidence)
+        ]
     if state.kind == "current":
         return [CheckResult("migrations", "PASS", "schema current", evidence)]
     if state.kind == "ahead":
@@ -55,7 +59,7 @@ def migrations(ctx: ValidationContext) -> list[CheckResult]:
     ]
 
 
-@check("secrets", "no plain-text secrets in the config", needs_config=False, order=8)
+@check("secrets", "no plain-text secrets in the config", needs_config=False, order=12)
 def secrets(ctx: ValidationContext) -> list[CheckResult]:
     """FAIL naming where each secret is (never its value); --fix moves them to the secrets
     file and leaves references."""
