@@ -223,6 +223,7 @@ def cross_check(config: QualityGatesConfig) -> list[Finding]:
                         _unknown("channel", channel, channel_names),
                     )
                 )
+    findings += _trigger_findings(config)
     contacts = list(config.incidents.contacts)
     for i, row in enumerate(config.incidents.escalation):
         for position in ("primary", "secondary"):
@@ -232,6 +233,33 @@ def cross_check(config: QualityGatesConfig) -> list[Finding]:
                     Finding(
                         ("incidents", "escalation", i, position),
                         f"{who!r} is not in incidents.contacts, so escalation cannot notify them",
+                        "warning",
+                    )
+                )
+    return findings
+
+
+def _trigger_findings(config: QualityGatesConfig) -> list[Finding]:
+    """Remediation triggers written in the file that name no alert rule (they never fire)."""
+    rules = [r.name for r in config.alerts.rules]
+    written: list[tuple[Path, list[str]]] = []
+    for action in ("rollback", "failover"):
+        policy = getattr(config.remediation, action)
+        if "triggers" in policy.model_fields_set:
+            written.append((("remediation", action, "triggers"), policy.triggers))
+        for env, override in config.remediation.environments.items():
+            triggers = (override.get(action) or {}).get("triggers")
+            if isinstance(triggers, list):
+                written.append((("remediation", "environments", env, action, "triggers"), triggers))
+    findings = []
+    for path, names in written:
+        for index, name in enumerate(names):
+            if name not in rules:
+                findings.append(
+                    Finding(
+                        (*path, index),
+                        f"no alert rule is called {name!r}, so it triggers nothing"
+                        f"{did_you_mean(name, rules)}",
                         "warning",
                     )
                 )
