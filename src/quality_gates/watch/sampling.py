@@ -98,7 +98,7 @@ class LiveSampler:
 
     def offer(self, rec: Any, prompt: str, answer: str) -> None:
         """Keep a share of answered requests (O(1); called on the request path)."""
-        if rec.cache != "miss" or self._rng.random() >= self.settings.share:
+        if rec.cache not in ("miss", "bypass") or self._rng.random() >= self.settings.share:
             return
         if len(self.queue) >= self.settings.queue:
             self.dropped += 1
