@@ -87,3 +87,12 @@ def test_provider_health_compact_and_failover_status_print(sqlite_workspace: Wor
     failover = qg(*ws.cli_args(), "status", "--failover-status", "-e", "production")
     assert "chain: claude-3-5-haiku -> gemini-1-5-flash -> llama-3-1-70b" in failover.out
     assert "no failover in progress" in failover.out
+
+
+def test_status_reads_a_transition_as_the_gateway_does() -> None:
+    from quality_gates.gateway.runtime import TrafficSetting
+    from quality_gates.status._live import live_weights
+
+    setting = TrafficSetting({"bedrock": 20.0, "google": 80.0}, 1000.0, 100.0, {"bedrock": 100.0})
+    for now in (900.0, 1000.0, 1025.0, 1099.0, 1200.0):
+        assert live_weights(setting.to_json(), now) == setting.at(now)

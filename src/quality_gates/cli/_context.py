@@ -36,7 +36,7 @@ class CliContext:
         """The config's path and bytes (read once)."""
         if self._file is None:
             from quality_gates.config import find_config
-            from quality_gates.config._secrets_file import load_secrets
+            from quality_gates.config._secrets import load_secrets
             from quality_gates.errors import ConfigError
 
             path = find_config(self.config_path)

@@ -4,8 +4,9 @@
 0600, `NAME=value` lines) and puts a reference in its place: the variable's name for a
 provider credential (credentials are names of variables), `${NAME}` anywhere else. The CLI
 loads the file at start-up into the process environment, without overriding a variable that
-is already set, so an exported variable (or a real secret manager) always wins. The values
-are never printed. Free of pydantic: the fast commands load it too.
+is already set, so an exported variable (or a real secret manager) always wins
+(`config._secrets.load_secrets`, which the fast commands have loaded anyway). The values are
+never printed.
 """
 
 from __future__ import annotations
@@ -16,37 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quality_gates.config._secrets import is_env_reference, looks_like_secret
-
-SECRETS_FILE = Path(".quality-gates") / "secrets.env"
-_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
-
-
-def secrets_path(config_dir: Path) -> Path:
-    """Where the secrets file of the config in `config_dir` lives."""
-    return config_dir / SECRETS_FILE
-
-
-def read_secrets(path: Path) -> dict[str, str]:
-    """NAME -> value from a secrets file (empty when there is none)."""
-    if not path.is_file():
-        return {}
-    values = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        match = _LINE.match(line)
-        if match and not line.lstrip().startswith("#"):
-            values[match.group(1)] = match.group(2).strip()
-    return values
-
-
-def load_secrets(config_dir: Path) -> list[str]:
-    """Put the secrets file's variables into the environment (set ones win); their names."""
-    loaded = []
-    for name, value in read_secrets(secrets_path(config_dir)).items():
-        if name not in os.environ:
-            os.environ[name] = value
-            loaded.append(name)
-    return loaded
+from quality_gates.config._secrets import (
+    is_env_reference,
+    looks_like_secret,
+    read_secrets,
+    secrets_path,
+)
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,35 @@ QUOTA_ALERT = 0.8  # the runbook's utilisation target
 RECENT_MOVES = 5
 
 
+def live_weights(value: Any, now: float) -> dict[str, float] | None:
+    """The `traffic` runtime setting's weights at `now` (linear during a transition), or None.
+
+    The same reading as `gateway.runtime.TrafficSetting.at` (a test holds them equal),
+    without importing the gateway's runtime module on `status`'s fast path.
+    """
+    if not isinstance(value, dict) or not isinstance(value.get("weights"), dict):
+        return None
+    target = {str(k): float(v) for k, v in value["weights"].items()}
+    before = value.get("from")
+    start, duration = float(value.get("start") or 0.0), float(value.get("duration") or 0.0)
+    if not isinstance(before, dict) or duration <= 0 or now >= start + duration:
+        return target
+    share = max(0.0, (now - start) / duration)
+    previous = {str(k): float(v) for k, v in before.items()}
+    return {
+        n: previous.get(n, 0.0) + (target.get(n, 0.0) - previous.get(n, 0.0)) * share
+        for n in set(target) | set(previous)
+    }
+
+
 def traffic_in_force(
     runtime: dict[str, Any], env_config: dict[str, Any], current_provider: str | None, now: float
 ) -> dict[str, float]:
     """Provider weights now: the live setting (mid-transition if one runs), the config's, or
     everything on the current model's provider."""
-    from quality_gates.gateway.runtime import TrafficSetting
-
-    live = TrafficSetting.from_json(runtime.get("traffic"))
+    live = live_weights(runtime.get("traffic"), now)
     if live is not None:
-        weights = live.at(now)
+        weights = live
     else:
         weights = {str(k): float(v) for k, v in (env_config.get("traffic") or {}).items()}
         if not weights and current_provider:

@@ -65,11 +65,8 @@ def secrets(ctx: ValidationContext) -> list[CheckResult]:
     file and leaves references."""
     import yaml
 
-    from quality_gates.config._secrets_file import (
-        SECRETS_FILE,
-        find_plain_secrets,
-        move_secrets,
-    )
+    from quality_gates.config._secrets import SECRETS_FILE
+    from quality_gates.config._secrets_file import find_plain_secrets, move_secrets
 
     if ctx.config_path is None or not ctx.config_path.is_file():
         return []
@@ -313,7 +310,7 @@ def _mode(path: Path) -> int:
 @check("permissions", "config, store and secrets are not open to others", order=70)
 def permissions(ctx: ValidationContext) -> list[CheckResult]:
     """WARN (FAIL for the secrets file) on loose modes; --fix tightens them."""
-    from quality_gates.config._secrets_file import secrets_path
+    from quality_gates.config._secrets import secrets_path
 
     if ctx.config_path is None:
         return []
