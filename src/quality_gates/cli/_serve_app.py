@@ -1,4 +1,5 @@
-"""The app `serve` runs: the gateway and, unless turned off, the watch plane's evaluator.
+"""The app `serve` runs: the gateway, the live answer sampler and, unless turned off, the
+watch plane's evaluator.
 
 The two planes meet here rather than in the gateway, so the data plane never imports the
 watch plane (data flows adapters -> gateway -> telemetry -> watch).
@@ -18,13 +19,12 @@ def build(settings: Any, *, watch: bool, config_dir: Path | None = None) -> Any:
     """The gateway app for `settings`, with the evaluator as a background service
     (`config_dir` resolves the golden probes' relative dataset path)."""
     from quality_gates.gateway._app import create_app
+    from quality_gates.watch.embedded import sampling_background, watch_background
 
-    if not watch:
-        return create_app(settings)
-    from quality_gates.watch.embedded import watch_background
-
-    service = functools.partial(watch_background, config_dir=config_dir)
-    return create_app(settings, services=[service])
+    services: list[Any] = [sampling_background]
+    if watch:
+        services.append(functools.partial(watch_background, config_dir=config_dir))
+    return create_app(settings, services=services)
 
 
 def app_from_env() -> Any:
