@@ -247,9 +247,6 @@ def alias_drift(conn: Connection, config: ConfigSnapshot) -> list[str]:
     return drift
 
 
-VIRTUAL_ALIASES = ("rolled-back-model", "affected-model")
-
-
 def _rolled_back(conn: Connection, environment: str) -> Resolved:
     row = conn.one(
         "SELECT to_model FROM alias_history WHERE environment = :env AND alias = 'current' "

@@ -36,10 +36,6 @@ class Remedy:
     summary: str
     details: dict[str, Any]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return dict(self.__dict__)
-
 
 def _remedy(row: Row) -> Remedy:
     return Remedy(
