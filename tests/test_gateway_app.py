@@ -340,8 +340,22 @@ async def test_api_keys_authenticate_and_revocation_is_live(ws: Workspace) -> No
             ] == 401
 
         assert await wait_until(refused, timeout=1.0) < 1.0
-        await wait_until(lambda: count(ws, "SELECT COUNT(*) FROM requests") >= 1)
-    assert ws.conn.scalar("SELECT key_name FROM requests LIMIT 1") == "svc"
+        await wait_until(lambda: count(ws, "SELECT COUNT(*) FROM requests") >= 4)
+    assert ws.conn.scalar("SELECT key_name FROM requests WHERE status = 'ok'") == "svc"
+    refusals = ws.conn.execute(
+        "SELECT key_name, http_status, error_class FROM requests WHERE status = 'rejected' "
+        "ORDER BY ts"
+    )
+    assert [(r["http_status"], r["error_class"]) for r in refusals][:2] == [
+        (401, "auth_failed"),
+        (401, "auth_failed"),
+    ]
+    assert refusals[0]["key_name"] is None  # no key at all
+    assert refusals[1]["key_name"].startswith("invalid:")  # a hash, never the token
+    assert "nope" not in refusals[1]["key_name"]
+    # Refused keys stay out of the roll-ups: client metrics count the answered requests only.
+    answered = count(ws, "SELECT COUNT(*) FROM requests WHERE status = 'ok'")
+    assert count(ws, "SELECT SUM(count) FROM rollups WHERE kind = 'request'") == answered
 
 
 async def test_probes_open_and_close_a_breaker_without_traffic(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Durations accept `30s`, `5m`, `2h`, `1d`, `250ms` or a bare number in a unit the
 from __future__ import annotations
 
 import math
+import os
 import re
 
 _DURATION_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>ms|s|m|h|d|w)?\s*$", re.I)
@@ -76,3 +77,23 @@ def format_duration(seconds: float) -> str:
 def format_ratio(ratio: float, digits: int = 2) -> str:
     """`2.00%`; more digits are kept for ratios close to 100% such as 99.95%."""
     return f"{ratio * 100:.{digits}f}%"
+
+
+MAX_DURATION_ENV = "QG_MAX_DURATION"
+
+
+def bounded_duration(seconds: float | None) -> float | None:
+    """`seconds` (None: until interrupted) capped by $QG_MAX_DURATION when it is set.
+
+    The one knob that bounds every timed or continuous run (`monitor`, `watch`), so that a
+    script running the runbook's commands as written (`--duration 15`, `--continuous`)
+    finishes in bounded time.
+    """
+    raw = os.environ.get(MAX_DURATION_ENV)
+    if not raw:
+        return seconds
+    try:
+        cap = parse_duration(raw, bare_unit="s")
+    except ValueError:
+        raise ValueError(f"${MAX_DURATION_ENV}={raw!r}: {DURATION_FORMS}") from None
+    return cap if seconds is None else min(seconds, cap)

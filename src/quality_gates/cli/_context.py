@@ -36,6 +36,7 @@ class CliContext:
         """The config's path and bytes (read once)."""
         if self._file is None:
             from quality_gates.config import find_config
+            from quality_gates.config._secrets import load_secrets
             from quality_gates.errors import ConfigError
 
             path = find_config(self.config_path)
@@ -43,6 +44,7 @@ class CliContext:
                 self._file = (path, path.read_bytes())
             except OSError as exc:
                 raise ConfigError(f"{path}: cannot read the config: {exc.strerror}") from None
+            load_secrets(path.parent)  # `validate --fix` moved plain-text secrets there
         return self._file
 
     def loaded(self) -> LoadedConfig:

@@ -1,4 +1,5 @@
-"""The app `serve` runs: the gateway and, unless turned off, the watch plane's evaluator.
+"""The app `serve` runs: the gateway, the live answer sampler and, unless turned off, the
+watch plane's evaluator.
 
 The two planes meet here rather than in the gateway, so the data plane never imports the
 watch plane (data flows adapters -> gateway -> telemetry -> watch).
@@ -6,25 +7,31 @@ watch plane (data flows adapters -> gateway -> telemetry -> watch).
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 from typing import Any
 
 WATCH_ENV = "QG_SERVE_WATCH"
 
 
-def build(settings: Any, *, watch: bool) -> Any:
-    """The gateway app for `settings`, with the evaluator as a background service."""
+def build(settings: Any, *, watch: bool, config_dir: Path | None = None) -> Any:
+    """The gateway app for `settings`, with the evaluator as a background service
+    (`config_dir` resolves the golden probes' relative dataset path)."""
     from quality_gates.gateway._app import create_app
+    from quality_gates.watch.embedded import sampling_background, watch_background
 
-    if not watch:
-        return create_app(settings)
-    from quality_gates.watch.embedded import watch_background
-
-    return create_app(settings, services=[watch_background])
+    services: list[Any] = [sampling_background]
+    if watch:
+        services.append(functools.partial(watch_background, config_dir=config_dir))
+    return create_app(settings, services=services)
 
 
 def app_from_env() -> Any:
     """The app of one worker process of `serve --workers N` (an ASGI factory)."""
-    from quality_gates.gateway._app import settings_from_env
+    from quality_gates.gateway._app import SETTINGS_ENV, settings_from_env
 
-    return build(settings_from_env(), watch=os.environ.get(WATCH_ENV, "1") == "1")
+    config_dir = Path(os.environ[SETTINGS_ENV["config"]]).parent
+    return build(
+        settings_from_env(), watch=os.environ.get(WATCH_ENV, "1") == "1", config_dir=config_dir
+    )

@@ -42,6 +42,8 @@ COMMAND_MODULES = (
     "silence_cmd",
     "rules_cmd",
     "dashboard_cmd",
+    "emergency_cmd",
+    "monitor_cmd",
 )
 
 

@@ -46,18 +46,33 @@ def rollback(
     from quality_gates.cli._output import console, emit_json
     from quality_gates.registry import check_environment
     from quality_gates.registry import rollback as do_rollback
+    from quality_gates.watch import current_incident, record_event
 
     state = _context.state(ctx)
     conn = state.conn()
     check_environment(conn, environment, state.snapshot())
+    actor = _context.actor(actor_name)
+    incident = current_incident(conn, environment)
     result = do_rollback(
         conn,
         environment=environment,
         model_ref=model_id,
         previous_ref=previous_model,
         reason=reason,
-        actor=_context.actor(actor_name),
+        actor=actor,
+        incident_id=incident,
     )
+    if incident is not None:
+        record_event(
+            conn,
+            "rollback",
+            f"rolled back {environment} from {result.from_model} to {result.to_model} by "
+            f"{actor.name}: {reason}",
+            incident_id=incident,
+            actor=actor.name,
+            details={"operation_id": result.operation_id},
+            public=True,
+        )
     if _context.wants_json(ctx, json_output):
         emit_json(
             {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -236,7 +237,7 @@ def _run(
                 redis_url=redis_url,
                 listen=listen,
             )
-            app = build(settings, watch=watch)
+            app = build(settings, watch=watch, config_dir=Path(config_path).parent)
             uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
             return
         from uvicorn.supervisors import Multiprocess

@@ -32,6 +32,22 @@ def register(group: click.Group) -> None:
     is_flag=True,
     help="With --provider: print only HEALTHY or UNHEALTHY (exit 0 or 1).",
 )
+@click.option(
+    "--provider-health",
+    is_flag=True,
+    help="Only provider health: breakers, availability, P95 and errors over 5 m and 1 h.",
+)
+@click.option("--compact", is_flag=True, help="With --provider-health: one line per provider.")
+@click.option(
+    "--quota-check",
+    is_flag=True,
+    help="Only quota use against rpm/tpm/rpd (exit 1 when one is at 80% or more).",
+)
+@click.option(
+    "--failover-status",
+    is_flag=True,
+    help="Only failover state: chains, weights, forced breakers, automatic failovers, moves.",
+)
 @json_option
 @click.pass_context
 def status(
@@ -40,9 +56,15 @@ def status(
     model_id: str | None,
     provider: str | None,
     health_only: bool,
+    provider_health: bool,
+    compact: bool,
+    quota_check: bool,
+    failover_status: bool,
     json_output: bool,
 ) -> None:
-    """Aliases per environment, their last moves, failover chains and thresholds."""
+    """The system at a glance: per environment the aliases and traffic weights, provider
+    health, active alerts, open incidents against their response target, quota use,
+    failover state, emergency mode and the last gate runs."""
     from quality_gates.cli._output import emit_json
     from quality_gates.registry import check_environment, resolve_model
     from quality_gates.status import collect
@@ -73,12 +95,40 @@ def status(
         }
     if provider:
         report["provider_health"] = _probe(ctx, provider)
+    quota_breach = any(
+        q["over_target"] for env in report["environments"] for q in env.get("quotas", [])
+    )
     if _context.wants_json(ctx, json_output):
+        if provider_health or quota_check or failover_status:
+            wanted = {
+                "providers": provider_health,
+                "quotas": quota_check,
+                "failover": failover_status,
+                "traffic_in_force": failover_status,
+            }
+            report["environments"] = [
+                {"name": e["name"], **{k: e.get(k) for k, on in wanted.items() if on}}
+                for e in report["environments"]
+            ]
         emit_json(report)
-        return
-    _render(report)
-    if provider:
-        _render_health(report["provider_health"])
+    else:
+        from quality_gates.cli import _status_render as render
+
+        if provider_health:
+            render.provider_health(report, compact=compact)
+        if quota_check:
+            render.quotas(report)
+        if failover_status:
+            render.failover(report)
+        if not (provider_health or quota_check or failover_status):
+            _render(report)
+            render.live(report)
+        if provider:
+            _render_health(report["provider_health"])
+    if quota_check and quota_breach:
+        from quality_gates.errors import EXIT_FAILED
+
+        ctx.exit(EXIT_FAILED)
 
 
 def _probe(ctx: click.Context, name: str) -> dict[str, Any]:

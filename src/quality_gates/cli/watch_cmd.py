@@ -45,7 +45,7 @@ def watch(
 
     from quality_gates.cli._output import emit_json
     from quality_gates.errors import UsageError
-    from quality_gates.units import parse_duration
+    from quality_gates.units import bounded_duration, parse_duration
     from quality_gates.watch._jsonlog import configure_logging
     from quality_gates.watch._service import CycleReport, WatchService
 
@@ -53,7 +53,7 @@ def watch(
     config = state.loaded().config
     try:
         every = parse_duration(interval, bare_unit="s") if interval else None
-        limit = parse_duration(duration, bare_unit="m") if duration else None
+        limit = bounded_duration(parse_duration(duration, bare_unit="m") if duration else None)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if every is not None and every <= 0:
@@ -61,7 +61,13 @@ def watch(
     configure_logging(config.observability.logging)
     database = state.database()
     reports: list[CycleReport] = []
-    service = WatchService(database, config, interval=every, on_cycle=reports.append)
+    service = WatchService(
+        database,
+        config,
+        interval=every,
+        on_cycle=reports.append,
+        config_dir=state.config_file()[0].parent,
+    )
 
     async def main() -> None:
         if once:

@@ -24,6 +24,7 @@ from quality_gates.config._notifications import Notifications
 from quality_gates.config._observability import ObservabilitySettings
 from quality_gates.config._providers import CREDENTIAL_FIELDS, Model, Provider
 from quality_gates.config._web import WebSettings
+from quality_gates.config._remediation import EmergencySettings, RemediationSettings
 
 Path = tuple[str | int, ...]
 SIMULATOR_ONLY_FIELDS = ("protocol", "port", "profile", "seed", "faults")
@@ -53,6 +54,8 @@ class QualityGatesConfig(StrictModel):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    remediation: RemediationSettings = Field(default_factory=RemediationSettings)
+    emergency: EmergencySettings = Field(default_factory=EmergencySettings)
 
     def provider(self, name: str) -> Provider | None:
         """The provider called `name`."""
@@ -222,6 +225,7 @@ def cross_check(config: QualityGatesConfig) -> list[Finding]:
                         _unknown("channel", channel, channel_names),
                     )
                 )
+    findings += _trigger_findings(config)
     contacts = list(config.incidents.contacts)
     for i, row in enumerate(config.incidents.escalation):
         for position in ("primary", "secondary"):
@@ -231,6 +235,33 @@ def cross_check(config: QualityGatesConfig) -> list[Finding]:
                     Finding(
                         ("incidents", "escalation", i, position),
                         f"{who!r} is not in incidents.contacts, so escalation cannot notify them",
+                        "warning",
+                    )
+                )
+    return findings
+
+
+def _trigger_findings(config: QualityGatesConfig) -> list[Finding]:
+    """Remediation triggers written in the file that name no alert rule (they never fire)."""
+    rules = [r.name for r in config.alerts.rules]
+    written: list[tuple[Path, list[str]]] = []
+    for action in ("rollback", "failover"):
+        policy = getattr(config.remediation, action)
+        if "triggers" in policy.model_fields_set:
+            written.append((("remediation", action, "triggers"), policy.triggers))
+        for env, override in config.remediation.environments.items():
+            triggers = (override.get(action) or {}).get("triggers")
+            if isinstance(triggers, list):
+                written.append((("remediation", "environments", env, action, "triggers"), triggers))
+    findings = []
+    for path, names in written:
+        for index, name in enumerate(names):
+            if name not in rules:
+                findings.append(
+                    Finding(
+                        (*path, index),
+                        f"no alert rule is called {name!r}, so it triggers nothing"
+                        f"{did_you_mean(name, rules)}",
                         "warning",
                     )
                 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from quality_gates.errors import CredentialMissing
 
@@ -65,3 +66,34 @@ def resolve_env(value: str, *, needed_by: str, environ: dict[str, str] | None = 
 def env_variables_in(value: str) -> list[str]:
     """Names of the variables `value` refers to."""
     return [m.group(1) for m in _ENV_REF.finditer(value)]
+
+
+SECRETS_FILE = Path(".quality-gates") / "secrets.env"
+_SECRET_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
+
+
+def secrets_path(config_dir: Path) -> Path:
+    """Where the secrets file of the config in `config_dir` lives."""
+    return config_dir / SECRETS_FILE
+
+
+def read_secrets(path: Path) -> dict[str, str]:
+    """NAME -> value from a secrets file (empty when there is none)."""
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = _SECRET_LINE.match(line)
+        if match and not line.lstrip().startswith("#"):
+            values[match.group(1)] = match.group(2).strip()
+    return values
+
+
+def load_secrets(config_dir: Path) -> list[str]:
+    """Put the secrets file's variables into the environment (set ones win); their names."""
+    loaded = []
+    for name, value in read_secrets(secrets_path(config_dir)).items():
+        if name not in os.environ:
+            os.environ[name] = value
+            loaded.append(name)
+    return loaded

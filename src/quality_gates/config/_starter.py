@@ -134,11 +134,41 @@ alerts:
     - {{name: cache-hit-rate-warning, expr: "cache_hit_rate < 70%", severity: warning,
        type: performance, window: 15m, min_requests: 100}}
     - {{name: quality-score-decrease-info, expr: "quality_score_decrease > 5%", severity: info,
-       type: quality, window: 15m}}
+       type: quality, window: 15m, group_by: [environment, model_id], min_requests: 10}}
     - {{name: cost-increase-info, expr: "cost_increase > 20%", severity: info, type: cost,
        window: 15m}}
+    # The failover triggers: a provider answering 5xx or 429, or slow for five minutes.
+    - {{name: provider-server-errors-critical, expr: "server_error_rate > 10%",
+       severity: critical, type: provider}}
+    - {{name: provider-rate-limited-critical, expr: "rate_limited_rate > 25%",
+       severity: critical, type: provider}}
+    - {{name: provider-p95-latency-critical, expr: "p95_latency > 3000ms", severity: critical,
+       type: provider, group_by: [environment, provider], for: 5m}}
     - {{name: unusual-traffic-pattern-info, expr: "unusual_traffic_pattern > 3.5",
        severity: info, type: security, window: 5m}}
+
+# Automatic remediation, per environment. Rollback triggers move `current` back to
+# previous-stable; provider triggers force the provider's breakers open and move its traffic
+# along the failover chain, which comes back in steps once the provider stayed healthy.
+# Golden probes (dataset items with expected answers) and a share of live answers scored
+# for refusals, profanity and PII feed the quality rules. `dry_run: true` only records.
+remediation:
+  dry_run: false
+  cooldown: 10m
+  rollback: {{triggers: [error-rate-critical, p95-latency-critical, quality-score-decrease-info]}}
+  failover: {{triggers: [provider-availability-critical, provider-server-errors-critical,
+                        provider-rate-limited-critical, provider-p95-latency-critical]}}
+  failback: {{healthy_for: 5m, steps: [25%, 50%, 100%], step_interval: 1m}}
+  probes: {{items: 5, interval: 30s}}
+  sampling: {{share: 5%}}
+  environments:
+    development: {{enabled: false}}
+
+# `quality-gates emergency`: degraded service (stale cache, queueing) is held to these
+# relaxed targets; a shut-down gateway tells clients to retry after `retry_after`.
+emergency:
+  degraded: {{p95_latency_ms: 5s, accuracy: 80%, availability: 95%}}
+  retry_after: 60s
 
 # Notification channels: the runbook's Slack channels and PagerDuty. Export the variables
 # to turn a channel on; `quality-gates validate` says which are not set.

@@ -33,10 +33,11 @@ from quality_gates.gateway._control import (
     writer_id,
 )
 from quality_gates.gateway._dispatch import Dispatcher
-from quality_gates.gateway._gateway import Gateway, Services
+from quality_gates.gateway._gateway import Gateway, Services, parse_emergency
 from quality_gates.gateway._health import LatencyBoard, Prober
 from quality_gates.gateway._http import (
     GatewayASGI,
+    feedback,
     healthz,
     list_models,
     metrics_endpoint,
@@ -122,6 +123,7 @@ class GatewayApp:
     keys_ever: int = 0
     redis: Any = None
     shared: SharedBreakers | None = None
+    feedback_writer: Any = None
     factory: ProviderFactory = default_provider_factory
     started_at: float = field(default_factory=time.time)
 
@@ -147,6 +149,7 @@ class GatewayApp:
             snapshot.version,
         )
         s.cache_mode = parse_cache(snapshot.runtime.get(CACHE))
+        s.emergency = parse_emergency(snapshot.runtime.get("emergency"))
         queue = parse_queue(
             snapshot.runtime.get(QUEUE),
             size=gw.limits.queue_size,
@@ -320,6 +323,8 @@ async def _open(
         lambda: app_().services.table.in_use(),
         on_probe,
     )
+    from quality_gates.gateway._feedback import FeedbackWriter
+
     app_state = GatewayApp(
         settings=settings,
         database=database,
@@ -331,6 +336,7 @@ async def _open(
         instance=instance,
         redis=redis,
         factory=factory,
+        feedback_writer=FeedbackWriter(database.connect),
     )
     holder["app"] = app_state
     if redis is not None:
@@ -376,6 +382,7 @@ def _background(state: GatewayApp, extra: Sequence[ServiceFactory]) -> list[Back
         _Task(state.control.start, lambda: state.control.close(instance_id=state.instance))
     )
     services.append(_Task(state.prober.start, state.prober.close))
+    services.append(_Task(lambda: None, state.feedback_writer.close))
     if state.shared is not None:
         services.append(_Task(state.shared.start, state.shared.close))
     services.extend(factory(state) for factory in extra)
@@ -420,6 +427,7 @@ def create_app(
 
     routes = [
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/feedback", feedback, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),

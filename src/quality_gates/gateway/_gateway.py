@@ -9,11 +9,12 @@ lives in background services; this module only reads their latest state.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from quality_gates.config import GatewaySettings
@@ -55,6 +56,28 @@ from quality_gates.providers import ChatRequest, ChatResponse, StreamChunk
 
 CHARS_PER_TOKEN = 4
 UNKNOWN_ALIAS = "(unknown)"
+AUTH_FAILED = "auth_failed"  # error class of a refused key: counted, never in the roll-ups
+# A tap sees each answered request (record, prompt text, answer text) after it is answered;
+# it must return at once (the watch plane's sampler only queues a share of them).
+AnswerTap = Callable[[RequestRecord, str, str], None]
+
+
+@dataclass(frozen=True)
+class EmergencyMode:
+    """The `emergency` runtime setting as the request path needs it."""
+
+    mode: str
+    reason: str
+    retry_after: float
+
+
+def parse_emergency(value: object) -> EmergencyMode | None:
+    """The stored `emergency` value, or None when there is no emergency."""
+    if not isinstance(value, dict) or value.get("mode") not in ("degraded", "shutdown"):
+        return None
+    return EmergencyMode(
+        str(value["mode"]), str(value.get("reason") or ""), float(value.get("retry_after") or 60)
+    )
 
 
 def estimate_tokens(request: CompletionRequest) -> int:
@@ -81,6 +104,8 @@ class Services:
     key_limits: Mapping[str, Limit]
     default_key_limit: Limit
     cache_mode: CacheMode = field(default_factory=CacheMode)
+    emergency: EmergencyMode | None = None
+    answer_tap: AnswerTap | None = None
 
 
 class Gateway:
@@ -116,6 +141,19 @@ class Gateway:
                 "\n".join(f"{m.role}: {m.content}" for m in request.messages),
                 s.settings.telemetry.max_text_chars,
             )
+        emergency = s.emergency
+        if emergency is not None and emergency.mode == "shutdown":
+            # A controlled stop: refused before anything starts, so nothing is half-done.
+            exc = ApiError(
+                503,
+                f"the service is stopped for an emergency ({emergency.reason}); "
+                f"retry after {emergency.retry_after:g} s",
+                code="service_shutdown",
+                retry_after=emergency.retry_after,
+                error_class="shutdown",
+            )
+            self._finish_error(rec, exc, started)
+            raise exc
         try:
             plan = self._plan(request, rec)
             await self._admit(s.admission)
@@ -341,6 +379,8 @@ class Gateway:
             usage.output_tokens,
         )
         self._finish_ok(rec, started)
+        if s.answer_tap is not None:
+            s.answer_tap(rec, request.prompt_text(), response.text)
         return Answer(200, body, self.headers(rec))
 
     def _stream(
@@ -443,6 +483,8 @@ class Gateway:
             headers["x-qg-failover-hops"] = str(rec.hops)
         if rec.canary:
             headers["x-qg-canary"] = "1"
+        if self.s.emergency is not None:
+            headers["x-qg-degraded"] = "1"
         return headers
 
     def _finish_ok(self, rec: RequestRecord, started: float) -> None:
@@ -451,8 +493,27 @@ class Gateway:
     def _finish_error(self, rec: RequestRecord, exc: ApiError, started: float) -> None:
         rec.http_status = exc.status
         rec.error_class = exc.error_class or exc.code
-        rec.status = "error" if exc.status >= 500 else "rejected"
+        rec.status = "error" if exc.status >= 500 and exc.error_class != "shutdown" else "rejected"
         self.finish(rec, started)
+
+    def auth_failure(self, reason: str, token: str | None) -> None:
+        """Count a refused key (401): a `rejected` request row whose key_name is
+        `invalid:<hash of the token>` (never the token), kept out of the roll-ups so a flood
+        of bad keys cannot dilute the client metrics."""
+        self.s.metrics.auth_failures.labels(self._env, reason).inc()
+        fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12] if token else None
+        rec = RequestRecord(
+            id=f"chatcmpl-{self._id_prefix}{next(self._ids):012x}",
+            ts=time.time(),
+            environment=self._env,
+            alias="",
+            key_name=f"invalid:{fingerprint}" if fingerprint else None,
+            status="rejected",
+            http_status=401,
+            error_class=AUTH_FAILED,
+        )
+        if self.s.telemetry is not None:
+            self.s.telemetry.record(rec)
 
     def finish(self, rec: RequestRecord, started: float) -> None:
         """Close a request's record: latency, metrics, telemetry."""

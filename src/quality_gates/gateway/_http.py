@@ -74,12 +74,26 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+def _checked_key(state: GatewayApp, header: str | None) -> ApiError | ApiKey | None:
+    """The key of a request, or the 401 to answer (counted as an authentication failure)."""
+    try:
+        return _authenticate(state, header)
+    except ApiError as exc:
+        token = (header or "").partition(" ")[2].strip() or None
+        state.gateway.auth_failure(exc.code or "invalid_api_key", token)
+        return exc
+
+
 async def chat_completions(scope: Scope, receive: Receive, send: Send, state: GatewayApp) -> None:
     """POST /v1/chat/completions, answered at the ASGI level: it is the hot path, and a
     framework's routing, request object and middleware would cost a third of its time."""
     headers = _scope_headers(scope)
+    checked = _checked_key(state, headers.get("authorization"))
+    if isinstance(checked, ApiError):
+        await _error(checked)(scope, receive, send)
+        return
+    key = checked
     try:
-        key = _authenticate(state, headers.get("authorization"))
         limit = state.settings.config.gateway.max_body_bytes
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -143,6 +157,28 @@ async def list_models(request: Request) -> Response:
             for d in sorted(table.deployments.values(), key=lambda d: d.model_id)
         ]
     return JSONResponse({"object": "list", "data": data})
+
+
+async def feedback(request: Request) -> Response:
+    """POST /v1/feedback: a 1-5 score for a response id (client key auth, as chat)."""
+    from quality_gates.gateway._feedback import MAX_BODY, feedback_json, parse_feedback
+
+    state: GatewayApp = request.app.state.gateway
+    checked = _checked_key(state, request.headers.get("authorization"))
+    if isinstance(checked, ApiError):
+        return _error_response(checked)
+    try:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, f"the body is over {MAX_BODY} bytes", code="body_too_large")
+        parsed = parse_feedback(raw)
+        feedback_id = await state.feedback_writer.write(
+            parsed, checked.name if checked is not None else None
+        )
+    except ApiError as exc:
+        return _error_response(exc)
+    state.services.metrics.feedback.labels(state.services.environment, str(parsed.score)).inc()
+    return JSONResponse(feedback_json(feedback_id, parsed), status_code=201)
 
 
 async def healthz(request: Request) -> Response:

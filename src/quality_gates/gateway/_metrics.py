@@ -167,6 +167,18 @@ class GatewayMetrics:
             ["environment", "deployment", "result"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            "qg_gateway_auth_failures",
+            "Requests refused with 401: key missing, malformed, unknown or revoked",
+            ["environment", "reason"],
+            registry=r,
+        )
+        self.feedback = Counter(
+            "qg_gateway_feedback",
+            "User feedback received by score",
+            ["environment", "score"],
+            registry=r,
+        )
         self.control_reloads = Counter(
             "qg_gateway_control_reloads",
             "Route tables reloaded after a control change",

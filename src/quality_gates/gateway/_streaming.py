@@ -181,3 +181,5 @@ class LiveStream:
                 await close()
         self.gateway.finish(rec, self.started)
         s.admission.release()
+        if s.answer_tap is not None and rec.status == "ok":
+            s.answer_tap(rec, self.request.prompt_text(), "".join(self.parts))

@@ -144,8 +144,10 @@ class TelemetryWriter:
         return self._rows_pending
 
     def record(self, rec: RequestRecord) -> None:
-        """Queue a request (and its attempts) and add it to the roll-ups; never blocks."""
-        self._roll(rec)
+        """Queue a request (and its attempts) and add it to the roll-ups; never blocks.
+        A refused key (error class `auth_failed`) is stored but not rolled up."""
+        if rec.error_class != "auth_failed":
+            self._roll(rec)
         rows = 1 + len(rec.attempts)
         if self._rows_pending + rows > self.settings.buffer:
             self.dropped += rows

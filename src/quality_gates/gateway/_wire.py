@@ -99,6 +99,10 @@ class CompletionRequest:
         """Characters of all messages (for the token estimate of rate limits)."""
         return sum(len(m.content) for m in self.messages)
 
+    def prompt_text(self) -> str:
+        """What the client said: its user messages, newest last."""
+        return "\n".join(m.content for m in self.messages if m.role == "user")
+
 
 def _content(value: Any, index: int) -> str:
     if isinstance(value, str):

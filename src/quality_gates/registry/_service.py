@@ -247,12 +247,68 @@ def alias_drift(conn: Connection, config: ConfigSnapshot) -> list[str]:
     return drift
 
 
+def _rolled_back(conn: Connection, environment: str) -> Resolved:
+    row = conn.one(
+        "SELECT to_model FROM alias_history WHERE environment = :env AND alias = 'current' "
+        "AND operation = 'rollback' ORDER BY id DESC LIMIT 1",
+        {"env": environment},
+    )
+    if row is None:
+        raise NotFound(
+            f"rolled-back-model: no rollback is recorded in {environment}",
+            hint=f"see `quality-gates history -e {environment} --alias current`",
+        )
+    return Resolved(str(row["to_model"]), "rolled-back-model")
+
+
+def _affected(conn: Connection, environment: str) -> Resolved:
+    import json
+
+    incident = conn.scalar(
+        "SELECT id FROM incidents WHERE environment = :env AND state IN ('investigating', "
+        "'identified', 'monitoring') ORDER BY id DESC LIMIT 1",
+        {"env": environment},
+    )
+    if incident is None:
+        raise NotFound(
+            f"affected-model: no incident is open in {environment}, so none names a model",
+            hint="name the model (an id or an alias such as current-model)",
+        )
+    rows = conn.execute(
+        "SELECT labels FROM alert_states WHERE incident_id = :id ORDER BY fired_at DESC",
+        {"id": incident},
+    )
+    labels = [json.loads(r["labels"]) for r in rows]
+    named = next((lab["model_id"] for lab in labels if lab.get("model_id")), None)
+    if named is not None:
+        return Resolved(str(named), f"affected-model (incident #{incident})")
+    providers = {lab["provider"] for lab in labels if lab.get("provider")}
+    current = sql.get_alias(conn, environment, "current")
+    models = sql.known_models(conn)
+    if current is not None and providers:
+        model = models.get(current.model_id)
+        if model is not None and model["provider"] in providers:
+            return Resolved(current.model_id, f"affected-model (incident #{incident})")
+    raise NotFound(
+        f"affected-model: open incident #{incident} in {environment} names no model"
+        + (f" (its alerts name provider {', '.join(sorted(providers))})" if providers else ""),
+        hint="name the model (an id or an alias such as current-model)",
+    )
+
+
 def resolve_model(conn: Connection, environment: str, ref: str) -> Resolved:
     """A model id, an alias (`previous-stable`), or the runbook's `<alias>-model` placeholder.
 
     `current-model` is alias `current`, `backup-model` alias `backup`, and
-    `production-model` the `current` alias of environment `production`.
+    `production-model` the `current` alias of environment `production`. Two virtual aliases:
+    `rolled-back-model` is the model the last rollback in the environment moved `current`
+    to; `affected-model` the model the open incident's alerts name (or, for a provider's
+    alerts, the current model when it runs on that provider).
     """
+    if ref == "rolled-back-model":
+        return _rolled_back(conn, environment)
+    if ref == "affected-model":
+        return _affected(conn, environment)
     models = sql.known_models(conn)
     if ref in models:
         return Resolved(ref)

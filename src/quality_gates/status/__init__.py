@@ -1,7 +1,10 @@
 """What `status` reports: one snapshot of the system, built from the store and the config.
 
 The snapshot is plain data (JSON-ready) so the CLI, the dashboard and reports render the
-same facts. Sections are added by the planes that own them.
+same facts: `collect(conn, snapshot)` gives, per environment, the aliases, the traffic
+weights in force, provider health (breakers; availability, P95 and error rate over 5 m and
+1 h), quota use, failover state, remediations, emergency mode, active alerts, open incidents
+with their age against the response target, and the last gate runs (see `_live`).
 """
 
 from __future__ import annotations
@@ -32,8 +35,14 @@ def collect(
     environment: str | None = None,
     model_id: str | None = None,
     store_display: str = "",
+    live: bool = True,
 ) -> dict[str, Any]:
-    """The snapshot: config, store, and per environment aliases, last moves and thresholds."""
+    """The snapshot: config, store, the evaluator, and per environment aliases, last moves,
+    thresholds and (with `live`) the live sections."""
+    from quality_gates.status._live import environment_live, watch_summary
+
+    now = time.time()
+    watch = watch_summary(conn, config, now) if live else None
     models = sql.known_models(conn)
     schema = schema_state(conn)
     snapshot: dict[str, Any] = {
@@ -46,6 +55,7 @@ def collect(
         },
         "store": {"url": store_display, "schema": schema.kind, "revisions": sorted(schema.applied)},
         "drift": alias_drift(conn, config),
+        "watch": None,
         "environments": [],
     }
     names = [environment] if environment else environments(conn, config)
@@ -78,30 +88,47 @@ def collect(
             ]
             if not model_id or model_id in members:
                 chains.append(members)
-        snapshot["environments"].append(
-            {
-                "name": name,
-                "aliases": aliases,
-                "failover_chains": chains,
-                "traffic": env_config.get("traffic", {}),
-                "routing": env_config.get("routing"),
-                "thresholds": env_config.get("thresholds"),
-                "control_version": sql.control_version(conn, name),
-                "recent_moves": [
-                    {
-                        "time": _iso(m.ts),
-                        "alias": m.alias,
-                        "from": m.from_model,
-                        "to": m.to_model,
-                        "operation": m.operation,
-                        "actor": m.actor,
-                        "source": m.source,
-                        "reason": m.reason,
-                    }
-                    for m in moves[:RECENT_MOVES]
-                ],
-            }
-        )
+        entry: dict[str, Any] = {
+            "name": name,
+            "aliases": aliases,
+            "failover_chains": chains,
+            "traffic": env_config.get("traffic", {}),
+            "routing": env_config.get("routing"),
+            "thresholds": env_config.get("thresholds"),
+            "control_version": sql.control_version(conn, name),
+            "recent_moves": [
+                {
+                    "time": _iso(m.ts),
+                    "alias": m.alias,
+                    "from": m.from_model,
+                    "to": m.to_model,
+                    "operation": m.operation,
+                    "actor": m.actor,
+                    "source": m.source,
+                    "reason": m.reason,
+                }
+                for m in moves[:RECENT_MOVES]
+            ],
+        }
+        if live:
+            current = {r.name: r.model_id for r in sql.list_aliases(conn, name)}
+            entry.update(
+                environment_live(
+                    conn,
+                    config,
+                    name,
+                    aliases=current,
+                    chains=chains,
+                    model_id=model_id,
+                    now=now,
+                    watch=watch or {},
+                )
+            )
+        snapshot["environments"].append(entry)
+    if watch is not None:
+        snapshot["watch"] = {
+            k: watch[k] for k in ("evaluator", "notification_backlog", "active_silences")
+        }
     if model_id:
         model = models.get(model_id)
         snapshot["model"] = (

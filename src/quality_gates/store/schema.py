@@ -502,3 +502,28 @@ job_runs = Table(
     Column("details", Text, nullable=False),
     Index("ix_job_runs_job", "job", "started_at"),
 )
+
+# --- act (automatic remediation: one row per rollback, failover or failback it took or weighed) ---
+
+remediations = Table(
+    "remediations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("environment", String(100), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("incident_id", Integer),
+    Column("rule", String(100)),
+    Column("fingerprint", String(64)),
+    Column("alert_at", Float),
+    Column("started_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("step", String(100)),
+    Column("summary", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("operation_id", String(40)),
+    Index("ix_remediations_target", "environment", "action", "target"),
+    Index("ix_remediations_incident", "incident_id"),
+)

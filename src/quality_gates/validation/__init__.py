@@ -2,6 +2,8 @@
 how to add one)."""
 
 from quality_gates.validation import _checks as _checks
+from quality_gates.validation import _operations as _operations
+from quality_gates.validation import _readiness as _readiness
 from quality_gates.validation._framework import (
     CHECKS,
     STATUSES,

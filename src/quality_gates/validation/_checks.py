@@ -76,6 +76,7 @@ async def provider_probes(ctx: ValidationContext) -> list[CheckResult]:
     probes = await probe_providers(ctx.config, names, timeout=ctx.probe_timeout)
     results = []
     for probe in probes:
+        ctx.probes[probe.provider] = probe
         evidence = probe_to_dict(probe, ctx.config)
         name = f"providers:{probe.provider}"
         if not probe.healthy:
@@ -87,5 +88,39 @@ async def provider_probes(ctx: ValidationContext) -> list[CheckResult]:
         else:
             results.append(
                 CheckResult(name, "PASS", f"healthy in {probe.latency_ms:.0f} ms", evidence)
+            )
+    return results
+
+
+@check("notification-reachability", "notification endpoints answer a connection", order=35)
+async def notification_reachability(ctx: ValidationContext) -> list[CheckResult]:
+    """WARN for each channel whose endpoint does not accept a TCP connection (its messages
+    would wait in the outbox); nothing is posted."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    results = []
+    for channel in ctx.config.notifications.channels:
+        if channel.unset_variables():
+            continue
+        url = channel.target_url
+        if not url:
+            continue
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        name = f"notification-reachability:{channel.name}"
+        try:
+            async with asyncio.timeout(min(ctx.probe_timeout, 3.0)):
+                _, writer = await asyncio.open_connection(parts.hostname, port)
+            writer.close()
+            results.append(CheckResult(name, "PASS", f"{parts.hostname}:{port} accepts"))
+        except (OSError, TimeoutError) as exc:
+            results.append(
+                CheckResult(
+                    name,
+                    "WARN",
+                    f"{parts.hostname}:{port} unreachable ({type(exc).__name__}); messages "
+                    "wait in the outbox and retry",
+                )
             )
     return results

@@ -57,6 +57,25 @@ class ValidationContext:
     config_error: ConfigError | None = None
     probe_timeout: float = 10.0
     options: dict[str, Any] = field(default_factory=dict)
+    fix: bool = False
+    store_url: Any = None  # quality_gates.store.StoreURL, when the store could be located
+    probes: dict[str, Any] = field(default_factory=dict)  # provider -> ProbeResult
+    _conn: Any = None
+
+    def conn(self) -> Any:
+        """A store connection that works on an out-of-date schema (None without a store)."""
+        if self._conn is None and self.store_url is not None:
+            from quality_gates.store import Database
+
+            self._conn = Database(self.store_url).shared()
+        return self._conn
+
+    def reload(self) -> None:
+        """Read the config again after a fix rewrote it."""
+        from quality_gates.config import load_config
+
+        if self.config_path is not None:
+            self.loaded = load_config(self.config_path)
 
     @property
     def config(self) -> QualityGatesConfig:

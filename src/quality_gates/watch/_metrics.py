@@ -28,7 +28,8 @@ from quality_gates.watch._windows import (
 )
 
 Labels = tuple[tuple[str, str], ...]
-QUALITY_EXCLUDED_SCORERS = ("toxicity", "pii")
+# Reference-free signals of sampled live answers: rates of their own, not quality scores.
+QUALITY_EXCLUDED_SCORERS = ("toxicity", "pii", "prompt_pii", "injection", "refused")
 MIN_BASELINE_MINUTES = 10
 # Iglewicz and Hoaglin's modified z-score, 0.6745 (x - median) / MAD: dividing the MAD by
 # 0.6745 makes it comparable to a standard deviation; 3.5 is their outlier cut-off (the
@@ -130,6 +131,10 @@ class MetricEngine:
             ),
             "toxicity_rate": lambda: self._flag_rate("toxicity", seconds, labels, min_requests),
             "pii_rate": lambda: self._flag_rate("pii", seconds, labels, min_requests),
+            "refusal_rate": lambda: self._flag_rate("refused", seconds, labels, min_requests),
+            "prompt_injection_rate": lambda: self._flag_rate(
+                "injection", seconds, labels, min_requests
+            ),
             "satisfaction": lambda: self._satisfaction(seconds, labels, min_requests),
             "quota_utilization": lambda: self._quota(seconds, labels),
             "resource_utilization": lambda: self._resources(labels),
@@ -188,12 +193,8 @@ class MetricEngine:
     def _quality_means(
         self, start: float, end: float, labels: list[str]
     ) -> dict[Labels, tuple[float, int]]:
-        rows = self._score_rows(
-            start,
-            end,
-            " AND scorer NOT IN ('toxicity', 'pii')",
-            {},
-        )
+        excluded = ", ".join(f"'{name}'" for name in QUALITY_EXCLUDED_SCORERS)
+        rows = self._score_rows(start, end, f" AND scorer NOT IN ({excluded})", {})
         buckets: dict[Labels, list[float]] = {}
         for row in rows:
             buckets.setdefault(_row_labels(row, labels), []).append(float(row["score"]))  # type: ignore[arg-type]
@@ -211,9 +212,19 @@ class MetricEngine:
     ) -> list[Sample]:
         current = self._quality_means(self.now - seconds, self.now, labels)
         before = self._quality_means(self.now - seconds - baseline, self.now - seconds, labels)
+        # A model without a baseline of its own (just promoted, or rolled back to) is compared
+        # with what the rest of its group scored before it: the previous model's score.
+        peers = [n for n in labels if n != "model_id"]
+        group_before = (
+            self._quality_means(self.now - seconds - baseline, self.now - seconds, peers)
+            if len(peers) < len(labels)
+            else before
+        )
         out = []
         for key, (mean, n) in sorted(current.items()):
             base = before.get(key)
+            if base is None or base[1] < min_requests:
+                base = group_before.get(tuple(p for p in key if p[0] != "model_id"), base)
             value = None
             if base is not None and base[0] > 0 and n >= min_requests and base[1] >= min_requests:
                 value = (base[0] - mean) / base[0]

@@ -32,6 +32,8 @@ STORE_ONLY = frozenset(
         "quality_score_decrease",
         "toxicity_rate",
         "pii_rate",
+        "refusal_rate",
+        "prompt_injection_rate",
         "satisfaction",
         "quota_utilization",
         "resource_utilization",

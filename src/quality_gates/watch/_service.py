@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from quality_gates.store.db import Connection, Database
@@ -27,6 +28,8 @@ from quality_gates.watch._evaluate import (
 from quality_gates.watch._jsonlog import log_event
 from quality_gates.watch._live import LiveTail
 from quality_gates.watch._outbox import DeliveryReport, deliver
+from quality_gates.watch.probes import AdapterPool, GoldenProbes, probed_models, write_samples
+from quality_gates.watch.remediation import ActionReport, Remediator
 
 if TYPE_CHECKING:
     import aiohttp
@@ -48,6 +51,7 @@ class CycleReport:
     leader: bool
     evaluation: EvaluationReport | None = None
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
+    remediation: list[ActionReport] = field(default_factory=list)
     error: str | None = None
 
 
@@ -55,7 +59,9 @@ class WatchService:
     """Evaluate rules, run incidents and deliver notifications until stopped.
 
     `run(stop_event)` is the async entry point for `serve`'s lifespan; `run_once()` does one
-    bounded pass (tests, `watch --once`).
+    bounded pass (tests, `watch --once`). The leader also remediates after each evaluation
+    (`remediation`; `auto_rollback=False` leaves rollbacks out) and, in `run`, sends the
+    golden probes (`config_dir` resolves a relative probe dataset).
     """
 
     def __init__(
@@ -67,6 +73,8 @@ class WatchService:
         holder: str | None = None,
         clock: Callable[[], float] = time.time,
         on_cycle: Callable[[CycleReport], None] | None = None,
+        config_dir: Path | None = None,
+        auto_rollback: bool = True,
     ) -> None:
         self.database = database
         self.config = config
@@ -83,6 +91,9 @@ class WatchService:
         self._session: aiohttp.ClientSession | None = None
         self._exporters: list[Any] = []
         self._exporters_started = False
+        self.pool = AdapterPool(config)
+        self.probes = GoldenProbes(config, self.pool, config_dir=config_dir)
+        self.remediator = Remediator(config, self.probes, rollback_enabled=auto_rollback)
 
     async def _db(self, func: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -122,6 +133,7 @@ class WatchService:
             if not self.leader:
                 return report
             report.evaluation = await self._db(self._evaluate, now)
+            report.remediation = await self.remediator.react(self._db, self.clock())
             for transition in report.evaluation.transitions:
                 log_event(
                     logger,
@@ -194,6 +206,9 @@ class WatchService:
             f"watch started: {len(self.specs)} rules every {self.interval:g} s",
             holder=self.holder,
         )
+        probing = None
+        if self.config.remediation.probes.enabled:
+            probing = asyncio.get_running_loop().create_task(self._probe_loop(stop))
         try:
             while not stop.is_set():
                 started = time.monotonic()
@@ -212,7 +227,46 @@ class WatchService:
                 except TimeoutError:
                     pass
         finally:
+            if probing is not None:
+                probing.cancel()
+                try:
+                    await probing
+                except asyncio.CancelledError:
+                    pass
             await self.close()
+
+    async def probe_once(self) -> None:
+        """One round of golden probes of each environment's current model (leader only)."""
+        if not self.leader:
+            return
+        current = await self._db(probed_models, self.config)
+        if not current:
+            return
+
+        async def write(rows: list[dict[str, object]]) -> None:
+            await self._db(write_samples, rows)
+
+        scores = await self.probes.run_round(current, write, self.clock())
+        for score in scores:
+            log_event(
+                logger,
+                logging.DEBUG,
+                "QUALITY",
+                f"golden probes of {score.model_id}: {score.describe()}",
+                model=score.model_id,
+            )
+
+    async def _probe_loop(self, stop: asyncio.Event) -> None:
+        interval = self.config.remediation.probes.interval
+        while not stop.is_set():
+            try:
+                await self.probe_once()
+            except Exception as exc:  # a bad round must not end the probes
+                logger.error("golden probe round failed: %s", exc, extra={"category": "ERROR"})
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
 
     async def close(self) -> None:
         """Release the lease (so a standby takes over at once) and free resources."""
@@ -222,6 +276,7 @@ class WatchService:
         finally:
             for exporter in self._exporters:
                 await exporter.close()
+            await self.pool.close()
             if self._session is not None:
                 await self._session.close()
                 self._session = None

@@ -1,30 +1,37 @@
-"""The evaluator inside another process's event loop: `serve` runs it beside the gateway.
+"""The watch plane inside another process's event loop: `serve` runs it beside the gateway.
 
     create_app(settings, services=[watch_background])
 
-`watch_background` matches the gateway's background-service factory (it receives the app
-state and reads only `state.database` and `state.settings.config`), so the watch plane does
-not import the gateway. With several gateway processes, each runs one; the store's lease
-lets one of them evaluate and send.
+`watch_background` matches the gateway's background-service factory: it reads the app state's
+`database` and `settings.config`, so the watch plane does not import the gateway app.
+`sampling_background` becomes the gateway's answer tap (the live sampler, see `sampling`);
+`serve` runs it with or without the evaluator. With several gateway processes each runs
+both: every process samples its own answers, and the store's lease lets one of them
+evaluate, remediate, probe and send.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
     from quality_gates.store.db import Database
     from quality_gates.watch._service import WatchService
+    from quality_gates.watch.sampling import LiveSampler
 
 
 class EmbeddedWatch:
     """Starts `WatchService.run` as a task; `close` stops it and waits for a clean exit."""
 
-    def __init__(self, database: Database, config: QualityGatesConfig) -> None:
+    def __init__(
+        self, database: Database, config: QualityGatesConfig, *, config_dir: Path | None = None
+    ) -> None:
         self.database = database
         self.config = config
+        self.config_dir = config_dir
         self.service: WatchService | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -33,7 +40,7 @@ class EmbeddedWatch:
         """Begin evaluating in the background."""
         from quality_gates.watch._service import WatchService
 
-        self.service = WatchService(self.database, self.config)
+        self.service = WatchService(self.database, self.config, config_dir=self.config_dir)
         self._task = asyncio.get_running_loop().create_task(
             self.service.run(self._stop), name="qg-watch"
         )
@@ -45,6 +52,36 @@ class EmbeddedWatch:
             await self._task
 
 
-def watch_background(state: Any) -> EmbeddedWatch:
+class EmbeddedSampler:
+    """The live sampler as the gateway's answer tap, for the app's whole life."""
+
+    def __init__(self, database: Database, config: QualityGatesConfig, services: Any) -> None:
+        self.database = database
+        self.settings = config.remediation.sampling
+        self.services = services
+        self.sampler: LiveSampler | None = None
+
+    async def start(self) -> None:
+        """Tap the gateway's answers (when sampling is on)."""
+        if self.settings.enabled and self.settings.share > 0:
+            from quality_gates.watch.sampling import LiveSampler
+
+            self.sampler = LiveSampler(self.database, self.settings)
+            self.sampler.start()
+            self.services.answer_tap = self.sampler.offer
+
+    async def close(self) -> None:
+        """Untap, then score what is still queued."""
+        self.services.answer_tap = None
+        if self.sampler is not None:
+            await self.sampler.close()
+
+
+def watch_background(state: Any, config_dir: Path | None = None) -> EmbeddedWatch:
     """A background service for the gateway app (`create_app(services=[watch_background])`)."""
-    return EmbeddedWatch(state.database, state.settings.config)
+    return EmbeddedWatch(state.database, state.settings.config, config_dir=config_dir)
+
+
+def sampling_background(state: Any) -> EmbeddedSampler:
+    """The live sampler as a background service of the gateway app."""
+    return EmbeddedSampler(state.database, state.settings.config, state.services)

@@ -1,0 +1,179 @@
+"""Rendering of `status`'s live sections (the data comes from `quality_gates.status`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from quality_gates.cli._output import console, table
+
+BREAKER_COLOUR = {"closed": "green", "half_open": "yellow", "open": "red", "unknown": "dim"}
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def _age(seconds: float) -> str:
+    from quality_gates.units import format_duration
+
+    return format_duration(max(0.0, seconds))
+
+
+def provider_health(report: dict[str, Any], *, compact: bool = False) -> None:
+    """Breakers and 5 m / 1 h availability, P95 and error rate per provider."""
+    out = console()
+    for env in report["environments"]:
+        rows = env.get("providers", [])
+        if compact:
+            for p in rows:
+                w = p["windows"]["5m"]
+                colour = BREAKER_COLOUR.get(p["breaker"], "dim")
+                out.print(
+                    f"{env['name']}/{p['provider']}: [{colour}]{p['breaker']}[/{colour}] "
+                    f"avail {_pct(w.get('availability'))} p95 {_ms(w.get('p95_ms'))} "
+                    f"err {_pct(w.get('error_rate'))} ({w.get('calls', 0)} calls, 5m)"
+                )
+            continue
+        view = table(
+            "provider",
+            "breaker",
+            "avail 5m",
+            "p95 5m",
+            "errors 5m",
+            "avail 1h",
+            "p95 1h",
+            "errors 1h",
+            title=f"{env['name']}: provider health",
+        )
+        for p in rows:
+            a, b = p["windows"]["5m"], p["windows"]["1h"]
+            colour = BREAKER_COLOUR.get(p["breaker"], "dim")
+            forced = " (forced)" if "open" in p["forced"].values() else ""
+            view.add_row(
+                p["provider"],
+                f"[{colour}]{p['breaker']}[/{colour}]{forced}",
+                _pct(a.get("availability")),
+                _ms(a.get("p95_ms")),
+                _pct(a.get("error_rate")),
+                _pct(b.get("availability")),
+                _ms(b.get("p95_ms")),
+                _pct(b.get("error_rate")),
+            )
+        out.print(view)
+
+
+def quotas(report: dict[str, Any]) -> None:
+    """Quota use per provider."""
+    out = console()
+    for env in report["environments"]:
+        view = table("provider", "rpm", "tpm", "rpd", "highest", title=f"{env['name']}: quota use")
+        for q in env.get("quotas", []):
+            cells = []
+            for key in ("rpm", "tpm", "rpd"):
+                quota = q["quota"].get(key)
+                cells.append(f"{q['used'][key]:,} / {quota:,}" if quota else "-")
+            colour = "red" if q["over_target"] else "green"
+            view.add_row(q["provider"], *cells, f"[{colour}]{_pct(q['highest'], 1)}[/{colour}]")
+        out.print(view)
+
+
+def failover(report: dict[str, Any]) -> None:
+    """Chains, weights in force, forced breakers, automatic failovers and recent moves."""
+    out = console()
+    for env in report["environments"]:
+        state = env.get("failover") or {}
+        weights = ", ".join(f"{k} {v:g}%" for k, v in env.get("traffic_in_force", {}).items())
+        out.print(f"[bold cyan]{env['name']}[/bold cyan]  traffic: {weights or '-'}")
+        for chain in state.get("chains", []):
+            out.print(f"  chain: {' -> '.join(chain)}", markup=False)
+        for deployment, forced in state.get("forced_breakers", {}).items():
+            out.print(
+                f"  breaker {deployment} forced {forced.get('state')} by {forced.get('actor')}: "
+                f"{forced.get('reason')}",
+                markup=False,
+            )
+        for auto in state.get("automatic", []):
+            out.print(
+                f"  automatic failover: {auto['provider']} -> {auto['to']} ({auto['state']}, "
+                f"{auto['step']}, for {_age(time.time() - auto['since'])}, incident "
+                f"#{auto['incident']})",
+                markup=False,
+            )
+        for move in state.get("recent_moves", []):
+            out.print(
+                f"  move {move['mode']} {move['step'] or ''}: {move['weights']} ({move['actor']}, "
+                f"{move['source']})",
+                markup=False,
+            )
+        if not (state.get("automatic") or state.get("forced_breakers")):
+            out.print("  no failover in progress")
+
+
+def live(report: dict[str, Any]) -> None:
+    """The live sections under the aliases of each environment."""
+    out = console()
+    watch = report.get("watch") or {}
+    evaluator = watch.get("evaluator") or {}
+    if evaluator:
+        last = evaluator.get("seconds_since")
+        out.print(
+            f"\nevaluator: {evaluator.get('leader') or 'none running'}"
+            + (f", last evaluation {last:g} s ago" if last is not None else ""),
+            markup=False,
+        )
+    for env in report["environments"]:
+        if "providers" not in env:
+            continue
+        out.print(f"\n[bold cyan]{env['name']}[/bold cyan] live")
+        weights = ", ".join(f"{k} {v:g}%" for k, v in env["traffic_in_force"].items())
+        out.print(f"  traffic in force: {weights or '-'}", markup=False)
+        if env.get("emergency"):
+            e = env["emergency"]
+            out.print(
+                f"  [bold red]EMERGENCY {e['mode']}[/bold red] since "
+                f"{_age(time.time() - float(e['since']))} ({e['reason']}, {e['actor']})"
+            )
+        for p in env["providers"]:
+            w = p["windows"]["5m"]
+            colour = BREAKER_COLOUR.get(p["breaker"], "dim")
+            out.print(
+                f"  {p['provider']:<10} [{colour}]{p['breaker']:<9}[/{colour}] avail "
+                f"{_pct(w.get('availability'))} p95 {_ms(w.get('p95_ms'))} err "
+                f"{_pct(w.get('error_rate'))} (5m, {w.get('calls', 0)} calls)"
+            )
+        for alert in env["alerts"]:
+            colour = "red" if alert["severity"] == "critical" else "yellow"
+            muted = " (muted)" if alert["silenced_by"] or alert["inhibited"] else ""
+            out.print(
+                f"  [{colour}]{alert['state']} {alert['severity']}[/{colour}] {alert['rule']}: "
+                f"{alert['summary']}{muted}",
+                highlight=False,
+            )
+        for incident in env["incidents"]:
+            breach = " [red]response target breached[/red]" if incident["response_breached"] else ""
+            out.print(
+                f"  incident #{incident['id']} {incident['severity']} {incident['state']}: "
+                f"{incident['title']} (open {_age(incident['age_seconds'])} of "
+                f"{_age(incident['response_target_seconds'])}){breach}"
+            )
+        for q in env["quotas"]:
+            if q["over_target"]:
+                out.print(f"  [red]quota[/red] {q['provider']} at {_pct(q['highest'], 1)}")
+        for auto in env["failover"]["automatic"]:
+            out.print(
+                f"  failover: {auto['provider']} -> {auto['to']} ({auto['state']}, {auto['step']})",
+                markup=False,
+            )
+        for action in env["remediations"][:3]:
+            out.print(f"  remediation: {action['summary']}", markup=False)
+        latest = env["gates"]["latest"]
+        if latest:
+            gates = ", ".join(
+                f"{kind} {run.get('verdict') or run.get('status')}" for kind, run in latest.items()
+            )
+            out.print(f"  last gates: {gates}", markup=False)

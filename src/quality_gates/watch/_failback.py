@@ -1,0 +1,311 @@
+"""Automatic failback: a provider taken out of the route comes back in steps.
+
+While a failover is `active`, the provider is probed every `failback.probe_interval`; once the
+probes have passed (and none of its failover-trigger alerts fired) for `failback.healthy_for`,
+its forced breakers return to automatic and its weight comes back in `failback.steps`
+(25%, 50%, 100% of what it had), one step per `step_interval`, each after a check: a probe,
+no trigger alert firing on it, and its error rate in the gateways' attempts since the step
+began under the environment's threshold. A failed check puts the failed-over weights and the
+forced breakers back and starts the healthy clock again. If an operator moved the weights
+meanwhile, the failback stops (`superseded`): a person's decision wins.
+
+The healthy clock and the step live in the row's details, so a new leader carries on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from quality_gates.store.db import Connection
+from quality_gates.units import format_duration
+from quality_gates.watch import _remedy_store as store
+from quality_gates.watch import incidents
+from quality_gates.watch._store import load_states
+
+if TYPE_CHECKING:
+    from quality_gates.config import QualityGatesConfig
+    from quality_gates.watch.probes import AdapterPool
+    from quality_gates.watch.remediation import ActionReport
+
+MIN_ATTEMPTS_FOR_RATE = 10
+WEIGHT_TOLERANCE = 0.01  # percentage points: weights this close are the same weights
+
+
+def blend(after: dict[str, float], before: dict[str, float], share: float) -> dict[str, float]:
+    """The failed-over weights moved `share` of the way back to the weights before."""
+    names = set(after) | set(before)
+    return {
+        n: round(after.get(n, 0.0) + (before.get(n, 0.0) - after.get(n, 0.0)) * share, 6)
+        for n in names
+    }
+
+
+def _same(a: dict[str, float], b: dict[str, float]) -> bool:
+    def norm(w: dict[str, float]) -> dict[str, float]:
+        total = sum(w.values())
+        return {k: v * 100.0 / total for k, v in w.items() if v > 0} if total > 0 else {}
+
+    na, nb = norm(a), norm(b)
+    return set(na) == set(nb) and all(abs(na[k] - nb[k]) <= WEIGHT_TOLERANCE for k in na)
+
+
+class Failback:
+    """Probes failed-over providers and steps their traffic back."""
+
+    def __init__(self, config: QualityGatesConfig, pool: AdapterPool) -> None:
+        self.config = config
+        self.pool = pool
+        self._probed_at: dict[int, float] = {}
+
+    async def advance(self, db: Any, now: float) -> list[ActionReport]:
+        """One pass over every active failover (probing those that are due)."""
+        active = await db(
+            lambda conn: store.find(conn, action="failover", states=store.ACTIVE_FAILOVER)
+        )
+        reports = []
+        for remedy in active:
+            policy = self.config.remediation.policy(remedy.environment).failback
+            if not policy.enabled:
+                continue
+            probe: tuple[bool, str] | None = None
+            if now - self._probed_at.get(remedy.id, 0.0) >= policy.probe_interval:
+                self._probed_at[remedy.id] = now
+                result = await self.pool.probe(remedy.target)
+                detail = "probe ok" if result.healthy else f"probe {result.error_class}"
+                probe = (result.healthy, detail)
+            report = await db(step, self.config, remedy.id, probe, now)
+            if report is not None:
+                reports.append(report)
+        return reports
+
+
+def step(
+    conn: Connection,
+    config: QualityGatesConfig,
+    remedy_id: int,
+    probe: tuple[bool, str] | None,
+    now: float,
+) -> ActionReport | None:
+    """Advance one failover's failback by what the probe and the store say now."""
+    from quality_gates.gateway.failover import current_weights
+    from quality_gates.watch.remediation import failing_providers
+
+    with conn.write():
+        remedy = store.get(conn, remedy_id)
+        if remedy is None or remedy.state not in store.ACTIVE_FAILOVER:
+            return None
+        env, provider, d = remedy.environment, remedy.target, dict(remedy.details)
+        policy = config.remediation.policy(env).failback
+        if not _same(current_weights(conn, config, env), d.get("last_weights", {})):
+            return _finish(conn, remedy, "superseded", d, now, "an operator changed the weights")
+        firing = failing_providers(load_states(conn, active_only=True), config, env).get(provider)
+        if probe is not None:
+            d["last_probe"] = probe[1]
+            d["last_probe_ok"] = probe[0]
+        healthy = bool(d.get("last_probe_ok")) and firing is None
+        why = firing or d.get("last_probe", "not probed yet")
+        if remedy.state == "active":
+            if not healthy:
+                d["healthy_since"] = None
+            elif d.get("healthy_since") is None:
+                d["healthy_since"] = now
+            since = d.get("healthy_since")
+            if since is not None and now - since >= policy.healthy_for:
+                return _apply_step(conn, config, remedy, d, 0, now)
+            store.update(conn, remedy.id, state=remedy.state, now=now, step=remedy.step, details=d)
+            return None
+        # failing back: check before each further step, revert at once on a failed probe
+        if healthy and now - float(d.get("step_at", now)) < policy.step_interval:
+            return None
+        rate = _error_rate(conn, env, provider, float(d.get("step_at", now)))
+        env_config = config.environment(env)
+        limit = env_config.thresholds.error_rate if env_config is not None else 0.02
+        if healthy and rate is not None and rate > limit:
+            healthy, why = False, f"error rate {rate:.1%} over {limit:.1%} since the last step"
+        if not healthy:
+            return _revert(conn, config, remedy, d, now, str(why))
+        index = int(d.get("step_index", 0)) + 1
+        if index >= len(policy.steps):
+            return _finish(conn, remedy, "restored", d, now, None)
+        return _apply_step(conn, config, remedy, d, index, now)
+
+
+def _error_rate(conn: Connection, environment: str, provider: str, since: float) -> float | None:
+    row = conn.one(
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN status <> 'ok' AND (error_class IS NULL OR "
+        "error_class NOT IN ('bad_request', 'content_filtered')) THEN 1 ELSE 0 END) AS e "
+        "FROM attempts WHERE environment = :env AND provider = :p AND ts >= :since",
+        {"env": environment, "p": provider, "since": since},
+    )
+    n = int(row["n"] or 0) if row else 0
+    return int(row["e"] or 0) / n if row and n >= MIN_ATTEMPTS_FOR_RATE else None
+
+
+def _set_weights(
+    conn: Connection,
+    env: str,
+    weights: dict[str, float],
+    current: dict[str, float],
+    *,
+    step: str,
+    reason: str,
+    incident_id: int | None,
+) -> None:
+    from quality_gates.gateway.runtime import set_traffic
+    from quality_gates.watch.remediation import ACTOR
+
+    if _same(weights, current):
+        return
+    set_traffic(
+        conn,
+        environment=env,
+        weights=weights,
+        current=current,
+        actor=ACTOR,
+        source="auto",
+        reason=reason,
+        mode="failback:auto",
+        step=step,
+        operation_id=uuid.uuid4().hex[:12],
+        incident_id=incident_id,
+    )
+
+
+def _breakers(conn: Connection, env: str, deployments: list[str], state: str | None) -> None:
+    from quality_gates.gateway.runtime import force_breaker
+    from quality_gates.watch.remediation import ACTOR
+
+    for deployment in deployments:
+        force_breaker(
+            conn,
+            environment=env,
+            deployment=deployment,
+            state=state,
+            reason="automatic failback" if state is None else "automatic failback stopped",
+            actor=ACTOR,
+        )
+
+
+def _apply_step(
+    conn: Connection,
+    config: QualityGatesConfig,
+    remedy: store.Remedy,
+    d: dict[str, Any],
+    index: int,
+    now: float,
+) -> ActionReport:
+    from quality_gates.gateway.failover import current_weights, describe_weights
+
+    env, provider = remedy.environment, remedy.target
+    policy = config.remediation.policy(env).failback
+    share = policy.steps[index]
+    if index == 0:
+        _breakers(conn, env, list(d.get("breakers", [])), None)
+    current = current_weights(conn, config, env)
+    weights = blend(d.get("after", {}), d.get("before", {}), share)
+    label = f"{provider} back to {share:.0%} of its share"
+    healthy_for = now - float(d.get("healthy_since") or now)
+    message = (
+        f"failback step {index + 1}/{len(policy.steps)} in {env}: {label} (weights "
+        f"{describe_weights(weights)}; healthy for {format_duration(healthy_for)})"
+    )
+    _set_weights(
+        conn, env, weights, current, step=label, reason=message, incident_id=remedy.incident_id
+    )
+    d.update(step_index=index, step_at=now, last_weights=weights)
+    return _event(conn, remedy, "failing_back", d, now, message, label)
+
+
+def _revert(
+    conn: Connection,
+    config: QualityGatesConfig,
+    remedy: store.Remedy,
+    d: dict[str, Any],
+    now: float,
+    why: str,
+) -> ActionReport:
+    from quality_gates.gateway.failover import current_weights
+
+    env, provider = remedy.environment, remedy.target
+    after = d.get("after", {})
+    message = (
+        f"failback of {provider} in {env} stopped at step {int(d.get('step_index', 0)) + 1}: "
+        f"{why}; traffic back on {d.get('to')}"
+    )
+    _set_weights(
+        conn,
+        env,
+        after,
+        current_weights(conn, config, env),
+        step=f"{provider} at 0%",
+        reason=message,
+        incident_id=remedy.incident_id,
+    )
+    if config.remediation.policy(env).failover.open_breakers:
+        _breakers(conn, env, list(d.get("breakers", [])), "open")
+    d.update(step_index=None, step_at=None, healthy_since=None, last_weights=after)
+    return _event(conn, remedy, "active", d, now, message, f"{provider} at 0%")
+
+
+def _finish(
+    conn: Connection,
+    remedy: store.Remedy,
+    state: str,
+    d: dict[str, Any],
+    now: float,
+    why: str | None,
+) -> ActionReport:
+    provider, env = remedy.target, remedy.environment
+    if state == "restored":
+        took = format_duration(now - remedy.started_at)
+        message = f"failback of {provider} in {env} complete: its traffic is back ({took} after)"
+    else:
+        message = f"automatic failback of {provider} in {env} stopped: {why}"
+    return _event(conn, remedy, state, d, now, message, remedy.step, finished=True)
+
+
+def _event(
+    conn: Connection,
+    remedy: store.Remedy,
+    state: str,
+    d: dict[str, Any],
+    now: float,
+    message: str,
+    step_label: str | None,
+    *,
+    finished: bool = False,
+) -> ActionReport:
+    from quality_gates.store import audit
+    from quality_gates.watch.remediation import ACTOR, ActionReport
+
+    store.update(
+        conn, remedy.id, state=state, now=now, step=step_label, details=d, finished=finished
+    )
+    incidents.record_event(
+        conn,
+        "failback",
+        message,
+        incident_id=remedy.incident_id,
+        actor=ACTOR,
+        details={"remediation": remedy.id, "step": step_label, "state": state},
+        public=True,
+        now=now,
+    )
+    audit.append(
+        conn,
+        actor=ACTOR,
+        action="remediation.failback",
+        target=f"{remedy.environment}/{remedy.target}",
+        details={"remediation": remedy.id, "state": state, "step": step_label, "note": message},
+    )
+    return ActionReport(
+        remedy.environment,
+        "failback",
+        remedy.target,
+        state,
+        message,
+        remedy.incident_id,
+        remedy.rule or "",
+        remedy_id=remedy.id,
+    )

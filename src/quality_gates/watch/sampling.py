@@ -1,0 +1,158 @@
+"""Live answers scored off the request path: the reference-free half of the quality signal.
+
+Inside each gateway process the sampler is the gateway's answer tap: it keeps a share
+(`remediation.sampling.share`) of answered requests in a bounded queue (a full queue drops
+and counts) and, once a second, scores at most `max_per_second` of them in a worker thread:
+
+    refused     the answer declines (the gates' refusal detector)
+    toxicity    profanity / insult probability (alt-profanity-check), when installed
+    pii         personal data in the answer
+    prompt_pii  personal data in the prompt
+    injection   the prompt looks like a prompt-injection attempt (patterns and a classifier)
+
+Each becomes a `quality_samples` row (`passed` = 0 when flagged) that the watch plane's
+`refusal_rate`, `toxicity_rate`, `pii_rate` and `prompt_injection_rate` read; none of them
+counts toward `quality_score`, which golden probes feed. Text is never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from quality_gates.store.db import Connection, Database
+
+if TYPE_CHECKING:
+    from quality_gates.config import SamplingSettings
+
+log = logging.getLogger("quality_gates.watch")
+PROFANITY_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """One answered request kept for scoring."""
+
+    request_id: str
+    environment: str
+    model_id: str
+    provider: str
+    prompt: str
+    answer: str
+
+
+def score_rows(items: list[Sampled], now: float) -> list[dict[str, Any]]:
+    """quality_samples rows for each item and each check."""
+    from quality_gates.gates.scorers._text import is_refusal
+    from quality_gates.watch.security import injection, pii_kinds, profanity
+
+    rows = []
+    toxic = profanity([i.answer for i in items])
+    for index, item in enumerate(items):
+        checks: list[tuple[str, bool, float]] = [
+            ("refused", not is_refusal(item.answer), 0.0 if is_refusal(item.answer) else 1.0)
+        ]
+        if toxic is not None:
+            checks.append(("toxicity", toxic[index] < PROFANITY_THRESHOLD, 1.0 - toxic[index]))
+        answer_pii = pii_kinds(item.answer)
+        checks.append(("pii", not answer_pii, 0.0 if answer_pii else 1.0))
+        prompt_pii = pii_kinds(item.prompt)
+        checks.append(("prompt_pii", not prompt_pii, 0.0 if prompt_pii else 1.0))
+        verdict = injection(item.prompt)
+        checks.append(("injection", not verdict.flagged, 1.0 - verdict.probability))
+        for scorer, passed, score in checks:
+            rows.append(
+                {
+                    "request_id": item.request_id,
+                    "ts": now,
+                    "environment": item.environment,
+                    "model_id": item.model_id,
+                    "provider": item.provider,
+                    "scorer": scorer,
+                    "score": max(0.0, min(1.0, score)),
+                    "passed": 1 if passed else 0,
+                }
+            )
+    return rows
+
+
+class LiveSampler:
+    """The gateway's answer tap and the loop that scores what it kept."""
+
+    def __init__(self, database: Database, settings: SamplingSettings) -> None:
+        self.database = database
+        self.settings = settings
+        self.queue: deque[Sampled] = deque()
+        self.dropped = 0
+        self.scored = 0
+        self._rng = random.Random()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qg-sampling")
+        self._conn: Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def offer(self, rec: Any, prompt: str, answer: str) -> None:
+        """Keep a share of answered requests (O(1); called on the request path)."""
+        if rec.cache not in ("miss", "bypass") or self._rng.random() >= self.settings.share:
+            return
+        if len(self.queue) >= self.settings.queue:
+            self.dropped += 1
+            return
+        self.queue.append(
+            Sampled(rec.id, rec.environment, rec.model_id or "", rec.provider or "", prompt, answer)
+        )
+
+    def start(self) -> None:
+        """Score in the background until closed."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="qg-sampling")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.flush()
+            except Exception as exc:  # scoring must never take the gateway down
+                log.error("live answer scoring failed: %s", exc, extra={"category": "ERROR"})
+
+    async def flush(self) -> int:
+        """Score up to `max_per_second` queued answers now; returns how many."""
+        batch: list[Sampled] = []
+        while self.queue and len(batch) < self.settings.max_per_second:
+            batch.append(self.queue.popleft())
+        if not batch:
+            return 0
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._score_and_write, batch)
+        self.scored += len(batch)
+        return len(batch)
+
+    def _score_and_write(self, batch: list[Sampled]) -> None:
+        from quality_gates.watch.probes import write_samples
+
+        rows = score_rows(batch, time.time())
+        if self._conn is None:
+            self._conn = self.database.connect()
+        write_samples(self._conn, rows)
+
+    async def close(self) -> None:
+        """Score what is queued, then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        try:
+            while self.queue:
+                await self.flush()
+        except Exception as exc:
+            log.error("live answer scoring failed at shutdown: %s", exc)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=False)
