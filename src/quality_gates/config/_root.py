@@ -23,8 +23,8 @@ from quality_gates.config._incidents import IncidentSettings
 from quality_gates.config._notifications import Notifications
 from quality_gates.config._observability import ObservabilitySettings
 from quality_gates.config._providers import CREDENTIAL_FIELDS, Model, Provider
-from quality_gates.config._web import WebSettings
 from quality_gates.config._remediation import EmergencySettings, RemediationSettings
+from quality_gates.config._web import WebSettings
 
 Path = tuple[str | int, ...]
 SIMULATOR_ONLY_FIELDS = ("protocol", "port", "profile", "seed", "faults")
