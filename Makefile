@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= dev,postgres,redis,aws,otel,semantic,safety
+EXTRAS ?= dev,postgres,redis,aws,otel,semantic,safety,reports
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint format bench clean

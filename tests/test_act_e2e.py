@@ -209,17 +209,19 @@ async def test_quality_drop_rolls_back_within_5s_and_the_timeline_is_in_order(
                 f"alert -> rollback {rolled - fired:.3f} s"
             )
             assert rolled - fired <= 5.0
+            # Other environments alert on the same model too; wait for production's
+            # own alert to resolve, the one whose incident the timeline belongs to.
             await wait_for(
                 lambda: conn.scalar(
                     "SELECT COUNT(*) FROM alert_events WHERE rule = 'quality-drop' "
-                    "AND to_state = 'resolved'"
+                    "AND to_state = 'resolved' AND environment = 'production'"
                 ),
                 60,
                 "the quality alert to resolve",
             )
             recovered = conn.scalar(
                 "SELECT MIN(ts) FROM alert_events WHERE rule = 'quality-drop' "
-                "AND to_state = 'resolved'"
+                "AND to_state = 'resolved' AND environment = 'production'"
             )
             print(f"quality drop: rollback -> alert resolved {recovered - rolled:.2f} s")
             served_after = len(outcomes)
@@ -230,9 +232,14 @@ async def test_quality_drop_rolls_back_within_5s_and_the_timeline_is_in_order(
         (incident,) = incidents.list_incidents(conn, state="all", environment="production")
         events = incidents.timeline(conn, incident["id"])
         kinds = [(e["kind"], e["message"]) for e in events]
-        firing = next(i for i, (k, m) in enumerate(kinds) if k == "alert" and "firing" in m)
-        rollback = next(i for i, (k, _) in enumerate(kinds) if k == "rollback")
-        resolved = next(i for i, (k, m) in enumerate(kinds) if k == "alert" and "resolved" in m)
+        firing = next((i for i, (k, m) in enumerate(kinds) if k == "alert" and "firing" in m), None)
+        rollback = next((i for i, (k, _) in enumerate(kinds) if k == "rollback"), None)
+        resolved = next(
+            (i for i, (k, m) in enumerate(kinds) if k == "alert" and "resolved" in m), None
+        )
+        assert firing is not None, kinds
+        assert rollback is not None, kinds
+        assert resolved is not None, kinds
         assert firing < rollback < resolved, kinds
         assert "quality-drop" in kinds[rollback][1]
         assert "claude-3-5-haiku to claude-3-haiku" in kinds[rollback][1]

@@ -527,3 +527,24 @@ remediations = Table(
     Index("ix_remediations_target", "environment", "action", "target"),
     Index("ix_remediations_incident", "incident_id"),
 )
+
+
+drill_runs = Table(
+    "drill_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # provider-outage | latency-spike | quality-regression | multi-provider-outage
+    Column("scenario", String(40), nullable=False),
+    Column("environment", String(100), nullable=False),
+    Column("provider", String(100)),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    # running | passed | missed (a target missed) | failed (the drill itself broke)
+    Column("status", String(20), nullable=False),
+    Column("incident_id", Integer),
+    Column("figures", Text, nullable=False),  # JSON: measured figures, seconds and counts
+    Column("verdicts", Text, nullable=False),  # JSON: each figure against its targets
+    Column("details", Text, nullable=False),  # JSON: timeline, notifications, load, config
+    Column("actor", String(200), nullable=False),
+    Index("ix_drill_runs_started", "started_at"),
+)
