@@ -162,3 +162,38 @@ def test_watch_once_on_a_quiet_system_exits_0(sqlite_workspace: Workspace, qg) -
     result = qg(*sqlite_workspace.cli_args(), "watch", "--once")
     assert result.code == 0, result.err
     assert "No alert is pending or firing." in result.out
+
+
+def test_incident_open_declares_one_that_affected_model_then_names(
+    sqlite_workspace: Workspace, qg
+) -> None:  # type: ignore[no-untyped-def]
+    args = sqlite_workspace.cli_args()
+    opened = qg(
+        *args,
+        *("incident", "open", "--severity", "P1", "--type", "quality", "--json"),
+        *("--model-id", "current-model", "--title", "answers went wrong"),
+    )
+    assert opened.code == 0, opened.err
+    facts = json.loads(opened.out)
+    assert facts["model_id"] == "claude-3-5-haiku"
+    shown = qg(*args, "status", "--model-id", "affected-model", "--environment", "production")
+    assert f"affected-model (incident #{facts['incident']}) -> claude-3-5-haiku" in shown.out
+    again = qg(*args, "incident", "open", "--severity", "P2", "--title", "same again")
+    assert again.code == 1
+    assert f"incident #{facts['incident']} is already open" in again.err
+    listed = qg(*args, "incident", "show", str(facts["incident"]), "--json")
+    timeline = json.loads(listed.out)["timeline"]
+    assert timeline[0]["kind"] == "opened"
+    assert "answers went wrong" in timeline[0]["message"]
+    bad = qg(*args, "incident", "open", "--severity", "P1", "--title", "x", "--provider", "nope")
+    assert bad.code == 2
+    assert "--provider 'nope' is not in the config" in bad.err
+
+
+def test_max_duration_caps_load_and_canary_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from quality_gates.units import capped_duration
+
+    assert capped_duration(300.0) == 300.0
+    monkeypatch.setenv("QG_MAX_DURATION", "3s")
+    assert capped_duration(300.0) == 3.0
+    assert capped_duration(1.5) == 1.5

@@ -55,8 +55,8 @@ def broken_workspace(root: Path, ports: dict[str, int], hook_port: int):  # type
         actor=Actor("tester"),
     )
     with conn.write():  # the store is one migration behind the code
-        conn.execute("DROP TABLE remediations")
-        conn.execute("UPDATE alembic_version SET version_num = '0003'")
+        conn.execute("DROP TABLE drill_runs")
+        conn.execute("UPDATE alembic_version SET version_num = '0006'")
     return ws
 
 

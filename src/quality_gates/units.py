@@ -97,3 +97,10 @@ def bounded_duration(seconds: float | None) -> float | None:
     except ValueError:
         raise ValueError(f"${MAX_DURATION_ENV}={raw!r}: {DURATION_FORMS}") from None
     return cap if seconds is None else min(seconds, cap)
+
+
+def capped_duration(seconds: float) -> float:
+    """A finite duration capped by $QG_MAX_DURATION (load and canary windows, pipeline
+    monitoring), so the runbook's `pipeline` and `performance` finish in bounded time too."""
+    bounded = bounded_duration(seconds)
+    return seconds if bounded is None else bounded

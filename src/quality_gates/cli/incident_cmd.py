@@ -1,4 +1,4 @@
-"""`incident list|show|ack|note|resolve|escalate|postmortem`: run incidents to closure."""
+"""`incident open|list|show|ack|note|resolve|escalate|postmortem`: run incidents to closure."""
 
 from __future__ import annotations
 
@@ -165,6 +165,110 @@ def show(ctx: click.Context, incident_id: int, public_only: bool, json_output: b
                 m["channel"], m["event"], m["status"], str(m["attempts"]), m["last_error"] or ""
             )
         out.print(view)
+
+
+@incident.command("open")
+@click.option("--title", required=True, help="What is wrong, in a line (public).")
+@click.option(
+    "--severity",
+    type=click.Choice(("P0", "P1", "P2", "P3")),
+    required=True,
+    help="P0 service down ... P3 minor (the severity table of the config).",
+)
+@click.option(
+    "--type",
+    "incident_type",
+    type=click.Choice(("provider", "performance", "quality", "infrastructure", "security", "cost")),
+    default="performance",
+    show_default=True,
+    help="Selects the escalation-matrix row and the notification routes.",
+)
+@environment_option(default="production")
+@click.option(
+    "--model-id",
+    metavar="MODEL",
+    help="The affected model (id or alias); `affected-model` then resolves to it.",
+)
+@click.option("--provider", metavar="NAME", help="The affected provider.")
+@actor_option
+@json_option
+@click.pass_context
+def open_incident(
+    ctx: click.Context,
+    title: str,
+    severity: str,
+    incident_type: str,
+    environment: str,
+    model_id: str | None,
+    provider: str | None,
+    actor_name: str | None,
+    json_output: bool,
+) -> None:
+    """Declare an incident by hand (an alert opens one itself); alerts of the same kind in the
+    same environment then join it, and its channels are notified as for an alert."""
+    import time
+
+    from quality_gates.cli._output import console, emit_json
+    from quality_gates.errors import RegistryError, UsageError
+    from quality_gates.registry import resolve_model
+    from quality_gates.watch import incidents
+    from quality_gates.watch._incident_flow import group_key
+
+    state = _context.state(ctx)
+    config = state.loaded().config
+    if config.environment(environment) is None:
+        known = ", ".join(e.name for e in config.environments)
+        raise UsageError(f"--environment {environment!r} is not in the config (known: {known})")
+    if provider is not None and provider not in {p.name for p in config.providers}:
+        known = ", ".join(p.name for p in config.providers)
+        raise UsageError(f"--provider {provider!r} is not in the config (known: {known})")
+    conn = state.conn()
+    details: dict[str, Any] = {}
+    if model_id is not None:
+        details["model_id"] = resolve_model(conn, environment, model_id).model_id
+    if provider is not None:
+        details["provider"] = provider
+    key = group_key(environment, incident_type)
+    already = conn.scalar(
+        "SELECT id FROM incidents WHERE group_key = :key AND state IN "
+        "('investigating', 'identified', 'monitoring') ORDER BY id DESC LIMIT 1",
+        {"key": key},
+    )
+    if already is not None:
+        raise RegistryError(
+            f"incident #{already} is already open for {environment} ({key.split(':')[1]})",
+            hint=f"add to it: `quality-gates incident note {already} ...` or escalate it",
+        )
+    row = incidents.open_incident(
+        conn,
+        config,
+        title=title,
+        incident_type=incident_type,
+        severity=severity,
+        environment=environment,
+        group_key=key,
+        actor=_context.actor(actor_name).name,
+        now=time.time(),
+        details=details,
+    )
+    keys = [
+        str(r["idempotency_key"])
+        for r in conn.execute(
+            "SELECT idempotency_key FROM notifications WHERE incident_id = :id",
+            {"id": row["id"]},
+        )
+    ]
+    outcome = _sent(ctx, keys)
+    if _context.wants_json(ctx, json_output):
+        emit_json(
+            {"incident": row["id"], "severity": severity, **details, "notifications": outcome}
+        )
+        return
+    console().print(
+        f"Incident #{row['id']} opened: {severity} {incident_type} in {environment}: {title}",
+        markup=False,
+    )
+    _print_sent(outcome)
 
 
 @incident.command("ack")

@@ -45,7 +45,9 @@ def init(
     target = directory / CONFIG_NAMES[0]
     if target.exists() and not force:
         raise UsageError(f"{target} already exists", hint="pass --force to overwrite it")
-    text = render_starter(project or _project_name(directory))
+    # The simulators answer the dataset `init` writes, so `offline` on a healthy simulator
+    # measures ~97% accuracy rather than the 0% of answers that know nothing of it.
+    text = render_starter(project or _project_name(directory), answer_key=DATASET)
     parse_config_text(text, str(target))  # the starter must always validate
     target.write_text(text, encoding="utf-8")
     target.chmod(0o640)
@@ -74,13 +76,16 @@ def init(
     )
 
 
+DATASET = "datasets/eval.jsonl"
+
+
 def _write_dataset(directory: Path, *, force: bool) -> Path:
     """A copy of the built-in evaluation dataset, for the user to extend."""
     import shutil
 
     from quality_gates.gates.datasets import builtin_dataset
 
-    target = directory / "datasets" / "eval.jsonl"
+    target = directory / DATASET
     if force or not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(builtin_dataset(), target)

@@ -36,21 +36,21 @@ providers:
     port: {port_bedrock}
     profile: healthy
     seed: 1
-    quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
+{answer_key}    quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
   - name: google
     kind: simulator
     protocol: gemini
     port: {port_google}
     profile: healthy
     seed: 2
-    quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
+{answer_key}    quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
   - name: meta
     kind: simulator
     protocol: openai
     port: {port_meta}
     profile: healthy
     seed: 3
-    quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
+{answer_key}    quotas: {{rpm: 6000, tpm: 2000000, rpd: 5000000}}
 
 # Models: an id of ours, the provider that runs it, the provider's model name and the price
 # in USD per 1,000 tokens (cost reports and cost alerts use it).
@@ -210,8 +210,8 @@ incidents:
 # Quality gates: `offline`, `performance`, `canary`, `pipeline`. A candidate is compared with
 # its baseline item by item; a metric may fall behind by at most its margin.
 gates:
-  # Written by `init`; JSONL, JSON, CSV or YAML. To have a simulator above answer its items
-  # (right ~97% of the time), give it `faults: {{answer_key: datasets/eval.jsonl}}`.
+  # Written by `init`; JSONL, JSON, CSV or YAML. A simulator above answers its items (right
+  # ~97% of the time) when it has `faults: {{answer_key: datasets/eval.jsonl}}`.
   dataset: datasets/eval.jsonl
   alpha: 5%
   moderation: profanity          # what measures toxicity: profanity | judge | none
@@ -223,6 +223,19 @@ gates:
 DEFAULT_SIMULATOR_PORTS = {"port_bedrock": 9101, "port_google": 9102, "port_meta": 9103}
 
 
-def render_starter(project: str = "ai-service", ports: dict[str, int] | None = None) -> str:
-    """The starter config text for `project`, its simulators on `ports`."""
-    return STARTER_CONFIG.format(project=project, **{**DEFAULT_SIMULATOR_PORTS, **(ports or {})})
+def render_starter(
+    project: str = "ai-service",
+    ports: dict[str, int] | None = None,
+    *,
+    answer_key: str | None = None,
+) -> str:
+    """The starter config text for `project`, its simulators on `ports`; with `answer_key` (a
+    dataset path) the simulators answer that dataset's items, right ~97% of the time."""
+    line = (
+        f"    faults: {{answer_key: {answer_key}}}   # answer the dataset's items, ~97% right\n"
+        if answer_key
+        else ""
+    )
+    return STARTER_CONFIG.format(
+        project=project, answer_key=line, **{**DEFAULT_SIMULATOR_PORTS, **(ports or {})}
+    )

@@ -23,6 +23,7 @@ from quality_gates.store import audit, settings
 from quality_gates.store import gate_runs as store_runs
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import bump_control_version, get_alias
+from quality_gates.units import capped_duration
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
@@ -197,7 +198,9 @@ async def run_canary(
             hint="finish it, or `canary --rollback` it first",
         )
     percent = options.traffic if options.traffic is not None else spec.traffic
-    duration = options.duration_s if options.duration_s is not None else spec.duration
+    duration = capped_duration(
+        options.duration_s if options.duration_s is not None else spec.duration
+    )
     looks = options.looks or spec.looks
     expected_current = get_alias(conn, env, "current")
     inputs = {

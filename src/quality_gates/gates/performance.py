@@ -160,9 +160,12 @@ async def generate(
 ) -> Measured:
     """Load straight at the provider's adapter or through the gateway."""
     from quality_gates.config import resolve_env
+    from quality_gates.units import capped_duration
 
     settings = config.gates.performance
-    duration = options.duration_s if options.duration_s is not None else settings.duration
+    duration = capped_duration(
+        options.duration_s if options.duration_s is not None else settings.duration
+    )
     target = options.target or settings.target
     concurrency = options.concurrency or (None if options.rps else settings.concurrency)
     rps = options.rps or settings.rps or 2 * float(thresholds.get("throughput_rps", 20))

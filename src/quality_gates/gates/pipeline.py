@@ -23,6 +23,7 @@ from quality_gates.errors import UsageError
 from quality_gates.gates import runs
 from quality_gates.gates.verdict import GateVerdict, combine
 from quality_gates.store.db import Connection
+from quality_gates.units import capped_duration
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
@@ -164,7 +165,7 @@ async def run_pipeline(
             if verdict is GateVerdict.APPROVE:
                 promoted_from = before
         else:  # monitoring: the promoted model's live figures over the window
-            await sleep(options.monitoring_s)
+            await sleep(capped_duration(options.monitoring_s))
             verdict, summary = await run_performance(
                 conn,
                 config,

@@ -282,7 +282,17 @@ def _affected(conn: Connection, environment: str) -> Resolved:
     named = next((lab["model_id"] for lab in labels if lab.get("model_id")), None)
     if named is not None:
         return Resolved(str(named), f"affected-model (incident #{incident})")
+    opened = conn.scalar(
+        "SELECT details FROM incident_events WHERE incident_id = :id AND kind = 'opened' "
+        "ORDER BY id LIMIT 1",
+        {"id": incident},
+    )
+    declared = json.loads(opened) if opened else {}
+    if declared.get("model_id"):  # declared by hand: `incident open --model-id`
+        return Resolved(str(declared["model_id"]), f"affected-model (incident #{incident})")
     providers = {lab["provider"] for lab in labels if lab.get("provider")}
+    if declared.get("provider"):
+        providers.add(str(declared["provider"]))
     current = sql.get_alias(conn, environment, "current")
     models = sql.known_models(conn)
     if current is not None and providers:
