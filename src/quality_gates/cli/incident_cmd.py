@@ -217,7 +217,7 @@ def open_incident(
     state = _context.state(ctx)
     config = state.loaded().config
     if config.environment(environment) is None:
-        known = ", ".join(e.name for e in config.environments)
+        known = ", ".join(config.environments)
         raise UsageError(f"--environment {environment!r} is not in the config (known: {known})")
     if provider is not None and provider not in {p.name for p in config.providers}:
         known = ", ".join(p.name for p in config.providers)
