@@ -3,8 +3,8 @@
 A slot is a moment the cron expression names. A job is due when its latest slot at `now` is
 after the last slot it ran (or, for a job never run, after the moment the watch first saw
 it: a new job does not run the slot before it existed). After a gap (the watch was down) only
-the latest missed slot runs, once, and says it is late and how many slots it skipped. A job
-still running is never due.
+the latest missed slot runs, once, and says it is late: by how much, and how many slots it
+skipped. A job still running is never due.
 """
 
 from __future__ import annotations
@@ -57,20 +57,20 @@ class Due:
     """A slot to run now."""
 
     slot: float
-    late: bool
+    late: bool  # started well after its slot, or after missed slots
     skipped: int  # earlier slots since the last run that will not run
+    delay: float  # seconds between the slot and the start
 
-    def describe(self, now: float) -> str:
-        """`on time`, or `late by 3 h (2 earlier slots skipped)`."""
-        if not self.late:
-            return "on time"
+    def describe(self) -> str:
+        """`on time`, or `late by 3h, 2 missed slots skipped`."""
         from quality_gates.units import format_duration
 
-        text = f"late by {format_duration(now - self.slot)}"
+        parts = []
+        if self.late and self.delay > 1.0:
+            parts.append(f"late by {format_duration(self.delay)}")
         if self.skipped:
-            plural = "s" if self.skipped != 1 else ""
-            text += f" ({self.skipped} earlier slot{plural} skipped)"
-        return text
+            parts.append(f"{self.skipped} missed slot{'s' if self.skipped != 1 else ''} skipped")
+        return ", ".join(parts) if parts else "on time"
 
 
 def due(
@@ -91,8 +91,9 @@ def due(
     since = last_slot if last_slot is not None else first_seen
     if latest <= since:
         return None
-    skipped = slots_between(cron, timezone, since, latest) - 1
-    return Due(slot=latest, late=now - latest > late_after, skipped=max(0, skipped))
+    skipped = max(0, slots_between(cron, timezone, since, latest) - 1)
+    delay = now - latest
+    return Due(slot=latest, late=delay > late_after or skipped > 0, skipped=skipped, delay=delay)
 
 
 def slot_values(slot: float, timezone: str) -> dict[str, str]:

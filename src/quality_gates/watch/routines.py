@@ -285,7 +285,7 @@ def _start_details(job: RoutineJob, trigger: str, now: float, slot: Due | None) 
                 "slot": slot.slot,
                 "late": slot.late,
                 "skipped_slots": slot.skipped,
-                "timing": slot.describe(now),
+                "timing": slot.describe(),
             }
         )
     return details
@@ -416,14 +416,7 @@ class RoutineScheduler:
             task = self.tasks.get(job.name)
             if task is not None and not task.done():
                 continue
-            claim = await db(
-                claim_due,
-                job,
-                self.holder,
-                now,
-                self.config.routines.grace,
-                self.late_after,
-            )
+            claim = await db(self._claim, job, now)
             if claim is None:
                 continue
             from quality_gates.watch._jsonlog import log_event
@@ -442,6 +435,16 @@ class RoutineScheduler:
             )
             started.append(claim)
         return started
+
+    def _claim(self, conn: Connection, job: RoutineJob, now: float) -> Claim | None:
+        return claim_due(
+            conn,
+            job,
+            holder=self.holder,
+            now=now,
+            grace=self.config.routines.grace,
+            late_after=self.late_after,
+        )
 
     async def _run(self, db: Callable[..., Awaitable[Any]], job: RoutineJob, claim: Claim) -> None:
         from quality_gates.watch._jsonlog import log_event
