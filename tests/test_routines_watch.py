@@ -79,6 +79,21 @@ async def test_watch_runs_a_due_routine_once_per_slot_and_records_it(ws: Workspa
         await service.close()
 
 
+async def test_a_scheduled_run_acts_on_the_same_store_as_the_routine(ws: Workspace) -> None:
+    clock = Clock(T0)
+    command = "silence add alertname=noisy -m 'weekly maintenance' -d 1h"
+    service = watch(ws, routines_config(ws, every_minute("mute", command)), clock)
+    try:
+        await cycle(service)
+        clock.now = T0 + 31
+        await cycle(service)
+    finally:
+        await service.close()
+    assert jobs.last_runs(ws.conn, job="mute")[0]["status"] == "passed"
+    (row,) = ws.conn.execute("SELECT comment, created_by FROM silences")
+    assert (row["comment"], row["created_by"]) == ("weekly maintenance", "routine:mute")
+
+
 async def test_a_restarted_watch_runs_the_latest_missed_slot_once_and_says_late(
     ws: Workspace,
 ) -> None:

@@ -45,6 +45,7 @@ MARKS_KEY = "routine_marks:"  # + job name: when the watch first saw it, the las
 PASSED, FAILED, ERROR = "passed", "failed", "error"
 FAILED_EXIT_CODES = (1, 3)  # failed / REJECT, CONDITIONAL
 MANUAL_PREFIX = "manual:"
+ROUTINE_ACTOR_PREFIX = "routine:"  # a scheduled run's commands act as routine:<job>
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -102,13 +103,15 @@ def command_line(job: RoutineJob, slot: float) -> list[str]:
     return command_words(job.command.format(**slot_values(slot, job.timezone)))
 
 
-def child_environment(config_path: Path, store_url: str) -> dict[str, str]:
-    """The environment of a run: ours, pointed at the same config and store, plain output."""
+def child_environment(config_path: Path, store_url: str, actor: str) -> dict[str, str]:
+    """The environment of a run: ours, pointed at the same config and store, acting as
+    `actor` (what the command changes is audited under that name), plain output."""
     env = dict(os.environ)
     env.update(
         {
             "QG_CONFIG": str(config_path),
             "QG_DATABASE_URL": store_url,
+            "QG_ACTOR": actor,
             "NO_COLOR": "1",
             "TERM": "dumb",
             "COLUMNS": "160",
@@ -124,6 +127,7 @@ async def execute(
     store_url: str,
     timeout: float,
     output_limit: int,
+    actor: str,
 ) -> Outcome:
     """Run `quality-gates <words>` to completion or `timeout` (then kill it and its children)."""
     started = time.monotonic()
@@ -133,7 +137,7 @@ async def execute(
         "quality_gates",
         *words,
         cwd=str(config_path.parent),
-        env=child_environment(config_path, store_url),
+        env=child_environment(config_path, store_url, actor),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -241,6 +245,20 @@ def claim_due(
     late_after: float,
 ) -> Claim | None:
     """If `job` has a slot due and no run going, record its run as started (one transaction)."""
+    marks = _marks(conn, job.name)
+    if "first_seen" in marks and not running_runs(conn, job.name):
+        # The usual case, every cycle: nothing due. Decided without taking the write lock.
+        quiet = due(
+            job.cron,
+            job.timezone,
+            now=now,
+            last_slot=marks.get("last_slot"),
+            first_seen=float(marks["first_seen"]),
+            running=False,
+            late_after=late_after,
+        )
+        if quiet is None:
+            return None
     with conn.write():
         marks = _marks(conn, job.name)
         if "first_seen" not in marks:
@@ -365,6 +383,7 @@ def run_now(
                 store_url=store_url,
                 timeout=job.timeout,
                 output_limit=config.routines.output_limit,
+                actor=actor,
             )
         )
     except BaseException:
@@ -456,6 +475,7 @@ class RoutineScheduler:
                 store_url=self.store_url,
                 timeout=job.timeout,
                 output_limit=self.config.routines.output_limit,
+                actor=f"{ROUTINE_ACTOR_PREFIX}{job.name}",
             )
         except asyncio.CancelledError:
             await db(_interrupted, claim)
