@@ -50,8 +50,9 @@ def routine_alerts(ws: Workspace) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    workspace = make_workspace(tmp_path / "ws", f"sqlite:///{tmp_path / 'ws' / 'state.db'}")
+def ws(tmp_path: Path, store_url: str) -> Workspace:
+    """The starter workspace on each store dialect (the runs reach the same one)."""
+    workspace = make_workspace(tmp_path / "ws", store_url)
     yield workspace
     workspace.database.close_shared()
 

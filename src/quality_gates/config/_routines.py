@@ -72,6 +72,8 @@ def check_timezone(name: str) -> str:
     """An IANA timezone name (`UTC`, `Europe/Paris`)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    if name == "UTC":
+        return name
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

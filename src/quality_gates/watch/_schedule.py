@@ -26,7 +26,9 @@ def _croniter(cron: str, start: datetime) -> Any:
 
 
 def _at(ts: float, timezone: str) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC).astimezone(ZoneInfo(timezone))
+    # UTC needs no tz database (a slim container may lack one).
+    zone = UTC if timezone == "UTC" else ZoneInfo(timezone)
+    return datetime.fromtimestamp(ts, tz=UTC).astimezone(zone)
 
 
 def latest_slot(cron: str, timezone: str, now: float) -> float:

@@ -131,18 +131,21 @@ async def execute(
 ) -> Outcome:
     """Run `quality-gates <words>` to completion or `timeout` (then kill it and its children)."""
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "quality_gates",
-        *words,
-        cwd=str(config_path.parent),
-        env=child_environment(config_path, store_url, actor),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # its own process group: a timeout kills what it started too
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "quality_gates",
+            *words,
+            cwd=str(config_path.parent),
+            env=child_environment(config_path, store_url, actor),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a timeout kills what it started
+        )
+    except OSError as exc:
+        return Outcome(ERROR, None, time.monotonic() - started, f"could not start: {exc}")
     tail = bytearray()
 
     async def finish() -> None:
@@ -435,7 +438,16 @@ class RoutineScheduler:
             task = self.tasks.get(job.name)
             if task is not None and not task.done():
                 continue
-            claim = await db(self._claim, job, now)
+            try:
+                claim = await db(self._claim, job, now)
+            except Exception as exc:  # one job's trouble must not stop the others or the cycle
+                logger.error(
+                    "routine %s could not be scheduled: %s",
+                    job.name,
+                    exc,
+                    extra={"category": "ERROR"},
+                )
+                continue
             if claim is None:
                 continue
             from quality_gates.watch._jsonlog import log_event
@@ -480,9 +492,19 @@ class RoutineScheduler:
         except asyncio.CancelledError:
             await db(_interrupted, claim)
             raise
-        except OSError as exc:
-            outcome = Outcome(ERROR, None, 0.0, f"could not start the command: {exc}")
-        await db(_recorded, claim, outcome)
+        except Exception as exc:  # recorded as the run's error rather than lost in the task
+            outcome = Outcome(ERROR, None, 0.0, f"the run failed to execute: {exc}")
+        try:
+            await db(_recorded, claim, outcome)
+        except Exception as exc:  # the store went away: the next leader closes the row
+            logger.error(
+                "routine %s run #%s could not be recorded: %s",
+                job.name,
+                claim.run_id,
+                exc,
+                extra={"category": "ERROR"},
+            )
+            return
         log_event(
             logger,
             logging.INFO if outcome.status == PASSED else logging.WARNING,
