@@ -28,6 +28,7 @@ from quality_gates.watch._evaluate import (
 from quality_gates.watch._jsonlog import log_event
 from quality_gates.watch._live import LiveTail
 from quality_gates.watch._outbox import DeliveryReport, deliver
+from quality_gates.watch._schedule import LATE_AFTER
 from quality_gates.watch.probes import AdapterPool, GoldenProbes, probed_models, write_samples
 from quality_gates.watch.remediation import ActionReport, Remediator
 from quality_gates.watch.routines import Claim, RoutineScheduler, store_url_for_children
@@ -42,7 +43,6 @@ logger = logging.getLogger("quality_gates.watch")
 LEASE_PERIODS = 3  # a lease lasts this many evaluation intervals (at least MIN_LEASE_SECONDS)
 MIN_LEASE_SECONDS = 15.0
 MAX_DELIVERY_ROUNDS = 10
-ROUTINE_LATE_AFTER = 120.0  # a routine starting this long after its slot is reported late
 
 
 @dataclass
@@ -106,7 +106,7 @@ class WatchService:
                 config_path=config_path,
                 store_url=store_url_for_children(database.url),
                 holder=self.holder,
-                late_after=max(ROUTINE_LATE_AFTER, self.interval * LEASE_PERIODS),
+                late_after=max(LATE_AFTER, self.interval * LEASE_PERIODS),
             )
 
     async def _db(self, func: Callable[..., T], *args: Any) -> T:
