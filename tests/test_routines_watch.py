@@ -80,6 +80,39 @@ async def test_watch_runs_a_due_routine_once_per_slot_and_records_it(ws: Workspa
         await service.close()
 
 
+async def test_the_running_watch_loop_runs_the_routine_when_the_minute_turns(
+    ws: Workspace,
+) -> None:
+    import asyncio
+    import math
+    import time
+
+    start = time.time()
+    offset = math.ceil(start / 60) * 60 - 1.5 - start  # the watch's clock: 1.5 s to the minute
+
+    def clock() -> float:
+        return time.time() + offset
+
+    config = routines_config(ws, every_minute("health", "status"))
+    service = WatchService(
+        ws.database, config, clock=clock, interval=0.25, config_path=ws.config_path
+    )
+    stop = asyncio.Event()
+    loop = asyncio.create_task(service.run(stop))
+    try:
+        for _ in range(200):  # at most 20 s
+            runs = jobs.last_runs(ws.conn, job="health")
+            if runs and runs[0]["status"] != "running":
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=30)
+    (run,) = jobs.last_runs(ws.conn, job="health")
+    assert run["status"] == "passed"
+    assert run["details"]["slot"] == math.ceil(start / 60) * 60
+
+
 async def test_a_scheduled_run_acts_on_the_same_store_as_the_routine(ws: Workspace) -> None:
     clock = Clock(T0)
     command = "silence add alertname=noisy -m 'weekly maintenance' -d 1h"
