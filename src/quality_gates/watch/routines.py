@@ -4,10 +4,11 @@ A run is the subprocess `python -m quality_gates <command>` with the watch's con
 (see `_routine_run`), killed after the job's timeout. Exit 0 is passed, 1 and 3 failed,
 anything else (a usage error, a command this quality-gates lacks, a timeout) an error.
 Each run is a `job_runs` row whose details hold the slot, trigger, command, exit code,
-duration, summary and the tail of the output; `RoutineScheduler` claims a slot and starts its run in one transaction, so a slot
-runs once however many evaluators stand by. A failed run raises an alert (see
-`routine_specs`): one rule per job, `routine-<job>-failed`, firing while the job's latest
-finished run failed, so the next passing run resolves it.
+duration, summary and the tail of the output. `RoutineScheduler` claims a slot and records
+its run as started in one transaction, so a slot runs once however many evaluators stand by.
+A failed run raises an alert (see `routine_specs`): one rule per job,
+`routine-<job>-failed`, firing while the job's latest finished run failed, so the next
+passing run resolves it.
 """
 
 from __future__ import annotations
