@@ -15,15 +15,20 @@ from typing import Any
 WATCH_ENV = "QG_SERVE_WATCH"
 
 
-def build(settings: Any, *, watch: bool, config_dir: Path | None = None) -> Any:
+def build(
+    settings: Any, *, watch: bool, config_dir: Path | None = None, config_path: Path | None = None
+) -> Any:
     """The gateway app for `settings`, with the evaluator as a background service
-    (`config_dir` resolves the golden probes' relative dataset path)."""
+    (`config_dir` resolves the golden probes' relative dataset path; `config_path` is the
+    file the routine checks' runs read)."""
     from quality_gates.gateway._app import create_app
     from quality_gates.watch.embedded import sampling_background, watch_background
 
     services: list[Any] = [sampling_background]
     if watch:
-        services.append(functools.partial(watch_background, config_dir=config_dir))
+        services.append(
+            functools.partial(watch_background, config_dir=config_dir, config_path=config_path)
+        )
     return create_app(settings, services=services)
 
 
@@ -31,7 +36,10 @@ def app_from_env() -> Any:
     """The app of one worker process of `serve --workers N` (an ASGI factory)."""
     from quality_gates.gateway._app import SETTINGS_ENV, settings_from_env
 
-    config_dir = Path(os.environ[SETTINGS_ENV["config"]]).parent
+    config_path = Path(os.environ[SETTINGS_ENV["config"]])
     return build(
-        settings_from_env(), watch=os.environ.get(WATCH_ENV, "1") == "1", config_dir=config_dir
+        settings_from_env(),
+        watch=os.environ.get(WATCH_ENV, "1") == "1",
+        config_dir=config_path.parent,
+        config_path=config_path,
     )

@@ -177,3 +177,38 @@ def live(report: dict[str, Any]) -> None:
                 f"{kind} {run.get('verdict') or run.get('status')}" for kind, run in latest.items()
             )
             out.print(f"  last gates: {gates}", markup=False)
+
+
+def routines(report: dict[str, Any]) -> None:
+    """The routine checks and their last runs; failed ones in red."""
+    from rich.markup import escape
+
+    from quality_gates.cli._output import local_time
+
+    rows = report.get("routines") or []
+    if not rows:
+        return
+    out = console()
+    out.print("\n[bold]routine checks[/bold]")
+    for job in rows:
+        last = job["last_run"]
+        name = f"{job['name']:<26}"
+        if not job["enabled"]:
+            out.print(f"  [dim]{name} disabled[/dim]", highlight=False)
+            continue
+        if last is None:
+            out.print(
+                f"  {name} [dim]never run[/dim] ({escape(str(job['cron']))})", highlight=False
+            )
+            continue
+        colour = {"passed": "green", "running": "yellow"}.get(last["status"], "bold red")
+        took = ""
+        if last.get("duration") is not None and not job["failing"]:
+            took = f", took {_age(float(last['duration']))}"
+        late = " late" if last.get("late") else ""
+        summary = f": {escape(last['summary'])}" if job["failing"] and last.get("summary") else ""
+        out.print(
+            f"  {name} [{colour}]{last['status']}[/{colour}] "
+            f"{local_time(last['started_ts'])} ({last.get('trigger') or '?'}{late}{took}){summary}",
+            highlight=False,
+        )

@@ -50,7 +50,7 @@ def list_rules(ctx: click.Context, json_output: bool) -> None:
         return
     view = table("rule", "expression", "window", "for", "keep", "severity", "type", "by")
     for s in specs:
-        window = format_duration(s.window) + (
+        window = (format_duration(s.window) if s.window else "-") + (
             f" & {format_duration(s.short_window)}" if s.short_window else ""
         )
         view.add_row(

@@ -237,7 +237,12 @@ def _run(
                 redis_url=redis_url,
                 listen=listen,
             )
-            app = build(settings, watch=watch, config_dir=Path(config_path).parent)
+            app = build(
+                settings,
+                watch=watch,
+                config_dir=Path(config_path).parent,
+                config_path=Path(config_path).resolve(),
+            )
             uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
             return
         from uvicorn.supervisors import Multiprocess

@@ -64,7 +64,8 @@ def status(
 ) -> None:
     """The system at a glance: per environment the aliases and traffic weights, provider
     health, active alerts, open incidents against their response target, quota use,
-    failover state, emergency mode and the last gate runs."""
+    failover state, emergency mode, the last gate runs and the routine checks' last runs
+    (failed ones in red)."""
     from quality_gates.cli._output import emit_json
     from quality_gates.registry import check_environment, resolve_model
     from quality_gates.status import collect
@@ -123,6 +124,7 @@ def status(
         if not (provider_health or quota_check or failover_status):
             _render(report)
             render.live(report)
+            render.routines(report)
         if provider:
             _render_health(report["provider_health"])
     if quota_check and quota_breach:

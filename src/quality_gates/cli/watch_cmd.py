@@ -67,12 +67,15 @@ def watch(
         interval=every,
         on_cycle=reports.append,
         config_dir=state.config_file()[0].parent,
+        config_path=state.config_file()[0].resolve(),
     )
 
     async def main() -> None:
         if once:
             try:
                 await service.run_once()
+                if service.routines is not None:
+                    await service.routines.wait()  # one whole cycle: its routine runs too
             finally:
                 await service.close()
             return

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from quality_gates._suggest import did_you_mean
 from quality_gates.config._alerts import AlertSettings
@@ -24,6 +24,7 @@ from quality_gates.config._notifications import Notifications
 from quality_gates.config._observability import ObservabilitySettings
 from quality_gates.config._providers import CREDENTIAL_FIELDS, Model, Provider
 from quality_gates.config._remediation import EmergencySettings, RemediationSettings
+from quality_gates.config._routines import RoutineSettings
 from quality_gates.config._web import WebSettings
 
 Path = tuple[str | int, ...]
@@ -56,6 +57,18 @@ class QualityGatesConfig(StrictModel):
     web: WebSettings = Field(default_factory=WebSettings)
     remediation: RemediationSettings = Field(default_factory=RemediationSettings)
     emergency: EmergencySettings = Field(default_factory=EmergencySettings)
+    routines: RoutineSettings = Field(default_factory=RoutineSettings)
+
+    @model_validator(mode="after")
+    def _default_routines_fit(self) -> QualityGatesConfig:
+        # The runbook's default routines name production and staging; a config without one
+        # of them does not get a routine that could only fail. Written routines are kept.
+        if "routines" not in self.model_fields_set and self.environments:
+            names = list(self.environments)
+            self.routines.jobs = [
+                j for j in self.routines.jobs if j.alert_environment(names) in names
+            ]
+        return self
 
     def provider(self, name: str) -> Provider | None:
         """The provider called `name`."""
@@ -226,6 +239,7 @@ def cross_check(config: QualityGatesConfig) -> list[Finding]:
                     )
                 )
     findings += _trigger_findings(config)
+    findings += _routine_findings(config)
     contacts = list(config.incidents.contacts)
     for i, row in enumerate(config.incidents.escalation):
         for position in ("primary", "secondary"):
@@ -265,6 +279,32 @@ def _trigger_findings(config: QualityGatesConfig) -> list[Finding]:
                         "warning",
                     )
                 )
+    return findings
+
+
+def _routine_findings(config: QualityGatesConfig) -> list[Finding]:
+    """Routines defined twice, or raising their alert in an environment the config lacks."""
+    findings: list[Finding] = []
+    seen: set[str] = set()
+    environments = list(config.environments)
+    if "routines" not in config.model_fields_set:
+        return findings
+    for i, job in enumerate(config.routines.jobs):
+        if job.name in seen:
+            findings.append(
+                Finding(("routines", "jobs", i, "name"), f"routine {job.name!r} is defined twice")
+            )
+        seen.add(job.name)
+        named = job.alert_environment(environments)
+        if environments and named not in environments:
+            field = "environment" if job.environment else "command"
+            findings.append(
+                Finding(
+                    ("routines", "jobs", i, field),
+                    f"routine {job.name!r} concerns {_unknown('environment', named, environments)}",
+                    "warning",
+                )
+            )
     return findings
 
 

@@ -170,6 +170,22 @@ emergency:
   degraded: {{p95_latency_ms: 5s, accuracy: 80%, availability: 95%}}
   retry_after: 60s
 
+# Routine checks (the runbook's prevention section): `watch` and `serve` run each command
+# line on its cron schedule (minute hour day-of-month month day-of-week, in `timezone`,
+# default UTC) with this config and store. Exit 0 passes, 1 or 3 fails, anything else is an
+# error; a failed run raises the alert routine-<name>-failed at `severity` until a run passes.
+# {{date}} in a command is the run's date. `quality-gates routines list` / `routines run NAME`.
+routines:
+  jobs:
+    - {{name: daily-health-check, cron: "0 6 * * *", command: validate --environment production,
+       timeout: 10m, severity: warning, type: infrastructure}}
+    - {{name: weekly-staging-pipeline, cron: "0 3 * * 1",
+       command: pipeline staging --model-id current, timeout: 2h, severity: warning}}
+    - {{name: monthly-report, cron: "0 7 1 * *", environment: production, severity: info,
+       command: "report --type detailed --output reports/monthly-{{date}}.md", timeout: 30m}}
+    - {{name: monthly-rollback-drill, cron: "0 10 2 * *", timeout: 1h, severity: warning,
+       command: drill quality-regression --environment staging}}
+
 # Notification channels: the runbook's Slack channels and PagerDuty. Export the variables
 # to turn a channel on; `quality-gates validate` says which are not set.
 notifications:

@@ -4,7 +4,8 @@ The snapshot is plain data (JSON-ready) so the CLI, the dashboard and reports re
 same facts: `collect(conn, snapshot)` gives, per environment, the aliases, the traffic
 weights in force, provider health (breakers; availability, P95 and error rate over 5 m and
 1 h), quota use, failover state, remediations, emergency mode, active alerts, open incidents
-with their age against the response target, and the last gate runs (see `_live`).
+with their age against the response target, and the last gate runs (see `_live`); and the
+routine checks with their last run.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def collect(
 ) -> dict[str, Any]:
     """The snapshot: config, store, the evaluator, and per environment aliases, last moves,
     thresholds and (with `live`) the live sections."""
-    from quality_gates.status._live import environment_live, watch_summary
+    from quality_gates.status._live import environment_live, routine_checks, watch_summary
 
     now = time.time()
     watch = watch_summary(conn, config, now) if live else None
@@ -56,6 +57,7 @@ def collect(
         "store": {"url": store_display, "schema": schema.kind, "revisions": sorted(schema.applied)},
         "drift": alias_drift(conn, config),
         "watch": None,
+        "routines": routine_checks(conn, config) if live else [],
         "environments": [],
     }
     names = [environment] if environment else environments(conn, config)

@@ -243,3 +243,33 @@ def watch_summary(conn: Connection, config: ConfigSnapshot, now: float) -> dict[
     from quality_gates.watch.status import watch_status
 
     return watch_status(conn, config, now=now)
+
+
+def routine_checks(conn: Connection, config: ConfigSnapshot) -> list[dict[str, Any]]:
+    """Each routine of the config with its last run (`failing` when that run failed)."""
+    from quality_gates.watch.jobs import latest_by_job, run_view
+
+    routines = config.data.get("routines")
+    if isinstance(routines, dict):
+        written = routines.get("jobs") or []
+        specs = [j for j in written if isinstance(j, dict) and j.get("name")]
+    else:  # a snapshot synced before routines existed: the jobs that ran
+        names = conn.execute("SELECT DISTINCT job FROM job_runs ORDER BY job")
+        specs = [{"name": r["job"]} for r in names]
+    latest = latest_by_job(conn, [str(j["name"]) for j in specs])
+    out = []
+    for job in specs:
+        row = latest.get(str(job["name"]))
+        last = run_view(row) if row is not None else None
+        out.append(
+            {
+                "name": job["name"],
+                "cron": job.get("cron"),
+                "timezone": job.get("timezone", "UTC"),
+                "command": job.get("command"),
+                "enabled": bool(job.get("enabled", True)),
+                "last_run": last,
+                "failing": last is not None and last["status"] in ("failed", "error"),
+            }
+        )
+    return out

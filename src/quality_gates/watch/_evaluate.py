@@ -38,6 +38,7 @@ from quality_gates.watch._store import (
     save_state,
 )
 from quality_gates.watch._windows import group
+from quality_gates.watch.routines import ROUTINE_METRIC, routine_sample, routine_specs
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
@@ -48,7 +49,8 @@ SLO_MIN_REQUESTS = 20.0
 
 
 def rule_specs(config: QualityGatesConfig) -> list[RuleSpec]:
-    """The config's alert rules and SLO burn-rate windows as evaluable rules."""
+    """The config's alert rules, SLO burn-rate windows and routine checks as evaluable
+    rules."""
     specs = []
     for rule in config.alerts.rules:
         group_by = tuple(rule.group_by or ("environment",))
@@ -99,7 +101,7 @@ def rule_specs(config: QualityGatesConfig) -> list[RuleSpec]:
                     slo={"sli": slo.sli, "objective": slo.objective, "latency_ms": slo.latency_ms},
                 )
             )
-    return specs
+    return specs + routine_specs(config)
 
 
 def _short(seconds: float) -> str:
@@ -185,7 +187,15 @@ def evaluate(
         live.observe(conn, now)
     engine = MetricEngine(conn, now, quotas=quotas(config), live=live)
     observed: list[tuple[RuleSpec, dict[str, str], float | None]] = []
+    notes: dict[str, str] = {}  # fingerprint -> a summary better than the rule's own
     for spec in specs:
+        if spec.metric == ROUTINE_METRIC:
+            value, note = routine_sample(conn, spec)
+            if note is not None:
+                labels = dict(spec.labels)
+                notes[fingerprint(spec.name, labels)] = note
+                observed.append((spec, labels, value))
+            continue
         if spec.metric == "burn_rate":
             samples = burn_samples(engine, spec)
         else:
@@ -207,6 +217,8 @@ def evaluate(
             key = fingerprint(spec.name, labels)
             seen.add(key)
             new, transition = step(spec, labels, value, states.get(key), now)
+            if new is not None and key in notes:
+                new.summary = notes[key]
             _apply(states, key, new, transition, report)
         # Series that vanished (no traffic at all) stop holding; rules removed from the
         # config resolve at once.

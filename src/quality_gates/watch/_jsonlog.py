@@ -28,6 +28,7 @@ CATEGORIES = (
     "AUDIT",
     "PERFORMANCE",
     "SYSTEM",
+    "ROUTINE",
 )
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "category", "fields"}
 

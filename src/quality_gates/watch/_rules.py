@@ -142,6 +142,8 @@ def _format(metric: str, value: float) -> str:
         return f"{value:.1f}x"
     if metric in ("unusual_traffic_pattern", "satisfaction"):
         return f"{value:.2f}"
+    if metric == "routine_failed":
+        return "failed" if value > 0.5 else "passed"
     if metric == "cost_per_minute":
         return f"${value:.4f}/min"
     return f"{value * 100:.2f}%"

@@ -28,8 +28,10 @@ from quality_gates.watch._evaluate import (
 from quality_gates.watch._jsonlog import log_event
 from quality_gates.watch._live import LiveTail
 from quality_gates.watch._outbox import DeliveryReport, deliver
+from quality_gates.watch._schedule import LATE_AFTER
 from quality_gates.watch.probes import AdapterPool, GoldenProbes, probed_models, write_samples
 from quality_gates.watch.remediation import ActionReport, Remediator
+from quality_gates.watch.routines import Claim, RoutineScheduler, store_url_for_children
 
 if TYPE_CHECKING:
     import aiohttp
@@ -52,6 +54,7 @@ class CycleReport:
     evaluation: EvaluationReport | None = None
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
     remediation: list[ActionReport] = field(default_factory=list)
+    routines: list[Claim] = field(default_factory=list)
     error: str | None = None
 
 
@@ -60,7 +63,8 @@ class WatchService:
 
     `run(stop_event)` is the async entry point for `serve`'s lifespan; `run_once()` does one
     bounded pass (tests, `watch --once`). The leader also remediates after each evaluation
-    (`remediation`; `auto_rollback=False` leaves rollbacks out) and, in `run`, sends the
+    (`remediation`; `auto_rollback=False` leaves rollbacks out), starts the routine checks
+    that are due (given `config_path`, the file their runs read) and, in `run`, sends the
     golden probes (`config_dir` resolves a relative probe dataset).
     """
 
@@ -75,6 +79,7 @@ class WatchService:
         on_cycle: Callable[[CycleReport], None] | None = None,
         config_dir: Path | None = None,
         auto_rollback: bool = True,
+        config_path: Path | None = None,
     ) -> None:
         self.database = database
         self.config = config
@@ -94,6 +99,15 @@ class WatchService:
         self.pool = AdapterPool(config)
         self.probes = GoldenProbes(config, self.pool, config_dir=config_dir)
         self.remediator = Remediator(config, self.probes, rollback_enabled=auto_rollback)
+        self.routines: RoutineScheduler | None = None
+        if config_path is not None and any(j.enabled for j in config.routines.jobs):
+            self.routines = RoutineScheduler(
+                config,
+                config_path=config_path,
+                store_url=store_url_for_children(database.url),
+                holder=self.holder,
+                late_after=max(LATE_AFTER, self.interval * LEASE_PERIODS),
+            )
 
     async def _db(self, func: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -134,6 +148,8 @@ class WatchService:
                 return report
             report.evaluation = await self._db(self._evaluate, now)
             report.remediation = await self.remediator.react(self._db, self.clock())
+            if self.routines is not None:
+                report.routines = await self.routines.tick(self._db, self.clock())
             for transition in report.evaluation.transitions:
                 log_event(
                     logger,
@@ -269,8 +285,11 @@ class WatchService:
                 pass
 
     async def close(self) -> None:
-        """Release the lease (so a standby takes over at once) and free resources."""
+        """Stop the routine runs in progress, release the lease (so a standby takes over at
+        once) and free resources."""
         try:
+            if self.routines is not None:
+                await self.routines.close()
             if self.leader:
                 await self._db(_leader.release, _leader.WATCH_LEASE, self.holder)
         finally:

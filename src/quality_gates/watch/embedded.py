@@ -27,11 +27,17 @@ class EmbeddedWatch:
     """Starts `WatchService.run` as a task; `close` stops it and waits for a clean exit."""
 
     def __init__(
-        self, database: Database, config: QualityGatesConfig, *, config_dir: Path | None = None
+        self,
+        database: Database,
+        config: QualityGatesConfig,
+        *,
+        config_dir: Path | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.database = database
         self.config = config
         self.config_dir = config_dir
+        self.config_path = config_path
         self.service: WatchService | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -40,7 +46,9 @@ class EmbeddedWatch:
         """Begin evaluating in the background."""
         from quality_gates.watch._service import WatchService
 
-        self.service = WatchService(self.database, self.config, config_dir=self.config_dir)
+        self.service = WatchService(
+            self.database, self.config, config_dir=self.config_dir, config_path=self.config_path
+        )
         self._task = asyncio.get_running_loop().create_task(
             self.service.run(self._stop), name="qg-watch"
         )
@@ -77,9 +85,14 @@ class EmbeddedSampler:
             await self.sampler.close()
 
 
-def watch_background(state: Any, config_dir: Path | None = None) -> EmbeddedWatch:
-    """A background service for the gateway app (`create_app(services=[watch_background])`)."""
-    return EmbeddedWatch(state.database, state.settings.config, config_dir=config_dir)
+def watch_background(
+    state: Any, config_dir: Path | None = None, config_path: Path | None = None
+) -> EmbeddedWatch:
+    """A background service for the gateway app (`create_app(services=[watch_background])`);
+    with `config_path` the evaluator also runs the routine checks."""
+    return EmbeddedWatch(
+        state.database, state.settings.config, config_dir=config_dir, config_path=config_path
+    )
 
 
 def sampling_background(state: Any) -> EmbeddedSampler:
