@@ -52,6 +52,27 @@ def test_rollback_as_in_the_runbook(qg, sqlite_workspace: Workspace) -> None:
     assert moves[0]["reason"] == "Incident response rollback"
 
 
+def test_promote_makes_a_model_current_and_rollback_undoes_it(
+    qg, sqlite_workspace: Workspace
+) -> None:  # type: ignore[no-untyped-def]
+    args = sqlite_workspace.cli_args()
+    refused = qg(*args, "promote", "--model-id", "llama-3-1-70b", "--reason", "x", "--gate-run",
+                 "offl-nosuchrun")  # fmt: skip
+    assert refused.code == 1
+    assert "--gate-run offl-nosuchrun: no such gate run" in refused.err
+    done = qg(*args, "promote", "--model-id", "llama-3-1-70b", "--reason", "better and cheaper")
+    assert done.code == 0, done.err
+    assert "current          claude-3-5-haiku -> llama-3-1-70b" in done.out
+    assert "previous-stable  claude-3-haiku -> claude-3-5-haiku" in done.out
+    again = qg(*args, "promote", "--model-id", "current-model", "--reason", "x")
+    assert again.code == 1
+    assert "already current" in again.err
+    back = qg(*args, "rollback", "--model-id", "current-model", "--previous-model",
+              "previous-stable", "--reason", "undo")  # fmt: skip
+    assert back.code == 0, back.err
+    assert "current          llama-3-1-70b -> claude-3-5-haiku" in back.out
+
+
 def test_rollback_of_a_model_that_is_not_current_exits_1(qg, sqlite_workspace: Workspace) -> None:
     result = qg(
         *sqlite_workspace.cli_args(),

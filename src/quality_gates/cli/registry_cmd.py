@@ -1,4 +1,4 @@
-"""`rollback` and `history`: move `current` back, and see every alias move."""
+"""`rollback`, `promote` and `history`: move `current` back or forward, see every alias move."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from quality_gates.cli._context import actor_option, environment_option, json_op
 
 
 def register(group: click.Group) -> None:
-    """Add `rollback` and `history`."""
+    """Add `rollback`, `promote` and `history`."""
     group.add_command(rollback)
+    group.add_command(promote)
     group.add_command(history)
 
 
@@ -111,6 +112,85 @@ def rollback(
         "  Running gateways apply this within 1 s. Audit entry "
         f"#{result.audit_seq}; see `quality-gates history -e {environment}`."
     )
+
+
+@click.command()
+@click.option(
+    "--model-id",
+    required=True,
+    metavar="MODEL",
+    help="The model to make current (a model id or an alias).",
+)
+@click.option("--reason", required=True, help="Why; kept in the history and the audit log.")
+@click.option(
+    "--gate-run",
+    metavar="RUN_ID",
+    help="Refuse unless this gate run (offline, pipeline, canary, ...) approved the model.",
+)
+@environment_option("production")
+@actor_option
+@json_option
+@click.pass_context
+def promote(
+    ctx: click.Context,
+    model_id: str,
+    reason: str,
+    gate_run: str | None,
+    environment: str,
+    actor_name: str | None,
+    json_output: bool,
+) -> None:
+    """Make --model-id `current`; the model it replaces becomes previous-stable, so a
+    `rollback --previous-model previous-stable` undoes it."""
+    from quality_gates.cli._output import console, emit_json
+    from quality_gates.errors import NotFound, RegistryError
+    from quality_gates.registry import check_environment, resolve_model
+    from quality_gates.registry import promote as do_promote
+    from quality_gates.store.gate_runs import get_run
+
+    state = _context.state(ctx)
+    conn = state.conn()
+    check_environment(conn, environment, state.snapshot())
+    candidate = resolve_model(conn, environment, model_id).model_id
+    if gate_run is not None:
+        run = get_run(conn, gate_run)
+        if run is None:
+            raise NotFound(
+                f"--gate-run {gate_run}: no such gate run",
+                hint="see the run id printed by offline/pipeline/canary, or `gates list`",
+            )
+        if run.model_id != candidate or run.verdict != "APPROVE":
+            raise RegistryError(
+                f"gate run {run.id} gave {run.verdict or 'no verdict'} for {run.model_id}; "
+                f"promoting {candidate} needs an APPROVE for it"
+            )
+    changes = do_promote(
+        conn,
+        environment=environment,
+        candidate_ref=candidate,
+        reason=reason + (f" (gate run {gate_run})" if gate_run else ""),
+        actor=_context.actor(actor_name),
+    )
+    if _context.wants_json(ctx, json_output):
+        emit_json(
+            {
+                "environment": environment,
+                "to": candidate,
+                "gate_run": gate_run,
+                "moves": [
+                    {"alias": c.alias, "from": c.from_model, "to": c.to_model} for c in changes
+                ],
+            }
+        )
+        return
+    out = console()
+    out.print(f"[bold green]Promoted {candidate} in {environment}[/bold green]", highlight=False)
+    for change in changes:
+        out.print(
+            f"  {change.alias:<16} {change.from_model or '-'} -> {change.to_model}", markup=False
+        )
+    out.print(f"  reason: {reason}", markup=False)
+    out.print("  Running gateways apply this within 1 s; undo with `rollback`.")
 
 
 @click.command()
