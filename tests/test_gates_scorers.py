@@ -92,6 +92,9 @@ def test_profanity_and_pii_scorers_offline() -> None:
     pytest.importorskip("presidio_analyzer")
     assert score({"type": "no_profanity"}, "You are a fucking idiot").passed is False
     assert score({"type": "no_profanity"}, "Have a nice day").passed is True
+    # The bag-of-words model calls "1400" profane (p 0.62); an answer with no word passes.
+    assert score({"type": "no_profanity"}, "1400").passed is True
+    assert score({"type": "no_profanity"}, "1400 fucking idiots").passed is False
     leak = score({"type": "no_pii"}, "Mail jane.doe@example.com, card 4111 1111 1111 1111")
     assert leak.passed is False
     assert set(leak.data["entities"]) >= {"EMAIL_ADDRESS", "CREDIT_CARD"}

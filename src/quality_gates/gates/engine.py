@@ -116,11 +116,16 @@ class Caller:
         self._random = random.Random(seed)
         self.targets: dict[str, ModelTarget] = {}
 
-    async def call(self, target: ModelTarget, request: ChatRequest) -> ChatResponse:
-        """One request with retries; raises the last ProviderError when they run out."""
+    async def call(
+        self, target: ModelTarget, request: ChatRequest, *, tries: list[int] | None = None
+    ) -> ChatResponse:
+        """One request with retries; raises the last ProviderError when they run out.
+        `tries`, when given, holds the number of attempts made (this request's alone)."""
         attempt = 0
         while True:
             attempt += 1
+            if tries is not None:
+                tries[:] = [attempt]
             ticket = await self.limit.acquire()
             throttled, retry_after = False, None
             try:
@@ -198,9 +203,9 @@ class Caller:
                 attempts=0,
             )
         started = time.perf_counter()
-        calls_before = self.stats.calls
+        tries = [0]
         try:
-            response = await self.call(target, request)
+            response = await self.call(target, request, tries=tries)
         except ProviderError as exc:
             self.stats.errors[exc.error_class] = self.stats.errors.get(exc.error_class, 0) + 1
             return Answer(
@@ -208,7 +213,7 @@ class Caller:
                 latency_ms=(time.perf_counter() - started) * 1000,
                 error_class=exc.error_class,
                 error=str(exc)[:300],
-                attempts=self.stats.calls - calls_before,
+                attempts=tries[0],
             )
         self.cache.put(key, _cache_entry(response))
         return Answer(
@@ -219,7 +224,7 @@ class Caller:
             output_tokens=response.usage.output_tokens,
             cost=target.cost(response.usage.input_tokens, response.usage.output_tokens),
             finish_reason=response.finish_reason,
-            attempts=self.stats.calls - calls_before,
+            attempts=tries[0],
         )
 
 
