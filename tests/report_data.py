@@ -12,6 +12,7 @@ import asyncio
 import json
 import pickle
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -362,6 +363,8 @@ def fill(conn: Connection, config: QualityGatesConfig, now: float) -> History:
     write_quality(conn, history.request_ids, now)
     history.incident_id, history.open_incident_id = write_incidents(conn, config, start, now)
     history.drill_id = write_runs(conn, now)
+    # The registry's rollback stamps the wall clock: the history ends after it.
+    history.now = max(now, time.time())
     return history
 
 

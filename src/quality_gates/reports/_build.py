@@ -234,7 +234,7 @@ def _gates(ctx: _Context) -> dict[str, Any]:
 def _cost(ctx: _Context) -> dict[str, Any]:
     requests, _ = ctx.totals()
     points = [
-        {k: p[k] for k in ("t", "requests", "cost", "input_tokens", "output_tokens")}
+        {k: p[k] for k in ("t", "seconds", "requests", "cost", "input_tokens", "output_tokens")}
         for p in ctx.series()["points"]
     ]
     data = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 DPI = 110
@@ -86,28 +86,29 @@ def latency_chart(data: dict[str, Any]) -> bytes:
 
 
 def cost_chart(data: dict[str, Any]) -> bytes:
-    """Cost per bucket (bars) and tokens per bucket (line, right axis)."""
+    """Cost per minute (bars) and tokens per minute (line, right axis) in each bucket: rates,
+    so a bucket the data covers only in part (the first, the current) is not a false dip."""
     points = data["points"]
     times = _times(points)
+    bucket = float(data["bucket_seconds"] or 60)
+    minutes = [max(p["seconds"], 1.0) / 60.0 for p in points]
+    cost = [p["cost"] / m for p, m in zip(points, minutes, strict=True)]
+    used = [
+        (p["input_tokens"] + p["output_tokens"]) / m for p, m in zip(points, minutes, strict=True)
+    ]
     fig, ax = _figure()
-    width = (data["bucket_seconds"] or 60) / 86400.0 * 0.8  # in days, matplotlib's date unit
-    ax.bar(times, [p["cost"] for p in points], width=width, color="#8172b3", label="cost (USD)")
-    ax.set_ylabel("cost (USD)")
+    width = bucket / 86400.0 * 0.8  # in days, matplotlib's date unit
+    ax.bar(times, cost, width=width, align="edge", color="#8172b3", label="cost per minute")
+    ax.set_ylabel("USD per minute")
+    ax.set_ylim(0, max(cost) * HEADROOM or 1)
     tokens = ax.twinx()
-    tokens.plot(
-        times,
-        [p["input_tokens"] + p["output_tokens"] for p in points],
-        color="#937860",
-        marker="o",
-        markersize=3,
-        label="tokens",
-    )
-    tokens.set_ylabel("tokens")
-    tokens.set_ylim(0, max(p["input_tokens"] + p["output_tokens"] for p in points) * HEADROOM or 1)
-    ax.set_ylim(0, max(p["cost"] for p in points) * HEADROOM or 1)
+    middles = [t + timedelta(seconds=bucket / 2) for t in times]
+    tokens.plot(middles, used, color="#937860", marker="o", markersize=3, label="tokens per minute")
+    tokens.set_ylabel("tokens per minute")
+    tokens.set_ylim(0, max(used) * HEADROOM or 1)
     handles = ax.get_legend_handles_labels()
     more = tokens.get_legend_handles_labels()
-    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left", fontsize=8)
+    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left", fontsize=8, ncols=2)
     return _finish(fig, ax)
 
 

@@ -36,7 +36,7 @@ def _overview(data: dict[str, Any]) -> list[str]:
         ["Incidents", str(data["incidents"])],
         ["Key metrics", f"{c['PASS']} pass, {c['FAIL']} fail, {c['NO DATA']} without data"],
     ]
-    return _table(["", ""], rows)
+    return _table(["Figure", "Value"], rows)
 
 
 def _compliance(data: dict[str, Any]) -> list[str]:
@@ -111,7 +111,7 @@ def _error_budget(data: dict[str, Any]) -> list[str]:
         ],
         ["Verdict", f"**{data['status']}**"],
     ]
-    return _table(["", ""], rows)
+    return _table(["Figure", "Value"], rows)
 
 
 def _incidents(data: dict[str, Any]) -> list[str]:
@@ -257,7 +257,7 @@ def _gates(data: dict[str, Any]) -> list[str]:
 
 def _cost(data: dict[str, Any]) -> list[str]:
     return _table(
-        ["", ""],
+        ["Figure", "Value"],
         [
             ["Cost", value(data["cost"], "usd")],
             ["Cost per request", value(data["cost_per_request"], "usd")],
@@ -299,18 +299,27 @@ def _quota(data: dict[str, Any]) -> list[str]:
     )
 
 
+def label(name: str) -> str:
+    """`detection_seconds` -> `detection`."""
+    return cell(name.removesuffix("_seconds").replace("_", " "))
+
+
 def _figures(figures: list[dict[str, Any]]) -> str:
     parts = []
     for f in figures:
         target = f"< {value(f['target'], f['unit'])}" if f["target"] is not None else "no target"
-        parts.append(f"{f['name']} {value(f['value'], f['unit'])} ({target}) **{f['status']}**")
+        parts.append(
+            f"{label(f['name'])} {value(f['value'], f['unit'])} ({target}) **{f['status']}**"
+        )
     return "<br>".join(parts) if parts else DASH
 
 
 def _recovery(data: dict[str, Any]) -> list[str]:
     lines = [
         "Targets: "
-        + ", ".join(f"{t['name']} < {value(t['target'], t['unit'])}" for t in data["targets"])
+        + ", ".join(
+            f"{label(t['name'])} < {value(t['target'], t['unit'])}" for t in data["targets"]
+        )
         + "."
     ]
     lines += ["", "### Drills", ""]
@@ -449,7 +458,7 @@ def _incident(data: dict[str, Any]) -> list[str]:
     response = data.get("response") or {}
     lines = [f"**#{inc['id']} {cell(inc['title'])}**", ""]
     lines += _table(
-        ["", ""],
+        ["Figure", "Value"],
         [
             ["Severity", inc["severity"]],
             ["Type", cell(inc["type"])],

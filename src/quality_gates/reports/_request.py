@@ -51,11 +51,11 @@ def parse_time(value: str, *, now: float) -> float:
     meaning that long ago (`30m`)."""
     text = value.strip()
     try:
-        return now - parse_duration(text)
+        return float(text)  # a bare number is epoch seconds; `30m` (with a unit) is ago
     except ValueError:
         pass
     try:
-        return float(text)
+        return now - parse_duration(text)
     except ValueError:
         pass
     try:

@@ -280,10 +280,12 @@ def series(conn: Connection, scope: Scope) -> dict[str, Any]:
     t = float(first)
     while t < span[1]:
         requests, _ = totals(conn, scope.narrowed(max(t, scope.start), min(t + width, scope.end)))
+        covered = min(t + width, span[1]) - max(t, span[0])
         if requests.count > 0:
             points.append(
                 {
                     "t": t,
+                    "seconds": covered,
                     "requests": round(requests.count),
                     "errors": round(requests.errors),
                     "availability_errors": round(requests.availability_errors, 3),
