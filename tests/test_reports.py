@@ -437,3 +437,32 @@ def test_an_empty_store_reports_no_data_and_invents_nothing(
         for row in sec["data"].get("rows", []):
             assert row["a"] in (None, 0)
             assert row["b"] in (None, 0)
+
+
+def test_at_accepts_iso_epoch_and_a_duration_ago() -> None:
+    from quality_gates.reports._request import parse_time
+
+    now = 1_800_003_600.0
+    assert parse_time("2027-01-15T08:00:00Z", now=now) == 1_800_000_000.0
+    assert parse_time("2027-01-15T08:00:00", now=now) == 1_800_000_000.0  # naive means UTC
+    assert parse_time("1800000000", now=now) == 1_800_000_000.0
+    assert parse_time("30m", now=now) == now - 1800
+
+
+def test_a_bare_period_is_hours() -> None:
+    request = make_request("summary", period="6", now=1_800_000_000.0)
+    assert request.seconds == 6 * 3600
+
+
+def test_the_report_reads_alike_on_each_store(workspace: Workspace, tmp_path: Path) -> None:
+    config = load_config(workspace.config_path).config
+    history = fill(workspace.conn, config, time.time())
+    path = write_report(
+        workspace.conn, config, type="detailed", output=tmp_path / "r.json", now=history.now
+    )
+    doc = json.loads(path.read_text())
+    validate(doc)
+    assert section(doc, "overview")["data"]["requests"] == len(history.request_ids)
+    rows = {s["severity"]: s for s in section(doc, "incidents")["data"]["by_severity"]}
+    assert rows["P1"]["mean_tta_seconds"] == pytest.approx(INCIDENT_ACK_S)
+    assert section(doc, "recovery")["data"]["drills"][0]["status"] == "passed"

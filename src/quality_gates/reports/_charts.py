@@ -104,6 +104,7 @@ def cost_chart(data: dict[str, Any]) -> bytes:
     tokens = ax.twinx()
     middles = [t + timedelta(seconds=bucket / 2) for t in times]
     tokens.plot(middles, used, color="#937860", marker="o", markersize=3, label="tokens per minute")
+    tokens.spines[["top"]].set_visible(False)
     tokens.set_ylabel("tokens per minute")
     tokens.set_ylim(0, max(used) * HEADROOM or 1)
     handles = ax.get_legend_handles_labels()
