@@ -101,20 +101,21 @@ class _Context:
 
         self.thresholds: Thresholds = env.thresholds if env is not None else Thresholds()
         self.scope = Scope(request.start, request.end, now, self.environment, request.model_id)
-        self._totals: tuple[Any, Any] | None = None
-        self._series: dict[str, Any] | None = None
+        self._collected: _telemetry.Collected | None = None
         self._compliance: list[dict[str, Any]] | None = None
         self._incidents: list[dict[str, Any]] | None = None
 
+    def collected(self) -> _telemetry.Collected:
+        if self._collected is None:
+            self._collected = _telemetry.collect(self.conn, self.scope)
+        return self._collected
+
     def totals(self) -> tuple[Any, Any]:
-        if self._totals is None:
-            self._totals = _telemetry.totals(self.conn, self.scope)
-        return self._totals
+        return self.collected().requests, self.collected().attempts
 
     def series(self) -> dict[str, Any]:
-        if self._series is None:
-            self._series = _telemetry.series(self.conn, self.scope)
-        return self._series
+        collected = self.collected()
+        return {"bucket_seconds": collected.bucket_seconds, "points": collected.points}
 
     def compliance(self) -> list[dict[str, Any]]:
         if self._compliance is None:
@@ -181,7 +182,7 @@ def _compliance(ctx: _Context) -> dict[str, Any]:
 
 
 def _providers(ctx: _Context) -> dict[str, Any]:
-    rows = _telemetry.providers(ctx.conn, ctx.scope, ctx.thresholds.availability)
+    rows = _telemetry.providers(ctx.collected().providers, ctx.thresholds.availability)
     return _section("providers", {"providers": rows}, not rows)
 
 

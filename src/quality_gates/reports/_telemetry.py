@@ -9,7 +9,7 @@ None and its verdict `NO DATA`, never a default.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.store.db import Connection
@@ -73,7 +73,9 @@ def totals(
     conn: Connection, scope: Scope, *, histograms: bool = True
 ) -> tuple[Aggregate, Aggregate]:
     """Client requests and upstream attempts summed over the scope."""
-    data = read_window(conn, scope.window(), environment=scope.environment, histograms=histograms)
+    data = read_window(
+        conn, scope.window(), environment=scope.environment, histograms=histograms, ttft=False
+    )
     requests, attempts = Aggregate(), Aggregate()
     for key, agg in data.requests.items():
         if _keep(key, scope):
@@ -218,13 +220,8 @@ def compliance(
     return rows
 
 
-def providers(conn: Connection, scope: Scope, target: float) -> list[dict[str, Any]]:
+def providers(merged: dict[str, Aggregate], target: float) -> list[dict[str, Any]]:
     """Availability, errors by class and latency of each provider's upstream attempts."""
-    data = read_window(conn, scope.window(), environment=scope.environment)
-    merged: dict[str, Aggregate] = {}
-    for key, agg in data.attempts.items():
-        if _keep(key, scope):
-            merged.setdefault(key[3], Aggregate()).merge(agg)
     out = []
     for name, agg in sorted(merged.items()):
         availability = _ratio(agg.count - agg.availability_errors, agg.count)
@@ -269,36 +266,59 @@ def data_span(conn: Connection, scope: Scope) -> tuple[float, float] | None:
     return max(float(row["a"]) * 60.0, scope.start), min(float(row["b"]) * 60.0 + 60.0, scope.end)
 
 
-def series(conn: Connection, scope: Scope) -> dict[str, Any]:
-    """Latency percentiles, errors, cost and tokens per bucket, over the span with data."""
+@dataclass
+class Collected:
+    """The scope's telemetry read once, bucket by bucket: the series for the charts, and the
+    totals and per-provider attempts merged from the same buckets."""
+
+    bucket_seconds: int | None = None
+    points: list[dict[str, Any]] = field(default_factory=list)
+    requests: Aggregate = field(default_factory=Aggregate)
+    attempts: Aggregate = field(default_factory=Aggregate)
+    providers: dict[str, Aggregate] = field(default_factory=dict)
+
+
+def _point(t: float, covered: float, requests: Aggregate) -> dict[str, Any]:
+    return {
+        "t": t,
+        "seconds": covered,
+        "requests": round(requests.count),
+        "errors": round(requests.errors),
+        "availability_errors": round(requests.availability_errors, 3),
+        "p50_ms": requests.latency.quantile(0.50),
+        "p95_ms": requests.latency.quantile(0.95),
+        "p99_ms": requests.latency.quantile(0.99),
+        "cost": round(requests.cost, 6),
+        "input_tokens": round(requests.input_tokens),
+        "output_tokens": round(requests.output_tokens),
+    }
+
+
+def collect(conn: Connection, scope: Scope) -> Collected:
+    """Read the span with data in round buckets (each roll-up row once, edges weighted as one
+    window would weigh them): points per bucket, totals, attempts per provider."""
+    out = Collected()
     span = data_span(conn, scope)
     if span is None:
-        return {"bucket_seconds": None, "points": []}
-    width = bucket_seconds(span[1] - span[0])
-    first = math.floor(span[0] / width) * width
-    points = []
-    t = float(first)
+        return out
+    width = out.bucket_seconds = bucket_seconds(span[1] - span[0])
+    t = float(math.floor(span[0] / width) * width)
     while t < span[1]:
-        requests, _ = totals(conn, scope.narrowed(max(t, scope.start), min(t + width, scope.end)))
-        covered = min(t + width, span[1]) - max(t, span[0])
+        bucket = scope.narrowed(max(t, scope.start), min(t + width, scope.end))
+        data = read_window(conn, bucket.window(), environment=scope.environment, ttft=False)
+        requests = Aggregate()
+        for key, agg in data.requests.items():
+            if _keep(key, scope):
+                requests.merge(agg)
+        for key, agg in data.attempts.items():
+            if _keep(key, scope):
+                out.attempts.merge(agg)
+                out.providers.setdefault(key[3], Aggregate()).merge(agg)
+        out.requests.merge(requests)
         if requests.count > 0:
-            points.append(
-                {
-                    "t": t,
-                    "seconds": covered,
-                    "requests": round(requests.count),
-                    "errors": round(requests.errors),
-                    "availability_errors": round(requests.availability_errors, 3),
-                    "p50_ms": requests.latency.quantile(0.50),
-                    "p95_ms": requests.latency.quantile(0.95),
-                    "p99_ms": requests.latency.quantile(0.99),
-                    "cost": round(requests.cost, 6),
-                    "input_tokens": round(requests.input_tokens),
-                    "output_tokens": round(requests.output_tokens),
-                }
-            )
+            out.points.append(_point(t, min(t + width, span[1]) - max(t, span[0]), requests))
         t += width
-    return {"bucket_seconds": width, "points": points}
+    return out
 
 
 def error_budget(
