@@ -184,6 +184,32 @@ def test_remediations_gates_drills_and_routine_checks_are_listed(filled: Filled)
     ]
 
 
+def test_drill_figures_without_recorded_verdicts_meet_the_runbook_s_targets(
+    filled: Filled,
+) -> None:
+    ws, _config, history = filled
+    figures = {"requests_sent": 1000, "request_loss": 0.02, "detection_seconds": 9.0}
+    with ws.conn.write():
+        ws.conn.execute(
+            "INSERT INTO drill_runs (scenario, environment, provider, started_at, status, "
+            "figures, verdicts, details, actor) VALUES ('multi-provider-outage', 'production', "
+            "NULL, :t, 'missed', :f, '{}', '{}', 'ops')",
+            {"t": history.now - 20, "f": json.dumps(figures)},
+        )
+    try:
+        drills = section(document(filled, "failover-effectiveness"), "recovery")["data"]["drills"]
+        drill = next(d for d in drills if d["scenario"] == "multi-provider-outage")
+        got = {f["name"]: (f["unit"], f["target"], f["status"]) for f in drill["figures"]}
+        assert got == {
+            "requests_sent": ("count", None, "INFO"),
+            "request_loss": ("ratio", 0.01, "FAIL"),
+            "detection_seconds": ("s", 30.0, "PASS"),
+        }
+    finally:
+        with ws.conn.write():
+            ws.conn.execute("DELETE FROM drill_runs WHERE scenario = 'multi-provider-outage'")
+
+
 def test_a_drill_with_unreadable_figures_is_shown_without_a_verdict(filled: Filled) -> None:
     ws, _config, history = filled
     with ws.conn.write():

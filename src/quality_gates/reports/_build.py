@@ -380,6 +380,8 @@ def _incident(ctx: _Context) -> dict[str, Any]:
     from quality_gates.watch.postmortem import review
 
     incident_id = ctx.request.incident_id
+    if incident_id is None:
+        raise UsageError("--type incident needs --incident N")
     row = ctx.conn.one("SELECT id FROM incidents WHERE id = :id", {"id": incident_id})
     if row is None:
         known = [
@@ -390,7 +392,7 @@ def _incident(ctx: _Context) -> dict[str, Any]:
             f"there is no incident #{incident_id}",
             hint=f"incidents: {', '.join(known)}" if known else "the store has no incidents",
         )
-    data = review(ctx.conn, int(incident_id or 0), now=ctx.now)
+    data = review(ctx.conn, incident_id, now=ctx.now)
     facts = next(
         (
             i
@@ -400,11 +402,11 @@ def _incident(ctx: _Context) -> dict[str, Any]:
         None,
     )
     data["response"] = facts
-    data["alerts"] = _events.incident_alerts(ctx.conn, int(incident_id or 0))
+    data["alerts"] = _events.incident_alerts(ctx.conn, incident_id)
     data["remediations"] = _events.remediations(
         ctx.conn, 0.0, ctx.now, None, incident_id=incident_id
     )
-    data["postmortem_path"] = _events.postmortem_path(ctx.conn, int(incident_id or 0))
+    data["postmortem_path"] = _events.postmortem_path(ctx.conn, incident_id)
     return _section("incident", data, False)
 
 

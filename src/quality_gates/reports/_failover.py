@@ -14,6 +14,7 @@ from typing import Any
 from quality_gates.reports._events import ROW_LIMIT, remediations
 from quality_gates.reports._telemetry import FAIL, NO_DATA, PASS, Scope, totals
 from quality_gates.store.db import Connection
+from quality_gates.watch import _remedy_store
 from quality_gates.watch._channels import iso
 
 # The runbook's recovery targets (seconds, and a share of requests).
@@ -29,9 +30,19 @@ ONSET_LOOKBACK_S = 300.0  # how far before an alert the first failed attempt is 
 LOSS_TAIL_S = 60.0  # requests counted after the failover, while the route settles
 
 
+def unit_of(name: str) -> str:
+    """A figure's unit from its name: `*_seconds` are seconds, losses and rates are shares,
+    anything else is a count."""
+    if name.endswith("_seconds"):
+        return "s"
+    if any(word in name for word in ("loss", "rate", "share", "ratio")):
+        return "ratio"
+    return "count"
+
+
 def judged(name: str, value: float | None, target: float | None = None) -> dict[str, Any]:
     """A figure against its target (the runbook's unless given): below it passes."""
-    default, unit = TARGETS.get(name, (None, "s"))
+    default, unit = TARGETS.get(name, (None, unit_of(name)))
     goal = target if target is not None else default
     if value is None or goal is None:
         status = NO_DATA if value is None else "INFO"
@@ -117,11 +128,10 @@ def real_failovers(
     for action in remediations(conn, start, end, environment):
         if action["action"] != "failover" or action["state"] in ("dry_run", "skipped"):
             continue
-        row = conn.one("SELECT * FROM remediations WHERE id = :id", {"id": action["id"]})
-        if row is None:
+        remedy = _remedy_store.get(conn, action["id"])
+        if remedy is None:
             continue
-        alert_at = row["alert_at"]
-        moved = float(row["started_at"])
+        alert_at, moved = remedy.alert_at, remedy.started_at
         onset = _onset(conn, action["target"], float(alert_at)) if alert_at else None
         detection = alert_at - onset if alert_at is not None and onset is not None else None
         loss = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from quality_gates.errors import UsageError
@@ -38,7 +38,6 @@ class ReportRequest:
     baseline_model: str | None = None
     incident_id: int | None = None
     at: float | None = None  # performance-impact: the change to look around
-    filters: dict[str, object] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
