@@ -16,6 +16,7 @@ from quality_gates.reports._telemetry import Scope
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import history, list_aliases
 from quality_gates.watch._channels import iso
+from quality_gates.watch._windows import Aggregate
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig, Thresholds
@@ -106,18 +107,22 @@ class _Context:
         self._incidents: list[dict[str, Any]] | None = None
 
     def collected(self) -> _telemetry.Collected:
+        """The period's telemetry, read once."""
         if self._collected is None:
             self._collected = _telemetry.collect(self.conn, self.scope)
         return self._collected
 
-    def totals(self) -> tuple[Any, Any]:
+    def totals(self) -> tuple[Aggregate, Aggregate]:
+        """Client requests and upstream attempts over the period."""
         return self.collected().requests, self.collected().attempts
 
     def series(self) -> dict[str, Any]:
+        """Points per bucket for the charts."""
         collected = self.collected()
         return {"bucket_seconds": collected.bucket_seconds, "points": collected.points}
 
     def compliance(self) -> list[dict[str, Any]]:
+        """The key metrics against the environment's thresholds."""
         if self._compliance is None:
             requests, attempts = self.totals()
             self._compliance = _telemetry.compliance(
@@ -126,6 +131,7 @@ class _Context:
         return self._compliance
 
     def incidents(self) -> list[dict[str, Any]]:
+        """Incidents opened in the period or still open."""
         if self._incidents is None:
             r = self.request
             self._incidents = _events.incident_rows(
