@@ -45,6 +45,7 @@ COMMAND_MODULES = (
     "emergency_cmd",
     "monitor_cmd",
     "routines_cmd",
+    "report_cmd",
 )
 
 

@@ -187,11 +187,13 @@ def read_window(
     *,
     environment: str | None = None,
     histograms: bool = True,
+    ttft: bool = True,
 ) -> WindowData:
     """Sum the roll-ups of every series over `window` (edge minutes weighted).
 
-    Numbers are summed in SQL; histograms are read only when `histograms` is set, and
-    error classes then, or else only from the attempt rows that carry errors.
+    Numbers are summed in SQL; histograms are read only when `histograms` is set (the TTFT
+    histogram unless `ttft` is False: parsing is most of a long window's cost), and error
+    classes then, or else only from the attempt rows that carry errors.
     """
     first, last = minute_of(window.start), minute_of(max(window.end - 1e-9, window.start))
     params: dict[str, object] = {"first": first, "last": last}
@@ -225,7 +227,9 @@ def read_window(
         agg = _slot(data, row)
         for name in _NUMBERS:
             setattr(agg, name, getattr(agg, name) + float(row[name] or 0) * weight)
-    detail_columns = "errors_by_class" + (", latency_hist, ttft_hist" if histograms else "")
+    detail_columns = "errors_by_class"
+    if histograms:
+        detail_columns += ", latency_hist" + (", ttft_hist" if ttft else "")
     # Without histograms only error classes are needed, and only where they change a
     # metric: upstream attempts (availability excludes client mistakes, 429 and 5xx rates).
     # A failed client request is a 5xx by definition, whatever its class.
@@ -242,7 +246,8 @@ def read_window(
         _add_classes(agg.errors_by_class, row["errors_by_class"], weight)
         if histograms:
             agg.latency.add(LatencyHistogram.from_json(row["latency_hist"]), weight)
-            agg.ttft.add(LatencyHistogram.from_json(row["ttft_hist"]), weight)
+            if ttft:
+                agg.ttft.add(LatencyHistogram.from_json(row["ttft_hist"]), weight)
     return data
 
 
