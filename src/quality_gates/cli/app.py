@@ -44,6 +44,7 @@ COMMAND_MODULES = (
     "dashboard_cmd",
     "emergency_cmd",
     "monitor_cmd",
+    "drill_cmd",
 )
 
 
