@@ -22,28 +22,62 @@ def register(group: click.Group) -> None:
     group.add_command(drill)
 
 
-@click.group(invoke_without_command=False)
+class _DrillGroup(click.Group):
+    """Scenarios are subcommands; an unknown one gets one line naming the accepted ones."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            raise click.UsageError(
+                f"unknown scenario {name!r}; use one of {', '.join(SCENARIO_NAMES)} (or list)"
+            )
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_DrillGroup)
 def drill() -> None:
     """Disaster-recovery drills: inject a fault under steady load, measure detection,
     failover or rollback, requests lost and recovery against the runbook's targets.
 
     \b
-    drill run provider-outage --provider bedrock --duration 15s
-    drill run quality-regression -e staging
+    drill provider-outage --provider bedrock --duration 15s
+    drill quality-regression -e staging
     drill list
     """
 
 
-@drill.command("run")
-@click.argument("scenario", metavar="SCENARIO")
-@click.option("--provider", metavar="NAME", help="The provider to break (default: current's).")
-@click.option("--duration", default="15s", show_default=True, help="How long the fault lasts.")
-@click.option("--environment", "-e", default="staging", show_default=True, metavar="ENV")
-@click.option("--rate", default=15.0, show_default=True, type=float, help="Load, requests/s.")
-@actor_option
-@json_option
-@click.pass_context
-def run(
+def _scenario_command(name: str, summary: str) -> click.Command:
+    @click.option("--provider", metavar="NAME", help="The provider to break (default: current's).")
+    @click.option("--duration", default="15s", show_default=True, help="How long the fault lasts.")
+    @click.option("--environment", "-e", default="staging", show_default=True, metavar="ENV")
+    @click.option("--rate", default=15.0, show_default=True, type=float, help="Load, requests/s.")
+    @actor_option
+    @json_option
+    @click.pass_context
+    def command(ctx: click.Context, **kwargs: Any) -> None:
+        _run(ctx, name, **kwargs)
+
+    command.__doc__ = (
+        f"Drill {name}: {summary}. Exit 0 when every runbook target is met, 1 when one is "
+        "missed, 4 when the drill could not run."
+    )
+    return click.command(name, help=command.__doc__)(command)
+
+
+_SUMMARIES = {
+    "provider-outage": "the provider answers 503; breakers and failover move traffic, then "
+    "it fails back in steps",
+    "latency-spike": "the provider's P95 goes over the threshold; remediation moves traffic",
+    "quality-regression": "the current model's accuracy drops; `current` rolls back",
+    "multi-provider-outage": "every provider down; degraded service serves stale answers",
+}
+for _name in SCENARIO_NAMES:
+    drill.add_command(_scenario_command(_name, _SUMMARIES[_name]))
+
+
+def _run(
     ctx: click.Context,
     scenario: str,
     provider: str | None,
@@ -53,9 +87,6 @@ def run(
     actor_name: str | None,
     json_output: bool,
 ) -> None:
-    """Run one drill: provider-outage, latency-spike, quality-regression or
-    multi-provider-outage. Exit 0 when every runbook target is met, 1 when one is missed,
-    4 when the drill could not run."""
     from quality_gates.cli._output import emit_json, err_console
     from quality_gates.drills import DrillOptions, check_options, run_drill
     from quality_gates.errors import UsageError
@@ -120,8 +151,19 @@ def list_(
     if not rows:
         out.print("no drill runs yet (`quality-gates drill run provider-outage`)")
         return
-    grid = table("#", "started", "scenario", "env", "provider", "status", "detect", "failover/rb",
-                 "recovery", "lost", "incident")
+    grid = table(
+        "#",
+        "started",
+        "scenario",
+        "env",
+        "provider",
+        "status",
+        "detect",
+        "failover/rb",
+        "recovery",
+        "lost",
+        "incident",
+    )
     for row in rows:
         f = row["figures"]
         grid.add_row(
@@ -181,8 +223,10 @@ def _render(result: dict[str, Any]) -> None:
     out.print(f"  {'figure':<18} {'measured':>10}   {'runbook':<28} {'project':<18}", markup=False)
     for name, v in result["verdicts"].items():
         value = v["value"]
-        shown = "never" if value is None else (
-            f"{value:.2f}%" if name == "failed_pct" else f"{value:.2f} s"
+        shown = (
+            "never"
+            if value is None
+            else (f"{value:.2f}%" if name == "failed_pct" else f"{value:.2f} s")
         )
         runbook = _verdict(v["runbook_target"], v["runbook_met"])
         project = _verdict(v["project_target"], v["project_met"])
@@ -210,9 +254,7 @@ def _render(result: dict[str, Any]) -> None:
         out.print(f"  restored: {line}", markup=False)
     out.print("")
     if result["missed_runbook"]:
-        out.print(
-            f"[bold red]MISSED runbook target(s): {', '.join(result['missed_runbook'])}[/]"
-        )
+        out.print(f"[bold red]MISSED runbook target(s): {', '.join(result['missed_runbook'])}[/]")
     else:
         out.print("[bold green]every runbook target met[/]")
     if result["missed_project"]:

@@ -104,6 +104,7 @@ class Observations:
     alert_firing: float | None = None
     route_change: float | None = None
     rollback: float | None = None
+    firing_before: set[str] = field(default_factory=set)
     degraded_on: float | None = None
     degraded_off: float | None = None
     queued_max: int = 0
@@ -334,6 +335,7 @@ async def _drive(
             say(f"warming up at {options.rate:g} req/s")
             await _warm_up(conn, env, load, scenario, model.id, pool / options.rate)
             body = scenario.fault(model.provider_model)
+            obs.firing_before = _firing_now(conn, env)
             obs.injected = time.time()
             for name in faulted:
                 await _put_faults(session, stack, name, body)
@@ -412,28 +414,43 @@ async def _warm_up(
             )
 
 
-def _first_alert(conn: Connection, env: str, since: float) -> float | None:
-    value = conn.scalar(
-        "SELECT MIN(ts) FROM alert_events WHERE environment = :env AND to_state = 'firing' "
-        "AND ts >= :since",
+def _first_alert(
+    conn: Connection, env: str, since: float, before: set[str] | frozenset[str] = frozenset()
+) -> float | None:
+    """When the first alert fired after `since` (not counting those already firing)."""
+    rows = conn.execute(
+        "SELECT fingerprint, ts FROM alert_events WHERE environment = :env "
+        "AND to_state = 'firing' AND ts >= :since ORDER BY ts",
         {"env": env, "since": since},
     )
-    return float(value) if value is not None else None
+    times = [float(r["ts"]) for r in rows if r["fingerprint"] not in before]
+    return times[0] if times else None
 
 
-def _fired_fingerprints(conn: Connection, env: str, since: float) -> list[str]:
+def _firing_now(conn: Connection, env: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT fingerprint FROM alert_states WHERE environment = :env "
+        "AND state IN ('pending', 'firing')",
+        {"env": env},
+    )
+    return {str(r["fingerprint"]) for r in rows}
+
+
+def _fault_alerts(conn: Connection, env: str, obs: Observations) -> list[str]:
+    """Alerts the fault raised: fired between injection and clear, not firing before it."""
     rows = conn.execute(
         "SELECT DISTINCT fingerprint FROM alert_events WHERE environment = :env "
-        "AND to_state = 'firing' AND ts >= :since",
-        {"env": env, "since": since},
+        "AND to_state = 'firing' AND ts >= :since AND ts <= :until",
+        {"env": env, "since": obs.injected, "until": obs.cleared},
     )
-    return [str(r["fingerprint"]) for r in rows]
+    return [str(r["fingerprint"]) for r in rows if r["fingerprint"] not in obs.firing_before]
 
 
-def _alerts_resolved(conn: Connection, env: str, since: float) -> float | None:
-    """When the last alert that fired since `since` resolved; None while one still fires."""
+def _alerts_resolved(conn: Connection, env: str, obs: Observations) -> float | None:
+    """When the last alert the fault raised resolved; None while one still fires."""
     last = 0.0
-    for fingerprint in _fired_fingerprints(conn, env, since):
+    since = obs.injected
+    for fingerprint in _fault_alerts(conn, env, obs):
         row = conn.one(
             "SELECT to_state, ts FROM alert_events WHERE fingerprint = :fp AND ts >= :since "
             "ORDER BY ts DESC, id DESC LIMIT 1",
@@ -481,12 +498,18 @@ async def _during_fault(
         ):
             obs.breaker_open = now
         obs.queued_max = max(obs.queued_max, int(states["queue_depth"]))
-        if scenario.every_provider and obs.degraded_on is None:
-            # The runbook's emergency procedure, done by the drill as the on-call engineer
-            # would: as soon as the outage is detected.
-            if obs.breaker_open is not None or _first_alert(conn, env, obs.injected):
-                _emergency(conn, loaded, env, on=True)
-                obs.degraded_on = time.time()
+        # The runbook's emergency procedure, done by the drill as the on-call engineer
+        # would: as soon as the outage is detected.
+        if (
+            scenario.every_provider
+            and obs.degraded_on is None
+            and (
+                obs.breaker_open is not None
+                or _first_alert(conn, env, obs.injected, obs.firing_before)
+            )
+        ):
+            _emergency(conn, loaded, env, on=True)
+            obs.degraded_on = time.time()
         if obs.status_during is None and now >= obs.injected + duration / 2:
             obs.status_during = _status(conn, loaded, env)
         await asyncio.sleep(POLL)
@@ -544,15 +567,17 @@ async def _recover(
     deadline = obs.cleared + timeout
     while time.time() < deadline:
         parts: dict[str, float | None] = {}
-        if _fired_fingerprints(conn, env, obs.injected):
-            parts["alerts_resolved"] = _alerts_resolved(conn, env, obs.injected)
+        if _fault_alerts(conn, env, obs):
+            parts["alerts_resolved"] = _alerts_resolved(conn, env, obs)
         failovers = [
             r
             for r in remedies.find(conn, environment=env, action="failover")
             if r.started_at >= obs.injected and r.state != "skipped"
         ]
         if failovers:
-            ends = [r.updated_at if r.state == "restored" else None for r in failovers]
+            # Done when every failover the fault caused has finished (restored, or ended
+            # otherwise: superseded by a later move of the same traffic).
+            ends = [r.finished_at for r in failovers]
             parts["failback_done"] = None if None in ends else max(e for e in ends if e)
         back_after = max([obs.cleared, *[p for p in parts.values() if p]])
         if scenario.every_provider:
@@ -628,7 +653,7 @@ def _store_moments(conn: Connection, env: str, obs: Observations) -> None:
     move, the automatic rollback."""
     from quality_gates.watch import _remedy_store as remedies
 
-    obs.alert_firing = _first_alert(conn, env, obs.injected)
+    obs.alert_firing = _first_alert(conn, env, obs.injected, obs.firing_before)
     moves = [
         r.started_at
         for r in remedies.find(conn, environment=env, action="failover")
@@ -664,8 +689,7 @@ def _relative(obs: Observations) -> dict[str, Any]:
         "injected_at": t0,
         "cleared_s": round(obs.cleared - t0, 3),
         "recovery_parts_s": {
-            k: (None if v is None else round(v - t0, 3))
-            for k, v in obs.recovery.items()
+            k: (None if v is None else round(v - t0, 3)) for k, v in obs.recovery.items()
         },
         "degraded_on_s": None if obs.degraded_on is None else round(obs.degraded_on - t0, 3),
         "degraded_off_s": None if obs.degraded_off is None else round(obs.degraded_off - t0, 3),

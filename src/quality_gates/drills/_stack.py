@@ -18,9 +18,9 @@ from quality_gates.errors import QualityGatesError
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
     from quality_gates.simulator import RunningSimulator
-    from quality_gates.watch.embedded import EmbeddedWatch
     from quality_gates.store import StoreURL
     from quality_gates.store.db import Connection
+    from quality_gates.watch.embedded import EmbeddedWatch
 
 START_TIMEOUT = 20.0
 LEADER_TIMEOUT = 10.0
