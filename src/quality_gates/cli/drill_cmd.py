@@ -56,7 +56,7 @@ def _scenario_command(name: str, summary: str) -> click.Command:
     @actor_option
     @json_option
     @click.pass_context
-    def command(ctx: click.Context, **kwargs: Any) -> None:
+    def command(ctx: click.Context, /, **kwargs: Any) -> None:
         _run(ctx, name, **kwargs)
 
     command.__doc__ = (

@@ -23,8 +23,6 @@ MAX_RULE_FOR = 1.0
 MAX_KEEP_FIRING = 1.0
 MAX_MIN_REQUESTS = 10
 MAX_BASELINE_WINDOW = 120.0
-# Quality scores come from a few probes a second: a shorter window is noise, not signal.
-MAX_QUALITY_WINDOW = 30.0
 HEARTBEAT = 0.5
 CONTROL_POLL = 0.1
 TELEMETRY_FLUSH = 0.2
@@ -131,8 +129,7 @@ def _alerts(config: QualityGatesConfig, tuning: list[str]) -> dict[str, Any]:
             continue
         data = rule.model_dump(mode="json", by_alias=True, exclude_none=True)
         name = f"alerts.rules[{rule.name}]"
-        cap = MAX_QUALITY_WINDOW if rule.type == "quality" else MAX_RULE_WINDOW
-        data["window"] = _capped(tuning, f"{name}.window", rule.window, cap)
+        data["window"] = _capped(tuning, f"{name}.window", rule.window, MAX_RULE_WINDOW)
         data["for"] = _capped(tuning, f"{name}.for", rule.for_, MAX_RULE_FOR)
         data["keep_firing_for"] = _capped(
             tuning, f"{name}.keep_firing_for", rule.keep_firing_for, MAX_KEEP_FIRING

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from quality_gates.drills import _restore, targets
 from quality_gates.drills import store as runs
-from quality_gates.drills._config import CACHE_TTL
+from quality_gates.drills._config import CACHE_TTL, MAX_RULE_WINDOW
 from quality_gates.drills._load import Outcome, SteadyLoad
 from quality_gates.drills._scenarios import SCENARIOS, Scenario
 from quality_gates.drills._stack import (
@@ -391,6 +391,9 @@ async def _warm_up(
     began = time.time()
     deadline = time.monotonic() + MAX_WARMUP
     least = max(MIN_WARMUP, cycle + 0.5)
+    if scenario.per_model:
+        # A quality rule compares its window with the samples before it: a baseline first.
+        least = max(least, MAX_RULE_WINDOW + 2.0)
     while True:
         await asyncio.sleep(0.2)
         elapsed = time.time() - began

@@ -109,7 +109,8 @@ def list_runs(
     limit: int = 20,
 ) -> list[dict[str, Any]]:
     """The latest runs first, figures, verdicts and details parsed."""
-    where, params = [], {"limit": limit}
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
     if scenario:
         where.append("scenario = :scenario")
         params["scenario"] = scenario
