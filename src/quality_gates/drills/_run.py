@@ -38,6 +38,7 @@ BASELINE_GOLDEN = 20  # golden samples of the current model before a quality dri
 RECOVERY_TIMEOUT = 120.0  # the runbook's restoration target: later is a miss anyway
 POLL = 0.1
 TAIL = 0.5
+QUIET_WAIT = 30.0  # longest wait for a steady environment, before the fault and after
 
 
 @dataclass
@@ -225,6 +226,8 @@ def run_drill(
     missed_runbook = targets.missed(judged, "runbook")
     missed_project = targets.missed(judged, "project")
     details.update(
+        firing_before=sorted(_rules_of(conn, obs.firing_before)),
+        left_firing=sorted(_rules_of(conn, _firing_now(conn, env))),
         detection_signal=detection_signal(figures),
         timeline_s=_relative(obs),
         load=_load_summary(load.outcomes if load else [], obs),
@@ -336,6 +339,7 @@ async def _drive(
             await _warm_up(conn, env, load, scenario, model.id, pool / options.rate)
             body = scenario.fault(model.provider_model)
             obs.firing_before = _firing_now(conn, env)
+            info["steady_at_injection"] = _steady(conn, env)
             obs.injected = time.time()
             for name in faulted:
                 await _put_faults(session, stack, name, body)
@@ -351,6 +355,7 @@ async def _drive(
                 conn, loaded, session, stack, scenario, faulted, obs, load, recovery_timeout, env
             )
             await asyncio.sleep(TAIL)
+            await _settle(conn, env)
         finally:
             await load.stop()
             if obs.degraded_on is not None and obs.degraded_off is None:
@@ -408,7 +413,11 @@ async def _warm_up(
                 )
                 or 0
             )
-        if elapsed >= least and ok and golden >= BASELINE_GOLDEN:
+        ready = elapsed >= least and ok and golden >= BASELINE_GOLDEN
+        # What ran before (an earlier drill, say) can still be in the per-minute roll-ups
+        # and fire an alert, or hold a failover: start from a steady environment when it
+        # gets one within QUIET_WAIT, else go on and say so in the record.
+        if ready and (_steady(conn, env) or elapsed >= least + QUIET_WAIT):
             return
         if time.monotonic() > deadline:
             raise DrillCannotRun(
@@ -428,6 +437,11 @@ def _first_alert(
     )
     times = [float(r["ts"]) for r in rows if r["fingerprint"] not in before]
     return times[0] if times else None
+
+
+def _rules_of(conn: Connection, fingerprints: set[str]) -> set[str]:
+    rows = conn.execute("SELECT fingerprint, rule, labels FROM alert_states")
+    return {f"{r['rule']} {r['labels']}" for r in rows if r["fingerprint"] in fingerprints}
 
 
 def _firing_now(conn: Connection, env: str) -> set[str]:
@@ -599,6 +613,25 @@ async def _recover(
         if all(v is not None for v in parts.values()):
             obs.recovered = max([obs.cleared, *[v for v in parts.values() if v is not None]])
             return
+        await asyncio.sleep(POLL * 2)
+
+
+def _steady(conn: Connection, env: str) -> bool:
+    """No alert pending or firing and no failover in force in `env`."""
+    from quality_gates.watch import _remedy_store as remedies
+
+    if _firing_now(conn, env):
+        return False
+    return not remedies.find(
+        conn, environment=env, action="failover", states=remedies.ACTIVE_FAILOVER, limit=1
+    )
+
+
+async def _settle(conn: Connection, env: str) -> None:
+    """Give alerts that fired after the fault (during the failback, say) a bounded chance to
+    resolve, so the drill does not leave them firing; not part of any figure."""
+    deadline = time.monotonic() + QUIET_WAIT / 3
+    while _firing_now(conn, env) and time.monotonic() < deadline:
         await asyncio.sleep(POLL * 2)
 
 
