@@ -226,6 +226,7 @@ def run_drill(
     missed_runbook = targets.missed(judged, "runbook")
     missed_project = targets.missed(judged, "project")
     details.update(
+        rollbacks=_rollbacks(conn, env, obs.injected),
         firing_before=sorted(_rules_of(conn, obs.firing_before)),
         left_firing=sorted(_rules_of(conn, _firing_now(conn, env))),
         detection_signal=detection_signal(figures),
@@ -702,6 +703,20 @@ def _store_moments(conn: Connection, env: str, obs: Observations) -> None:
         {"env": env, "since": obs.injected},
     )
     obs.rollback = float(rolled) if rolled is not None else None
+
+
+def _rollbacks(conn: Connection, env: str, t0: float) -> list[dict[str, Any]]:
+    """Automatic moves of `current` since the injection, in seconds after it."""
+    rows = conn.execute(
+        "SELECT ts, from_model, to_model FROM alias_history WHERE environment = :env "
+        "AND alias = 'current' AND operation = 'rollback' AND source = 'auto' AND ts >= :since "
+        "ORDER BY ts",
+        {"env": env, "since": t0},
+    )
+    return [
+        {"at_s": round(float(r["ts"]) - t0, 3), "from": r["from_model"], "to": r["to_model"]}
+        for r in rows
+    ]
 
 
 def detection_signal(figures: dict[str, Any]) -> str:
