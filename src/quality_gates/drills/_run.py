@@ -205,6 +205,12 @@ def run_drill(
         failure = DrillCannotRun(f"the drill could not complete: {type(exc).__name__}: {exc}")
         _fail(conn, loaded, run_id, options, before, started, failure, details)
         raise failure from None
+    except KeyboardInterrupt:
+        # Ctrl-C: the stack is down already; the environment still goes back as it was.
+        _fail(
+            conn, loaded, run_id, options, before, started, DrillCannotRun("interrupted"), details
+        )
+        raise
     _store_moments(conn, env, obs)
     incident = _incident(conn, env, obs.injected)
     incident_id = incident["id"] if incident else None
@@ -338,6 +344,14 @@ async def _drive(
         try:
             say(f"warming up at {options.rate:g} req/s")
             await _warm_up(conn, env, load, scenario, model.id, pool / options.rate)
+            if not scenario.every_provider and not any(
+                o.upstream == provider for o in load.outcomes
+            ):
+                served = sorted({o.upstream for o in load.outcomes if o.upstream})
+                raise UsageError(
+                    f"{provider} served none of {env}'s traffic during the warm-up (served by "
+                    f"{', '.join(served) or 'nobody'}); drill a provider in the route"
+                )
             body = scenario.fault(model.provider_model)
             obs.firing_before = _firing_now(conn, env)
             info["steady_at_injection"] = _steady(conn, env)
