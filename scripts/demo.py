@@ -120,6 +120,21 @@ def main() -> None:
         "stale runbook step",
         expect=1,
     )
+    step(
+        "Disaster-recovery drill: Bedrock down under load, measured against the runbook",
+        "drill",
+        "provider-outage",
+        "--duration",
+        "10s",
+    )
+    step(
+        "Disaster-recovery drill: the current model's quality drops, `current` rolls back",
+        "drill",
+        "quality-regression",
+        "--duration",
+        "10s",
+    )
+    step("The drills on record", "drill", "list")
     step("Every alias move, newest first", "history", "--environment", "production", "-n", "6")
     step("The audit trail is intact", "audit", "verify")
     print(f"\ndemo: done in {time.monotonic() - started:.1f} s; workspace in {WORKSPACE}")

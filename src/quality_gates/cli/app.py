@@ -46,6 +46,7 @@ COMMAND_MODULES = (
     "monitor_cmd",
     "routines_cmd",
     "report_cmd",
+    "drill_cmd",
 )
 
 
