@@ -142,7 +142,7 @@ def promote(
 ) -> None:
     """Make --model-id `current`; the model it replaces becomes previous-stable, so a
     `rollback --previous-model previous-stable` undoes it."""
-    from quality_gates.cli._output import console, emit_json
+    from quality_gates.cli._output import console, emit_json, warn
     from quality_gates.errors import NotFound, RegistryError
     from quality_gates.registry import check_environment, resolve_model
     from quality_gates.registry import promote as do_promote
@@ -191,6 +191,12 @@ def promote(
         )
     out.print(f"  reason: {reason}", markup=False)
     out.print("  Running gateways apply this within 1 s; undo with `rollback`.")
+    env_config = state.loaded().config.environment(environment)
+    if env_config is not None and env_config.chain_for(candidate) is None:
+        warn(
+            f"{candidate} has no failover chain in {environment}: when its provider fails, "
+            f"its requests fail; add one under environments.{environment}.failover_chains"
+        )
 
 
 @click.command()

@@ -38,7 +38,9 @@ BASELINE_GOLDEN = 20  # golden samples of the current model before a quality dri
 RECOVERY_TIMEOUT = 120.0  # the runbook's restoration target: later is a miss anyway
 POLL = 0.1
 TAIL = 0.5
-QUIET_WAIT = 30.0  # longest wait for a steady environment, before the fault and after
+# Longest wait for a steady environment, before the fault and after: what an earlier fault
+# left in the per-minute roll-ups ages out of a 10 s window within about 70 s.
+QUIET_WAIT = 70.0
 
 
 @dataclass
@@ -355,6 +357,21 @@ async def _drive(
             body = scenario.fault(model.provider_model)
             obs.firing_before = _firing_now(conn, env)
             info["steady_at_injection"] = _steady(conn, env)
+            if not info["steady_at_injection"]:
+                raise DrillCannotRun(
+                    f"{env} did not settle before the fault (firing: "
+                    f"{', '.join(sorted(obs.firing_before)) or 'none'}; or a failover in "
+                    "force): what ran before would be measured as the drill's; retry in a "
+                    "minute or drill another environment"
+                )
+            from quality_gates.store.registry import get_alias
+
+            now_current = get_alias(conn, env, "current")
+            if now_current is None or now_current.model_id != model.id:
+                raise DrillCannotRun(
+                    f"`current` in {env} moved during the warm-up (to "
+                    f"{now_current.model_id if now_current else 'nothing'}); retry in a minute"
+                )
             obs.injected = time.time()
             for name in faulted:
                 await _put_faults(session, stack, name, body)
@@ -692,10 +709,12 @@ def _figures(
         figures["failover_s"] = since(
             _first(outcomes, lambda o: o.upstream not in (None, provider), t0)
         )
+    # Nothing detected, nothing recovered: a recovery figure would only time the clear.
+    recovered = obs.recovered if figures["detection_s"] is not None else None
     figures["recovery_s"] = (
-        None if obs.recovered is None else round(max(0.0, obs.recovered - obs.cleared), 3)
+        None if recovered is None else round(max(0.0, recovered - obs.cleared), 3)
     )
-    figures["total_recovery_s"] = since(obs.recovered)
+    figures["total_recovery_s"] = since(recovered)
     return figures
 
 
