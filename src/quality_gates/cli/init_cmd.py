@@ -93,8 +93,8 @@ def _write_dataset(directory: Path, *, force: bool) -> Path:
 
 
 def _project_name(directory: Path) -> str:
-    name = directory.name.strip() or "ai-service"
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in directory.name.strip())
+    return name.strip("-_") or "ai-service"  # `.demo` is project `demo`
 
 
 @click.command()
