@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job on the embedded default (SQLite, built-in simulators)
 	$(PY) scripts/demo.py
 
+TEST_WORKERS ?= 4  # most slow tests wait on real time (alerts, drills), so 4 workers suit 2 cores
+
 test: $(STAMP)  ## the whole suite; pytest exits 5 when no test ran, which fails make
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)  ## skips the slow and end-to-end tests
 	$(PY) -m pytest -m "not slow and not e2e"

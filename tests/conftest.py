@@ -147,3 +147,11 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the shared Redis keep to one xdist worker (`--dist loadgroup`): gateways
+    share breaker state there under a fixed namespace, so two such tests must not overlap."""
+    for item in items:
+        if item.get_closest_marker("redis"):
+            item.add_marker(pytest.mark.xdist_group("redis"))

@@ -110,5 +110,8 @@ async def test_ten_thousand_requests_match_the_configured_behaviour(simulator: s
     assert abs(measured["rate_limited"] - 0.02) < 0.01
     assert abs(sum(errors.values()) / REQUESTS - 0.06) < 0.01
     assert abs(measured["accuracy"] - 0.9) < 0.01
-    assert measured["p50"] == pytest.approx(200, rel=0.10)
-    assert measured["p95"] == pytest.approx(600, rel=0.10)
+    # Latency seen by the client is the simulator's delay plus this machine's scheduling
+    # delay, which other tests running beside this one inflate: never faster than
+    # configured (within sampling error), at most about a third slower.
+    assert 0.9 * 200 <= measured["p50"] <= 1.35 * 200
+    assert 0.9 * 600 <= measured["p95"] <= 1.35 * 600
