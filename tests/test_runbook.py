@@ -31,7 +31,9 @@ import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
-RUNBOOK = Path(__file__).resolve().parents[2] / "shared/seed/ai-system-incident-response-runbook.md"
+ROOT = Path(__file__).resolve().parents[1]
+RUNBOOK = ROOT / "docs/runbook.md"  # the user's runbook, kept in the repo as written
+SEED = ROOT.parent / "shared/seed/ai-system-incident-response-runbook.md"  # beside a checkout
 PREFIX = "tsx quality-gates-cli.ts "
 MAX_DURATION = "3s"
 VERDICTS = {0, 1, 3}  # APPROVE / healthy, REJECT / unhealthy / critical alert, CONDITIONAL
@@ -99,6 +101,12 @@ def test_the_parser_finds_every_command_of_the_runbook() -> None:
         "--reason",
         "Provider outage - emergency failover",
     )
+
+
+def test_the_repo_keeps_the_runbook_as_the_user_wrote_it() -> None:
+    if not SEED.is_file():
+        pytest.skip(f"the seed runbook is not beside this checkout ({SEED})")
+    assert RUNBOOK.read_bytes() == SEED.read_bytes()
 
 
 def free_port() -> int:
