@@ -138,8 +138,9 @@ def test_scratch_store_drill_runs_under_a_lease_holder_and_records_in_the_main_s
     assert scratch["kept_at"] is None
     assert result["details"]["restore"] == []  # nothing to put back in the main store
     incident = result["incident"]
-    assert incident is not None and incident["store"] == "scratch"
-    assert incident["severity"] and incident["timeline"]
+    assert incident is not None
+    assert incident["store"] == "scratch"
+    assert incident["severity"] in ("critical", "warning", "info")
     assert "rollback" in [e["kind"] for e in incident["timeline"]]
 
     # The record is in the main store; nothing else of the drill is.
