@@ -49,6 +49,8 @@ def test_drill_config_shortens_timescales_and_marks_incidents(
     assert c.remediation.policy("staging").failback.healthy_for <= 3
     assert not c.remediation.policy("production").enabled
     assert any("failback.healthy_for" in line for line in tuned.tuning)
+    assert config.routines.jobs  # the workspace's scheduled jobs...
+    assert c.routines.jobs == []  # ...are never run by the drill's watch
     assert tuned.substitutions == []  # the starter's providers are simulators already
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -53,6 +54,19 @@ def _scenario_command(name: str, summary: str) -> click.Command:
     @click.option("--duration", default="15s", show_default=True, help="How long the fault lasts.")
     @click.option("--environment", "-e", default="staging", show_default=True, metavar="ENV")
     @click.option("--rate", default=15.0, show_default=True, type=float, help="Load, requests/s.")
+    @click.option(
+        "--scratch-store",
+        is_flag=True,
+        help="Run the drill's gateway and watch against a fresh temporary store seeded with "
+        "the environment's aliases and settings (no lease needed, nothing from before leaks "
+        "in); its record still goes to this store's drill_runs.",
+    )
+    @click.option(
+        "--keep-scratch",
+        metavar="DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Keep the scratch store as DIR/state.db (implies --scratch-store).",
+    )
     @actor_option
     @json_option
     @click.pass_context
@@ -84,6 +98,8 @@ def _run(
     duration: str,
     environment: str,
     rate: float,
+    scratch_store: bool,
+    keep_scratch: Path | None,
     actor_name: str | None,
     json_output: bool,
 ) -> None:
@@ -106,6 +122,8 @@ def _run(
         duration=seconds,
         rate=rate,
         actor=_context.actor(actor_name, "drill").name,
+        scratch_store=scratch_store or keep_scratch is not None,
+        keep_scratch=keep_scratch,
     )
     check_options(conn, loaded, options)
     as_json = _context.wants_json(ctx, json_output)
@@ -234,8 +252,9 @@ def _render(result: dict[str, Any]) -> None:
     incident = result.get("incident")
     out.print("")
     if incident:
+        where = " (in the scratch store)" if incident.get("store") == "scratch" else ""
         out.print(
-            f"  incident #{incident['id']} {incident['severity']} ({incident['state']}): "
+            f"  incident #{incident['id']}{where} {incident['severity']} ({incident['state']}): "
             f"{incident['title']}",
             markup=False,
         )
@@ -252,6 +271,11 @@ def _render(result: dict[str, Any]) -> None:
         out.print("  no incident was opened", markup=False)
     for line in d.get("restore", []):
         out.print(f"  restored: {line}", markup=False)
+    scratch = d.get("scratch_store")
+    if scratch:
+        out.print(f"  {scratch['note']}", markup=False)
+        if scratch.get("kept_at"):
+            out.print(f"  scratch store kept at {scratch['kept_at']}", markup=False)
     out.print("")
     if result["missed_runbook"]:
         out.print(f"[bold red]MISSED runbook target(s): {', '.join(result['missed_runbook'])}[/]")

@@ -218,7 +218,7 @@ DEFAULT_ROUTINES = [
     RoutineJob(
         name="monthly-rollback-drill",
         cron="0 10 2 * *",
-        command="drill quality-regression --environment staging",
+        command="drill quality-regression --environment staging --scratch-store",
         timeout=3600.0,
         severity="warning",
     ),

@@ -184,7 +184,7 @@ routines:
     - {{name: monthly-report, cron: "0 7 1 * *", environment: production, severity: info,
        command: "report --type detailed --output reports/monthly-{{date}}.md", timeout: 30m}}
     - {{name: monthly-rollback-drill, cron: "0 10 2 * *", timeout: 1h, severity: warning,
-       command: drill quality-regression --environment staging}}
+       command: drill quality-regression --environment staging --scratch-store}}
 
 # Notification channels: the runbook's Slack channels and PagerDuty. Export the variables
 # to turn a channel on; `quality-gates validate` says which are not set.

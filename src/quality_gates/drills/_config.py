@@ -108,6 +108,10 @@ def drill_config(
     tuning.append("incidents.auto_resolve_after: 0s (an incident resolves with its alerts)")
     data["gateway"] = _gateway(config, tuning)
     data["remediation"] = _remediation(config, environment, tuning)
+    # The drill's watch measures; the workspace's scheduled jobs are the real leader's (a
+    # slot missed while a drill held the lease runs late there), never run from a drill.
+    data["routines"] = {**data.get("routines", {}), "jobs": []}
+    tuning.append("routines off (the drill's watch runs no scheduled job)")
     data.pop("observability", None)
     data.pop("web", None)
     tuning.append("observability exporters off (the drill's metrics stay in the store)")

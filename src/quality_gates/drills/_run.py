@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quality_gates.drills import _restore, targets
+from quality_gates.drills import _restore, _scratch, targets
 from quality_gates.drills import store as runs
 from quality_gates.drills._config import CACHE_TTL, MAX_RULE_WINDOW
 from quality_gates.drills._load import Outcome, SteadyLoad
@@ -53,6 +53,8 @@ class DrillOptions:
     duration: float = DEFAULT_DURATION
     rate: float = DEFAULT_RATE
     actor: str = "drill"
+    scratch_store: bool = False  # run live against a temporary store (see `_scratch`)
+    keep_scratch: Path | None = None  # keep that store here (implies scratch_store)
 
 
 @dataclass
@@ -174,14 +176,49 @@ def run_drill(
             f"{model.provider}, not {provider}"
         )
     holder = other_watch(conn)
-    if holder is not None:
+    scratch_mode = options.scratch_store or options.keep_scratch is not None
+    if holder is not None and not scratch_mode:
         raise DrillCannotRun(
             f"a watch ({holder}) holds the evaluator lease on this store, so the drill's "
-            "own watch could not act; stop that `serve`/`watch` first, or drill against "
-            "another store with --db"
+            "own watch could not act; run the drill with --scratch-store (its live "
+            "operation in a temporary store, its record in this one), stop that "
+            "`serve`/`watch` first, or drill against another store with --db"
         )
+    scratch: _scratch.ScratchStore | None = None
+    live, live_url = conn, store_url
+    if scratch_mode:
+        scratch = _scratch.create(
+            conn, loaded, env, actor=options.actor, keep_in=options.keep_scratch
+        )
+        live, live_url = scratch.conn, scratch.url
+    try:
+        return _run(
+            conn, live, live_url, loaded, options, scenario, provider, model, scratch, progress
+        )
+    finally:
+        if scratch is not None:
+            scratch.close()
+
+
+def _run(
+    conn: Connection,
+    live: Connection,
+    live_url: StoreURL,
+    loaded: LoadedConfig,
+    options: DrillOptions,
+    scenario: Scenario,
+    provider: str | None,
+    model: Any,
+    scratch: _scratch.ScratchStore | None,
+    progress: Any,
+) -> DrillResult:
+    """The drill proper. `conn` is the workspace's store, where the record goes; `live` the
+    store the drill's gateway and watch run against: the same one, or a scratch store."""
+    config = loaded.config
+    env = options.environment
+    current = model.id
     say = progress or (lambda _text: None)
-    before = _restore.capture(conn, env)
+    before = _restore.capture(live, env)
     started = time.time()
     run_id = runs.record_run(
         conn,
@@ -189,35 +226,44 @@ def run_drill(
         environment=env,
         provider=provider,
         actor=options.actor,
-        details={"duration_s": options.duration, "rate": options.rate},
+        details={
+            "duration_s": options.duration,
+            "rate": options.rate,
+            "scratch_store": scratch is not None,
+        },
         now=started,
     )
     obs = Observations()
     load: SteadyLoad | None = None
     details: dict[str, Any] = {"current_model": current}
+    if scratch is not None:
+        details["scratch_store"] = scratch.describe()
+        say(f"running against a scratch store ({scratch.directory})")
+
+    def fail(exc: QualityGatesError) -> None:
+        _fail(conn, live, loaded, run_id, options, before, started, exc, details)
+
     try:
         load, stack_info = asyncio.run(
-            _drive(conn, loaded, store_url, options, scenario, provider, model, obs, say)
+            _drive(conn, live, loaded, live_url, options, scenario, provider, model, obs, say)
         )
         details.update(stack_info)
     except QualityGatesError as exc:
-        _fail(conn, loaded, run_id, options, before, started, exc, details)
+        fail(exc)
         raise
     except (OSError, RuntimeError, TimeoutError) as exc:
         failure = DrillCannotRun(f"the drill could not complete: {type(exc).__name__}: {exc}")
-        _fail(conn, loaded, run_id, options, before, started, failure, details)
+        fail(failure)
         raise failure from None
     except KeyboardInterrupt:
         # Ctrl-C: the stack is down already; the environment still goes back as it was.
-        _fail(
-            conn, loaded, run_id, options, before, started, DrillCannotRun("interrupted"), details
-        )
+        fail(DrillCannotRun("interrupted"))
         raise
-    _store_moments(conn, env, obs)
-    incident = _incident(conn, env, obs.injected)
+    _store_moments(live, env, obs)
+    incident = _incident(live, env, obs.injected)
     incident_id = incident["id"] if incident else None
-    details["restore"] = _restore.restore(
-        conn,
+    restored = _restore.restore(
+        live,
         config,
         env,
         before,
@@ -226,17 +272,20 @@ def run_drill(
         since=started,
         incident_id=incident_id if incident and incident["drill"] else None,
     )
+    _put_restore(details, restored, scratch)
     if incident is not None:
-        incident = _incident(conn, env, obs.injected)  # after the restore resolved it
+        incident = _incident(live, env, obs.injected)  # after the restore resolved it
+        if incident is not None and scratch is not None:
+            incident["store"] = "scratch"
     figures = _figures(scenario, provider, obs, load.outcomes if load else [])
     figures["notifications"] = sum(n["count"] for n in (incident or {}).get("notifications", []))
     judged = targets.verdicts(figures, scenario.judged)
     missed_runbook = targets.missed(judged, "runbook")
     missed_project = targets.missed(judged, "project")
     details.update(
-        rollbacks=_rollbacks(conn, env, obs.injected),
-        firing_before=sorted(_rules_of(conn, obs.firing_before)),
-        left_firing=sorted(_rules_of(conn, _firing_now(conn, env))),
+        rollbacks=_rollbacks(live, env, obs.injected),
+        firing_before=sorted(_rules_of(live, obs.firing_before)),
+        left_firing=sorted(_rules_of(live, _firing_now(live, env))),
         detection_signal=detection_signal(figures),
         timeline_s=_relative(obs),
         load=_load_summary(load.outcomes if load else [], obs),
@@ -250,7 +299,9 @@ def run_drill(
         run_id,
         status=status,
         actor=options.actor,
-        incident_id=incident_id,
+        # A scratch store's incident is gone with it: its id would name another incident
+        # here; the incident itself is in the details.
+        incident_id=None if scratch is not None else incident_id,
         figures=figures,
         verdicts=judged,
         details={**details, "incident": incident},
@@ -273,8 +324,21 @@ def run_drill(
     )
 
 
+def _put_restore(
+    details: dict[str, Any], restored: list[str], scratch: _scratch.ScratchStore | None
+) -> None:
+    """What the restore put back: in the workspace's store, or (scratch mode) only in the
+    scratch store, the workspace's being untouched."""
+    if scratch is None:
+        details["restore"] = restored
+    else:
+        details["restore"] = []
+        details["scratch_store"]["undone_in_scratch"] = restored
+
+
 def _fail(
     conn: Connection,
+    live: Connection,
     loaded: LoadedConfig,
     run_id: int,
     options: DrillOptions,
@@ -284,7 +348,7 @@ def _fail(
     details: dict[str, Any],
 ) -> None:
     restored = _restore.restore(
-        conn,
+        live,
         loaded.config,
         options.environment,
         before,
@@ -293,6 +357,10 @@ def _fail(
         since=started,
         incident_id=None,
     )
+    scratch_info = details.get("scratch_store")
+    if isinstance(scratch_info, dict):
+        scratch_info["undone_in_scratch"] = restored
+        restored = []
     runs.finish_run(
         conn,
         run_id,
@@ -306,6 +374,7 @@ def _fail(
 
 
 async def _drive(
+    record: Connection,
     conn: Connection,
     loaded: LoadedConfig,
     store_url: StoreURL,
@@ -331,7 +400,7 @@ async def _drive(
         ) as stack,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
     ):
-        await wait_for_leader(stack)
+        await wait_for_leader(stack, holder=lambda: other_watch(conn))
         faulted = list(stack.simulators) if scenario.every_provider else [str(provider)]
         info: dict[str, Any] = {
             "substitutions": stack.tuned.substitutions,
@@ -375,13 +444,13 @@ async def _drive(
             obs.injected = time.time()
             for name in faulted:
                 await _put_faults(session, stack, name, body)
-            _audit_fault(conn, options.actor, env, faulted, body, "inject")
+            _audit_fault(record, options.actor, env, faulted, body, "inject")
             say(f"fault injected: {scenario.name} on {', '.join(faulted)} for {duration:g} s")
             await _during_fault(conn, loaded, session, stack, scenario, faulted, obs, duration, env)
             obs.cleared = time.time()
             for name in faulted:
                 await _put_faults(session, stack, name, {"reset": True})
-            _audit_fault(conn, options.actor, env, faulted, {"reset": True}, "clear")
+            _audit_fault(record, options.actor, env, faulted, {"reset": True}, "clear")
             say("fault cleared; waiting for recovery")
             await _recover(
                 conn, loaded, session, stack, scenario, faulted, obs, load, recovery_timeout, env

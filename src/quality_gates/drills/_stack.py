@@ -132,14 +132,19 @@ async def drill_stack(
         raise DrillCannotRun(f"the drill's stack could not start: {exc}") from None
 
 
-async def wait_for_leader(stack: Stack, timeout: float = LEADER_TIMEOUT) -> None:
-    """Until the drill's watch holds the lease; DrillCannotRun when another one keeps it."""
+async def wait_for_leader(
+    stack: Stack, timeout: float = LEADER_TIMEOUT, *, holder: Any = None
+) -> None:
+    """Until the drill's watch holds the lease; DrillCannotRun when another one keeps it
+    (`holder()`, if given, names it)."""
     deadline = time.monotonic() + timeout
     while not stack.watch_leads():
         if time.monotonic() > deadline:
+            who = holder() if holder is not None else None
             raise DrillCannotRun(
                 f"the drill's watch did not get the evaluator lease in {timeout:g} s "
-                "(another `serve` or `watch` on this store holds it)"
+                f"(another `serve` or `watch` on this store holds it{f': {who}' if who else ''}"
+                "); run the drill with --scratch-store, or stop that `serve`/`watch` first"
             )
         await asyncio.sleep(0.1)
 
