@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/loadgen.py
 	$(PY) bench/gateway.py
 	$(PY) bench/web_status.py
+	$(PY) bench/drills.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache test-artifacts
