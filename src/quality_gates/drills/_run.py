@@ -516,11 +516,11 @@ async def _warm_up(
             )
         ready = elapsed >= least and ok and golden >= BASELINE_GOLDEN
         # What ran before (an earlier drill, say) can still be in the per-minute roll-ups
-        # and fire an alert, or hold a failover: start from a steady environment when it
-        # gets one within QUIET_WAIT, else go on and say so in the record.
+        # and fire an alert, or hold a failover: wait up to QUIET_WAIT for a steady
+        # environment; the injection refuses to measure an unsteady one.
         if ready and (_steady(conn, env) or elapsed >= least + QUIET_WAIT):
             return
-        if time.monotonic() > deadline:
+        if not ready and time.monotonic() > deadline:
             raise DrillCannotRun(
                 f"the stack was not ready after {MAX_WARMUP:g} s of warm-up "
                 f"({len(ok)} answered requests, {golden} golden probe samples)"
