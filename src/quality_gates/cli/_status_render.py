@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from quality_gates.cli._output import console, table
+from quality_gates.cli._output import ago, console, table
 
 BREAKER_COLOUR = {"closed": "green", "half_open": "yellow", "open": "red", "unknown": "dim"}
 
@@ -170,7 +170,11 @@ def live(report: dict[str, Any]) -> None:
                 markup=False,
             )
         for action in env["remediations"][:3]:
-            out.print(f"  remediation: {action['summary']}", markup=False)
+            # The state says whether it still holds: a failover `restored` is over.
+            out.print(
+                f"  remediation ({action['state']}, {ago(action['at'])}): {action['summary']}",
+                markup=False,
+            )
         latest = env["gates"]["latest"]
         if latest:
             gates = ", ".join(
