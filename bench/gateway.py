@@ -302,6 +302,37 @@ def worker_rss(db: Path) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
+def latency_only(bench: Bench, args: argparse.Namespace) -> None:
+    """Added latency at 500 req/s, direct and through the gateway in alternation, per round."""
+    bench.nginx()
+    folder = bench.gateway("granian")
+    key = (folder / "key").read_text()
+    path = "/v1/chat/completions"
+    direct_url = f"http://127.0.0.1:{bench.ports['stub']}{path}"
+    gw_url = f"http://127.0.0.1:{bench.ports['granian']}{path}"
+    bench.hey(gw_url, key, 500, 3)  # warm-up: connections, first-call paths
+    print(f"hey at 500 req/s for {args.latency_seconds} s per run, {args.rounds} rounds")
+    print("| round | direct p50 | direct p99 | gateway p50 | gateway p99 | added p50 | added p99 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    added50, added99 = [], []
+    for n in range(args.rounds):
+        direct = bench.hey(direct_url, None, 500, args.latency_seconds)
+        gw = bench.hey(gw_url, key, 500, args.latency_seconds)
+        if gw["ok"] != gw["served"]:
+            raise SystemExit(f"gateway: {gw['served'] - gw['ok']:.0f} non-200 answers")
+        added50.append(gw["p50"] - direct["p50"])
+        added99.append(gw["p99"] - direct["p99"])
+        print(
+            f"| {n + 1} | {direct['p50']:.2f} | {direct['p99']:.2f} | {gw['p50']:.2f} | "
+            f"{gw['p99']:.2f} | {added50[-1]:+.2f} | {added99[-1]:+.2f} |",
+            flush=True,
+        )
+    print(
+        f"median added p50 {statistics.median(added50):+.2f} ms, "
+        f"p99 {statistics.median(added99):+.2f} ms (target p99 <= 5 ms)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
@@ -313,6 +344,13 @@ def main() -> None:
     parser.add_argument("--completeness-seconds", type=int, default=60)
     parser.add_argument("--soak", type=int, default=600, help="soak seconds (0 skips)")
     parser.add_argument("--record", action="store_true", help="write BENCHMARKS.md")
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the added latency at 500 req/s: the stub direct vs the gateway (granian), "
+        "interleaved for --rounds rounds of --latency-seconds (no wrk, peers, telemetry count "
+        "or soak; never recorded)",
+    )
     args = parser.parse_args()
     for tool in ("nginx", "wrk", "hey"):
         if not shutil.which(tool):
@@ -321,6 +359,9 @@ def main() -> None:
     bench = Bench(work, args)
     lines: list[str] = []
     try:
+        if args.latency_only:
+            latency_only(bench, args)
+            return
         bench.nginx()
         folders = {s: bench.gateway(s) for s in ("granian", "uvicorn")}
         keys = {s: (f / "key").read_text() for s, f in folders.items()}
