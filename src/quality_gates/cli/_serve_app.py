@@ -16,11 +16,17 @@ WATCH_ENV = "QG_SERVE_WATCH"
 
 
 def build(
-    settings: Any, *, watch: bool, config_dir: Path | None = None, config_path: Path | None = None
+    settings: Any,
+    *,
+    watch: bool,
+    config_dir: Path | None = None,
+    config_path: Path | None = None,
+    server_process: bool = False,
 ) -> Any:
     """The gateway app for `settings`, with the evaluator as a background service
     (`config_dir` resolves the golden probes' relative dataset path; `config_path` is the
-    file the routine checks' runs read)."""
+    file the routine checks' runs read; `server_process`: the app owns this process, see
+    `create_app`)."""
     from quality_gates.gateway._app import create_app
     from quality_gates.watch.embedded import sampling_background, watch_background
 
@@ -29,7 +35,7 @@ def build(
         services.append(
             functools.partial(watch_background, config_dir=config_dir, config_path=config_path)
         )
-    return create_app(settings, services=services)
+    return create_app(settings, services=services, server_process=server_process)
 
 
 def app_from_env() -> Any:
@@ -42,4 +48,5 @@ def app_from_env() -> Any:
         watch=os.environ.get(WATCH_ENV, "1") == "1",
         config_dir=config_path.parent,
         config_path=config_path,
+        server_process=True,
     )

@@ -242,6 +242,7 @@ def _run(
                 watch=watch,
                 config_dir=Path(config_path).parent,
                 config_path=Path(config_path).resolve(),
+                server_process=True,
             )
             uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
             return

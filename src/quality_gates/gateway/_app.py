@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -389,16 +390,62 @@ def _background(state: GatewayApp, extra: Sequence[ServiceFactory]) -> list[Back
     return services
 
 
+# Young-generation threshold once started (CPython's default is 700): the request path
+# allocates a few hundred container objects per request, so the default runs a collection
+# every couple of requests; fewer, slightly larger ones cost less in total.
+GC_GEN0_THRESHOLD = 7000
+# A full collection that took this long walked a heap that grew since the last freeze (the
+# watch plane loads its scoring models after start-up: ~400k more objects, ~300 ms a pass).
+GC_SLOW_FULL_MS = 20.0
+
+
+class _FreezeSurvivors:
+    """A gc callback: after a slow full collection, freeze what survived it. Everything alive
+    right after a full collection is reachable, so freezing it frees nothing that could have
+    been freed, and the next full collections walk only what came after."""
+
+    def __init__(self, slow_ms: float = GC_SLOW_FULL_MS) -> None:
+        self.slow_ms = slow_ms
+        self.started = 0.0
+        self.freezes = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self.started = time.perf_counter()
+        elif (time.perf_counter() - self.started) * 1000.0 >= self.slow_ms:
+            gc.freeze()
+            self.freezes += 1
+
+
+def tune_gc() -> None:
+    """For a server process once its start-up is done: everything allocated so far (modules,
+    config, routes) goes to the permanent generation, and so does whatever survives a slow
+    full collection later (`_FreezeSurvivors`), so full collections walk only what requests
+    left behind. Measured at 500 req/s with the watch plane on: full collections over the
+    ~500k start-up and scoring-model objects stopped the loop for 250-400 ms, several times a
+    minute."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    if not any(isinstance(cb, _FreezeSurvivors) for cb in gc.callbacks):
+        gc.callbacks.append(_FreezeSurvivors())
+
+
 def create_app(
     settings: AppSettings,
     *,
     provider_factory: ProviderFactory | None = None,
     providers: dict[str, ChatProvider] | None = None,
     services: Sequence[ServiceFactory] = (),
+    server_process: bool = False,
 ) -> GatewayASGI:
     """The gateway app. `provider_factory` builds an adapter per provider (default: the
     real adapters); `providers` supplies ready ones by name (tests); `services` adds
-    background services (e.g. the watch plane's evaluator)."""
+    background services (e.g. the watch plane's evaluator). `server_process` (the app owns
+    its process, as under `serve`) tunes the garbage collector once started (`tune_gc`)."""
     factory = provider_factory or default_provider_factory
 
     @contextlib.asynccontextmanager
@@ -411,6 +458,8 @@ def create_app(
                 await service.start()
                 running.append(service)
             await state.control.poll_once()  # keys and heartbeat before the first request
+            if server_process:
+                tune_gc()
             yield
         finally:
             for service in reversed(running):
