@@ -197,3 +197,13 @@ def test_max_duration_caps_load_and_canary_windows(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("QG_MAX_DURATION", "3s")
     assert capped_duration(300.0) == 3.0
     assert capped_duration(1.5) == 1.5
+
+
+def test_incident_list_shows_bracketed_titles_as_written(
+    sqlite_workspace: Workspace, qg
+) -> None:  # type: ignore[no-untyped-def]
+    args = sqlite_workspace.cli_args()
+    opened = qg(*args, "incident", "open", "--severity", "P3", "--title", "[drill] probe [red]x")
+    assert opened.code == 0, opened.err
+    listed = qg(*args, "incident", "list")
+    assert "[drill] probe [red]x" in listed.out

@@ -67,6 +67,8 @@ def list_incidents(
     ctx: click.Context, state: str, environment: str | None, limit: int, json_output: bool
 ) -> None:
     """Incidents, newest first (open ones by default)."""
+    from rich.markup import escape
+
     from quality_gates.cli._output import console, emit_json, iso_utc, local_time, table
     from quality_gates.watch import incidents
 
@@ -89,8 +91,8 @@ def list_incidents(
             r["type"],
             local_time(r["opened_at"]),
             _age(r),
-            r["acknowledged_by"] or "-",
-            r["title"],
+            escape(r["acknowledged_by"] or "-"),
+            escape(r["title"]),  # a drill's title starts "[drill]", which rich would eat
         )
     console().print(view)
 
