@@ -199,9 +199,7 @@ def test_max_duration_caps_load_and_canary_windows(monkeypatch: pytest.MonkeyPat
     assert capped_duration(1.5) == 1.5
 
 
-def test_incident_list_shows_bracketed_titles_as_written(
-    sqlite_workspace: Workspace, qg
-) -> None:  # type: ignore[no-untyped-def]
+def test_incident_list_shows_bracketed_titles_as_written(sqlite_workspace: Workspace, qg) -> None:  # type: ignore[no-untyped-def]
     args = sqlite_workspace.cli_args()
     opened = qg(*args, "incident", "open", "--severity", "P3", "--title", "[drill] probe [red]x")
     assert opened.code == 0, opened.err
