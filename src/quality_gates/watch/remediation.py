@@ -338,6 +338,61 @@ def _describe_alert(alert: AlertState) -> str:
     return f"{alert.rule}: {alert.summary}"
 
 
+def _record_action(
+    conn: Connection,
+    alert: AlertState,
+    *,
+    environment: str,
+    action: str,
+    target: str,
+    state: str,
+    summary: str,
+    now: float,
+    details: dict[str, Any],
+    public: bool,
+    event_details: dict[str, Any] | None = None,
+    audit_target: str | None = None,
+    audit_action: str | None = None,
+    **row: Any,
+) -> int:
+    """One remediation as the system records it: its row, the line on the alert's incident
+    timeline and (with `audit_target`) the audit entry. Call inside `conn.write()`."""
+    remedy_id = store.insert(
+        conn,
+        environment=environment,
+        action=action,
+        target=target,
+        state=state,
+        summary=summary,
+        now=now,
+        incident_id=alert.incident_id,
+        rule=alert.rule,
+        fingerprint=alert.fingerprint,
+        alert_at=alert.fired_at,
+        details=details,
+        **row,
+    )
+    incidents.record_event(
+        conn,
+        action,
+        f"{summary} (alert {_describe_alert(alert)})",
+        incident_id=alert.incident_id,
+        actor=ACTOR,
+        details={"remediation": remedy_id, **(details if event_details is None else event_details)},
+        public=public,
+        now=now,
+    )
+    if audit_target is not None:
+        audit.append(
+            conn,
+            actor=ACTOR,
+            action=audit_action or f"remediation.{action}",
+            target=audit_target,
+            details={**details, "incident_id": alert.incident_id, "remediation": remedy_id},
+        )
+    return remedy_id
+
+
 def _record_skip(conn: Connection, decision: Decision, now: float) -> ActionReport | None:
     alert = decision.alert
     summary = f"automatic {decision.action} of {decision.target} skipped: {decision.skip}"
@@ -353,34 +408,24 @@ def _record_skip(conn: Connection, decision: Decision, now: float) -> ActionRepo
         )
         if any(r.details.get("skip_key") == decision.skip_key for r in seen):
             return None
-        remedy_id = store.insert(
+        remedy_id = _record_action(
             conn,
+            alert,
             environment=decision.environment,
             action=decision.action,
             target=decision.target,
             state="skipped",
             summary=summary,
             now=now,
-            incident_id=alert.incident_id,
-            rule=alert.rule,
-            fingerprint=alert.fingerprint,
-            alert_at=alert.fired_at,
             details={
                 **decision.details,
                 "to": decision.to,
                 "reason": decision.skip,
                 "skip_key": decision.skip_key,
             },
+            public=False,
+            event_details={"alert": alert.rule, "skipped": decision.skip},
             finished=True,
-        )
-        incidents.record_event(
-            conn,
-            decision.action,
-            f"{summary} (alert {_describe_alert(alert)})",
-            incident_id=alert.incident_id,
-            actor=ACTOR,
-            details={"remediation": remedy_id, "alert": alert.rule, "skipped": decision.skip},
-            now=now,
         )
     return ActionReport(
         decision.environment,
@@ -426,38 +471,21 @@ def _rollback(
         if state == "done":
             after = f" {latency:.1f} s after the alert" if latency is not None else ""
             summary = f"rolled back {env} from {failing} to {target}{after}"
-        remedy_id = store.insert(
+        remedy_id = _record_action(
             conn,
+            alert,
             environment=env,
             action="rollback",
             target=failing,
             state=state,
             summary=summary,
             now=done_at,
-            incident_id=alert.incident_id,
-            rule=alert.rule,
-            fingerprint=alert.fingerprint,
-            alert_at=alert.fired_at,
             details=details,
+            public=state == "done",
+            audit_target=f"{env}/current",
+            audit_action=f"remediation.rollback{'.dry_run' if decision.dry_run else ''}",
             operation_id=details.get("operation_id"),
             finished=True,
-        )
-        incidents.record_event(
-            conn,
-            "rollback",
-            f"{summary} (alert {_describe_alert(alert)})",
-            incident_id=alert.incident_id,
-            actor=ACTOR,
-            details={"remediation": remedy_id, **details},
-            public=state == "done",
-            now=done_at,
-        )
-        audit.append(
-            conn,
-            actor=ACTOR,
-            action=f"remediation.rollback{'.dry_run' if decision.dry_run else ''}",
-            target=f"{env}/current",
-            details={**details, "incident_id": alert.incident_id, "remediation": remedy_id},
         )
     return ActionReport(
         env, "rollback", failing, state, summary, alert.incident_id, alert.rule, latency, remedy_id
@@ -532,39 +560,22 @@ def _failover(
                 f"{after_s} (weights {describe_weights(before)} -> "
                 f"{describe_weights(after)}{opened})"
             )
-        remedy_id = store.insert(
+        remedy_id = _record_action(
             conn,
+            alert,
             environment=env,
             action="failover",
             target=provider,
             state=state,
             summary=summary,
             now=done_at,
-            incident_id=alert.incident_id,
-            rule=alert.rule,
-            fingerprint=alert.fingerprint,
-            alert_at=alert.fired_at,
-            step=f"{provider} at 0%",
             details=details,
+            public=state == "active",
+            audit_target=f"{env}/{provider}",
+            audit_action=f"remediation.failover{'.dry_run' if decision.dry_run else ''}",
+            step=f"{provider} at 0%",
             operation_id=operation_id,
             finished=decision.dry_run,
-        )
-        incidents.record_event(
-            conn,
-            "failover",
-            f"{summary} (alert {_describe_alert(alert)})",
-            incident_id=alert.incident_id,
-            actor=ACTOR,
-            details={"remediation": remedy_id, **details},
-            public=state == "active",
-            now=done_at,
-        )
-        audit.append(
-            conn,
-            actor=ACTOR,
-            action=f"remediation.failover{'.dry_run' if decision.dry_run else ''}",
-            target=f"{env}/{provider}",
-            details={**details, "incident_id": alert.incident_id, "remediation": remedy_id},
         )
     return ActionReport(
         env, "failover", provider, state, summary, alert.incident_id, alert.rule, latency, remedy_id
