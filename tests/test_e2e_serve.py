@@ -7,9 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +15,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import REDIS_ENV, Workspace, make_workspace
+from tests.processes import clean_env, cli_process
 from tests.test_gateway_simulator import INSTANT
 
 from quality_gates.config import parse_config_text, render_starter
@@ -56,47 +54,17 @@ def serve(
     ws: Workspace, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
 ) -> Iterator[str]:
     """`quality-gates serve --port 0 --json` in its own process group; yields its URL."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QG_")}
-    full_env.update(env or {})
-    log = (ws.root / f"serve-{time.monotonic_ns()}.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "quality_gates",
-            *ws.cli_args(),
-            "serve",
-            "--port",
-            "0",
-            "--json",
-            *extra,
-        ],
-        cwd=ws.root,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    log = ws.root / f"serve-{time.monotonic_ns()}.log"
+    args = [*ws.cli_args(), "serve", "--port", "0", "--json", *extra]
+    with cli_process(args, cwd=ws.root, log=log, env=clean_env(**(env or {}))) as proc:
         assert proc.stdout is not None
-        facts = json.loads(proc.stdout.readline())
-        url = facts["listen"]
+        url = json.loads(proc.stdout.readline())["listen"]
         deadline = time.monotonic() + 30
         while not ready(url):
-            assert proc.poll() is None, Path(log.name).read_text()
+            assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the gateway did not become ready in 30 s"
             time.sleep(0.1)
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        log.close()
 
 
 def ready(url: str) -> bool:

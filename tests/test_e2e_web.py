@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import Workspace
+from tests.processes import cli_process
 from tests.test_e2e_serve import NO_PROBES, chat, ready, simulators
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
@@ -24,31 +24,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 @contextlib.contextmanager
 def launched(ws: Workspace, *args: str) -> Iterator[tuple[dict[str, Any], subprocess.Popen[str]]]:
     """`quality-gates ARGS --json` in its own process group; yields its first JSON line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QG_")}
-    log = (ws.root / f"web-{time.monotonic_ns()}.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "quality_gates", *ws.cli_args(), *args, "--json"],
-        cwd=ws.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    log = ws.root / f"web-{time.monotonic_ns()}.log"
+    with cli_process([*ws.cli_args(), *args, "--json"], cwd=ws.root, log=log) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line, (ws.root / log.name).read_text()
+        assert line, log.read_text()
         yield json.loads(line), proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        log.close()
 
 
 def get(url: str) -> tuple[int, str]:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.processes import clean_env, cli_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
@@ -115,12 +114,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QG_")}
-    env.update(extra)
-    return env
-
-
 def qg(root: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "quality_gates", *args],
@@ -133,30 +126,11 @@ def qg(root: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProc
     )
 
 
-@contextlib.contextmanager
-def background(root: Path, name: str, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """A long-running `quality-gates ARGS` in its own process group, stopped on exit."""
-    log = (root / f"{name}.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "quality_gates", *args],
-        cwd=root,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        log.close()
+def background(
+    root: Path, name: str, *args: str
+) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
+    """A long-running `quality-gates ARGS` in the workspace, stopped on exit."""
+    return cli_process(list(args), cwd=root, log=root / f"{name}.log")
 
 
 class Traffic(threading.Thread):
