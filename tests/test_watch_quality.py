@@ -107,3 +107,55 @@ def test_a_key_far_above_its_hourly_rate_is_unusual(workspace: Workspace) -> Non
     assert found["warn"]
     assert "burst" in found["value"]
     assert "steady" not in found["value"]
+
+
+SAMPLER_SCRIPT = """
+import asyncio, json, sys
+from types import SimpleNamespace
+from quality_gates.config import SamplingSettings
+from quality_gates.store import open_store
+from quality_gates.store.db import StoreURL
+from quality_gates.watch.sampling import LiveSampler
+
+async def main():
+    database = open_store(StoreURL.parse(sys.argv[1]))
+    sampler = LiveSampler(database, SamplingSettings(share=1.0, max_per_second=50))
+    sampler.start()
+    for n in range(5):
+        rec = SimpleNamespace(id=f"req-{n}", cache="miss", environment="production",
+                              model_id="m", provider="p")
+        sampler.offer(rec, "My email is jane.doe@example.com", "Sure: 42.")
+    scored = await sampler.flush()
+    await sampler.close()
+    heavy = sorted(m for m in ("presidio_analyzer", "spacy", "torch") if m in sys.modules)
+    print(json.dumps({"scored": scored, "lost": sampler.lost, "heavy": heavy}))
+
+asyncio.run(main())
+"""
+
+
+def test_live_answers_are_scored_in_a_process_of_their_own(sqlite_workspace: Workspace) -> None:
+    """The scorers (presidio pulls in spaCy and torch) never load into the gateway's process;
+    the rows still reach the store."""
+    import json
+    import subprocess
+    import sys
+
+    db_url = sqlite_workspace.db_url
+    sqlite_workspace.database.close_shared()
+    out = subprocess.run(
+        [sys.executable, "-c", SAMPLER_SCRIPT, db_url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"scored": 5, "lost": 0, "heavy": []}
+    rows = sqlite_workspace.conn.execute(
+        "SELECT scorer, COUNT(*) AS n, SUM(passed) AS passed FROM quality_samples "
+        "WHERE request_id LIKE 'req-%' GROUP BY scorer"
+    )
+    by_scorer = {r["scorer"]: (r["n"], r["passed"]) for r in rows}
+    assert by_scorer["prompt_pii"] == (5, 0)  # the e-mail address in every prompt
+    assert by_scorer["refused"] == (5, 5)

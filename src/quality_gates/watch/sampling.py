@@ -2,7 +2,8 @@
 
 Inside each gateway process the sampler is the gateway's answer tap: it keeps a share
 (`remediation.sampling.share`) of answered requests in a bounded queue (a full queue drops
-and counts) and, once a second, scores at most `max_per_second` of them in a worker thread:
+and counts) and, once a second, hands at most `max_per_second` of them to a scoring process
+of its own, which scores them and writes the rows:
 
     refused     the answer declines (the gates' refusal detector)
     toxicity    profanity / insult probability (alt-profanity-check), when installed
@@ -13,20 +14,29 @@ and counts) and, once a second, scores at most `max_per_second` of them in a wor
 Each becomes a `quality_samples` row (`passed` = 0 when flagged) that the watch plane's
 `refusal_rate`, `toxicity_rate`, `pii_rate` and `prompt_injection_rate` read; none of them
 counts toward `quality_score`, which golden probes feed. Text is never stored.
+
+The scorers run in a separate process (spawned, one per gateway process) for two reasons: the
+PII back end (presidio) imports spaCy, thinc and torch, about 500 MiB that the gateway worker
+would otherwise carry; and scoring in a thread of the gateway held the GIL for up to a switch
+interval at a time, which the requests waiting on the event loop paid for in latency. If the
+scoring process dies, the batch is counted as lost and the next batch starts a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import random
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from quality_gates.store.db import Connection, Database
+from quality_gates.store.db import Connection, Database, StoreURL
 
 if TYPE_CHECKING:
     from quality_gates.config import SamplingSettings
@@ -82,6 +92,40 @@ def score_rows(items: list[Sampled], now: float) -> list[dict[str, Any]]:
     return rows
 
 
+_scoring_conn: tuple[StoreURL, Connection] | None = None
+
+
+def _scoring_process_init(parent: int) -> None:
+    """In the scoring process: leave SIGINT and SIGTERM to the gateway process, which hands
+    over what is queued and then shuts this one down; exit at once if the gateway process
+    is gone (killed without that chance)."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, name="qg-sampling-parent", daemon=True).start()
+
+
+def score_and_write(url: StoreURL, batch: list[Sampled]) -> int:
+    """Score `batch` and write its rows to the store at `url` (runs in the scoring process,
+    which keeps one connection for its life); returns the number of rows written."""
+    from quality_gates.watch.probes import write_samples
+
+    global _scoring_conn
+    if _scoring_conn is None or _scoring_conn[0] != url:
+        _scoring_conn = (url, Database(url).connect())
+    rows = score_rows(batch, time.time())
+    write_samples(_scoring_conn[1], rows)
+    return len(rows)
+
+
 class LiveSampler:
     """The gateway's answer tap and the loop that scores what it kept."""
 
@@ -91,10 +135,22 @@ class LiveSampler:
         self.queue: deque[Sampled] = deque()
         self.dropped = 0
         self.scored = 0
+        self.lost = 0  # handed to a scoring process that died before writing them
         self._rng = random.Random()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qg-sampling")
-        self._conn: Connection | None = None
+        self._executor: ProcessPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
+
+    def _scorer(self) -> ProcessPoolExecutor:
+        """The scoring process, started on first use (spawned: never a fork of a process
+        that runs an event loop and threads)."""
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_scoring_process_init,
+                initargs=(os.getpid(),),
+            )
+        return self._executor
 
     def offer(self, rec: Any, prompt: str, answer: str) -> None:
         """Keep a share of answered requests (O(1); called on the request path)."""
@@ -127,17 +183,22 @@ class LiveSampler:
         if not batch:
             return 0
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._score_and_write, batch)
+        try:
+            await loop.run_in_executor(self._scorer(), score_and_write, self.database.url, batch)
+        except BrokenProcessPool:
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+            self.lost += len(batch)
+            log.error(
+                "the live answer scoring process died; %d sampled answers lost, a new one "
+                "starts with the next batch",
+                len(batch),
+                extra={"category": "ERROR"},
+            )
+            return 0
         self.scored += len(batch)
         return len(batch)
-
-    def _score_and_write(self, batch: list[Sampled]) -> None:
-        from quality_gates.watch.probes import write_samples
-
-        rows = score_rows(batch, time.time())
-        if self._conn is None:
-            self._conn = self.database.connect()
-        write_samples(self._conn, rows)
 
     async def close(self) -> None:
         """Score what is queued, then stop."""
@@ -152,7 +213,7 @@ class LiveSampler:
                 await self.flush()
         except Exception as exc:
             log.error("live answer scoring failed at shutdown: %s", exc)
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
-        self._executor.shutdown(wait=False)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # The process closes its store connection as it exits; wait for it off the loop.
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
