@@ -20,6 +20,7 @@ from quality_gates.providers._http import (
     TRANSPORT_ERRORS,
     acquire_session,
     client_timeout,
+    lean_client,
     loads_or_none,
     parse_json_body,
     release_session,
@@ -177,21 +178,23 @@ class HttpChatProvider(ChatProvider):
         wire = self.build(request, stream=False)
         timeout = self._timeout(request)
         started = time.perf_counter()
+        client = lean_client(self.session())
         try:
-            async with (
-                self._slots,
-                self.session().post(
-                    wire.url, data=wire.body, headers=wire.headers, timeout=client_timeout(timeout)
-                ) as response,
-            ):
-                first_byte = time.perf_counter()
-                raw = await self._read_body(response)
-                status, headers = response.status, response.headers
+            async with self._slots:
+                reply = await client.post(
+                    wire.url, wire.headers, wire.body, timeout=timeout, limit=MAX_BODY_BYTES
+                )
         except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, self.name, timeout=timeout) from None
         latency_ms = (time.perf_counter() - started) * 1000.0
+        first_byte = reply.headers_at or started
+        status, headers, raw = reply.status, reply.headers, reply.body
         if status >= 400:
-            raise self.read_error(status, headers, raw)
+            raise self.read_error(status, headers, raw[:MAX_ERROR_BODY])
+        if len(raw) > MAX_BODY_BYTES:
+            raise ServerError(
+                f"{self.name}: answer larger than {MAX_BODY_BYTES} bytes", provider=self.name
+            )
         data = parse_json_body(raw, headers.get("content-type", ""), self.name)
         try:
             answer = self.read_answer(data, request)

@@ -20,6 +20,7 @@ from quality_gates.errors import (
     ServerError,
     StreamInterrupted,
 )
+from quality_gates.providers._h1 import BadResponse, ConnectFailed, H1Client
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DNS_CACHE_SECONDS = 300
@@ -27,14 +28,24 @@ MAX_BODY_BYTES = 32 * 1024 * 1024  # a chat answer this large is a broken upstre
 
 
 class _Pool:
-    """A loop's session and how many adapters use it."""
+    """A loop's session (streams), its lean client (whole answers) and how many adapters
+    use them."""
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
+        self.h1 = H1Client()
         self.users = 0
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
+
+
+def lean_client(session: aiohttp.ClientSession) -> H1Client:
+    """The lean client that goes with `session` (from acquire_session) on this loop."""
+    pool = _POOLS.get(asyncio.get_running_loop())
+    if pool is None or pool.session is not session:
+        raise RuntimeError("lean_client: the session was not acquired on this loop")
+    return pool.h1
 
 
 def acquire_session() -> aiohttp.ClientSession:
@@ -62,6 +73,7 @@ async def release_session(session: aiohttp.ClientSession) -> None:
     pool.users -= 1
     if pool.users <= 0:
         del _POOLS[loop]
+        pool.h1.close()
         await session.close()
 
 
@@ -78,16 +90,17 @@ def transport_error(
     detail = str(exc) or type(exc).__name__
     if streaming:
         return StreamInterrupted(f"{provider}: stream broke: {detail}", provider=provider)
-    if isinstance(exc, aiohttp.ClientResponseError):
+    if isinstance(exc, aiohttp.ClientResponseError | BadResponse):
         # aiohttp raises this for an HTTP reply it cannot parse: the upstream is broken.
         return ServerError(f"{provider}: invalid HTTP response: {detail}", provider=provider)
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectFailed):
         return ConnectionFailed(f"{provider}: cannot connect: {detail}", provider=provider)
     return ConnectionFailed(f"{provider}: connection failed: {detail}", provider=provider)
 
 
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     aiohttp.ClientError,
+    BadResponse,
     asyncio.TimeoutError,
     OSError,
 )

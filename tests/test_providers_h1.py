@@ -1,0 +1,261 @@
+"""The lean HTTP/1.1 client for whole answers, against raw loopback servers that answer
+exactly what each test needs (well-formed, chunked, compressed, cut, garbage, silent)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from quality_gates.errors import ConnectionFailed, ProviderTimeout, ServerError
+from quality_gates.providers._h1 import BadResponse, ConnectFailed, Disconnected, H1Client
+from quality_gates.providers._http import transport_error
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return lines[0], headers, body
+
+
+def _reply(body: bytes, *, extra: str = "", status: str = "200 OK") -> bytes:
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}/v1/chat?x=1"
+
+
+def test_keep_alive_reuses_one_connection_and_sends_what_the_adapter_built() -> None:
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                request = await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            seen.append(request)
+            writer.write(_reply(b'{"n": %d}' % len(seen), extra="x-Custom: Yes\r\n"))
+            await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server, url = await _serve(handler)
+        client = H1Client()
+        try:
+            for n in range(1, 4):
+                reply = await client.post(
+                    url,
+                    {"authorization": "Bearer k", "Host": "evil"},
+                    b'{"q": 1}',
+                    timeout=5,
+                    limit=1000,
+                )
+                assert (reply.status, reply.body) == (200, b'{"n": %d}' % n)
+                assert reply.headers["x-custom"] == "Yes"
+                assert reply.headers_at > 0
+        finally:
+            client.close()
+            server.close()
+
+    asyncio.run(main())
+    assert connections == 1
+    line, headers, body = seen[0]
+    assert line == "POST /v1/chat?x=1 HTTP/1.1"
+    assert headers["host"].startswith("127.0.0.1:")  # the adapter's Host is not sent twice
+    assert headers["authorization"] == "Bearer k"
+    assert (headers["content-length"], body) == ("8", b'{"q": 1}')
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n"
+        b'\r\n4\r\n{"a"\r\n4\r\n: 1}\r\n0\r\n\r\n',
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+        b"content-length: %d\r\n\r\n%s"
+        % (len(gzip.compress(b'{"a": 1}')), gzip.compress(b'{"a": 1}')),
+        b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"a": 1}',
+    ],
+    ids=["chunked", "gzip", "until-close"],
+)
+def test_bodies_are_read_whatever_their_framing(raw: bytes) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> bytes:
+        server, url = await _serve(handler)
+        client = H1Client()
+        try:
+            return (await client.post(url, {}, b"{}", timeout=5, limit=1000)).body
+        finally:
+            client.close()
+            server.close()
+
+    assert asyncio.run(main()) == b'{"a": 1}'
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_without_an_error() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await _read_request(reader)
+        writer.write(_reply(b"{}"))  # keep-alive promised, then closed while idle
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server, url = await _serve(handler)
+        client = H1Client()
+        try:
+            for _ in range(3):
+                reply = await client.post(url, {}, b"{}", timeout=5, limit=100)
+                assert reply.status == 200
+                await asyncio.sleep(0.05)
+        finally:
+            client.close()
+            server.close()
+
+    asyncio.run(main())
+    assert connections == 3
+
+
+def test_failures_become_the_taxonomys_errors() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"SPDY/9 nonsense\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"partial')
+        await writer.drain()
+        writer.close()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(5)
+
+    async def run(handler: Handler, timeout: float = 5) -> BaseException:
+        server, url = await _serve(handler)
+        client = H1Client()
+        try:
+            await client.post(url, {}, b"{}", timeout=timeout, limit=100)
+        except Exception as exc:
+            return exc
+        finally:
+            client.close()
+            server.close()
+        raise AssertionError("no error")
+
+    async def refused() -> BaseException:
+        server, url = await _serve(garbage)
+        server.close()
+        await server.wait_closed()
+        try:
+            await H1Client().post(url, {}, b"{}", timeout=5, limit=100)
+        except Exception as exc:
+            return exc
+        raise AssertionError("no error")
+
+    async def main() -> None:
+        exc = await run(garbage)
+        assert isinstance(exc, BadResponse)
+        assert isinstance(transport_error(exc, "p", timeout=5), ServerError)
+        exc = await run(cut)
+        assert isinstance(exc, Disconnected)
+        assert isinstance(transport_error(exc, "p", timeout=5), ConnectionFailed)
+        exc = await run(silent, timeout=0.3)
+        assert isinstance(exc, TimeoutError)
+        assert isinstance(transport_error(exc, "p", timeout=0.3), ProviderTimeout)
+        exc = await refused()
+        assert isinstance(exc, ConnectFailed)
+        error = transport_error(exc, "p", timeout=5)
+        assert isinstance(error, ConnectionFailed)
+        assert "cannot connect" in str(error)
+
+    asyncio.run(main())
+
+
+def test_a_body_over_the_limit_is_cut_and_its_connection_dropped() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await _read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            writer.write(_reply(b"x" * 5000))
+            await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server, url = await _serve(handler)
+        client = H1Client()
+        try:
+            for _ in range(2):
+                reply = await client.post(url, {}, b"{}", timeout=5, limit=100)
+                assert len(reply.body) == 101  # "more than the limit", for the caller to refuse
+        finally:
+            client.close()
+            server.close()
+
+    asyncio.run(main())
+    assert connections == 2
+
+
+def test_a_cancelled_request_never_returns_its_connection_to_the_pool() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                _, _, body = await _read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            if body == b"slow":
+                await asyncio.sleep(0.5)  # answers late, on a connection the client gave up
+            writer.write(_reply(body))
+            await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server, url = await _serve(handler)
+        client = H1Client()
+        try:
+            with pytest.raises(TimeoutError):
+                await client.post(url, {}, b"slow", timeout=0.1, limit=100)
+            await asyncio.sleep(0.6)
+            reply = await client.post(url, {}, b"fast", timeout=5, limit=100)
+            assert reply.body == b"fast"  # not the late answer to the cancelled request
+        finally:
+            client.close()
+            server.close()
+
+    asyncio.run(main())
