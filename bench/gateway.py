@@ -302,44 +302,62 @@ def worker_rss(db: Path) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
+def scoring_rss(db: Path) -> int:
+    """RSS of the gateway worker's child processes (the live-answer scoring process)."""
+    import psutil
+
+    with sqlite3.connect(db) as conn:
+        pid = conn.execute(
+            "SELECT pid FROM gateway_instances ORDER BY heartbeat_at DESC"
+        ).fetchone()[0]
+    return sum(int(c.memory_info().rss) for c in psutil.Process(pid).children(recursive=True))
+
+
 def latency_only(bench: Bench, args: argparse.Namespace) -> None:
-    """Added latency at 500 req/s, direct and through the gateway in alternation, per round."""
+    """Added latency at 500 req/s: direct, then the gateway under each server, per round."""
     bench.nginx()
-    folder = bench.gateway("granian")
-    key = (folder / "key").read_text()
+    servers = ("granian", "uvicorn")
+    folders = {s: bench.gateway(s) for s in servers}
+    keys = {s: (f / "key").read_text() for s, f in folders.items()}
     path = "/v1/chat/completions"
     direct_url = f"http://127.0.0.1:{bench.ports['stub']}{path}"
-    gw_url = f"http://127.0.0.1:{bench.ports['granian']}{path}"
-    # Warm-up: connections, first-call paths, and the watch plane loading its scoring models
+    urls = {s: f"http://127.0.0.1:{bench.ports[s]}{path}" for s in servers}
+    # Warm-up: connections, first-call paths, and the watch plane's first cycles
     # (in the full run the wrk rounds come first and do this).
-    bench.hey(gw_url, key, 500, 20)
-    db = folder / ".quality-gates" / "state.db"
+    for server in servers:
+        bench.hey(urls[server], keys[server], 500, 10)
     print(f"hey at 500 req/s for {args.latency_seconds} s per run, {args.rounds} rounds")
     print(
-        "| round | direct p50 | direct p99 | gateway p50 | gateway p99 | added p50 | added p99 "
-        "| worker CPU/request |"
+        "| round | server | direct p50 | direct p99 | gateway p50 | gateway p99 | added p50 "
+        "| added p99 | worker CPU/request |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    added50, added99, cpus = [], [], []
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    added: dict[str, list[tuple[float, float, float]]] = {s: [] for s in servers}
     for n in range(args.rounds):
-        direct = bench.hey(direct_url, None, 500, args.latency_seconds)
-        cpu = worker_cpu(db)
-        gw = bench.hey(gw_url, key, 500, args.latency_seconds)
-        cpus.append((worker_cpu(db) - cpu) / gw["served"] * 1e6)
-        if gw["ok"] != gw["served"]:
-            raise SystemExit(f"gateway: {gw['served'] - gw['ok']:.0f} non-200 answers")
-        added50.append(gw["p50"] - direct["p50"])
-        added99.append(gw["p99"] - direct["p99"])
+        for server in servers:
+            direct = bench.hey(direct_url, None, 500, args.latency_seconds)
+            db = folders[server] / ".quality-gates" / "state.db"
+            cpu = worker_cpu(db)
+            gw = bench.hey(urls[server], keys[server], 500, args.latency_seconds)
+            per_request = (worker_cpu(db) - cpu) / gw["served"] * 1e6
+            if gw["ok"] != gw["served"]:
+                raise SystemExit(f"{server}: {gw['served'] - gw['ok']:.0f} non-200 answers")
+            a50, a99 = gw["p50"] - direct["p50"], gw["p99"] - direct["p99"]
+            added[server].append((a50, a99, per_request))
+            print(
+                f"| {n + 1} | {server} | {direct['p50']:.2f} | {direct['p99']:.2f} | "
+                f"{gw['p50']:.2f} | {gw['p99']:.2f} | {a50:+.2f} | {a99:+.2f} | "
+                f"{per_request:.0f} us |",
+                flush=True,
+            )
+    for server in servers:
+        rows = added[server]
         print(
-            f"| {n + 1} | {direct['p50']:.2f} | {direct['p99']:.2f} | {gw['p50']:.2f} | "
-            f"{gw['p99']:.2f} | {added50[-1]:+.2f} | {added99[-1]:+.2f} | {cpus[-1]:.0f} us |",
-            flush=True,
+            f"{server}: median added p50 {statistics.median(r[0] for r in rows):+.2f} ms, "
+            f"p99 {statistics.median(r[1] for r in rows):+.2f} ms (target p99 <= 5 ms); "
+            f"worker CPU {statistics.median(r[2] for r in rows):.0f} us per request"
         )
-    print(
-        f"median added p50 {statistics.median(added50):+.2f} ms, "
-        f"p99 {statistics.median(added99):+.2f} ms (target p99 <= 5 ms); worker CPU "
-        f"{statistics.median(cpus):.0f} us per request\n{BURST_NOTE}"
-    )
+    print(BURST_NOTE)
 
 
 def worker_cpu(db: Path) -> float:
@@ -381,9 +399,9 @@ def main() -> None:
     parser.add_argument(
         "--latency-only",
         action="store_true",
-        help="only the added latency at 500 req/s: the stub direct vs the gateway (granian), "
-        "interleaved for --rounds rounds of --latency-seconds (no wrk, peers, telemetry count "
-        "or soak; never recorded)",
+        help="only the added latency at 500 req/s: the stub direct vs the gateway under granian "
+        "and under uvicorn, interleaved for --rounds rounds of --latency-seconds (no wrk, "
+        "peers, telemetry count or soak; never recorded)",
     )
     args = parser.parse_args()
     for tool in ("nginx", "wrk", "hey"):
@@ -404,13 +422,13 @@ def main() -> None:
         targets = {
             "upstream stub, direct": (f"http://127.0.0.1:{bench.ports['stub']}{path}", None),
             "nginx proxy_pass hop": (f"http://127.0.0.1:{bench.ports['hop']}{path}", None),
+            "quality-gates gateway (uvicorn, the default)": (
+                f"http://127.0.0.1:{bench.ports['uvicorn']}{path}",
+                keys["uvicorn"],
+            ),
             "quality-gates gateway (granian)": (
                 f"http://127.0.0.1:{bench.ports['granian']}{path}",
                 keys["granian"],
-            ),
-            "quality-gates gateway (uvicorn)": (
-                f"http://127.0.0.1:{bench.ports['uvicorn']}{path}",
-                keys["uvicorn"],
             ),
         }
         if has_litellm:
@@ -426,8 +444,8 @@ def main() -> None:
                     raise SystemExit(f"{name}: {result['non2xx']:.0f} non-2xx answers under wrk")
                 throughput[name].append(result["rps"])
         rps = {n: statistics.median(v) for n, v in throughput.items()}
-        gw_name = "quality-gates gateway (granian)"
-        db = folders["granian"] / ".quality-gates" / "state.db"
+        gw_name = "quality-gates gateway (uvicorn, the default)"
+        db = folders["uvicorn"] / ".quality-gates" / "state.db"
         latency = {}
         gw_cpu = 0.0
         for name, (url, key) in targets.items():
@@ -452,7 +470,7 @@ def main() -> None:
             )
         lines += [
             "",
-            f"Gateway (granian) worker CPU during its 500 req/s run: {gw_cpu:.0f} us per "
+            f"Gateway (uvicorn) worker CPU during its 500 req/s run: {gw_cpu:.0f} us per "
             f"request. {BURST_NOTE}",
         ]
         verdicts = []
@@ -475,14 +493,14 @@ def main() -> None:
             f"{'met' if added <= 5.0 else 'MISSED'}"
         )
         before = settle(db, 20)
-        load = bench.hey(targets[gw_name][0], keys["granian"], 1000, args.completeness_seconds)
+        load = bench.hey(targets[gw_name][0], keys["uvicorn"], 1000, args.completeness_seconds)
         after = settle(db)
         stored = after[0] - before[0]
         rolled = after[2] - before[2]
         lines += [
             "",
             f"Telemetry completeness: hey at 1,000 req/s for "
-            f"{args.completeness_seconds} s against the gateway (granian): "
+            f"{args.completeness_seconds} s against the gateway (uvicorn): "
             f"{load['rps']:,.0f} req/s achieved, {load['served']:,.0f} answers "
             f"({load['ok']:,.0f} with 200); request rows stored {stored:,}, attempt "
             f"rows {after[1] - before[1]:,}, roll-up count {rolled:,}.",
@@ -511,7 +529,7 @@ def main() -> None:
                     "-D",
                     str(work / "body.json"),
                     "-H",
-                    f"Authorization: Bearer {keys['granian']}",
+                    f"Authorization: Bearer {keys['uvicorn']}",
                     targets[gw_name][0],
                 ],
                 stdout=subprocess.PIPE,
@@ -522,6 +540,7 @@ def main() -> None:
                 time.sleep(10)
                 samples.append((time.monotonic() - soak_started, worker_rss(db)))
             out, _ = proc.communicate(timeout=120)
+            side = scoring_rss(db)
             codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
             warm = [r for t, r in samples if t >= 60] or [r for _, r in samples]
             growth = (max(warm) - warm[0]) / warm[0]
@@ -530,7 +549,9 @@ def main() -> None:
                 f"Soak: hey at 500 req/s for {args.soak} s; gateway worker RSS "
                 f"{warm[0] / 2**20:.1f} MiB after 60 s warm-up, max "
                 f"{max(warm) / 2**20:.1f} MiB, last {warm[-1] / 2**20:.1f} MiB "
-                f"({len(samples)} samples every 10 s); answers by status: {codes}.",
+                f"({len(samples)} samples every 10 s); answers by status: {codes}. "
+                f"Its child processes (the live-answer scorer, which loads presidio, spaCy and "
+                f"torch) held {side / 2**20:.1f} MiB at the end.",
             ]
             verdicts.append(
                 f"RSS growth over the soak after warm-up: {growth:+.1%} "

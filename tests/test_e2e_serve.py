@@ -1,4 +1,5 @@
-"""`quality-gates serve` as a user runs it: a real process (granian) in front of the simulators.
+"""`quality-gates serve` as a user runs it: a real process (uvicorn by default, granian when the
+config asks) in front of the simulators.
 Two processes on PostgreSQL and Redis: a rollback reaches both within a second and a breaker
 opened by one is open on the other."""
 
@@ -106,8 +107,10 @@ def wait_for(predicate: Any, timeout: float) -> float:
     return time.monotonic() - started
 
 
-def test_serve_answers_records_and_stops_cleanly(tmp_path: Path) -> None:
-    with simulators(tmp_path / "ws", f"sqlite:///{tmp_path / 'ws' / 'state.db'}", NO_PROBES) as (
+@pytest.mark.parametrize("server", ["auto", "granian"])
+def test_serve_answers_records_and_stops_cleanly(tmp_path: Path, server: str) -> None:
+    extra = NO_PROBES.replace("gateway:\n", f"gateway:\n  server: {server}\n")
+    with simulators(tmp_path / "ws", f"sqlite:///{tmp_path / 'ws' / 'state.db'}", extra) as (
         ws,
         _,
     ):
