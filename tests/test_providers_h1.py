@@ -4,8 +4,12 @@ exactly what each test needs (well-formed, chunked, compressed, cut, garbage, si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
-from collections.abc import Awaitable, Callable
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +45,18 @@ async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
     return server, f"http://127.0.0.1:{port}/v1/chat?x=1"
 
 
+@contextlib.asynccontextmanager
+async def _served(handler: Handler) -> AsyncIterator[tuple[H1Client, str]]:
+    """A loopback server running `handler`, and a client; both closed afterwards."""
+    server, url = await _serve(handler)
+    client = H1Client()
+    try:
+        yield client, url
+    finally:
+        client.close()
+        server.close()
+
+
 def test_keep_alive_reuses_one_connection_and_sends_what_the_adapter_built() -> None:
     seen: list[tuple[str, dict[str, str], bytes]] = []
     connections = 0
@@ -59,9 +75,7 @@ def test_keep_alive_reuses_one_connection_and_sends_what_the_adapter_built() -> 
         writer.close()
 
     async def main() -> None:
-        server, url = await _serve(handler)
-        client = H1Client()
-        try:
+        async with _served(handler) as (client, url):
             for n in range(1, 4):
                 reply = await client.post(
                     url,
@@ -73,9 +87,6 @@ def test_keep_alive_reuses_one_connection_and_sends_what_the_adapter_built() -> 
                 assert (reply.status, reply.body) == (200, b'{"n": %d}' % n)
                 assert reply.headers["x-custom"] == "Yes"
                 assert reply.headers_at > 0
-        finally:
-            client.close()
-            server.close()
 
     asyncio.run(main())
     assert connections == 1
@@ -106,13 +117,8 @@ def test_bodies_are_read_whatever_their_framing(raw: bytes) -> None:
         writer.close()
 
     async def main() -> bytes:
-        server, url = await _serve(handler)
-        client = H1Client()
-        try:
+        async with _served(handler) as (client, url):
             return (await client.post(url, {}, b"{}", timeout=5, limit=1000)).body
-        finally:
-            client.close()
-            server.close()
 
     assert asyncio.run(main()) == b'{"a": 1}'
 
@@ -129,16 +135,11 @@ def test_an_idle_connection_the_server_closed_is_replaced_without_an_error() -> 
         writer.close()
 
     async def main() -> None:
-        server, url = await _serve(handler)
-        client = H1Client()
-        try:
+        async with _served(handler) as (client, url):
             for _ in range(3):
                 reply = await client.post(url, {}, b"{}", timeout=5, limit=100)
                 assert reply.status == 200
                 await asyncio.sleep(0.05)
-        finally:
-            client.close()
-            server.close()
 
     asyncio.run(main())
     assert connections == 3
@@ -162,15 +163,11 @@ def test_failures_become_the_taxonomys_errors() -> None:
         await asyncio.sleep(5)
 
     async def run(handler: Handler, timeout: float = 5) -> BaseException:
-        server, url = await _serve(handler)
-        client = H1Client()
-        try:
-            await client.post(url, {}, b"{}", timeout=timeout, limit=100)
-        except Exception as exc:
-            return exc
-        finally:
-            client.close()
-            server.close()
+        async with _served(handler) as (client, url):
+            try:
+                await client.post(url, {}, b"{}", timeout=timeout, limit=100)
+            except Exception as exc:
+                return exc
         raise AssertionError("no error")
 
     async def refused() -> BaseException:
@@ -218,15 +215,10 @@ def test_a_body_over_the_limit_is_cut_and_its_connection_dropped() -> None:
         writer.close()
 
     async def main() -> None:
-        server, url = await _serve(handler)
-        client = H1Client()
-        try:
+        async with _served(handler) as (client, url):
             for _ in range(2):
                 reply = await client.post(url, {}, b"{}", timeout=5, limit=100)
                 assert len(reply.body) == 101  # "more than the limit", for the caller to refuse
-        finally:
-            client.close()
-            server.close()
 
     asyncio.run(main())
     assert connections == 2
@@ -246,16 +238,64 @@ def test_a_cancelled_request_never_returns_its_connection_to_the_pool() -> None:
         writer.close()
 
     async def main() -> None:
-        server, url = await _serve(handler)
-        client = H1Client()
-        try:
+        async with _served(handler) as (client, url):
             with pytest.raises(TimeoutError):
                 await client.post(url, {}, b"slow", timeout=0.1, limit=100)
             await asyncio.sleep(0.6)
             reply = await client.post(url, {}, b"fast", timeout=5, limit=100)
             assert reply.body == b"fast"  # not the late answer to the cancelled request
+
+    asyncio.run(main())
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_https_verifies_the_certificate_against_the_system_trust_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An untrusted certificate is refused (ConnectFailed); trusted through SSL_CERT_FILE, as
+    OpenSSL reads it, the same server answers."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await _read_request(reader)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            writer.close()
+            return
+        writer.write(_reply(b'{"tls": true}'))
+        await writer.drain()
+        writer.close()
+
+    async def call() -> bytes | BaseException:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        client = H1Client()
+        try:
+            reply = await client.post(f"https://127.0.0.1:{port}/", {}, b"{}", timeout=5, limit=100)
+            return reply.body
+        except Exception as exc:
+            return exc
         finally:
             client.close()
             server.close()
 
-    asyncio.run(main())
+    refused = asyncio.run(call())
+    assert isinstance(refused, ConnectFailed)
+    assert "certificate" in str(refused)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    assert asyncio.run(call()) == b'{"tls": true}'

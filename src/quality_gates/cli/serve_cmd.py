@@ -177,9 +177,7 @@ def _drained_stop() -> Iterator[None]:
     The handlers found are these, which note the signal and return."""
     import signal
 
-    previous = {
-        sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

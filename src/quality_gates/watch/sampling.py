@@ -15,34 +15,30 @@ Each becomes a `quality_samples` row (`passed` = 0 when flagged) that the watch 
 `refusal_rate`, `toxicity_rate`, `pii_rate` and `prompt_injection_rate` read; none of them
 counts toward `quality_score`, which golden probes feed. Text is never stored.
 
-The scorers run in a separate process (spawned, one per gateway process) for two reasons: the
-PII back end (presidio) imports spaCy, thinc and torch, about 500 MiB that the gateway worker
-would otherwise carry; and scoring in a thread of the gateway held the GIL for up to a switch
-interval at a time, which the requests waiting on the event loop paid for in latency. If the
-scoring process dies, the batch is counted as lost and the next batch starts a new one.
+The scorers run in the gateway process's scoring process (`_offload`): presidio's spaCy and
+torch never load into the gateway, and scoring never holds its GIL. If that process dies,
+the batch is counted as lost and the next batch starts a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import os
 import random
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.store.db import Connection, Database, StoreURL
+from quality_gates.watch._offload import ScoringProcess, ScoringUnavailable, acquire, release
 
 if TYPE_CHECKING:
     from quality_gates.config import SamplingSettings
 
 log = logging.getLogger("quality_gates.watch")
 PROFANITY_THRESHOLD = 0.5
+SCORE_CHUNK = 4  # sampled answers per call into the scoring process
 
 
 @dataclass(frozen=True)
@@ -95,24 +91,6 @@ def score_rows(items: list[Sampled], now: float) -> list[dict[str, Any]]:
 _scoring_conn: tuple[StoreURL, Connection] | None = None
 
 
-def _scoring_process_init(parent: int) -> None:
-    """In the scoring process: leave SIGINT and SIGTERM to the gateway process, which hands
-    over what is queued and then shuts this one down; exit at once if the gateway process
-    is gone (killed without that chance)."""
-    import signal
-    import threading
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-    def watch_parent() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch_parent, name="qg-sampling-parent", daemon=True).start()
-
-
 def score_and_write(url: StoreURL, batch: list[Sampled]) -> int:
     """Score `batch` and write its rows to the store at `url` (runs in the scoring process,
     which keeps one connection for its life); returns the number of rows written."""
@@ -137,20 +115,8 @@ class LiveSampler:
         self.scored = 0
         self.lost = 0  # handed to a scoring process that died before writing them
         self._rng = random.Random()
-        self._executor: ProcessPoolExecutor | None = None
+        self._scoring: ScoringProcess | None = None
         self._task: asyncio.Task[None] | None = None
-
-    def _scorer(self) -> ProcessPoolExecutor:
-        """The scoring process, started on first use (spawned: never a fork of a process
-        that runs an event loop and threads)."""
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_scoring_process_init,
-                initargs=(os.getpid(),),
-            )
-        return self._executor
 
     def offer(self, rec: Any, prompt: str, answer: str) -> None:
         """Keep a share of answered requests (O(1); called on the request path)."""
@@ -164,7 +130,10 @@ class LiveSampler:
         )
 
     def start(self) -> None:
-        """Score in the background until closed."""
+        """Score in the background until closed (the scoring process and its models are
+        loaded now, not when the first batch comes)."""
+        self._scoring = acquire()
+        self._scoring.warm(models=True)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="qg-sampling")
 
     async def _run(self) -> None:
@@ -182,23 +151,27 @@ class LiveSampler:
             batch.append(self.queue.popleft())
         if not batch:
             return 0
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._scorer(), score_and_write, self.database.url, batch)
-        except BrokenProcessPool:
-            executor, self._executor = self._executor, None
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
-            self.lost += len(batch)
-            log.error(
-                "the live answer scoring process died; %d sampled answers lost, a new one "
-                "starts with the next batch",
-                len(batch),
-                extra={"category": "ERROR"},
-            )
-            return 0
-        self.scored += len(batch)
-        return len(batch)
+        if self._scoring is None:
+            self._scoring = acquire()
+        done = 0
+        # In small chunks, one after the other: a golden probe's answer, which shares the
+        # scoring process, then waits for one chunk at most, never for the whole batch.
+        for start in range(0, len(batch), SCORE_CHUNK):
+            chunk = batch[start : start + SCORE_CHUNK]
+            try:
+                await self._scoring.run(score_and_write, self.database.url, chunk)
+            except ScoringUnavailable as exc:
+                self.lost += len(chunk)
+                log.error(
+                    "live answer scoring: %s; %d sampled answers lost",
+                    exc,
+                    len(chunk),
+                    extra={"category": "ERROR"},
+                )
+                continue
+            done += len(chunk)
+        self.scored += done
+        return done
 
     async def close(self) -> None:
         """Score what is queued, then stop."""
@@ -213,7 +186,6 @@ class LiveSampler:
                 await self.flush()
         except Exception as exc:
             log.error("live answer scoring failed at shutdown: %s", exc)
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            # The process closes its store connection as it exits; wait for it off the loop.
-            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+        scoring, self._scoring = self._scoring, None
+        if scoring is not None:
+            await release(scoring)

@@ -1,0 +1,144 @@
+"""One scoring process per gateway process, for the scorers that must not run inside it.
+
+The PII back end (presidio) imports spaCy, thinc and torch, about 450 MiB, and its first
+load takes seconds; the profanity model is scikit-learn. Inside a gateway process that
+memory stays for good, the first load stops the event loop, and scoring in a thread holds
+the GIL while requests wait. So `serve` scores live samples and golden probe answers in a
+spawned process of its own (`ScoringProcess`), shared by the sampler and the embedded watch
+(`acquire` / `release`), started on first use.
+
+The scoring process ignores SIGINT and SIGTERM: the gateway process, which gets them too
+when a terminal or a supervisor signals the whole group, hands over what is queued and then
+shuts it down. It exits by itself within a second if the gateway process is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+log = logging.getLogger("quality_gates.watch")
+T = TypeVar("T")
+
+
+class ScoringUnavailable(RuntimeError):
+    """The scoring process died while it held the call (it is restarted for the next)."""
+
+
+def _init(parent: int) -> None:
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, name="qg-scoring-parent", daemon=True).start()
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _import_scorers(models: bool) -> None:
+    import quality_gates.gates.scorers
+    import quality_gates.watch.probes
+    import quality_gates.watch.sampling  # noqa: F401  (imported for their cost, now)
+
+    if models:  # load the PII and profanity models now rather than on a later call
+        from quality_gates.watch.security import pii_kinds, profanity
+
+        pii_kinds("warm-up: jane.doe@example.com")
+        profanity(["warm-up"])
+
+
+class ScoringProcess:
+    """A spawned single-worker process pool, started on first call, replaced if it dies."""
+
+    def __init__(self) -> None:
+        self._executor: ProcessPoolExecutor | None = None
+        self.restarts = 0
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            # spawn, never fork: the gateway process runs an event loop and threads.
+            self._executor = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init,
+                initargs=(os.getpid(),),
+            )
+        return self._executor
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the scoring process (both must pickle)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool(), fn, *args)
+        except BrokenProcessPool:
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+            self.restarts += 1
+            raise ScoringUnavailable("the scoring process died; the next call starts one") from None
+
+    def warm(self, *, models: bool = False) -> None:
+        """Start the process now, in the background, with the scorers imported (`models`:
+        and the PII and profanity models loaded, several seconds), so that no later call
+        waits behind a spawn or a model load: a golden probe round queued behind the first
+        sampled batch would, and the quality signal is the one that must not lag."""
+        task = asyncio.get_running_loop().create_task(self._warm(models), name="qg-warm")
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def _warm(self, models: bool) -> None:
+        try:
+            await self.run(_import_scorers, models)
+        except Exception as exc:  # a warm-up failure is logged; the real calls report theirs
+            log.error("the scoring process did not warm up: %s", exc)
+
+    @property
+    def started(self) -> bool:
+        """Whether the process has been started (and not shut down since)."""
+        return self._executor is not None
+
+    async def close(self) -> None:
+        """Wait for the running call, then stop the process (off the event loop)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+
+
+_shared: ScoringProcess | None = None
+_users = 0
+
+
+def acquire() -> ScoringProcess:
+    """This process's shared scoring process; pair with `release`."""
+    global _shared, _users
+    if _shared is None:
+        _shared = ScoringProcess()
+    _users += 1
+    return _shared
+
+
+async def release(process: ScoringProcess) -> None:
+    """One user is done; the last one stops the process."""
+    global _shared, _users
+    if process is not _shared:
+        await process.close()
+        return
+    _users -= 1
+    if _users <= 0:
+        _shared, _users = None, 0
+        await process.close()
