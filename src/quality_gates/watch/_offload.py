@@ -1,11 +1,17 @@
-"""One scoring process per gateway process, for the scorers that must not run inside it.
+"""One scoring process per gateway process, for the live sampler's scorers.
 
 The PII back end (presidio) imports spaCy, thinc and torch, about 450 MiB, and its first
 load takes seconds; the profanity model is scikit-learn. Inside a gateway process that
 memory stays for good, the first load stops the event loop, and scoring in a thread holds
-the GIL while requests wait. So `serve` scores live samples and golden probe answers in a
-spawned process of its own (`ScoringProcess`), shared by the sampler and the embedded watch
-(`acquire` / `release`), started on first use.
+the GIL while requests wait. So `serve` scores its sampled live answers in a spawned process
+of its own (`ScoringProcess`, shared through `acquire` / `release`), started with its models
+loaded when the gateway starts.
+
+Golden probes still score in the gateway process: scored through this process (one call per
+answer), the quality-regression drill missed its detection window on a loaded 2-core CI
+machine, where each call waits on several thread hand-offs; the probes' model-backed
+assertions (the built-in set's no_pii and no_profanity items) therefore still load presidio
+into a gateway that runs the watch.
 
 The scoring process ignores SIGINT and SIGTERM: the gateway process, which gets them too
 when a terminal or a supervisor signals the whole group, hands over what is queued and then
@@ -95,8 +101,7 @@ class ScoringProcess:
     def warm(self, *, models: bool = False) -> None:
         """Start the process now, in the background, with the scorers imported (`models`:
         and the PII and profanity models loaded, several seconds), so that no later call
-        waits behind a spawn or a model load: a golden probe round queued behind the first
-        sampled batch would, and the quality signal is the one that must not lag."""
+        waits behind a spawn or a model load."""
         task = asyncio.get_running_loop().create_task(self._warm(models), name="qg-warm")
         _background.add(task)
         task.add_done_callback(_background.discard)

@@ -44,15 +44,11 @@ class EmbeddedWatch:
 
     async def start(self) -> None:
         """Begin evaluating in the background."""
-        from quality_gates.watch._offload import acquire
         from quality_gates.watch._service import WatchService
 
         self.service = WatchService(
             self.database, self.config, config_dir=self.config_dir, config_path=self.config_path
         )
-        offload = self.service.probes.offload = acquire()  # scorers stay out of this process
-        if self.config.remediation.probes.enabled:
-            offload.warm()
         self._task = asyncio.get_running_loop().create_task(
             self.service.run(self._stop), name="qg-watch"
         )
@@ -62,11 +58,6 @@ class EmbeddedWatch:
         self._stop.set()
         if self._task is not None:
             await self._task
-        if self.service is not None and self.service.probes.offload is not None:
-            from quality_gates.watch._offload import release
-
-            offload, self.service.probes.offload = self.service.probes.offload, None
-            await release(offload)
 
 
 class EmbeddedSampler:

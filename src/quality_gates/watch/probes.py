@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,16 +27,11 @@ from quality_gates.store.db import Connection
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
     from quality_gates.gates.datasets import DatasetItem
-    from quality_gates.gates.scorers import Answer, Scorer
+    from quality_gates.gates.scorers import Scorer
     from quality_gates.providers import ChatProvider, ProbeResult
-    from quality_gates.watch._offload import ScoringProcess
 
 log = logging.getLogger("quality_gates.watch")
 PROBE_PREFIX = "probe-"
-# Scorers backed by a model (presidio with spaCy and torch, scikit-learn, sentence
-# embeddings): with an `offload`, items that assert one are scored there. The rest (match,
-# numeric, regex, ...) cost microseconds and stay here, away from the scoring process's queue.
-OFFLOADED = frozenset({"pii", "no_pii", "profanity", "no_profanity", "moderation", "semantic"})
 GOLDEN_SCORER = "golden"  # the `scorer` of probe samples in quality_samples
 
 
@@ -128,42 +122,6 @@ class ModelScore:
         return f"{shown}, {failed} failed call(s)"
 
 
-async def score_answer(
-    scorer: Callable[[dict[str, Any]], Scorer],
-    specs: list[dict[str, Any]],
-    item: DatasetItem,
-    answer: Answer,
-) -> tuple[bool, float]:
-    """Passed (every spec passed) and the mean score of `answer` under `specs`."""
-    results = [await scorer(spec).score(item, answer) for spec in specs]
-    return all(r.passed for r in results), sum(r.score for r in results) / len(results)
-
-
-_elsewhere: dict[str, Any] = {}
-
-
-def score_elsewhere(
-    specs: list[dict[str, Any]], item: DatasetItem, answer: Answer
-) -> tuple[bool, float]:
-    """`score_answer` in the scoring process: scorers built once, on one event loop kept for
-    the process's life (a judge scorer's HTTP session belongs to its loop)."""
-    from quality_gates.gates.scorers import ScorerContext, build
-
-    loop = _elsewhere.get("loop")
-    if loop is None:
-        loop = _elsewhere["loop"] = asyncio.new_event_loop()
-    scorers: dict[str, Scorer] = _elsewhere.setdefault("scorers", {})
-
-    def scorer(spec: dict[str, Any]) -> Scorer:
-        key = repr(sorted(spec.items()))
-        if key not in scorers:
-            scorers[key] = build(spec, ScorerContext())
-        return scorers[key]
-
-    result: tuple[bool, float] = loop.run_until_complete(score_answer(scorer, specs, item, answer))
-    return result
-
-
 class GoldenProbes:
     """Sends golden items to models and scores the answers."""
 
@@ -181,9 +139,6 @@ class GoldenProbes:
         self._items: list[DatasetItem] | None = None
         self._scorers: dict[str, Scorer] = {}
         self.offset = 0
-        # Where model-backed scorers run: here, or (inside `serve`) the gateway process's
-        # scoring process, so presidio and its torch never load into the gateway (_offload).
-        self.offload: ScoringProcess | None = None
 
     def items(self) -> list[DatasetItem]:
         """The probe pool: items with an expected answer or assertions (read once)."""
@@ -260,18 +215,13 @@ class GoldenProbes:
             )
         answer = Answer(response.text, latency_ms=response.latency_ms)
         specs = list(item.assertions) or [{"type": self.settings.scorer}]
-        if self.offload is not None and any(s.get("type") in OFFLOADED for s in specs):
-            from quality_gates.watch._offload import ScoringUnavailable
-
-            try:
-                passed, score = await self.offload.run(score_elsewhere, specs, item, answer)
-            except ScoringUnavailable:
-                return ProbeScore(
-                    item.id, error_class="scoring_failed", latency_ms=response.latency_ms
-                )
-        else:
-            passed, score = await score_answer(self._scorer, specs, item, answer)
-        return ProbeScore(item.id, passed, score, latency_ms=response.latency_ms)
+        results = [await self._scorer(spec).score(item, answer) for spec in specs]
+        return ProbeScore(
+            item.id,
+            all(r.passed for r in results),
+            sum(r.score for r in results) / len(results),
+            latency_ms=response.latency_ms,
+        )
 
     async def run_round(
         self, current: dict[str, str], write: Any, now: float | None = None

@@ -154,8 +154,8 @@ class LiveSampler:
         if self._scoring is None:
             self._scoring = acquire()
         done = 0
-        # In small chunks, one after the other: a golden probe's answer, which shares the
-        # scoring process, then waits for one chunk at most, never for the whole batch.
+        # In small chunks, one after the other: another user of the scoring process then
+        # waits for one chunk at most, never for the whole batch.
         for start in range(0, len(batch), SCORE_CHUNK):
             chunk = batch[start : start + SCORE_CHUNK]
             try:
