@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import aiohttp
 
 from quality_gates.errors import ContentFiltered, ProviderError, ServerError, StreamInterrupted
+from quality_gates.providers._h1 import H1Client
 from quality_gates.providers._http import (
     MAX_BODY_BYTES,
     TRANSPORT_ERRORS,
@@ -115,6 +116,7 @@ class HttpChatProvider(ChatProvider):
         self.probe_timeout = probe_timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._session: aiohttp.ClientSession | None = None
+        self._h1: H1Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- what a protocol supplies -------------------------------------------------------
@@ -149,8 +151,15 @@ class HttpChatProvider(ChatProvider):
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
             self._session = acquire_session()
+            self._h1 = lean_client(self._session)
             self._loop = loop
         return self._session
+
+    def lean(self) -> H1Client:
+        """This loop's lean client for whole answers (it goes with the session)."""
+        self.session()
+        assert self._h1 is not None
+        return self._h1
 
     async def close(self) -> None:
         """Give the shared session back (the last adapter on the loop closes it)."""
@@ -178,7 +187,7 @@ class HttpChatProvider(ChatProvider):
         wire = self.build(request, stream=False)
         timeout = self._timeout(request)
         started = time.perf_counter()
-        client = lean_client(self.session())
+        client = self.lean()
         try:
             async with self._slots:
                 reply = await client.post(

@@ -70,7 +70,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        self.uses = 0
         self._parser = httptools.HttpResponseParser(self)
         self._reset(None, 0)
 
@@ -168,7 +167,6 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         waiter = asyncio.get_running_loop().create_future()
         self._reset(waiter, limit)
-        self.uses += 1
         self.transport.write(request)
         await waiter
         body = b"".join(self._chunks)

@@ -4,8 +4,7 @@ The PII back end (presidio) imports spaCy, thinc and torch, about 450 MiB, and i
 load takes seconds; the profanity model is scikit-learn. Inside a gateway process that
 memory stays for good, the first load stops the event loop, and scoring in a thread holds
 the GIL while requests wait. So `serve` scores its sampled live answers in a spawned process
-of its own (`ScoringProcess`, shared through `acquire` / `release`), started with its models
-loaded when the gateway starts.
+of its own (`ScoringProcess`), started with its models loaded when the gateway starts.
 
 Golden probes still score in the gateway process: scored through this process (one call per
 answer), the quality-regression drill missed its detection window on a loaded 2-core CI
@@ -58,7 +57,6 @@ _background: set[asyncio.Task[None]] = set()
 
 def _import_scorers(models: bool) -> None:
     import quality_gates.gates.scorers
-    import quality_gates.watch.probes
     import quality_gates.watch.sampling  # noqa: F401  (imported for their cost, now)
 
     if models:  # load the PII and profanity models now rather than on a later call
@@ -73,7 +71,6 @@ class ScoringProcess:
 
     def __init__(self) -> None:
         self._executor: ProcessPoolExecutor | None = None
-        self.restarts = 0
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -95,7 +92,6 @@ class ScoringProcess:
             executor, self._executor = self._executor, None
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
-            self.restarts += 1
             raise ScoringUnavailable("the scoring process died; the next call starts one") from None
 
     def warm(self, *, models: bool = False) -> None:
@@ -112,38 +108,8 @@ class ScoringProcess:
         except Exception as exc:  # a warm-up failure is logged; the real calls report theirs
             log.error("the scoring process did not warm up: %s", exc)
 
-    @property
-    def started(self) -> bool:
-        """Whether the process has been started (and not shut down since)."""
-        return self._executor is not None
-
     async def close(self) -> None:
         """Wait for the running call, then stop the process (off the event loop)."""
         executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
-
-
-_shared: ScoringProcess | None = None
-_users = 0
-
-
-def acquire() -> ScoringProcess:
-    """This process's shared scoring process; pair with `release`."""
-    global _shared, _users
-    if _shared is None:
-        _shared = ScoringProcess()
-    _users += 1
-    return _shared
-
-
-async def release(process: ScoringProcess) -> None:
-    """One user is done; the last one stops the process."""
-    global _shared, _users
-    if process is not _shared:
-        await process.close()
-        return
-    _users -= 1
-    if _users <= 0:
-        _shared, _users = None, 0
-        await process.close()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.store.db import Connection, Database, StoreURL
-from quality_gates.watch._offload import ScoringProcess, ScoringUnavailable, acquire, release
+from quality_gates.watch._offload import ScoringProcess, ScoringUnavailable
 
 if TYPE_CHECKING:
     from quality_gates.config import SamplingSettings
@@ -115,7 +115,7 @@ class LiveSampler:
         self.scored = 0
         self.lost = 0  # handed to a scoring process that died before writing them
         self._rng = random.Random()
-        self._scoring: ScoringProcess | None = None
+        self._scoring = ScoringProcess()  # spawned by `start` (or the first batch)
         self._task: asyncio.Task[None] | None = None
 
     def offer(self, rec: Any, prompt: str, answer: str) -> None:
@@ -132,7 +132,6 @@ class LiveSampler:
     def start(self) -> None:
         """Score in the background until closed (the scoring process and its models are
         loaded now, not when the first batch comes)."""
-        self._scoring = acquire()
         self._scoring.warm(models=True)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="qg-sampling")
 
@@ -151,8 +150,6 @@ class LiveSampler:
             batch.append(self.queue.popleft())
         if not batch:
             return 0
-        if self._scoring is None:
-            self._scoring = acquire()
         done = 0
         # In small chunks, one after the other: another user of the scoring process then
         # waits for one chunk at most, never for the whole batch.
@@ -186,6 +183,4 @@ class LiveSampler:
                 await self.flush()
         except Exception as exc:
             log.error("live answer scoring failed at shutdown: %s", exc)
-        scoring, self._scoring = self._scoring, None
-        if scoring is not None:
-            await release(scoring)
+        await self._scoring.close()
