@@ -15,13 +15,14 @@ not answer: 5xx), `rejected` (refused: over a limit, or the upstream refused the
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import pickle
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from quality_gates.config import TelemetrySettings
 from quality_gates.telemetry import LatencyHistogram
@@ -285,7 +286,9 @@ class TelemetryWriter:
                 "writer": self.writer_id,
                 "count": s.count,
                 "errors": s.errors,
-                "errors_by_class": json.dumps(s.errors_by_class, sort_keys=True),
+                "errors_by_class": orjson.dumps(
+                    s.errors_by_class, option=orjson.OPT_SORT_KEYS
+                ).decode(),
                 "latency_hist": s.latency.to_json(),
                 "ttft_hist": s.ttft.to_json(),
                 "input_tokens": s.input_tokens,

@@ -8,10 +8,11 @@ features it cannot honour (tools, n > 1, non-text content) are refused explicitl
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from quality_gates.providers import Message
 
@@ -58,7 +59,7 @@ class ApiError(Exception):
 
     def body(self) -> bytes:
         """The JSON body."""
-        return json.dumps(
+        return orjson.dumps(
             {
                 "error": {
                     "message": self.message,
@@ -67,16 +68,13 @@ class ApiError(Exception):
                     "code": self.code,
                 }
             }
-        ).encode()
+        )
 
     def headers(self) -> dict[str, str]:
         """Retry-After when known."""
         if self.retry_after is None:
             return {}
         return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
-
-
-_str = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _bad(message: str, param: str | None = None) -> ApiError:
@@ -153,8 +151,8 @@ def _positive_int(body: dict[str, Any], name: str) -> int | None:
 def parse_request(raw: bytes) -> CompletionRequest:
     """Validate a request body; ApiError 400 names the first problem found."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = orjson.loads(raw)
+    except ValueError as exc:  # orjson.JSONDecodeError, also for bytes that are not UTF-8
         raise _bad(f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _bad("the body must be a JSON object with model and messages")
@@ -227,15 +225,28 @@ def completion_body(
     input_tokens: int,
     output_tokens: int,
 ) -> bytes:
-    """A `chat.completion` object (written from a template: json.dumps of the whole nested
-    object costs several times more on the hot path)."""
-    return (
-        f'{{"id":{_str(request_id)},"object":"chat.completion","created":{created},'
-        f'"model":{_str(model)},"choices":[{{"index":0,"message":{{"role":"assistant",'
-        f'"content":{_str(text)}}},"finish_reason":"{finish_reason(finish)}","logprobs":null}}],'
-        f'"usage":{{"prompt_tokens":{input_tokens},"completion_tokens":{output_tokens},'
-        f'"total_tokens":{input_tokens + output_tokens}}}}}'
-    ).encode()
+    """A `chat.completion` object."""
+    return orjson.dumps(
+        {
+            "id": request_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish_reason(finish),
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": input_tokens,
+                "completion_tokens": output_tokens,
+                "total_tokens": input_tokens + output_tokens,
+            },
+        }
+    )
 
 
 def chunk_event(
@@ -276,14 +287,14 @@ def chunk_event(
             "completion_tokens": usage[1],
             "total_tokens": usage[0] + usage[1],
         }
-    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 def error_event(message: str, error_class: str, status: int = 502) -> bytes:
     """The SSE event that ends a stream broken after its first byte (never a clean finish)."""
     return (
         b"data: "
-        + json.dumps(
+        + orjson.dumps(
             {
                 "error": {
                     "message": message,
@@ -293,7 +304,7 @@ def error_event(message: str, error_class: str, status: int = 502) -> bytes:
                     "status": status,
                 }
             }
-        ).encode()
+        )
         + b"\n\n"
     )
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
+import orjson
 
 from quality_gates.errors import ContentFiltered, ProviderError, ServerError, StreamInterrupted
 from quality_gates.providers._h1 import H1Client
@@ -89,7 +89,7 @@ def estimated_usage(messages: tuple[Message, ...], output: str) -> Usage:
 
 def dumps(payload: Any) -> bytes:
     """Compact JSON bytes."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(payload)
 
 
 class HttpChatProvider(ChatProvider):

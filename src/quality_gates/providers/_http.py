@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import time
 import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 
 from quality_gates.errors import (
     ConnectionFailed,
@@ -139,8 +139,8 @@ def parse_json_body(raw: bytes, content_type: str, provider: str) -> Any:
         shown = content_type or "no content type"
         raise ServerError(f"{provider}: expected JSON, got {shown}", provider=provider)
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return orjson.loads(raw)
+    except ValueError:  # orjson.JSONDecodeError, also for bytes that are not UTF-8
         raise ServerError(
             f"{provider}: answer is not valid JSON ({len(raw)} bytes)", provider=provider
         ) from None
@@ -149,6 +149,6 @@ def parse_json_body(raw: bytes, content_type: str, provider: str) -> Any:
 def loads_or_none(raw: bytes | str) -> Any:
     """JSON, or None when `raw` is not JSON (error bodies may be HTML from a proxy)."""
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return orjson.loads(raw)
+    except ValueError:
         return None

@@ -8,9 +8,10 @@ over any window come from the roll-ups, not from raw rows.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
+
+import orjson
 
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -70,15 +71,15 @@ class LatencyHistogram:
 
     def to_json(self) -> str:
         """Compact JSON for the store."""
-        return json.dumps(
+        return orjson.dumps(
             {
                 "n": self.count,
                 "s": round(self.total, 6),
                 "z": self.zeros,
-                "b": {str(k): v for k, v in self.buckets.items()},
+                "b": self.buckets,
             },
-            separators=(",", ":"),
-        )
+            option=orjson.OPT_NON_STR_KEYS,
+        ).decode()
 
     @classmethod
     def from_json(cls, text: str | None) -> LatencyHistogram:
@@ -86,7 +87,7 @@ class LatencyHistogram:
         hist = cls()
         if not text:
             return hist
-        data: Mapping[str, object] = json.loads(text)
+        data: Mapping[str, object] = orjson.loads(text)
         hist.count = int(data.get("n", 0))  # type: ignore[call-overload]
         hist.total = float(data.get("s", 0.0))  # type: ignore[arg-type]
         hist.zeros = int(data.get("z", 0))  # type: ignore[call-overload]
