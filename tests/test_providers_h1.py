@@ -248,6 +248,49 @@ def test_a_cancelled_request_never_returns_its_connection_to_the_pool() -> None:
     asyncio.run(main())
 
 
+def test_each_exchange_in_flight_ends_at_its_own_deadline() -> None:
+    """One timer serves every exchange in flight: a later request with an earlier deadline
+    must still end on time, and one that is answered in time must not be failed."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                _, _, body = await _read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            await asyncio.sleep(float(body))  # the body says how long to wait
+            writer.write(_reply(body))
+            await writer.drain()
+        writer.close()
+
+    async def timed(client: H1Client, url: str, wait: str, timeout: float) -> tuple[str, float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            reply = await client.post(url, {}, wait.encode(), timeout=timeout, limit=100)
+        except TimeoutError:
+            return "timeout", loop.time() - started
+        return reply.body.decode(), loop.time() - started
+
+    async def main() -> None:
+        async with _served(handler) as (client, url):
+            late = asyncio.create_task(timed(client, url, "30", 0.8))
+            await asyncio.sleep(0.05)
+            early = asyncio.create_task(timed(client, url, "30", 0.2))
+            answered = asyncio.create_task(timed(client, url, "0.4", 5))
+            (e_what, e_took), (l_what, l_took), (a_what, a_took) = await asyncio.gather(
+                early, late, answered
+            )
+            assert (e_what, l_what, a_what) == ("timeout", "timeout", "0.4")
+            assert 0.15 <= e_took < 0.6, e_took
+            assert 0.75 <= l_took < 1.5, l_took
+            assert a_took >= 0.35
+            reply = await client.post(url, {}, b"0", timeout=5, limit=100)
+            assert reply.body == b"0"  # the pool is sound after the failed exchanges
+
+    asyncio.run(main())
+
+
 def _self_signed(folder: Path) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(

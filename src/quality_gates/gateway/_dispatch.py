@@ -198,8 +198,8 @@ class Dispatcher:
             started = time.perf_counter()
             ts = time.time()
             try:
-                async with asyncio.timeout(timeout):
-                    if stream:
+                if stream:
+                    async with asyncio.timeout(timeout):
                         iterator = provider.stream(call).__aiter__()
                         try:
                             first = await iterator.__anext__()
@@ -208,9 +208,12 @@ class Dispatcher:
                                 f"{deployment.provider}: the stream ended before any data",
                                 provider=deployment.provider,
                             ) from None
-                        trip.first, trip.stream = first, iterator
-                        trip.first_chunk_at = time.perf_counter()
-                    else:
+                    trip.first, trip.stream = first, iterator
+                    trip.first_chunk_at = time.perf_counter()
+                elif provider.keeps_deadline:  # it gives up by call.timeout itself
+                    trip.response = await provider.complete(call)
+                else:
+                    async with asyncio.timeout(timeout):
                         trip.response = await provider.complete(call)
             except Exception as exc:
                 error = _translate(exc, deployment.provider)

@@ -96,6 +96,7 @@ class HttpChatProvider(ChatProvider):
     """A ChatProvider over HTTP with a shared aiohttp session (one per event loop)."""
 
     stream_content_type: ClassVar[str] = "text/event-stream"
+    keeps_deadline: ClassVar[bool] = True  # the lean client's deadline; prepare() bounded
 
     def __init__(
         self,
@@ -118,6 +119,7 @@ class HttpChatProvider(ChatProvider):
         self._session: aiohttp.ClientSession | None = None
         self._h1: H1Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._prepared = False  # prepare() has succeeded once
 
     # -- what a protocol supplies -------------------------------------------------------
 
@@ -183,16 +185,33 @@ class HttpChatProvider(ChatProvider):
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         """The whole answer; raises a ProviderError subclass on failure."""
-        await self.prepare()
-        wire = self.build(request, stream=False)
         timeout = self._timeout(request)
         started = time.perf_counter()
+        if not self._prepared:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.prepare()
+            except TimeoutError:
+                raise transport_error(TimeoutError(), self.name, timeout=timeout) from None
+            self._prepared = True
+        wire = self.build(request, stream=False)
         client = self.lean()
         try:
-            async with self._slots:
+            if self._slots.locked():  # every connection of this adapter is busy: wait
+                async with asyncio.timeout(timeout):
+                    await self._slots.acquire()
+            else:
+                await self._slots.acquire()
+            try:
                 reply = await client.post(
-                    wire.url, wire.headers, wire.body, timeout=timeout, limit=MAX_BODY_BYTES
+                    wire.url,
+                    wire.headers,
+                    wire.body,
+                    timeout=timeout - (time.perf_counter() - started),
+                    limit=MAX_BODY_BYTES,
                 )
+            finally:
+                self._slots.release()
         except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, self.name, timeout=timeout) from None
         latency_ms = (time.perf_counter() - started) * 1000.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "content_filter", "error", "other"]
@@ -104,6 +104,9 @@ class ChatProvider(abc.ABC):
 
     name: str
     protocol: str
+    # complete() gives up by `request.timeout` on its own (raising ProviderTimeout), so a
+    # caller needs no timer of its own around it (the gateway's dispatcher sets none).
+    keeps_deadline: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def complete(self, request: ChatRequest) -> ChatResponse:
