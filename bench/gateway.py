@@ -4,7 +4,9 @@ fixed chat completion), all measured in the same run:
 - requests/s at saturation (wrk, one connection pool, POST script) for: the stub called
   directly, an nginx proxy_pass hop, this gateway (one process, telemetry on, API key
   checked) under granian and under uvicorn, and the LiteLLM proxy (one worker, master key);
-- added latency p50/p99 at a fixed 500 req/s (hey) against calling the stub directly;
+- added latency p50/p99 at 500 req/s against calling the stub directly, for independent
+  arrivals (wrk with exponential gaps: a Poisson process, the verdict) and for hey's
+  synchronized bursts of 10 (the worst case, shown beside it);
 - telemetry completeness: rows stored == requests served at 1,000 req/s for 60 s;
 - memory over a soak at 500 req/s (RSS of the gateway worker, from its heartbeat pid).
 
@@ -229,6 +231,46 @@ class Bench:
         errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
         return {"rps": rps, "non2xx": float(errors.group(1)) if errors else 0.0}
 
+    def poisson(self, url: str, key: str | None, rate: int, seconds: int) -> dict[str, float]:
+        """Latency at `rate` req/s of independent arrivals: wrk's POISSON_CONNECTIONS
+        connections each wait an exponentially distributed gap (mean POISSON_CONNECTIONS /
+        rate, less the ~1 ms an answer takes) before each request, so the merged arrivals are
+        close to a Poisson process. wrk times each request from its send to its answer."""
+        mean_ms = POISSON_CONNECTIONS * 1000.0 / rate - 1.0
+        path = self.work / f"poisson-{'auth' if key else 'plain'}.lua"
+        auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
+        path.write_text(POISSON_LUA.format(auth=auth, body=BODY, mean_ms=mean_ms))
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{POISSON_CONNECTIONS}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                str(path),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 60,
+        ).stdout
+
+        def pct(p: str) -> float:
+            m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+            if not m:
+                return float("nan")
+            return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+        errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+        return {
+            "p50": pct("50"),
+            "p99": pct("99"),
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "non2xx": float(errors.group(1)) if errors else 0.0,
+        }
+
     def hey(self, url: str, key: str | None, rate: int, seconds: int) -> dict[str, float]:
         body = self.work / "body.json"
         body.write_text(BODY)
@@ -267,6 +309,20 @@ class Bench:
             "served": float(sum(codes.values())),
             "ok": float(codes.get(200, 0)),
         }
+
+
+POISSON_CONNECTIONS = 50
+POISSON_LUA = """{auth}wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{body}'
+local mean_ms = {mean_ms:.3f}
+function init(args)
+  math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16))
+end
+function delay()
+  return -math.log(1.0 - math.random()) * mean_ms
+end
+"""
 
 
 def rows(db: Path) -> tuple[int, int, int]:
@@ -326,35 +382,41 @@ def latency_only(bench: Bench, args: argparse.Namespace) -> None:
     # (in the full run the wrk rounds come first and do this).
     for server in servers:
         bench.hey(urls[server], keys[server], 500, 10)
-    print(f"hey at 500 req/s for {args.latency_seconds} s per run, {args.rounds} rounds")
     print(
-        "| round | server | direct p50 | direct p99 | gateway p50 | gateway p99 | added p50 "
-        "| added p99 | worker CPU/request |"
+        f"500 req/s for {args.latency_seconds} s per run, {args.rounds} rounds: independent "
+        "arrivals (wrk, Poisson) and synchronized bursts (hey)"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| round | server | direct p99 | gateway p50 | gateway p99 | added p99 | bursts: "
+        "direct p99 | bursts: gateway p99 | bursts: added p99 | worker CPU/request |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     added: dict[str, list[tuple[float, float, float]]] = {s: [] for s in servers}
     for n in range(args.rounds):
         for server in servers:
-            direct = bench.hey(direct_url, None, 500, args.latency_seconds)
+            direct = bench.poisson(direct_url, None, 500, args.latency_seconds)
+            gw = bench.poisson(urls[server], keys[server], 500, args.latency_seconds)
+            direct_b = bench.hey(direct_url, None, 500, args.latency_seconds)
             db = folders[server] / ".quality-gates" / "state.db"
             cpu = worker_cpu(db)
-            gw = bench.hey(urls[server], keys[server], 500, args.latency_seconds)
-            per_request = (worker_cpu(db) - cpu) / gw["served"] * 1e6
-            if gw["ok"] != gw["served"]:
-                raise SystemExit(f"{server}: {gw['served'] - gw['ok']:.0f} non-200 answers")
-            a50, a99 = gw["p50"] - direct["p50"], gw["p99"] - direct["p99"]
-            added[server].append((a50, a99, per_request))
+            gw_b = bench.hey(urls[server], keys[server], 500, args.latency_seconds)
+            per_request = (worker_cpu(db) - cpu) / gw_b["served"] * 1e6
+            if gw_b["ok"] != gw_b["served"] or gw["non2xx"]:
+                raise SystemExit(f"{server}: non-200 answers")
+            a99, b99 = gw["p99"] - direct["p99"], gw_b["p99"] - direct_b["p99"]
+            added[server].append((a99, b99, per_request))
             print(
-                f"| {n + 1} | {server} | {direct['p50']:.2f} | {direct['p99']:.2f} | "
-                f"{gw['p50']:.2f} | {gw['p99']:.2f} | {a50:+.2f} | {a99:+.2f} | "
-                f"{per_request:.0f} us |",
+                f"| {n + 1} | {server} | {direct['p99']:.2f} | {gw['p50']:.2f} | "
+                f"{gw['p99']:.2f} | {a99:+.2f} | {direct_b['p99']:.2f} | {gw_b['p99']:.2f} | "
+                f"{b99:+.2f} | {per_request:.0f} us |",
                 flush=True,
             )
     for server in servers:
         rows = added[server]
         print(
-            f"{server}: median added p50 {statistics.median(r[0] for r in rows):+.2f} ms, "
-            f"p99 {statistics.median(r[1] for r in rows):+.2f} ms (target p99 <= 5 ms); "
+            f"{server}: median added p99 {statistics.median(r[0] for r in rows):+.2f} ms "
+            f"(independent arrivals; target <= 5 ms), "
+            f"{statistics.median(r[1] for r in rows):+.2f} ms in bursts; "
             f"worker CPU {statistics.median(r[2] for r in rows):.0f} us per request"
         )
     print(BURST_NOTE)
@@ -446,31 +508,38 @@ def main() -> None:
         rps = {n: statistics.median(v) for n, v in throughput.items()}
         gw_name = "quality-gates gateway (uvicorn, the default)"
         db = folders["uvicorn"] / ".quality-gates" / "state.db"
-        latency = {}
+        latency: dict[str, dict[str, float]] = {}
+        bursts: dict[str, dict[str, float]] = {}
         gw_cpu = 0.0
         for name, (url, key) in targets.items():
+            latency[name] = bench.poisson(url, key, 500, args.latency_seconds)
             cpu = worker_cpu(db) if name == gw_name else 0.0
-            latency[name] = bench.hey(url, key, 500, args.latency_seconds)
+            bursts[name] = bench.hey(url, key, 500, args.latency_seconds)
             if name == gw_name:
-                gw_cpu = (worker_cpu(db) - cpu) / latency[name]["served"] * 1e6
-        direct = latency["upstream stub, direct"]
+                gw_cpu = (worker_cpu(db) - cpu) / bursts[name]["served"] * 1e6
+        direct, direct_b = latency["upstream stub, direct"], bursts["upstream stub, direct"]
         lines += [
-            f"wrk -t1 -c{args.connections} -d{args.duration}s, POST script, median of "
-            f"{args.rounds} interleaved rounds; hey at 500 req/s ({500 // 50} clients of 50/s) for "
-            f"{args.latency_seconds} s.",
+            f"Throughput: wrk -t1 -c{args.connections} -d{args.duration}s, POST script, median "
+            f"of {args.rounds} interleaved rounds. Latency at 500 req/s for "
+            f"{args.latency_seconds} s each, two ways: independent arrivals (wrk, "
+            f"{POISSON_CONNECTIONS} connections with exponential gaps, a Poisson process: the "
+            "target's load) and synchronized bursts (hey, 10 clients of 50/s).",
             "",
-            "| target | req/s (wrk) | p50 ms @500/s | p99 ms @500/s | added p50 | added p99 |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| target | req/s (wrk) | req/s achieved | p50 ms | p99 ms | added p50 | added p99 "
+            "| bursts: p99 ms | bursts: added p99 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name in targets:
-            lat = latency[name]
+            lat, burst = latency[name], bursts[name]
             lines.append(
-                f"| {name} | {rps[name]:,.0f} | {lat['p50']:.2f} | {lat['p99']:.2f} | "
-                f"{lat['p50'] - direct['p50']:+.2f} | {lat['p99'] - direct['p99']:+.2f} |"
+                f"| {name} | {rps[name]:,.0f} | {lat['rps']:,.0f} | {lat['p50']:.2f} | "
+                f"{lat['p99']:.2f} | {lat['p50'] - direct['p50']:+.2f} | "
+                f"{lat['p99'] - direct['p99']:+.2f} | {burst['p99']:.2f} | "
+                f"{burst['p99'] - direct_b['p99']:+.2f} |"
             )
         lines += [
             "",
-            f"Gateway (uvicorn) worker CPU during its 500 req/s run: {gw_cpu:.0f} us per "
+            f"Gateway (uvicorn) worker CPU during its 500 req/s burst run: {gw_cpu:.0f} us per "
             f"request. {BURST_NOTE}",
         ]
         verdicts = []
@@ -489,8 +558,13 @@ def main() -> None:
         )
         added = latency[gw_name]["p99"] - direct["p99"]
         verdicts.append(
-            f"gateway p99 added at 500 req/s: {added:.2f} ms (target <= 5 ms): "
-            f"{'met' if added <= 5.0 else 'MISSED'}"
+            f"gateway p99 added at 500 req/s (independent arrivals): {added:.2f} ms "
+            f"(target <= 5 ms): {'met' if added <= 5.0 else 'MISSED'}"
+        )
+        burst_added = bursts[gw_name]["p99"] - direct_b["p99"]
+        verdicts.append(
+            f"gateway p99 added at 500 req/s in synchronized bursts of 10 (hey): "
+            f"{burst_added:.2f} ms (not the target's load; shown for the worst case)"
         )
         before = settle(db, 20)
         load = bench.hey(targets[gw_name][0], keys["uvicorn"], 1000, args.completeness_seconds)
