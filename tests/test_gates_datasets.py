@@ -102,6 +102,23 @@ def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
         locate(tmp_path / "nope.jsonl")
 
 
+def test_a_missing_relative_dataset_names_every_place_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, elsewhere = tmp_path / "project", tmp_path / "cwd"
+    base.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(DatasetError) as caught:
+        locate("datasets/eval.jsonl", base=base)
+    message = str(caught.value)
+    assert str(elsewhere / "datasets" / "eval.jsonl") in message
+    assert str(base / "datasets" / "eval.jsonl") in message
+    (base / "datasets").mkdir()
+    (base / "datasets" / "eval.jsonl").write_text('{"input": "hi", "expected": "hello"}\n')
+    assert locate("datasets/eval.jsonl", base=base).path == base / "datasets" / "eval.jsonl"
+
+
 def test_large_jsonl_streams_in_bounded_memory(tmp_path: Path) -> None:
     path = tmp_path / "big.jsonl"
     filler = "x" * 900

@@ -96,11 +96,13 @@ def locate(path: str | Path | None, *, base: Path | None = None) -> DatasetSourc
     """The dataset at `path` (relative to `base`), or the built-in one when None."""
     if path is None:
         return DatasetSource(builtin_dataset(), "jsonl", builtin=True)
-    candidate = Path(path).expanduser()
+    given = Path(path).expanduser()
+    candidate = given
     if not candidate.is_absolute() and base is not None and not candidate.exists():
         candidate = base / candidate
     if not candidate.exists():
-        raise DatasetError(f"{path}: dataset not found")
+        looked = list(dict.fromkeys(str(c.resolve()) for c in (given, candidate)))
+        raise DatasetError(f"{path}: dataset not found (looked for {' and '.join(looked)})")
     if candidate.is_dir():
         raise DatasetError(f"{path}: is a folder; name a .jsonl, .json, .csv or .yaml file")
     suffix = candidate.suffix.lower()
