@@ -355,11 +355,9 @@ class H1Client:
         return conn
 
     def close(self) -> None:
-        """Close every idle connection; the client takes no more requests."""
+        """Close every idle connection; the client takes no more requests (those in flight
+        keep their deadlines)."""
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer, self._timer_at = None, inf
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()
