@@ -624,8 +624,9 @@ def main() -> None:
                 f"{warm[0] / 2**20:.1f} MiB after 60 s warm-up, max "
                 f"{max(warm) / 2**20:.1f} MiB, last {warm[-1] / 2**20:.1f} MiB "
                 f"({len(samples)} samples every 10 s); answers by status: {codes}. "
-                f"Its child processes (the live-answer scorer, which loads presidio, spaCy and "
-                f"torch) held {side / 2**20:.1f} MiB at the end.",
+                f"Its child processes (the live-answer scorer, which loads the PII and "
+                f"profanity models, and multiprocessing's helpers) held {side / 2**20:.1f} MiB "
+                "at the end.",
             ]
             verdicts.append(
                 f"RSS growth over the soak after warm-up: {growth:+.1%} "
