@@ -224,26 +224,27 @@ def test_a_body_over_the_limit_is_cut_and_its_connection_dropped() -> None:
     assert connections == 2
 
 
-def test_a_cancelled_request_never_returns_its_connection_to_the_pool() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                _, _, body = await _read_request(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            if body == b"slow":
-                await asyncio.sleep(0.5)  # answers late, on a connection the client gave up
-            writer.write(_reply(body))
-            await writer.drain()
-        writer.close()
+async def _echo_after_delay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers each request with its body, after as many seconds as the body says."""
+    while True:
+        try:
+            _, _, body = await _read_request(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            break
+        await asyncio.sleep(float(body))
+        writer.write(_reply(body))
+        await writer.drain()
+    writer.close()
 
+
+def test_a_cancelled_request_never_returns_its_connection_to_the_pool() -> None:
     async def main() -> None:
-        async with _served(handler) as (client, url):
-            with pytest.raises(TimeoutError):
-                await client.post(url, {}, b"slow", timeout=0.1, limit=100)
+        async with _served(_echo_after_delay) as (client, url):
+            with pytest.raises(TimeoutError):  # answered late, on a connection given up
+                await client.post(url, {}, b"0.5", timeout=0.1, limit=100)
             await asyncio.sleep(0.6)
-            reply = await client.post(url, {}, b"fast", timeout=5, limit=100)
-            assert reply.body == b"fast"  # not the late answer to the cancelled request
+            reply = await client.post(url, {}, b"0", timeout=5, limit=100)
+            assert reply.body == b"0"  # not the late answer to the cancelled request
 
     asyncio.run(main())
 
@@ -251,17 +252,6 @@ def test_a_cancelled_request_never_returns_its_connection_to_the_pool() -> None:
 def test_each_exchange_in_flight_ends_at_its_own_deadline() -> None:
     """One timer serves every exchange in flight: a later request with an earlier deadline
     must still end on time, and one that is answered in time must not be failed."""
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                _, _, body = await _read_request(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            await asyncio.sleep(float(body))  # the body says how long to wait
-            writer.write(_reply(body))
-            await writer.drain()
-        writer.close()
 
     async def timed(client: H1Client, url: str, wait: str, timeout: float) -> tuple[str, float]:
         loop = asyncio.get_running_loop()
@@ -273,7 +263,7 @@ def test_each_exchange_in_flight_ends_at_its_own_deadline() -> None:
         return reply.body.decode(), loop.time() - started
 
     async def main() -> None:
-        async with _served(handler) as (client, url):
+        async with _served(_echo_after_delay) as (client, url):
             late = asyncio.create_task(timed(client, url, "30", 0.8))
             await asyncio.sleep(0.05)
             early = asyncio.create_task(timed(client, url, "30", 0.2))
