@@ -154,8 +154,9 @@ class Bench:
         self.start(["nginx", "-c", str(conf), "-p", str(self.work)], "nginx.log")
         wait_http(f"http://127.0.0.1:{self.ports['stub']}/", 10)
 
-    def gateway(self, server: str) -> Path:
-        folder = self.work / f"gw-{server}"
+    def workspace(self, name: str, server: str = "auto") -> tuple[Path, str]:
+        """A gateway folder on the stub (config, store) and a client key created in it."""
+        folder = self.work / name
         folder.mkdir()
         config = folder / "quality-gates.yaml"
         config.write_text(CONFIG.format(stub=self.ports["stub"], server=server))
@@ -165,7 +166,11 @@ class Bench:
             text=True,
             check=True,
         )
-        secret = json.loads(created.stdout)["key"]
+        return config, json.loads(created.stdout)["key"]
+
+    def gateway(self, server: str) -> Path:
+        config, secret = self.workspace(f"gw-{server}", server)
+        folder = config.parent
         (folder / "key").write_text(secret)
         self.start(
             [self.qg, "--config", str(config), "serve", "--port", str(self.ports[server])],
@@ -201,56 +206,21 @@ class Bench:
         wait_http(f"http://127.0.0.1:{self.ports['litellm']}/health/liveliness", 180)
         return True
 
-    def lua(self, key: str | None) -> Path:
-        path = self.work / f"post-{'auth' if key else 'plain'}.lua"
+    def _script(self, name: str, key: str | None, extra: str = "") -> Path:
+        """A wrk Lua script that POSTs BODY (with the key, if any), plus `extra`."""
+        path = self.work / f"{name}-{'auth' if key else 'plain'}.lua"
         auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
         path.write_text(
             'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f"{auth}wrk.body = '{BODY}'\n"
+            f"{auth}wrk.body = '{BODY}'\n{extra}"
         )
         return path
 
-    def wrk(self, url: str, key: str | None) -> dict[str, float]:
+    def _wrk(self, url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+        """One wrk run: req/s, non-2xx answers, and the p50 and p99 latency (ms)."""
+        argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
         out = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{self.args.connections}",
-                f"-d{self.args.duration}s",
-                "--latency",
-                "-s",
-                str(self.lua(key)),
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=self.args.duration + 60,
-        ).stdout
-        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-        errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-        return {"rps": rps, "non2xx": float(errors.group(1)) if errors else 0.0}
-
-    def poisson(self, url: str, key: str | None, rate: int, seconds: int) -> dict[str, float]:
-        """Latency at `rate` req/s of independent arrivals: wrk's POISSON_CONNECTIONS
-        connections each wait an exponentially distributed gap (mean POISSON_CONNECTIONS /
-        rate, less the ~1 ms an answer takes) before each request, so the merged arrivals are
-        close to a Poisson process. wrk times each request from its send to its answer."""
-        mean_ms = POISSON_CONNECTIONS * 1000.0 / rate - 1.0
-        path = self.work / f"poisson-{'auth' if key else 'plain'}.lua"
-        auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
-        path.write_text(POISSON_LUA.format(auth=auth, body=BODY, mean_ms=mean_ms))
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{POISSON_CONNECTIONS}",
-                f"-d{seconds}s",
-                "--latency",
-                "-s",
-                str(path),
-                url,
-            ],
+            [*argv, url],
             capture_output=True,
             text=True,
             check=True,
@@ -265,11 +235,25 @@ class Bench:
 
         errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
         return {
-            "p50": pct("50"),
-            "p99": pct("99"),
             "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
             "non2xx": float(errors.group(1)) if errors else 0.0,
+            "p50": pct("50"),
+            "p99": pct("99"),
         }
+
+    def wrk(self, url: str, key: str | None) -> dict[str, float]:
+        """Saturation throughput: --connections connections, back to back."""
+        script = self._script("post", key)
+        return self._wrk(url, script, self.args.connections, self.args.duration)
+
+    def poisson(self, url: str, key: str | None, rate: int, seconds: int) -> dict[str, float]:
+        """Latency at `rate` req/s of independent arrivals: wrk's POISSON_CONNECTIONS
+        connections each wait an exponentially distributed gap (mean POISSON_CONNECTIONS /
+        rate, less the ~1 ms an answer takes) before each request, so the merged arrivals are
+        close to a Poisson process. wrk times each request from its send to its answer."""
+        mean_ms = POISSON_CONNECTIONS * 1000.0 / rate - 1.0
+        script = self._script("poisson", key, POISSON_DELAY.format(mean_ms=mean_ms))
+        return self._wrk(url, script, POISSON_CONNECTIONS, seconds)
 
     def hey(self, url: str, key: str | None, rate: int, seconds: int) -> dict[str, float]:
         body = self.work / "body.json"
@@ -312,10 +296,7 @@ class Bench:
 
 
 POISSON_CONNECTIONS = 50
-POISSON_LUA = """{auth}wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{body}'
-local mean_ms = {mean_ms:.3f}
+POISSON_DELAY = """local mean_ms = {mean_ms:.3f}
 function init(args)
   math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16))
 end

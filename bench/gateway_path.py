@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
 import os
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -108,17 +106,8 @@ def main() -> None:
     try:
         bench.nginx()
         for n in range(args.rounds):
-            folder = work / f"gw-{n}"
-            folder.mkdir()
-            config = folder / "quality-gates.yaml"
-            config.write_text(peers.CONFIG.format(stub=bench.ports["stub"], server="uvicorn"))
-            created = subprocess.run(
-                [bench.qg, "--config", str(config), "keys", "create", "--name", "b", "--json"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            secret = json.loads(created.stdout)["key"]
+            config, secret = bench.workspace(f"gw-{n}")
+            folder = config.parent
             settings = AppSettings(
                 config=load_config(config).config,
                 store_url=StoreURL.parse(f"sqlite:///{folder / '.quality-gates' / 'state.db'}"),
