@@ -135,7 +135,7 @@ asyncio.run(main())
 
 
 def test_live_answers_are_scored_in_a_process_of_their_own(sqlite_workspace: Workspace) -> None:
-    """The live sampler's scorers (presidio pulls in spaCy and torch) never load into the
+    """The live sampler's scorers (presidio with spaCy, the profanity model) never load into the
     gateway's process; the rows still reach the store."""
     import json
     import subprocess

@@ -1,15 +1,15 @@
 """One scoring process per gateway process, for the live sampler's scorers.
 
-The PII back end (presidio) imports spaCy, thinc and torch, about 450 MiB, and its first
-load takes seconds; the profanity model is scikit-learn. Inside a gateway process that
-memory stays for good, the first load stops the event loop, and scoring in a thread holds
-the GIL while requests wait. So `serve` scores its sampled live answers in a spawned process
-of its own (`ScoringProcess`), started with its models loaded when the gateway starts.
+The PII (presidio, imported without torch: ~110 MiB) and profanity (scikit-learn) models
+take seconds to load and stay in memory for good; inside the gateway process that load
+would stop the event loop, and scoring in a thread would hold the GIL while requests wait.
+So `serve` scores its sampled live answers in a spawned process of their own
+(`ScoringProcess`), started with its models loaded when the gateway starts.
 
 Golden probes still score in the gateway process: scored through this process (one call per
 answer), the quality-regression drill missed its detection window on a loaded 2-core CI
 machine, where each call waits on several thread hand-offs; the probes' model-backed
-assertions (the built-in set's no_pii and no_profanity items) therefore still load presidio
+assertions (the built-in set's no_pii and no_profanity items) therefore load those models
 into a gateway that runs the watch.
 
 The scoring process ignores SIGINT and SIGTERM: the gateway process, which gets them too

@@ -15,9 +15,9 @@ Each becomes a `quality_samples` row (`passed` = 0 when flagged) that the watch 
 `refusal_rate`, `toxicity_rate`, `pii_rate` and `prompt_injection_rate` read; none of them
 counts toward `quality_score`, which golden probes feed. Text is never stored.
 
-The scorers run in the gateway process's scoring process (`_offload`): presidio's spaCy and
-torch never load into the gateway, and scoring never holds its GIL. If that process dies,
-the batch is counted as lost and the next batch starts a new one.
+The scorers run in a scoring process of the sampler's own (`_offload`): the PII and profanity
+models never load into the gateway for it, and scoring never holds the gateway's GIL. If that
+process dies, the batch is counted as lost and the next batch starts a new one.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("quality_gates.watch")
 PROFANITY_THRESHOLD = 0.5
-SCORE_CHUNK = 4  # sampled answers per call into the scoring process
 
 
 @dataclass(frozen=True)
@@ -150,25 +149,19 @@ class LiveSampler:
             batch.append(self.queue.popleft())
         if not batch:
             return 0
-        done = 0
-        # In small chunks, one after the other: another user of the scoring process then
-        # waits for one chunk at most, never for the whole batch.
-        for start in range(0, len(batch), SCORE_CHUNK):
-            chunk = batch[start : start + SCORE_CHUNK]
-            try:
-                await self._scoring.run(score_and_write, self.database.url, chunk)
-            except ScoringUnavailable as exc:
-                self.lost += len(chunk)
-                log.error(
-                    "live answer scoring: %s; %d sampled answers lost",
-                    exc,
-                    len(chunk),
-                    extra={"category": "ERROR"},
-                )
-                continue
-            done += len(chunk)
-        self.scored += done
-        return done
+        try:
+            await self._scoring.run(score_and_write, self.database.url, batch)
+        except ScoringUnavailable as exc:
+            self.lost += len(batch)
+            log.error(
+                "live answer scoring: %s; %d sampled answers lost",
+                exc,
+                len(batch),
+                extra={"category": "ERROR"},
+            )
+            return 0
+        self.scored += len(batch)
+        return len(batch)
 
     async def close(self) -> None:
         """Score what is queued, then stop."""
