@@ -3,7 +3,8 @@ fixed chat completion), all measured in the same run:
 
 - requests/s at saturation (wrk, one connection pool, POST script) for: the stub called
   directly, an nginx proxy_pass hop, this gateway (one process, telemetry on, API key
-  checked) under granian and under uvicorn, and the LiteLLM proxy (one worker, master key);
+  checked) on its own server (lean, the default), under uvicorn and under granian, and the
+  LiteLLM proxy (one worker, master key);
 - added latency p50/p99 at 500 req/s against calling the stub directly, for independent
   arrivals (wrk with exponential gaps: a Poisson process, the verdict) and for hey's
   synchronized bursts of 10 (the worst case, shown beside it);
@@ -49,6 +50,7 @@ STUB_ANSWER = (
 )
 BODY = '{"model":"current","messages":[{"role":"user","content":"What is six times seven?"}]}'
 KEY = "sk-bench-master-key-0123456789abcdef"
+GATEWAY = "lean"  # the server `serve` runs by default for one process (gateway.server: auto)
 DEFAULT_LITELLM = "/tmp/litellm-venv/bin/litellm"
 
 
@@ -115,7 +117,9 @@ class Bench:
         self.args = args
         self.procs: list[subprocess.Popen[bytes]] = []
         self.qg = str(Path(sys.executable).with_name("quality-gates"))
-        self.ports = {n: free_port() for n in ("stub", "hop", "granian", "uvicorn", "litellm")}
+        self.ports = {
+            n: free_port() for n in ("stub", "hop", "lean", "uvicorn", "granian", "litellm")
+        }
 
     def start(
         self, argv: list[str], log: str, env: dict[str, str] | None = None, cwd: Path | None = None
@@ -353,7 +357,7 @@ def scoring_rss(db: Path) -> int:
 def latency_only(bench: Bench, args: argparse.Namespace) -> None:
     """Added latency at 500 req/s: direct, then the gateway under each server, per round."""
     bench.nginx()
-    servers = ("granian", "uvicorn")
+    servers = ("lean", "uvicorn", "granian")
     folders = {s: bench.gateway(s) for s in servers}
     keys = {s: (f / "key").read_text() for s, f in folders.items()}
     path = "/v1/chat/completions"
@@ -442,9 +446,9 @@ def main() -> None:
     parser.add_argument(
         "--latency-only",
         action="store_true",
-        help="only the added latency at 500 req/s: the stub direct vs the gateway under granian "
-        "and under uvicorn, interleaved for --rounds rounds of --latency-seconds (no wrk, "
-        "peers, telemetry count or soak; never recorded)",
+        help="only the added latency at 500 req/s: the stub direct vs the gateway on its lean "
+        "server, under uvicorn and under granian, interleaved for --rounds rounds of "
+        "--latency-seconds (no wrk, peers, telemetry count or soak; never recorded)",
     )
     args = parser.parse_args()
     for tool in ("nginx", "wrk", "hey"):
@@ -458,21 +462,21 @@ def main() -> None:
             latency_only(bench, args)
             return
         bench.nginx()
-        folders = {s: bench.gateway(s) for s in ("granian", "uvicorn")}
+        servers = ("lean", "uvicorn", "granian")
+        folders = {s: bench.gateway(s) for s in servers}
         keys = {s: (f / "key").read_text() for s, f in folders.items()}
         has_litellm = bench.litellm()
         path = "/v1/chat/completions"
         targets = {
             "upstream stub, direct": (f"http://127.0.0.1:{bench.ports['stub']}{path}", None),
             "nginx proxy_pass hop": (f"http://127.0.0.1:{bench.ports['hop']}{path}", None),
-            "quality-gates gateway (uvicorn, the default)": (
-                f"http://127.0.0.1:{bench.ports['uvicorn']}{path}",
-                keys["uvicorn"],
-            ),
-            "quality-gates gateway (granian)": (
-                f"http://127.0.0.1:{bench.ports['granian']}{path}",
-                keys["granian"],
-            ),
+            **{
+                f"quality-gates gateway ({s}{', the default' if s == GATEWAY else ''})": (
+                    f"http://127.0.0.1:{bench.ports[s]}{path}",
+                    keys[s],
+                )
+                for s in servers
+            },
         }
         if has_litellm:
             targets["LiteLLM proxy (1 worker)"] = (
@@ -487,8 +491,8 @@ def main() -> None:
                     raise SystemExit(f"{name}: {result['non2xx']:.0f} non-2xx answers under wrk")
                 throughput[name].append(result["rps"])
         rps = {n: statistics.median(v) for n, v in throughput.items()}
-        gw_name = "quality-gates gateway (uvicorn, the default)"
-        db = folders["uvicorn"] / ".quality-gates" / "state.db"
+        gw_name = f"quality-gates gateway ({GATEWAY}, the default)"
+        db = folders[GATEWAY] / ".quality-gates" / "state.db"
         latency: dict[str, dict[str, float]] = {}
         bursts: dict[str, dict[str, float]] = {}
         gw_cpu = 0.0
@@ -520,7 +524,7 @@ def main() -> None:
             )
         lines += [
             "",
-            f"Gateway (uvicorn) worker CPU during its 500 req/s burst run: {gw_cpu:.0f} us per "
+            f"Gateway ({GATEWAY}) worker CPU during its 500 req/s burst run: {gw_cpu:.0f} us per "
             f"request. {BURST_NOTE}",
         ]
         verdicts = []
@@ -548,14 +552,14 @@ def main() -> None:
             f"{burst_added:.2f} ms (not the target's load; shown for the worst case)"
         )
         before = settle(db, 20)
-        load = bench.hey(targets[gw_name][0], keys["uvicorn"], 1000, args.completeness_seconds)
+        load = bench.hey(targets[gw_name][0], keys[GATEWAY], 1000, args.completeness_seconds)
         after = settle(db)
         stored = after[0] - before[0]
         rolled = after[2] - before[2]
         lines += [
             "",
             f"Telemetry completeness: hey at 1,000 req/s for "
-            f"{args.completeness_seconds} s against the gateway (uvicorn): "
+            f"{args.completeness_seconds} s against the gateway ({GATEWAY}): "
             f"{load['rps']:,.0f} req/s achieved, {load['served']:,.0f} answers "
             f"({load['ok']:,.0f} with 200); request rows stored {stored:,}, attempt "
             f"rows {after[1] - before[1]:,}, roll-up count {rolled:,}.",
@@ -584,7 +588,7 @@ def main() -> None:
                     "-D",
                     str(work / "body.json"),
                     "-H",
-                    f"Authorization: Bearer {keys['uvicorn']}",
+                    f"Authorization: Bearer {keys[GATEWAY]}",
                     targets[gw_name][0],
                 ],
                 stdout=subprocess.PIPE,

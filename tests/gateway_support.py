@@ -1,5 +1,6 @@
-"""Test support for the gateway: a scriptable in-test ChatProvider and a gateway served by a
-real uvicorn on a loopback port (the simulator-backed tests use the real adapters instead)."""
+"""Test support for the gateway: a scriptable in-test ChatProvider and a gateway served by
+its own server on a loopback port (the simulator-backed tests use the real adapters
+instead)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import uvicorn
 from tests.conftest import Workspace, make_workspace
 
 from quality_gates.config import load_config, render_starter
 from quality_gates.errors import ProviderError, StreamInterrupted
 from quality_gates.gateway import AppSettings, create_app
+from quality_gates.gateway._server import LeanServer
 from quality_gates.providers import (
     ChatProvider,
     ChatRequest,
@@ -151,12 +152,12 @@ def free_socket() -> socket.socket:
 
 @contextlib.asynccontextmanager
 async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
+    """Serve an ASGI app with the gateway's own server (what `serve` runs by default) on a
+    free loopback port; yields its base URL."""
     sock = free_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="asyncio")
-    server = uvicorn.Server(config)
-    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    server = LeanServer(app)
+    task = asyncio.get_running_loop().create_task(server.serve(sock))
     deadline = time.monotonic() + 20
     while not server.started:
         if task.done():
@@ -167,7 +168,7 @@ async def serve(app: Any) -> AsyncIterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.stop()
         await asyncio.wait_for(task, 30)
         sock.close()
 

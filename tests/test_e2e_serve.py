@@ -1,5 +1,6 @@
-"""`quality-gates serve` as a user runs it: a real process (uvicorn by default, granian when the
-config asks) in front of the simulators.
+"""`quality-gates serve` as a user runs it: a real process (the lean server by default, uvicorn
+or granian when the config asks, uvicorn's supervisor for --workers 2) in front of the
+simulators.
 Two processes on PostgreSQL and Redis: a rollback reaches both within a second and a breaker
 opened by one is open on the other."""
 
@@ -52,14 +53,21 @@ def simulators(root: Path, db_url: str, extra: str) -> Iterator[tuple[Workspace,
 
 @contextlib.contextmanager
 def serve(
-    ws: Workspace, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+    ws: Workspace,
+    env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
+    facts: dict[str, Any] | None = None,
 ) -> Iterator[str]:
-    """`quality-gates serve --port 0 --json` in its own process group; yields its URL."""
+    """`quality-gates serve --port 0 --json` in its own process group; yields its URL (and
+    puts the line it printed in `facts`)."""
     log = ws.root / f"serve-{time.monotonic_ns()}.log"
     args = [*ws.cli_args(), "serve", "--port", "0", "--json", *extra]
     with cli_process(args, cwd=ws.root, log=log, env=clean_env(**(env or {}))) as proc:
         assert proc.stdout is not None
-        url = json.loads(proc.stdout.readline())["listen"]
+        printed = json.loads(proc.stdout.readline())
+        if facts is not None:
+            facts.update(printed)
+        url = printed["listen"]
         deadline = time.monotonic() + 30
         while not ready(url):
             assert proc.poll() is None, log.read_text()
@@ -107,14 +115,26 @@ def wait_for(predicate: Any, timeout: float) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.parametrize("server", ["auto", "granian"])
-def test_serve_answers_records_and_stops_cleanly(tmp_path: Path, server: str) -> None:
+@pytest.mark.parametrize(
+    ("server", "workers", "runs"),
+    [
+        ("auto", 1, "lean"),
+        ("uvicorn", 1, "uvicorn"),
+        ("granian", 1, "granian"),
+        ("auto", 2, "uvicorn"),
+    ],
+)
+def test_serve_answers_records_and_stops_cleanly(
+    tmp_path: Path, server: str, workers: int, runs: str
+) -> None:
     extra = NO_PROBES.replace("gateway:\n", f"gateway:\n  server: {server}\n")
     with simulators(tmp_path / "ws", f"sqlite:///{tmp_path / 'ws' / 'state.db'}", extra) as (
         ws,
         _,
     ):
-        with serve(ws) as url:
+        facts: dict[str, Any] = {}
+        with serve(ws, extra=("--workers", str(workers)), facts=facts) as url:
+            assert (facts["server"], facts["workers"]) == (runs, workers)
             results = [chat(url, f"question {i}") for i in range(19)]
             body = json.dumps(
                 {
@@ -134,7 +154,7 @@ def test_serve_answers_records_and_stops_cleanly(tmp_path: Path, server: str) ->
             assert events.rstrip().endswith("data: [DONE]")
             assert {status for status, _ in results} == {200}
             assert {h["x-qg-provider"] for _, h in results} == {"bedrock"}
-            wait_for(lambda: ws.conn.scalar("SELECT COUNT(*) FROM gateway_instances") == 1, 5)
+            wait_for(lambda: ws.conn.scalar("SELECT COUNT(*) FROM gateway_instances") == workers, 5)
         assert ws.conn.scalar("SELECT COUNT(*) FROM requests") == 20  # flushed at shutdown
         assert ws.conn.scalar("SELECT SUM(count) FROM rollups WHERE kind = 'request'") == 20
         assert ws.conn.scalar("SELECT COUNT(*) FROM gateway_instances") == 0

@@ -1,4 +1,4 @@
-"""The gateway over real HTTP (uvicorn on a loopback port) with in-test providers: failover,
+"""The gateway over real HTTP (its own server on a loopback port) with in-test providers: failover,
 retries, streams, cache, limits, control-plane changes, telemetry, auth, breakers."""
 
 from __future__ import annotations

@@ -8,17 +8,15 @@ incident, pages once and resolves once with the same dedup_key after recovery.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import socket
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from tests.conftest import make_workspace
+from tests.gateway_support import serve
 from tests.receivers import Receiver
 from tests.watch_setup import PD_KEY, PD_KEY_VARIABLE
 
@@ -96,31 +94,6 @@ def e2e_config(ports: dict[str, int], receiver: str) -> str:
         "breaker": {"probe_interval": "0s"},
     }
     return yaml.safe_dump(data, sort_keys=False)
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """The gateway under uvicorn on a free loopback port."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if task.done():
-            task.result()
-        if time.monotonic() > deadline:
-            raise TimeoutError("the gateway did not start in 30 s")
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
 
 
 async def steady_load(base: str, stop: asyncio.Event, outcomes: dict[int, int]) -> None:

@@ -91,6 +91,7 @@ def serve(
     port = gw.port if port is None else port
     workers = workers or gw.workers
     watch = gw.watch if watch is None else watch
+    server = _server(gw.server, workers)  # a lean server asked to run several workers fails here
     for provider in loaded.config.providers:
         provider.missing_credentials()  # fail now, not in a worker
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -119,6 +120,7 @@ def serve(
         "listen": listen,
         "environment": env,
         "workers": workers,
+        "server": server,
         "store": store_url.display,
         "redis": bool(redis_url),
         "watch": watch,
@@ -131,7 +133,8 @@ def serve(
         sys.stdout.flush()
     else:
         info(
-            f"quality-gates gateway on {listen} (environment {env}, {workers} worker(s), "
+            f"quality-gates gateway on {listen} (environment {env}, {workers} worker(s) "
+            f"on {server}, "
             f"store {store_url.display}{', Redis shared state' if redis_url else ''}"
             f"{', alert evaluator on' if watch else ''})"
         )
@@ -161,11 +164,23 @@ def serve(
             admin[0].stop()
 
 
-def _server(choice: str) -> str:
-    """The server to run: `auto` is uvicorn. On a zero-latency upstream at 500 req/s it
-    added a p99 of +4.7 ms and 303 us of worker CPU per request, granian +9.6 ms and 459 us,
-    at the same saturation throughput (bench/gateway.py --latency-only, 2026-11-27)."""
-    return "uvicorn" if choice == "auto" else choice
+def _server(choice: str, workers: int) -> str:
+    """The server to run: `auto` is the gateway's own (`lean`) for one process and uvicorn
+    for several (its supervisor runs the workers). At saturation on a zero-latency upstream
+    the lean server served about 17% more requests per second than uvicorn (uvloop,
+    httptools) in the same run; uvicorn added a lower p99 at 500 req/s than granian
+    (bench/gateway.py, 2026-11-27 and 28)."""
+    if choice == "auto":
+        return "lean" if workers == 1 else "uvicorn"
+    if choice == "lean" and workers > 1:
+        from quality_gates.errors import UsageError
+
+        raise UsageError(
+            f"gateway.server lean runs one process; it cannot run --workers {workers}",
+            hint="set gateway.server to auto or uvicorn for several workers, or run several "
+            "serve processes behind a balancer",
+        )
+    return choice
 
 
 @contextlib.contextmanager
@@ -203,7 +218,7 @@ def _run(
     from quality_gates.errors import StoreError
     from quality_gates.gateway._app import SETTINGS_ENV, AppSettings
 
-    server = _server(config.gateway.server)
+    server = _server(config.gateway.server, workers)
     try:
         if server == "granian":
             # Granian binds its own socket (in its supervisor, shared with its workers); the
@@ -262,6 +277,14 @@ def _run(
                 config_path=Path(config_path).resolve(),
                 server_process=True,
             )
+            if server == "lean":
+                from quality_gates.gateway import _server as lean
+
+                try:
+                    lean.run(app, sock, max_body=config.gateway.max_body_bytes)
+                except lean.StartupFailed as exc:
+                    raise StoreError(f"the gateway could not start: {exc}") from None
+                return
             with _drained_stop():
                 uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
             return

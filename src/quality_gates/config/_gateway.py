@@ -94,10 +94,12 @@ class GatewaySettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     workers: PositiveInt = 1
-    server: Literal["auto", "granian", "uvicorn"] = Field(
+    server: Literal["auto", "lean", "uvicorn", "granian"] = Field(
         "auto",
-        description="HTTP server: auto is uvicorn (uvloop, httptools), which added less "
-        "latency per request than granian here at the same throughput (bench/gateway.py)",
+        description="HTTP server: auto is lean (the gateway's own HTTP/1.1 server, one "
+        "process) for one worker and uvicorn (uvloop, httptools) for several; lean served "
+        "more requests per second than uvicorn, which added less latency than granian "
+        "(bench/gateway.py)",
     )
     environment: str = "production"
     watch: bool = Field(

@@ -67,16 +67,16 @@ def other_watch(conn: Connection) -> str | None:
 
 @contextlib.asynccontextmanager
 async def serve_app(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
-    import uvicorn
+    """Serve an ASGI app with the gateway's own server (what `serve` runs for one process) on
+    a free loopback port; yields its base URL."""
+    from quality_gates.gateway._server import LeanServer
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="asyncio")
-    server = uvicorn.Server(config)
-    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    server = LeanServer(app)
+    task = asyncio.get_running_loop().create_task(server.serve(sock))
     deadline = time.monotonic() + START_TIMEOUT
     try:
         while not server.started:
@@ -88,7 +88,7 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
             await asyncio.sleep(0.02)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, STOP_TIMEOUT)
         sock.close()

@@ -1,0 +1,603 @@
+"""The gateway's own HTTP/1.1 server (`gateway.server: lean`, the default for one process).
+
+uvicorn spent about a quarter of the gateway's CPU per request at saturation: per-header
+regular expressions, a keep-alive timer per request, the head and the body written in two
+system calls, a proxy-headers middleware. This server runs the same ASGI app with less:
+httptools parses, each request's body is read whole (up to a bound) before the app is called,
+the head goes out with the first body bytes in one write, and one timer per second closes
+idle connections for all of them.
+
+What it does, as a client of it would expect:
+- HTTP/1.1 keep-alive and HTTP/1.0; pipelined requests answered in order; `Expect:
+  100-continue`; `Connection: close` either way;
+- a body over the bound gets 413 before it is read, a malformed request 400, a head over 64 KiB
+  431, a request head or body not complete within the read timeout 408; each closes the
+  connection; every error body is the OpenAI error JSON the gateway answers with;
+- responses framed by content-length when the app gives one or sends one body, chunked
+  otherwise; none for HEAD, 204 and 304; write flow control for streams;
+- a client that leaves: `receive()` gives `http.disconnect` and later sends are dropped;
+- an app that raises: 500 if nothing was sent yet (the traceback logged), else the connection
+  is closed so the client cannot take a cut answer for a whole one;
+- SIGINT or SIGTERM: stop accepting, close idle connections, let requests in flight finish
+  (up to the grace period), then the lifespan's shutdown (which flushes telemetry).
+
+It does not do TLS, HTTP/2 or WebSockets (the gateway serves none of them; put a TLS proxy in
+front), nor several worker processes: `--workers N` runs uvicorn's supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+
+from quality_gates.gateway._wire import ApiError
+
+log = logging.getLogger("quality_gates.gateway.server")
+
+Message = dict[str, Any]
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Message]], Any], Awaitable[None]]
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_PIPELINED = 16  # requests parsed ahead of the one being answered, before reading pauses
+ASGI = {"version": "3.0", "spec_version": "2.3"}
+_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        if not 100 <= status <= 999:
+            raise RuntimeError(f"invalid HTTP status {status!r}")
+        line = b"HTTP/1.1 %d \r\n" % status
+    return line
+
+
+class _Clock:
+    """The Date header, formatted once per second."""
+
+    __slots__ = ("header", "second")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.header = b""
+
+    def date(self) -> bytes:
+        now = int(time.time())
+        if now != self.second:
+            self.second = now
+            self.header = b"date: %s\r\n" % formatdate(now, usegmt=True).encode()
+        return self.header
+
+
+def _error_bytes(status: int, message: str, code: str) -> bytes:
+    """A whole answer that closes the connection, for errors found before the app runs."""
+    body = ApiError(status, message, code=code).body()
+    return (
+        _status_line(status) + b"content-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n" % len(body) + body
+    )
+
+
+class _Request:
+    """One parsed request: what the app's scope and receive() need."""
+
+    __slots__ = ("body", "keep_alive", "scope")
+
+    def __init__(self, scope: dict[str, Any], body: bytes, keep_alive: bool) -> None:
+        self.scope = scope
+        self.body = body
+        self.keep_alive = keep_alive
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parses requests and answers them one at a time, in order."""
+
+    def __init__(self, server: LeanServer) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client: Any = None
+        self.local: Any = None
+        self.pending: deque[_Request] = deque()
+        self.busy = False  # a request is with the app
+        self.closed = False
+        self.close_after = False  # answer the request in flight, then close
+        self.last_active = self.loop.time()
+        self.reading_since: float | None = None  # a request's head or body is arriving
+        self.disconnected: asyncio.Future[None] | None = None
+        self.writable: asyncio.Future[None] | None = None  # set while writing is paused
+        self.reading_paused = False
+        self.task: asyncio.Task[None] | None = None  # answering; held so it is not collected
+        self._url: list[bytes] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._head_bytes = 0
+        self._body_bytes = 0
+        self._rejected = False
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.client = transport.get_extra_info("peername")
+        self.local = transport.get_extra_info("sockname")
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self.pending.clear()
+        if self.disconnected is not None and not self.disconnected.done():
+            self.disconnected.set_result(None)
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self.writable is None or self.writable.done():
+            self.writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self._rejected:
+            return
+        self.last_active = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # An Upgrade (WebSocket, h2c) is not served: the request is answered as plain
+            # HTTP/1.1 and the connection closed after it, since what follows is not HTTP/1.1.
+            self.close_after = True
+        except httptools.HttpParserError as exc:
+            if not self._rejected:
+                detail = str(exc) or type(exc).__name__
+                self.reject(400, f"malformed HTTP request: {detail}", "bad_request")
+
+    # -- httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = []
+        self._headers = []
+        self._body = []
+        self._head_bytes = 0
+        self._body_bytes = 0
+        self.reading_since = self.last_active
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+        self._head_bytes += len(url)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self.reject(431, f"the request head is over {MAX_HEAD_BYTES} bytes", "head_too_large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self.reject(431, f"the request head is over {MAX_HEAD_BYTES} bytes", "head_too_large")
+            return
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        if self._rejected:
+            return
+        limit = self.server.max_body
+        for name, value in self._headers:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                self.reject(413, f"the body is over {limit} bytes", "body_too_large")
+                return
+            if name == b"expect" and value.lower() == b"100-continue" and self.transport:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self._rejected:
+            return
+        self._body_bytes += len(body)
+        if self._body_bytes > self.server.max_body:
+            limit = self.server.max_body
+            self.reject(413, f"the body is over {limit} bytes", "body_too_large")
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._rejected:
+            return
+        self.reading_since = None
+        raw = b"".join(self._url)
+        try:
+            url = httptools.parse_url(raw)
+        except httptools.HttpParserInvalidURLError:
+            self.reject(400, f"invalid request target {raw[:200]!r}", "bad_request")
+            return
+        raw_path = url.path or b"/"
+        scope = {
+            "type": "http",
+            "asgi": ASGI,
+            "http_version": self.parser.get_http_version(),
+            "server": self.local,
+            "client": self.client,
+            "scheme": "http",
+            "method": self.parser.get_method().decode("ascii"),
+            "root_path": "",
+            "path": unquote(raw_path.decode("latin-1")),
+            "raw_path": raw_path,
+            "query_string": url.query or b"",
+            "headers": self._headers,
+        }
+        if self.server.state:
+            scope["state"] = self.server.state.copy()
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        request = _Request(scope, body, self.parser.should_keep_alive())
+        if self.busy:
+            self.pending.append(request)
+            if len(self.pending) >= MAX_PIPELINED and not self.reading_paused:
+                self.reading_paused = True
+                if self.transport is not None:
+                    self.transport.pause_reading()
+            return
+        self.busy = True
+        self.task = self.loop.create_task(self.answer(request))
+
+    # -- answering -----------------------------------------------------------------------
+
+    def reject(self, status: int, message: str, code: str) -> None:
+        """Answer an error found while reading a request, then close: what follows on the
+        connection cannot be trusted. The requests before it are answered first, in order."""
+        self._rejected = True
+        answer = _error_bytes(status, message, code)
+        if self.busy:
+            self.pending.append(_Request({}, answer, False))  # written in its turn
+            return
+        self._write_and_close(answer)
+
+    def _write_and_close(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+            self.transport.close()
+
+    def close_if_idle(self) -> bool:
+        """Close the connection if no request is being answered (for shutdown and idleness)."""
+        if self.busy or self.transport is None:
+            self.close_after = True
+            return False
+        self.transport.close()
+        return True
+
+    async def answer(self, request: _Request) -> None:
+        """Run the app for `request`, then the next pipelined one, if any."""
+        transport = self.transport
+        assert transport is not None
+        while True:
+            keep_alive = await self._cycle(request)
+            if self.closed:
+                return
+            if not keep_alive or (self.close_after and not self.pending):
+                transport.close()
+                return
+            self.last_active = self.loop.time()
+            if not self.pending:
+                self.busy = False
+                if self.reading_paused:
+                    self.reading_paused = False
+                    transport.resume_reading()
+                return
+            request = self.pending.popleft()
+            if not request.scope:  # the error answer of a request that could not be read
+                self._write_and_close(request.body)
+                return
+
+    async def _cycle(self, request: _Request) -> bool:
+        """One request through the app; True if the connection may serve another."""
+        cycle = _Cycle(self, request)
+        transport = self.transport
+        assert transport is not None
+        scope = request.scope
+        try:
+            await self.server.app(scope, cycle.receive, cycle.send)
+        except asyncio.CancelledError:
+            transport.close()  # cut at the end of a stop's grace period
+            raise
+        except Exception:
+            log.exception("the app failed on %s %s", scope["method"], scope["path"])
+            if not cycle.started and not self.closed:
+                transport.write(_error_bytes(500, "internal server error", "internal_error"))
+            return False
+        if not cycle.complete:
+            if cycle.started:
+                log.error("the app's answer to %s %s ended early", scope["method"], scope["path"])
+            elif not self.closed:
+                log.error("the app returned no answer to %s %s", scope["method"], scope["path"])
+                transport.write(_error_bytes(500, "internal server error", "internal_error"))
+            return False  # closing tells the client a cut answer is incomplete
+        return request.keep_alive and cycle.keep_alive
+
+
+class _Cycle:
+    """The receive and send of one request."""
+
+    __slots__ = (
+        "chunked",
+        "complete",
+        "conn",
+        "delivered",
+        "head",
+        "head_only",
+        "keep_alive",
+        "left",
+        "request",
+        "started",
+    )
+
+    def __init__(self, conn: _Connection, request: _Request) -> None:
+        self.conn = conn
+        self.request = request
+        self.delivered = False
+        self.started = False
+        self.complete = False
+        self.keep_alive = True
+        self.head: bytes | None = None  # written with the first body bytes
+        self.head_only = request.scope["method"] == "HEAD"
+        self.chunked = False
+        self.left: int | None = None  # body bytes still due under content-length
+
+    async def receive(self) -> Message:
+        if not self.delivered:
+            self.delivered = True
+            return {"type": "http.request", "body": self.request.body, "more_body": False}
+        conn = self.conn
+        if not conn.closed and not self.complete:
+            if conn.disconnected is None or conn.disconnected.done():
+                conn.disconnected = conn.loop.create_future()
+            await asyncio.shield(conn.disconnected)
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self._start(message["status"], message.get("headers", ()))
+            self.started = True  # after the checks: a refused head still gets a 500
+            return
+        if kind != "http.response.body":
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        if not self.started:
+            raise RuntimeError("http.response.body sent before http.response.start")
+        if self.complete:
+            raise RuntimeError("http.response.body sent after the answer was complete")
+        conn = self.conn
+        body: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        head = self.head
+        if head is not None:
+            self.head = None
+            if self.left is None and not self.chunked:
+                if more:
+                    self.chunked = True
+                    head += b"transfer-encoding: chunked\r\n"
+                else:  # one body: its length (for HEAD, the length a GET would have)
+                    self.left = len(body)
+                    head += b"content-length: %d\r\n" % self.left
+            if not (self.keep_alive and self.request.keep_alive) or (
+                conn.close_after and not conn.pending
+            ):
+                head += b"connection: close\r\n"
+            head += b"\r\n"
+        if self.head_only:
+            body = b""
+        elif self.chunked:
+            body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (
+                b"" if more else b"0\r\n\r\n"
+            )
+        elif self.left is not None:
+            self.left -= len(body)
+            if self.left < 0:
+                raise RuntimeError("the response body is longer than its content-length")
+        if not more:
+            self.complete = True
+            if self.left and not self.head_only:
+                raise RuntimeError("the response body is shorter than its content-length")
+        if conn.closed:
+            return  # the client left: nothing to write to (receive() says so)
+        transport = conn.transport
+        assert transport is not None
+        if head is not None:
+            transport.write(head + body if body else head)
+        elif body:
+            transport.write(body)
+        if conn.writable is not None and not conn.writable.done():
+            await conn.writable
+
+    def _start(self, status: int, headers: Any) -> None:
+        parts = [_status_line(status), self.conn.server.clock.date()]
+        lines = 2
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                self.left = int(value)
+            elif lower == b"transfer-encoding":
+                self.chunked = b"chunked" in value.lower()
+                if not self.chunked:
+                    raise RuntimeError(f"unsupported transfer-encoding {value!r}")
+                continue  # added back below, once
+            elif lower == b"connection" and b"close" in value.lower():
+                self.keep_alive = False
+                continue
+            parts += (name, b": ", value, b"\r\n")
+            lines += 1
+        if self.chunked:
+            self.left = None
+            parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
+        if status in _NO_BODY_STATUS:
+            self.head_only = True
+            self.left = 0  # no body and no length
+        head = b"".join(parts)
+        if head.count(b"\n") != lines or head.count(b"\r") != lines:
+            raise RuntimeError("a response header name or value holds a line break")
+        self.head = head
+
+
+class LeanServer:
+    """Serves one ASGI app on a bound socket until stopped."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int = 4 * 1024 * 1024,
+        keep_alive: float = 5.0,
+        read_timeout: float = 30.0,
+        grace: float = 30.0,
+    ) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.keep_alive = keep_alive
+        self.read_timeout = read_timeout
+        self.grace = grace
+        self.clock = _Clock()
+        self.connections: set[_Connection] = set()
+        self.state: dict[str, Any] = {}
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._stop = asyncio.Event()  # bound to a loop at its first wait (3.10+)
+        self.started = False  # listening
+
+    def stop(self) -> None:
+        """Begin a graceful stop (call it from the server's loop)."""
+        self._stop.set()
+
+    async def serve(self, sock: socket.socket) -> None:
+        """Run the lifespan's startup, serve until stop(), then drain and shut down."""
+        self.loop = asyncio.get_running_loop()
+        lifespan = _Lifespan(self.app, self.state)
+        await lifespan.startup()
+        try:
+            server = await self.loop.create_server(
+                lambda: _Connection(self), sock=sock, backlog=2048
+            )
+            sweeper = self.loop.create_task(self._sweep())
+            self.started = True
+            try:
+                await self._stop.wait()
+            finally:
+                sweeper.cancel()
+                server.close()
+                await self._drain()
+        finally:
+            await lifespan.shutdown()
+
+    async def _sweep(self) -> None:
+        """Once a second: close idle keep-alive connections, and 408 slow requests."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.loop.time()
+            for conn in list(self.connections):
+                if conn.busy or conn.closed:
+                    continue
+                if conn.reading_since is not None:
+                    if now - conn.reading_since > self.read_timeout:
+                        conn.reject(
+                            408,
+                            f"the request was not complete within {self.read_timeout:g} s",
+                            "request_timeout",
+                        )
+                elif now - conn.last_active > self.keep_alive:
+                    conn.close_if_idle()
+
+    async def _drain(self) -> None:
+        """Close idle connections; let answers in flight finish within the grace period."""
+        deadline = self.loop.time() + self.grace
+        while True:
+            for conn in list(self.connections):
+                conn.close_if_idle()
+            if not self.connections or self.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            if conn.task is not None and not conn.task.done():
+                conn.task.cancel()
+            if conn.transport is not None:
+                conn.transport.abort()
+        if self.connections:
+            log.warning(
+                "%d connection(s) cut at the end of the grace period", len(self.connections)
+            )
+
+
+class StartupFailed(RuntimeError):
+    """The app's lifespan startup (or shutdown) reported a failure."""
+
+
+class _Lifespan:
+    """The ASGI lifespan protocol: startup before serving, shutdown after."""
+
+    def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
+        self.app = app
+        self.state = state
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.outbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.supported = True
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": ASGI, "state": self.state}
+        try:
+            await self.app(scope, self.inbox.get, self.outbox.put)
+        except BaseException as exc:
+            self.supported = False
+            await self.outbox.put({"type": "lifespan.failed", "exception": exc})
+
+    async def _exchange(self, kind: str) -> None:
+        await self.inbox.put({"type": f"lifespan.{kind}"})
+        reply = await self.outbox.get()
+        if reply["type"] == f"lifespan.{kind}.complete":
+            return
+        if reply["type"] == "lifespan.failed":  # the app raised without saying so
+            log.error("the app's lifespan %s failed", kind, exc_info=reply["exception"])
+        else:
+            log.error("the app's lifespan %s failed:\n%s", kind, reply.get("message", ""))
+        raise StartupFailed(f"the app's lifespan {kind} failed (see the log lines above)")
+
+    async def startup(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        await self._exchange("startup")
+
+    async def shutdown(self) -> None:
+        if self.task is None or self.task.done():
+            return
+        await self._exchange("shutdown")
+        with contextlib.suppress(Exception):
+            await self.task
+
+
+def run(app: ASGIApp, sock: socket.socket, *, max_body: int, grace: float = 30.0) -> None:
+    """Serve `app` on `sock` under uvloop until SIGINT or SIGTERM, then drain."""
+    import uvloop
+
+    server = LeanServer(app, max_body=max_body, grace=grace)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.stop)
+        try:
+            await server.serve(sock)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    uvloop.run(main())
