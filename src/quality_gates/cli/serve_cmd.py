@@ -166,10 +166,10 @@ def serve(
 
 def _server(choice: str, workers: int) -> str:
     """The server to run: `auto` is the gateway's own (`lean`) for one process and uvicorn
-    for several (its supervisor runs the workers). At saturation on a zero-latency upstream
-    the lean server served about 17% more requests per second than uvicorn (uvloop,
-    httptools) in the same run; uvicorn added a lower p99 at 500 req/s than granian
-    (bench/gateway.py, 2026-11-27 and 28)."""
+    for several (its supervisor runs the workers). On a zero-latency upstream the lean
+    server served 13% more requests per second than uvicorn (uvloop, httptools) at
+    saturation and added +1.5 ms of p99 at 500 req/s against uvicorn's +2.6 and granian's
+    +6.0 (bench/gateway.py, 2026-11-28)."""
     if choice == "auto":
         return "lean" if workers == 1 else "uvicorn"
     if choice == "lean" and workers > 1:
