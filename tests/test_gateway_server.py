@@ -7,6 +7,7 @@ test_gateway_openai_sdk and the drills.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -362,6 +363,61 @@ def test_an_upgrade_is_answered_as_plain_http_then_the_connection_closes(
         assert status == 200
         assert json.loads(body)["path"] == "/ws"
         assert closed(f)
+
+
+def test_an_upgrade_with_a_body_is_refused_and_its_body_never_runs_as_a_request(
+    running: Running,
+) -> None:
+    smuggled = b"GET /smuggled HTTP/1.1\r\nhost: t\r\n\r\n"
+    sock, f = running.connect()
+    with sock:
+        sock.sendall(
+            b"POST /x HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: foo\r\n"
+            b"content-length: %d\r\n\r\n" % len(smuggled)
+        )
+        time.sleep(0.05)
+        sock.sendall(smuggled)
+        status, _, body = read_response(f)
+        assert status == 400
+        assert b"Upgrade request with a body" in body
+        assert closed(f)
+    assert "/smuggled" not in running.app.finished
+
+
+def test_one_endless_header_line_is_cut_at_the_head_bound(running: Running) -> None:
+    sock, f = running.connect()
+    with sock:
+        sock.sendall(b"GET /x HTTP/1.1\r\nx-long: ")
+        with contextlib.suppress(OSError):  # the server may close while this is sent
+            for _ in range(40):
+                sock.sendall(b"a" * 8192)
+        assert read_response(f)[0] == 431
+
+
+def test_a_trailer_is_not_taken_for_a_request_header(running: Running) -> None:
+    sock, f = running.connect()
+    with sock:
+        sock.sendall(
+            b"POST /x HTTP/1.1\r\nhost: t\r\nauthorization: Bearer proxy\r\n"
+            b"transfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n"
+            b"authorization: Bearer attacker\r\n\r\n"
+        )
+        seen = json.loads(read_response(f)[2])
+        assert seen["body"] == "hi"
+        assert [v for k, v in seen["headers"] if k == "authorization"] == ["Bearer proxy"]
+
+
+def test_a_stream_to_an_http_1_0_client_is_ended_by_the_close(running: Running) -> None:
+    sock, f = running.connect()
+    with sock:
+        sock.sendall(b"GET /stream HTTP/1.0\r\n\r\n")
+        assert f.readline().startswith(b"HTTP/1.1 200")
+        head = b""
+        while (line := f.readline()) != b"\r\n":
+            head += line.lower()
+        assert b"transfer-encoding" not in head
+        assert b"connection: close" in head
+        assert f.read() == b"one two three"
 
 
 def test_a_client_that_leaves_mid_stream_is_told_to_the_app(running: Running) -> None:

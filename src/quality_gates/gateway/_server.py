@@ -50,7 +50,7 @@ Message = dict[str, Any]
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Message]], Any], Awaitable[None]]
 
 MAX_HEAD_BYTES = 64 * 1024
-MAX_PIPELINED = 16  # requests parsed ahead of the one being answered, before reading pauses
+MAX_PIPELINED = 2  # requests parsed ahead of the one being answered, before reading pauses
 ASGI = {"version": "3.0", "spec_version": "2.3"}
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -126,6 +126,8 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._head_bytes = 0
+        self._in_head = False  # between a request's first byte and the end of its head
+        self._raw_head = 0  # bytes fed while the head was still incomplete
         self._body_bytes = 0
         self._rejected = False
 
@@ -158,16 +160,31 @@ class _Connection(asyncio.Protocol):
         if self._rejected:
             return
         self.last_active = self.loop.time()
+        was_in_head = self._in_head
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # An Upgrade (WebSocket, h2c) is not served: the request is answered as plain
-            # HTTP/1.1 and the connection closed after it, since what follows is not HTTP/1.1.
+            # HTTP/1.1 and the connection closed after it. What follows is not HTTP/1.1, so
+            # it is not read (the parser would take it for new requests).
             self.close_after = True
+            self._rejected = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+            return
         except httptools.HttpParserError as exc:
             if not self._rejected:
                 detail = str(exc) or type(exc).__name__
                 self.reject(400, f"malformed HTTP request: {detail}", "bad_request")
+            return
+        if was_in_head and self._in_head and not self._rejected:
+            # httptools calls on_header only once a line ends: one endless header line is
+            # counted here, by the bytes that went into a head still incomplete.
+            self._raw_head += len(data)
+            if self._raw_head > MAX_HEAD_BYTES:
+                self.reject(
+                    431, f"the request head is over {MAX_HEAD_BYTES} bytes", "head_too_large"
+                )
 
     # -- httptools callbacks -------------------------------------------------------------
 
@@ -176,6 +193,8 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._body = []
         self._head_bytes = 0
+        self._in_head = True
+        self._raw_head = 0
         self._body_bytes = 0
         self.reading_since = self.last_active
 
@@ -186,6 +205,8 @@ class _Connection(asyncio.Protocol):
             self.reject(431, f"the request head is over {MAX_HEAD_BYTES} bytes", "head_too_large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a chunked body's trailer: never taken as a request header
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_HEAD_BYTES:
             self.reject(431, f"the request head is over {MAX_HEAD_BYTES} bytes", "head_too_large")
@@ -193,15 +214,31 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         if self._rejected:
             return
         limit = self.server.max_body
+        expect = upgrade = has_body = False
         for name, value in self._headers:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                self.reject(413, f"the body is over {limit} bytes", "body_too_large")
-                return
-            if name == b"expect" and value.lower() == b"100-continue" and self.transport:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if name == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    self.reject(413, f"the body is over {limit} bytes", "body_too_large")
+                    return
+                has_body = has_body or value != b"0"
+            elif name == b"transfer-encoding":
+                has_body = True
+            elif name == b"upgrade":
+                upgrade = True
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expect = True
+        if upgrade and has_body:
+            # httptools would skip the body of an Upgrade request and read it as requests.
+            self.reject(400, "an Upgrade request with a body is not served", "bad_request")
+            return
+        if expect and not self.busy and self.transport and self.parser.get_http_version() == "1.1":
+            # Only for the request being answered next: an interim answer between the
+            # chunks of an earlier one would corrupt it (unsent, the client sends anyway).
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self._rejected:
@@ -386,7 +423,9 @@ class _Cycle:
         if head is not None:
             self.head = None
             if self.left is None and not self.chunked:
-                if more:
+                if more and self.request.scope["http_version"] == "1.0":
+                    self.keep_alive = False  # HTTP/1.0 has no chunks: the close ends the body
+                elif more:
                     self.chunked = True
                     head += b"transfer-encoding: chunked\r\n"
                 else:  # one body: its length (for HEAD, the length a GET would have)
@@ -395,6 +434,7 @@ class _Cycle:
             if not (self.keep_alive and self.request.keep_alive) or (
                 conn.close_after and not conn.pending
             ):
+                self.keep_alive = False  # said: so the connection closes after this answer
                 head += b"connection: close\r\n"
             head += b"\r\n"
         if self.head_only:
@@ -419,8 +459,17 @@ class _Cycle:
             transport.write(head + body if body else head)
         elif body:
             transport.write(body)
-        if conn.writable is not None and not conn.writable.done():
-            await conn.writable
+        writable = conn.writable
+        if writable is not None and not writable.done():
+            # A client that stops reading must not hold the answer (and its upstream) forever.
+            try:
+                async with asyncio.timeout(conn.server.read_timeout):
+                    await asyncio.shield(writable)
+            except TimeoutError:
+                log.warning(
+                    "a client read nothing for %g s; connection cut", conn.server.read_timeout
+                )
+                transport.abort()
 
     def _start(self, status: int, headers: Any) -> None:
         parts = [_status_line(status), self.conn.server.clock.date()]
@@ -527,11 +576,15 @@ class LeanServer:
             if not self.connections or self.loop.time() >= deadline:
                 break
             await asyncio.sleep(0.05)
+        cut = []
         for conn in list(self.connections):
             if conn.task is not None and not conn.task.done():
                 conn.task.cancel()
+                cut.append(conn.task)
             if conn.transport is not None:
                 conn.transport.abort()
+        if cut:  # their clean-up (telemetry, admission) runs before the lifespan's shutdown
+            await asyncio.wait(cut, timeout=5.0)
         if self.connections:
             log.warning(
                 "%d connection(s) cut at the end of the grace period", len(self.connections)
