@@ -21,7 +21,7 @@ from tests.conftest import Workspace, make_workspace
 from quality_gates.config import load_config, render_starter
 from quality_gates.errors import ProviderError, StreamInterrupted
 from quality_gates.gateway import AppSettings, create_app
-from quality_gates.gateway._server import LeanServer
+from quality_gates.gateway._server import serving
 from quality_gates.providers import (
     ChatProvider,
     ChatRequest,
@@ -155,21 +155,10 @@ async def serve(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app with the gateway's own server (what `serve` runs by default) on a
     free loopback port; yields its base URL."""
     sock = free_socket()
-    port = sock.getsockname()[1]
-    server = LeanServer(app)
-    task = asyncio.get_running_loop().create_task(server.serve(sock))
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if task.done():
-            task.result()
-        if time.monotonic() > deadline:
-            raise TimeoutError("the server did not start in 20 s")
-        await asyncio.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        async with serving(app, sock):
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
-        server.stop()
-        await asyncio.wait_for(task, 30)
         sock.close()
 
 

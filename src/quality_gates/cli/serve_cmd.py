@@ -158,6 +158,7 @@ def serve(
             str(loaded.path),
             store_url.raw,
             watch,
+            server,
         )
     finally:
         if admin:
@@ -211,6 +212,7 @@ def _run(
     config_path: str,
     store_raw: str,
     watch: bool,
+    server: str,
 ) -> None:
     import os
 
@@ -218,7 +220,6 @@ def _run(
     from quality_gates.errors import StoreError
     from quality_gates.gateway._app import SETTINGS_ENV, AppSettings
 
-    server = _server(config.gateway.server, workers)
     try:
         if server == "granian":
             # Granian binds its own socket (in its supervisor, shared with its workers); the

@@ -69,28 +69,24 @@ def other_watch(conn: Connection) -> str | None:
 async def serve_app(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app with the gateway's own server (what `serve` runs for one process) on
     a free loopback port; yields its base URL."""
-    from quality_gates.gateway._server import LeanServer
+    from quality_gates.gateway._server import StartupFailed, serving
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = LeanServer(app)
-    task = asyncio.get_running_loop().create_task(server.serve(sock))
-    deadline = time.monotonic() + START_TIMEOUT
+    running = serving(app, sock, start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT)
     try:
-        while not server.started:
-            if task.done():
-                exc = task.exception()
-                raise DrillCannotRun(f"the drill's gateway did not start: {exc}")
-            if time.monotonic() > deadline:
-                raise DrillCannotRun(f"the drill's gateway did not start in {START_TIMEOUT:g} s")
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
+        try:
+            await running.__aenter__()
+        except (StartupFailed, TimeoutError) as exc:
+            raise DrillCannotRun(f"the drill's gateway did not start: {exc}") from None
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            with contextlib.suppress(Exception):
+                await running.__aexit__(None, None, None)
     finally:
-        server.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, STOP_TIMEOUT)
         sock.close()
 
 

@@ -33,8 +33,9 @@ import logging
 import signal
 import socket
 import time
+from asyncio import FIRST_COMPLETED
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -306,13 +307,12 @@ class _Connection(asyncio.Protocol):
             self.transport.write(data)
             self.transport.close()
 
-    def close_if_idle(self) -> bool:
-        """Close the connection if no request is being answered (for shutdown and idleness)."""
+    def close_if_idle(self) -> None:
+        """Close the connection if no request is being answered, else after the answer."""
         if self.busy or self.transport is None:
             self.close_after = True
-            return False
+            return
         self.transport.close()
-        return True
 
     async def answer(self, request: _Request) -> None:
         """Run the app for `request`, then the next pipelined one, if any."""
@@ -523,7 +523,7 @@ class LeanServer:
         self.state: dict[str, Any] = {}
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._stop = asyncio.Event()  # bound to a loop at its first wait (3.10+)
-        self.started = False  # listening
+        self.listening = asyncio.Event()
 
     def stop(self) -> None:
         """Begin a graceful stop (call it from the server's loop)."""
@@ -539,7 +539,7 @@ class LeanServer:
                 lambda: _Connection(self), sock=sock, backlog=2048
             )
             sweeper = self.loop.create_task(self._sweep())
-            self.started = True
+            self.listening.set()
             try:
                 await self._stop.wait()
             finally:
@@ -576,7 +576,7 @@ class LeanServer:
             if not self.connections or self.loop.time() >= deadline:
                 break
             await asyncio.sleep(0.05)
-        cut = []
+        left, cut = len(self.connections), []
         for conn in list(self.connections):
             if conn.task is not None and not conn.task.done():
                 conn.task.cancel()
@@ -585,10 +585,8 @@ class LeanServer:
                 conn.transport.abort()
         if cut:  # their clean-up (telemetry, admission) runs before the lifespan's shutdown
             await asyncio.wait(cut, timeout=5.0)
-        if self.connections:
-            log.warning(
-                "%d connection(s) cut at the end of the grace period", len(self.connections)
-            )
+        if left:
+            log.warning("%d connection(s) cut at the end of the grace period", left)
 
 
 class StartupFailed(RuntimeError):
@@ -604,14 +602,12 @@ class _Lifespan:
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.outbox: asyncio.Queue[Message] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
-        self.supported = True
 
     async def _run(self) -> None:
         scope = {"type": "lifespan", "asgi": ASGI, "state": self.state}
         try:
             await self.app(scope, self.inbox.get, self.outbox.put)
         except BaseException as exc:
-            self.supported = False
             await self.outbox.put({"type": "lifespan.failed", "exception": exc})
 
     async def _exchange(self, kind: str) -> None:
@@ -635,6 +631,33 @@ class _Lifespan:
         await self._exchange("shutdown")
         with contextlib.suppress(Exception):
             await self.task
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: ASGIApp, sock: socket.socket, *, start_timeout: float = 20.0, stop_timeout: float = 30.0
+) -> AsyncIterator[LeanServer]:
+    """Serve `app` on `sock` in the running loop for the `async with` body (tests, drills):
+    listening on entry (else StartupFailed, or TimeoutError after `start_timeout`), drained
+    on exit."""
+    server = LeanServer(app)
+    task = asyncio.get_running_loop().create_task(server.serve(sock))
+    listening = asyncio.ensure_future(server.listening.wait())
+    await asyncio.wait({task, listening}, timeout=start_timeout, return_when=FIRST_COMPLETED)
+    if not listening.done():
+        listening.cancel()
+        if task.done():
+            task.result()  # the startup's error
+            raise StartupFailed("the server stopped before it listened")
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise TimeoutError(f"the server did not start in {start_timeout:g} s")
+    try:
+        yield server
+    finally:
+        server.stop()
+        await asyncio.wait_for(task, stop_timeout)
 
 
 def run(app: ASGIApp, sock: socket.socket, *, max_body: int, grace: float = 30.0) -> None:
