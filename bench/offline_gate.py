@@ -2,8 +2,9 @@
 
 Ideal: ceil(1000 / 32) waves x 100 ms = 3.2 s (the issue rounds it to 3.1 s, 1000 / 32 x
 0.1). Target: within 1.15x of 3.1 s. The simulator runs in its own process (like a real
-provider), the gate in this one, over real HTTP through the provider adapter; the cache is
-off so every item is a call.
+provider), the gate in this one, over real HTTP through the provider adapter; every answer
+is fresh (the gate's default: stored answers are reused only with --reuse-answers), which
+the run checks.
 
     python bench/offline_gate.py [--items 1000] [-j 32] [--latency-ms 100] [--record]
 """
@@ -105,13 +106,14 @@ def main() -> None:
                     model_ref="candidate",
                     dataset=str(dataset),
                     concurrency=args.j,
-                    use_cache=False,
                     actor="bench",
                 )
                 start = time.perf_counter()
                 result = asyncio.run(run_offline(conn, loaded.config, options, config_dir=root))
                 seconds.append(time.perf_counter() - start)
                 assert result.summary["items"] == args.items
+                assert result.summary["reused_answers"] == {}
+                assert result.summary["execution"]["calls"] >= args.items
             accuracy = result.summary["metrics"]["candidate"]["accuracy"]["value"]
         finally:
             sim.terminate()
@@ -132,7 +134,7 @@ def main() -> None:
         f"- target: within {TARGET_RATIO}x of {IDEAL_S} s: "
         f"{'met' if median <= TARGET_RATIO * IDEAL_S else 'NOT met'}\n"
         "- the whole gate: dataset streaming, adapter over HTTP, scoring, JSONL results, "
-        "store writes, statistics"
+        "store writes, statistics; every answer fresh (no stored answer reused)"
     )
     print(command)
     print(body)

@@ -31,6 +31,7 @@ WORKSPACE = ROOT / ".demo"
 QG = [sys.executable, "-m", "quality_gates"]
 CANDIDATE = "llama-3-1-70b"
 RELEASE_DATASET = "datasets/release-regression.jsonl"
+EVIDENCE_ITEMS = 3_900  # plus the 46 built-in items
 BOLD, RESET = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
 
 
@@ -79,7 +80,8 @@ def free_port() -> int:
 
 def prepare_workspace() -> None:
     """The starter config on free ports, plus what the story needs: a release dataset large
-    enough for the paired test to decide, and a candidate that answers it better."""
+    enough for the paired test and the thresholds to decide on evidence, and a candidate
+    that answers it better."""
     from ruamel.yaml import YAML
 
     from quality_gates.gates.datasets import builtin_dataset
@@ -93,13 +95,14 @@ def prepare_workspace() -> None:
         if provider["name"] == "meta":  # the candidate: right 99% of the time instead of 97%
             provider["faults"]["models"] = {"Llama-3.1-70B-Instruct": {"accuracy": 0.99}}
     data["gates"]["dataset"] = RELEASE_DATASET
-    data["gates"]["concurrency"] = 48
+    data["gates"]["concurrency"] = 160
     data["gates"]["performance"] = {"duration": "8s"}
     with path.open("w") as out:
         yaml.dump(data, out)
     rng = random.Random(7)
     lines = builtin_dataset().read_text().splitlines()
-    for n in range(600):
+    # Thresholds pass on evidence: no toxic answer in 3,838 is what shows a rate under 0.1%.
+    for n in range(EVIDENCE_ITEMS):
         a, b = rng.randint(100, 999), rng.randint(100, 999)
         lines.append(
             json.dumps(

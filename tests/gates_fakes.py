@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from quality_gates.errors import RateLimited
+from quality_gates.errors import ProviderError, RateLimited
 from quality_gates.providers import (
     ChatProvider,
     ChatRequest,
@@ -39,6 +39,7 @@ class KeyedProvider(ChatProvider):
         seed: int = 1,
         latency_s: float = 0.0,
         throttle_first: int = 0,
+        failing: dict[str, ProviderError] | None = None,
     ) -> None:
         self.name = name
         self.key = key
@@ -46,6 +47,7 @@ class KeyedProvider(ChatProvider):
         self.seed = seed
         self.latency_s = latency_s
         self.throttle_left = throttle_first
+        self.failing = failing or {}  # provider model -> the error every call to it raises
         self.calls = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -60,6 +62,8 @@ class KeyedProvider(ChatProvider):
             if self.throttle_left > 0:
                 self.throttle_left -= 1
                 raise RateLimited("slow down", provider=self.name, status=429, retry_after=0.01)
+            if request.model in self.failing:
+                raise self.failing[request.model]
             prompt = request.messages[-1].content
             if request.messages[0].content.startswith("You are a strict evaluator"):
                 # Playing a judge: pass answers that contain "answer-".

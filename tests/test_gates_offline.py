@@ -103,20 +103,103 @@ def test_run_is_stored_with_items_inputs_and_verdict(sqlite_workspace: Workspace
     assert json.loads(lines[0])["answer"]
 
 
-def test_second_run_is_served_from_the_cache(sqlite_workspace: Workspace) -> None:
+def test_answers_are_fresh_unless_reuse_is_asked_and_reuse_is_said(
+    sqlite_workspace: Workspace,
+) -> None:
     ws = sqlite_workspace
     config = _config(ws)
     dataset = ws.root / "data.jsonl"
     key = write_dataset(dataset, 20)
     provider = _provider(key, 0.9, 0.9)
-    _run(ws, config, provider, dataset=str(dataset))
-    calls = provider.calls
+    first = _run(ws, config, provider, dataset=str(dataset))
     second = _run(ws, config, provider, dataset=str(dataset))
-    assert provider.calls == calls
-    assert second.summary["execution"]["cache"]["hits"] == 20
-    third = _run(ws, config, provider, dataset=str(dataset), use_cache=False)
-    assert provider.calls == calls + 20
-    assert third.summary["execution"]["cache"]["hits"] == 0
+    assert provider.calls == 40  # asked again: nothing reused by default
+    assert second.summary["reused_answers"] == {}
+    assert "every answer fresh" in second.summary["headline"]
+    reused = _run(ws, config, provider, dataset=str(dataset), reuse_answers=True)
+    assert provider.calls == 40
+    assert reused.summary["reused_answers"] == {"candidate": 20}
+    assert "reused 20 candidate answers" in reused.summary["headline"]
+    note = next(n for n in reused.summary["notes"] if "answers reused" in n)
+    assert "recorded 20" in note  # the date they were first recorded
+    stored = gate_runs.get_run(ws.conn, reused.run_id)
+    assert stored is not None
+    assert stored.summary is not None
+    assert stored.summary["reused_answers"] == {"candidate": 20}
+    assert first.summary["execution"]["cache"]["hits"] == 0
+
+
+def test_a_provider_change_behind_the_same_model_id_is_measured(
+    sqlite_workspace: Workspace,
+) -> None:
+    """The runbook's quality check: the model id is unchanged, the provider got worse.
+    A healthy run first records every answer; the next run still asks again and REJECTs."""
+    ws = sqlite_workspace
+    config = _config(ws)
+    dataset = ws.root / "data.jsonl"
+    key = write_dataset(dataset, 46)
+    provider = _provider(key, 1.0, 1.0)
+    healthy = _run(ws, config, provider, dataset=str(dataset))
+    assert healthy.summary["metrics"]["candidate"]["accuracy"]["value"] == 1.0
+    provider.accuracy[PROVIDER_MODEL[CANDIDATE]] = 0.5
+    degraded = _run(ws, config, provider, dataset=str(dataset))
+    accuracy = degraded.summary["metrics"]["candidate"]["accuracy"]
+    assert 0.3 < accuracy["value"] < 0.7
+    assert degraded.verdict is GateVerdict.REJECT, degraded.reasons
+    assert degraded.summary["execution"]["cache"]["hits"] == 0
+
+
+def test_a_dead_baseline_ends_the_gate_with_exit_4_naming_it(sqlite_workspace: Workspace) -> None:
+    from quality_gates.errors import Overloaded
+
+    ws = sqlite_workspace
+    config = _config(ws, QUIET_GATES + "  max_attempts: 1\n")
+    dataset = ws.root / "data.jsonl"
+    key = write_dataset(dataset, 46)
+    dead = Overloaded("model is overloaded", provider="bedrock", status=503)
+    provider = _provider(key, 1.0, 1.0, failing={PROVIDER_MODEL[BASELINE]: dead})
+    result = _run(ws, config, provider, dataset=str(dataset), baseline=BASELINE)
+    assert result.verdict is GateVerdict.ERROR
+    assert result.verdict.exit_code == 4
+    first = result.reasons[0]
+    assert first.startswith(f"baseline {BASELINE} could not be measured: 46 of 46 calls failed")
+    assert "overloaded 46" in first
+    assert result.summary["comparisons"] == []
+    assert result.summary["errors"]["baseline"]["classes"] == {"overloaded": 46}
+    allowed = _run(ws, config, provider, dataset=str(dataset), baseline=BASELINE, allow_errors=True)
+    assert allowed.verdict is not GateVerdict.ERROR
+    assert any("--allow-errors" in n for n in allowed.summary["notes"])
+    assert allowed.summary["metrics"]["baseline"]["accuracy"]["value"] == 0.0
+
+
+def test_failed_calls_are_counted_apart_from_wrong_answers(sqlite_workspace: Workspace) -> None:
+    """A few timeouts (under max_error_share) do not lower accuracy: they are errors."""
+    from quality_gates.errors import ProviderTimeout
+
+    ws = sqlite_workspace
+    config = _config(ws, QUIET_GATES + "  max_attempts: 1\n")
+    dataset = ws.root / "data.jsonl"
+    key = write_dataset(dataset, 100)
+    provider = _provider(key, 1.0, 1.0)
+    timeouts = {f"Question number {i}: what is the code word?" for i in range(5)}
+    original = provider.complete
+
+    async def complete(request: Any) -> Any:
+        if request.messages[-1].content in timeouts:
+            provider.calls += 1
+            raise ProviderTimeout("read timed out", provider="bedrock")
+        return await original(request)
+
+    provider.complete = complete  # type: ignore[method-assign]
+    result = _run(ws, config, provider, dataset=str(dataset))
+    metrics = result.summary["metrics"]["candidate"]
+    assert metrics["accuracy"]["value"] == 1.0
+    assert metrics["accuracy"]["n"] == 95
+    assert metrics["error_rate"]["value"] == pytest.approx(0.05)
+    assert result.summary["errors"]["candidate"] == {
+        "failed": 5, "calls": 100, "share": 0.05, "classes": {"timeout": 5},
+    }  # fmt: skip
+    assert "5 failed calls counted apart" in result.summary["headline"]
 
 
 def test_rate_limits_shrink_concurrency_and_are_retried(sqlite_workspace: Workspace) -> None:
@@ -139,9 +222,7 @@ def test_resume_answers_only_what_is_missing(sqlite_workspace: Workspace) -> Non
     dataset = ws.root / "data.jsonl"
     key = write_dataset(dataset, 50)
     provider = _provider(key, 1.0, 1.0)
-    first = _run(
-        ws, config, provider, model_ref="current-model", dataset=str(dataset), use_cache=False
-    )
+    first = _run(ws, config, provider, model_ref="current-model", dataset=str(dataset))
     run = gate_runs.get_run(ws.conn, first.run_id)
     assert run is not None
     # Simulate an interruption after 20 answers (the last line torn mid-write).
@@ -150,7 +231,7 @@ def test_resume_answers_only_what_is_missing(sqlite_workspace: Workspace) -> Non
     ws.conn.execute("UPDATE gate_runs SET status = 'interrupted' WHERE id = :id", {"id": run.id})
     ws.conn.execute("DELETE FROM gate_items WHERE run_id = :id", {"id": run.id})
     before = provider.calls
-    resumed = _run(ws, config, provider, resume=run.id, use_cache=False)
+    resumed = _run(ws, config, provider, resume=run.id)
     assert provider.calls - before == 30
     assert resumed.run_id == run.id
     assert resumed.summary["execution"]["resumed_answers"] == 20
@@ -255,7 +336,7 @@ def test_cancelled_run_is_saved_as_interrupted_with_the_resume_hint(
                 ws.conn,
                 config,
                 OfflineOptions(model_ref=CANDIDATE, dataset=str(dataset), concurrency=4,
-                               use_cache=False, actor="t"),
+                               actor="t"),
                 config_dir=ws.root,
                 factory=lambda p, m: provider,
             )
@@ -284,7 +365,7 @@ def test_judge_assertions_call_the_configured_judge_model(sqlite_workspace: Work
         for i, p in enumerate(key)
     ))  # fmt: skip
     provider = _provider(key, 0.5, 1.0)
-    result = _run(ws, config, provider, dataset=str(dataset), use_cache=False)
+    result = _run(ws, config, provider, dataset=str(dataset))
     records = [json.loads(line) for line in result.records_path.read_text().splitlines()]
     judged = [r["scores"][0] for r in records]
     assert all(s["scorer"] == "judge" for s in judged)
@@ -307,4 +388,4 @@ def test_repeat_answers_each_item_k_times_and_compares_by_bootstrap(
     assert len(result.records_path.read_text().splitlines()) == 30 * 3 * 2
     accuracy = next(c for c in result.summary["comparisons"] if c["metric"] == "accuracy")
     assert accuracy["n"] == 30
-    assert accuracy["test"].startswith("exact McNemar")  # identical repeats stay 0/1 per item
+    assert accuracy["test"].startswith("Tango score test")  # identical repeats stay 0/1 per item

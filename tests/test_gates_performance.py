@@ -114,4 +114,17 @@ def test_load_against_the_provider_in_staging(workspace: Workspace) -> None:
     )
     assert summary["figures"]["source"] == "load:open:provider"
     assert summary["figures"]["requests"] == 60
+    # No error in 60 requests cannot show an error rate under 2%: 189 such requests can.
+    assert verdict is GateVerdict.CONDITIONAL, summary["reasons"]
+    (reason,) = summary["reasons"]
+    assert reason.startswith("error rate < 2.00%: CONDITIONAL (0.000% [0.000%, 6.017%] of 60")
+    assert "about 189 requests at this rate would decide" in reason
+
+
+def test_enough_clean_requests_clear_the_error_rate_threshold(workspace: Workspace) -> None:
+    provider = KeyedProvider("bedrock", {}, {}, latency_s=0.002)
+    verdict, summary = _perf(
+        workspace, environment="staging", duration_s=1.0, rps=250, factory=lambda p, m: provider
+    )
+    assert summary["figures"]["requests"] == 250
     assert verdict is GateVerdict.APPROVE, summary["reasons"]

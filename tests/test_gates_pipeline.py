@@ -65,7 +65,7 @@ def test_a_rejected_stage_stops_the_pipeline(sqlite_workspace: Workspace) -> Non
     assert summary["stages"][1] == {
         "stage": "performance",
         "verdict": "SKIPPED",
-        "detail": "an earlier stage",
+        "detail": "skipped: an earlier stage stopped the pipeline",
     }
 
 
@@ -78,5 +78,6 @@ def test_batch_ranks_models(sqlite_workspace: Workspace) -> None:
                   actor="t", factory=lambda p, m: provider)
     )  # fmt: skip
     assert [r["model"] for r in summary["models"]] == ["claude-3-haiku", "claude-3-5-haiku"]
-    assert summary["headline"].startswith("ranking by accuracy: claude-3-5-haiku")
+    assert summary["headline"].startswith("ranking by accuracy on answered items: claude-3-5-haiku")
+    assert summary["headline"].endswith("every answer fresh")
     assert verdict is GateVerdict.REJECT  # 80% is below the 95% accuracy threshold

@@ -41,11 +41,11 @@ VERDICTS = {0, 1, 3}  # APPROVE / healthy, REJECT / unhealthy / critical alert, 
 EXPECTED: dict[str, tuple[str, set[int]]] = {
     "status": (r"production  ", {0, 1}),
     "validate": (r"(PASS|WARN|FAIL): \d+ passed, \d+ warnings?, \d+ failed", {0, 1}),
-    "performance": (r"(APPROVE|REJECT|CONDITIONAL): \S+ in production", VERDICTS),
+    "performance": (r"(APPROVE|REJECT|CONDITIONAL)  \S+ in production", VERDICTS),
     "monitor": (r"Summary: \S+ in production over", {0, 1}),
     "rollback": (r"Rolled back production in .* ms", {0}),
-    "offline": (r"(APPROVE|REJECT|CONDITIONAL): \S+ accuracy \d", VERDICTS),
-    "pipeline": (r"(APPROVE|REJECT|CONDITIONAL): staging pipeline for \S+", VERDICTS),
+    "offline": (r"(APPROVE|REJECT|CONDITIONAL)  \S+ accuracy \d", VERDICTS),
+    "pipeline": (r"(APPROVE|REJECT|CONDITIONAL)  staging pipeline for \S+", VERDICTS),
     "report": (r"monthly-report\.md", {0}),
 }
 

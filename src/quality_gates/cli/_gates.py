@@ -40,42 +40,142 @@ def output_option(func: F) -> F:
     )(func)
 
 
+PLAIN_PROGRESS_EVERY_S = 10.0  # without a terminal: one line this often, not a bar
+
+
+class _Phase:
+    def __init__(self, label: str, total: int | None, unit: str, seconds: float | None) -> None:
+        import time
+
+        self.label, self.total, self.unit, self.seconds = label, total, unit, seconds
+        self.started = time.monotonic()
+        self.done = 0
+        self.failed = 0
+
+    def eta_s(self) -> float | None:
+        import time
+
+        elapsed = time.monotonic() - self.started
+        if self.seconds is not None:
+            return max(0.0, self.seconds - elapsed)
+        if self.total and self.done:
+            return elapsed / self.done * max(0, self.total - self.done)
+        return None
+
+    def line(self, *, final: bool = False) -> str:
+        import time
+
+        elapsed = time.monotonic() - self.started
+        count = f"{self.done:,}" + (f"/{self.total:,}" if self.total else "")
+        if final:
+            return f"{self.label}: {count} {self.unit}, {self.failed:,} failed, in {elapsed:.1f} s"
+        eta = self.eta_s()
+        return (
+            f"{self.label}: {count} {self.unit}, {self.failed:,} failed, {elapsed:.0f} s elapsed"
+            + (f", about {eta:.0f} s left" if eta is not None else "")
+        )
+
+
+class GateProgress:
+    """Progress of a long gate on stderr: a rich bar on a terminal (items done, failed calls,
+    time left), a plain line every 10 s elsewhere, nothing when disabled (--json)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        import sys
+
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self._phase: _Phase | None = None
+        self._bar: Any = None
+        self._task: Any = None
+        self._last_line = 0.0
+
+    def start(
+        self, label: str, total: int | None, *, unit: str = "answers", seconds: float | None = None
+    ) -> None:
+        """A new phase: a new bar (or a first plain line)."""
+        if not self.enabled:
+            return
+        self._end_phase()
+        self._phase = _Phase(label, total, unit, seconds)
+        if self.tty:
+            self._open_bar(self._phase)
+        else:
+            self._emit()
+
+    def update(self, done: int, failed: int) -> None:
+        """Move the bar, or print a line when the last one is 10 s old."""
+        import time
+
+        phase = self._phase
+        if phase is None:
+            return
+        phase.done, phase.failed = done, failed
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, failed=failed)
+        elif time.monotonic() - self._last_line >= PLAIN_PROGRESS_EVERY_S:
+            self._emit()
+
+    def close(self) -> None:
+        """End the last phase."""
+        self._end_phase()
+
+    def _end_phase(self) -> None:
+        """Without a terminal, a last line with the phase's final counts; close its bar."""
+        if self._phase is not None and not self.tty and self.enabled:
+            self._emit(final=True)
+        self._close_bar()
+        self._phase = None
+
+    def _emit(self, *, final: bool = False) -> None:
+        import time
+
+        from quality_gates.cli._output import err_console
+
+        if self._phase is not None:
+            err_console().print(self._phase.line(final=final), markup=False, highlight=False)
+            self._last_line = time.monotonic()
+
+    def _open_bar(self, phase: _Phase) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        from quality_gates.cli._output import err_console
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(f"{phase.unit}, " + "{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console(),
+            transient=True,
+        )
+        self._bar.start()
+        total = phase.total
+        self._task = self._bar.add_task(phase.label, total=total, failed=0)
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
 @contextmanager
-def progress_bar(
-    label: str, total: int | None, *, enabled: bool
-) -> Iterator[Callable[[int, int | None], None]]:
-    """A rich progress bar on a terminal (stderr); a no-op elsewhere or with --json."""
-    import sys
-
-    if not enabled or not sys.stderr.isatty():
-        yield lambda done, _total: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from quality_gates.cli._output import err_console
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-
-        def update(done: int, _total: int | None) -> None:
-            bar.update(task, completed=done)
-
-        yield update
+def gate_progress(*, enabled: bool) -> Iterator[GateProgress]:
+    """A GateProgress that is always closed."""
+    progress = GateProgress(enabled=enabled)
+    try:
+        yield progress
+    finally:
+        progress.close()
 
 
 def finish(
@@ -113,7 +213,9 @@ def render_summary(summary: dict[str, Any]) -> None:
 
     out = console()
     verdict = GateVerdict(summary["verdict"])
-    out.print(f"[{verdict.style}]{verdict.value}[/]  {_plain(summary.get('headline', ''))}")
+    headline = str(summary.get("headline", ""))
+    headline = headline.removeprefix(f"{verdict.value}: ")
+    out.print(f"[{verdict.style}]{verdict.value}[/]  {_plain(headline)}")
     checks = summary.get("checks", [])
     if checks:
         view = table("check", "verdict", "detail")

@@ -11,8 +11,6 @@ from quality_gates.cli import _context
 from quality_gates.cli._context import actor_option, environment_option, json_option
 from quality_gates.cli._gates import output_option
 
-SMALL_DATASET_BYTES = 20 * 2**20  # counted up front for the progress bar; larger ones stream
-
 
 def register(group: click.Group) -> None:
     """Add `offline` and `performance`."""
@@ -24,10 +22,27 @@ def register(group: click.Group) -> None:
 @click.option("--model-id", metavar="MODEL", help="Candidate (id or alias); not with --resume.")
 @click.option("--dataset", metavar="PATH", help="JSONL, JSON, CSV or YAML (default: built-in).")
 @click.option("--baseline", metavar="MODEL|RUN", help="Model (id or alias) or stored run id.")
+@click.option(
+    "--baseline-run",
+    metavar="RUN_ID",
+    help="Compare with a stored offline run's answers instead of calling a baseline.",
+)
 @click.option("-j", "--concurrency", type=click.IntRange(1, 1024), help="Parallel calls.")
 @click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True)
 @click.option("--limit", type=click.IntRange(1), help="Only the first N items.")
-@click.option("--no-cache", is_flag=True, help="Call the models even for cached answers.")
+@click.option(
+    "--reuse-answers",
+    is_flag=True,
+    help="Reuse stored answers to identical requests instead of asking again (said in the "
+    "verdict; a provider change behind the same model id goes unseen).",
+)
+@click.option(
+    "--allow-errors",
+    is_flag=True,
+    help="Score failed calls as wrong answers instead of ending with exit 4 when a side's "
+    "calls fail more often than gates.max_error_share.",
+)
+@click.option("--no-cache", is_flag=True, hidden=True, help="Deprecated no-op: answers are fresh.")
 @click.option("--dry-run", is_flag=True, help="Estimate calls and cost; call nothing.")
 @click.option("--resume", metavar="RUN_ID", help="Finish an interrupted run.")
 @environment_option("production")
@@ -40,9 +55,12 @@ def offline(
     model_id: str | None,
     dataset: str | None,
     baseline: str | None,
+    baseline_run: str | None,
     concurrency: int | None,
     repeat: int,
     limit: int | None,
+    reuse_answers: bool,
+    allow_errors: bool,
     no_cache: bool,
     dry_run: bool,
     resume: str | None,
@@ -52,10 +70,9 @@ def offline(
     json_output: bool,
 ) -> None:
     """Offline evaluation: exit 0 APPROVE, 1 REJECT, 3 CONDITIONAL, 4 could not complete."""
-    from quality_gates.cli._gates import finish, progress_bar, run_async
-    from quality_gates.cli._output import console, emit_json
+    from quality_gates.cli._gates import finish, gate_progress, run_async
+    from quality_gates.cli._output import console, emit_json, info
     from quality_gates.errors import UsageError
-    from quality_gates.gates.datasets import count_items, locate
     from quality_gates.gates.offline import OfflineOptions, estimate, run_offline
     from quality_gates.gates.outputs import check_paths
     from quality_gates.registry import check_environment
@@ -63,6 +80,10 @@ def offline(
     check_paths(list(outputs))
     if not model_id and not resume:
         raise UsageError("offline needs --model-id (or --resume RUN_ID)")
+    if no_cache and reuse_answers:
+        raise UsageError("--no-cache and --reuse-answers contradict each other")
+    if no_cache:
+        info("--no-cache is no longer needed: answers are fresh unless --reuse-answers")
     state = _context.state(ctx)
     conn = state.conn()
     config = state.loaded().config
@@ -73,10 +94,12 @@ def offline(
         environment=environment,
         dataset=dataset,
         baseline=baseline,
+        baseline_run=baseline_run,
         concurrency=concurrency,
         repeat=repeat,
         limit=limit,
-        use_cache=not no_cache,
+        reuse_answers=reuse_answers,
+        allow_errors=allow_errors,
         resume=resume,
         actor=_context.actor(actor_name).name,
     )
@@ -88,14 +111,9 @@ def offline(
         else:
             _render_estimate(plan)
         return
-    total = None
-    source = locate(dataset or config.gates.dataset, base=config_dir)
-    if not resume and source.path.stat().st_size < SMALL_DATASET_BYTES:
-        roles = 2 if baseline else 1
-        total = count_items(source, limit=limit) * repeat * roles
-    with progress_bar("answering", total, enabled=not wants_json) as update:
+    with gate_progress(enabled=not wants_json) as progress:
         result = run_async(
-            run_offline(conn, config, options, config_dir=config_dir, progress=update)
+            run_offline(conn, config, options, config_dir=config_dir, progress=progress)
         )
     if not wants_json:
         console().print(_execution_line(result.summary.get("execution", {})), markup=False)
@@ -106,12 +124,20 @@ def _execution_line(execution: dict[str, Any]) -> str:
     cache = execution.get("cache", {})
     retries = sum(execution.get("retries", {}).values())
     errors = execution.get("errors", {})
+    reuse = (
+        f"reused {cache.get('hits', 0)} stored answers, asked {cache.get('misses', 0)} afresh"
+        if cache.get("reuse_answers")
+        else "every answer asked afresh"
+    )
     return (
         f"{execution.get('answers_this_session', 0)} answers in "
         f"{execution.get('seconds', 0):.1f} s "
-        f"at -j {execution.get('concurrency')}; cache {cache.get('hits', 0)} hits / "
-        f"{cache.get('misses', 0)} misses; {retries} retries"
-        + (f"; errors {errors}" if errors else "")
+        f"at -j {execution.get('concurrency')}; {reuse}; {retries} retries"
+        + (
+            "; failed calls " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
+            if errors
+            else ""
+        )
         + (
             f"; 429 back-off to {execution['aimd']['lowest_limit']}"
             if execution.get("aimd", {}).get("decreases")
@@ -209,5 +235,10 @@ def performance(
         source=source,
         actor=_context.actor(actor_name).name,
     )
-    _verdict, summary = run_async(run_performance(conn, state.loaded().config, options))
+    from quality_gates.cli._gates import gate_progress
+
+    with gate_progress(enabled=not _context.wants_json(ctx, json_output)) as progress:
+        _verdict, summary = run_async(
+            run_performance(conn, state.loaded().config, options, progress=progress)
+        )
     finish(ctx, summary, outputs, json_output=json_output)

@@ -28,6 +28,11 @@ def register(group: click.Group) -> None:
 @click.option("--monitoring", metavar="DURATION", default="0", help="Watch after promotion "
               "(bare number: minutes).")  # fmt: skip
 @click.option("--dataset", metavar="PATH", help="Offline dataset (default: gates.dataset).")
+@click.option(
+    "--allow-errors",
+    is_flag=True,
+    help="Score failed calls as wrong answers instead of exit 4 past gates.max_error_share.",
+)
 @output_option
 @actor_option
 @json_option
@@ -43,13 +48,14 @@ def pipeline(
     auto_rollback: bool,
     monitoring: str,
     dataset: str | None,
+    allow_errors: bool,
     outputs: tuple[Path, ...],
     actor_name: str | None,
     json_output: bool,
 ) -> None:
     """dev | staging: offline, performance; prod: offline, canary, monitoring; custom: all.
     Exit 0 APPROVE, 1 REJECT, 3 CONDITIONAL, 4 could not complete."""
-    from quality_gates.cli._gates import finish, run_async
+    from quality_gates.cli._gates import finish, gate_progress, run_async
     from quality_gates.errors import UsageError
     from quality_gates.gates.outputs import check_paths
     from quality_gates.gates.pipeline import PipelineOptions, run_pipeline
@@ -79,11 +85,19 @@ def pipeline(
         auto_rollback=auto_rollback,
         monitoring_s=monitoring_s,
         dataset=dataset,
+        allow_errors=allow_errors,
         actor=_context.actor(actor_name, "pipeline").name,
     )
-    _verdict, summary = run_async(
-        run_pipeline(conn, state.loaded().config, options, config_dir=state.config_file()[0].parent)
-    )
+    with gate_progress(enabled=not _context.wants_json(ctx, json_output)) as progress:
+        _verdict, summary = run_async(
+            run_pipeline(
+                conn,
+                state.loaded().config,
+                options,
+                config_dir=state.config_file()[0].parent,
+                progress=progress,
+            )
+        )
     finish(ctx, summary, outputs, json_output=json_output)
 
 
@@ -98,6 +112,16 @@ def pipeline(
 @click.option("--baseline", metavar="MODEL", help="Compare each model with this one.")
 @click.option("--environment", "-e", default="production", show_default=True, metavar="ENV")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N items.")
+@click.option(
+    "--reuse-answers",
+    is_flag=True,
+    help="Reuse stored answers to identical requests (said in the report).",
+)
+@click.option(
+    "--allow-errors",
+    is_flag=True,
+    help="Score failed calls as wrong answers instead of exit 4 past gates.max_error_share.",
+)
 @output_option
 @actor_option
 @json_option
@@ -110,12 +134,14 @@ def batch(
     baseline: str | None,
     environment: str,
     limit: int | None,
+    reuse_answers: bool,
+    allow_errors: bool,
     outputs: tuple[Path, ...],
     actor_name: str | None,
     json_output: bool,
 ) -> None:
     """Offline evaluation of several models on one dataset, with a comparison report."""
-    from quality_gates.cli._gates import finish, run_async
+    from quality_gates.cli._gates import finish, gate_progress, run_async
     from quality_gates.errors import UsageError
     from quality_gates.gates.outputs import check_paths
     from quality_gates.gates.pipeline import run_batch
@@ -138,17 +164,21 @@ def batch(
         limit = limit or spec.get("limit")
     state = _context.state(ctx)
     conn = state.conn()
-    _verdict, summary = run_async(
-        run_batch(
-            conn,
-            state.loaded().config,
-            names,
-            environment=environment,
-            dataset=dataset,
-            baseline=baseline,
-            config_dir=state.config_file()[0].parent,
-            actor=_context.actor(actor_name).name,
-            limit=limit,
+    with gate_progress(enabled=not _context.wants_json(ctx, json_output)) as progress:
+        _verdict, summary = run_async(
+            run_batch(
+                conn,
+                state.loaded().config,
+                names,
+                environment=environment,
+                dataset=dataset,
+                baseline=baseline,
+                config_dir=state.config_file()[0].parent,
+                actor=_context.actor(actor_name).name,
+                limit=limit,
+                reuse_answers=reuse_answers,
+                allow_errors=allow_errors,
+                progress=progress,
+            )
         )
-    )
     finish(ctx, summary, outputs, json_output=json_output)

@@ -104,6 +104,14 @@ class GateSettings(StrictModel):
     pii: bool = True
     concurrency: PositiveInt = 16
     max_attempts: PositiveInt = 4
+    max_error_share: Ratio = Field(
+        0.10,
+        description="a side whose calls failed more often than this is not compared (exit 4)",
+    )
+    threshold_policy: Literal["evidence", "point"] = Field(
+        "evidence",
+        description="evidence: a threshold passes only when its whole interval clears it",
+    )
     temperature: float | None = Field(0.0, ge=0, le=2)
     max_tokens: PositiveInt | None = 512
     margins: dict[MetricName, MetricPolicy] = Field(default_factory=_default_margins)

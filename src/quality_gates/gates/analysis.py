@@ -1,9 +1,13 @@
 """From per-item outcomes to metrics with intervals, paired comparisons and a verdict.
 
-Pass/fail metrics use the exact McNemar machinery (Clopper-Pearson on the discordant split,
-the null moved to the margin); continuous ones the paired bootstrap. Holm's step-down
-correction runs over the compared metrics, once for the non-inferiority family and once for
-the inferiority family. See `quality_gates.gates.stats` for the tests themselves.
+Pass/fail metrics use Tango's score test and interval for paired proportions (the null at
+the margin); continuous ones the paired bootstrap. Holm's step-down correction runs over the
+compared metrics, once for the non-inferiority family and once for the inferiority family.
+See `quality_gates.gates.stats` for the tests themselves.
+
+Items whose call failed (timeout, 5xx, overloaded, refused) are not wrong answers: quality
+metrics are measured on the answered items, and the error rate on all of them, unless the
+caller asks for errors to be scored as failures (`errors_as_failures`, `--allow-errors`).
 """
 
 from __future__ import annotations
@@ -39,8 +43,12 @@ def _percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-def summarize(tally: Tally, role: str, confidence: float = 0.95) -> dict[str, Metric]:
-    """Accuracy (Wilson), rates, latency percentiles, tokens and cost for one role."""
+def summarize(
+    tally: Tally, role: str, confidence: float = 0.95, *, errors_as_failures: bool = False
+) -> dict[str, Metric]:
+    """Accuracy (Wilson), rates, latency percentiles, tokens and cost for one role.
+
+    Accuracy and score count answered items only, unless `errors_as_failures`."""
     outcomes = list(tally.flat(role))
     n = len(outcomes)
     items = len(tally.outcomes(role))
@@ -51,13 +59,14 @@ def summarize(tally: Tally, role: str, confidence: float = 0.95) -> dict[str, Me
         return Metric(name, value, total, interval.low, interval.high, "ratio")
 
     answered = [o for o in outcomes if o.error_class is None]
+    graded = outcomes if errors_as_failures else answered
     latencies = [o.latency_ms for o in answered]
     ttfts = [o.ttft_ms for o in answered if o.ttft_ms > 0]
     costs = [o.cost for o in outcomes]
     metrics = [
-        rate("accuracy", sum(o.passed for o in outcomes), n),
-        Metric("score", (sum(o.score for o in outcomes) / n) if n else None, n),
-        rate("error_rate", sum(o.error_class is not None for o in outcomes), n),
+        rate("accuracy", sum(o.passed for o in graded), len(graded)),
+        Metric("score", (sum(o.score for o in graded) / len(graded)) if graded else None, n),
+        rate("error_rate", n - len(answered), n),
         rate("toxicity_rate", sum(o.toxic for o in answered), len(answered)),
         rate("pii_rate", sum(o.pii for o in answered), len(answered)),
         rate("refusal_rate", sum(o.refused for o in answered), len(answered)),
@@ -71,9 +80,20 @@ def summarize(tally: Tally, role: str, confidence: float = 0.95) -> dict[str, Me
         Metric("input_tokens", float(sum(o.input_tokens for o in outcomes)), n),
         Metric("output_tokens", float(sum(o.output_tokens for o in outcomes)), n),
         Metric("cached", float(sum(o.cached for o in outcomes)), n),
+        Metric("answered", float(len(answered)), n),
+        Metric("errors", float(n - len(answered)), n),
         Metric("items", float(items), items),
     ]
     return {m.name: m for m in metrics}
+
+
+def error_classes(tally: Tally, role: str) -> dict[str, int]:
+    """Failed calls of a role by error class (timeout, server, overloaded, ...)."""
+    counts: dict[str, int] = {}
+    for outcome in tally.flat(role):
+        if outcome.error_class is not None:
+            counts[outcome.error_class] = counts.get(outcome.error_class, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @dataclass
@@ -101,6 +121,8 @@ class Comparison:
     verdict: GateVerdict = GateVerdict.CONDITIONAL
     sample_size: int | None = None
     note: str = ""
+    worse: int | None = None
+    better: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -109,22 +131,45 @@ class Comparison:
         return data
 
 
-# metric -> (outcome -> value, higher is better, binary)
-EXTRACTORS: dict[str, tuple[Callable[[Outcome], float], bool, bool]] = {
-    "accuracy": (lambda o: float(o.passed), True, True),
-    "score": (lambda o: o.score, True, False),
-    "toxicity_rate": (lambda o: float(o.toxic), False, True),
-    "pii_rate": (lambda o: float(o.pii), False, True),
-    "refusal_rate": (lambda o: float(o.refused), False, True),
-    "error_rate": (lambda o: float(o.error_class is not None), False, True),
-    "latency_mean_ms": (lambda o: o.latency_ms, False, False),
-    "cost_mean": (lambda o: o.cost, False, False),
+# Which outcomes a metric reads: every call, the answered ones, or the graded ones (the
+# answered ones, or every call when errors are scored as failures).
+Scope = str
+# metric -> (outcome -> value, higher is better, binary, scope)
+EXTRACTORS: dict[str, tuple[Callable[[Outcome], float], bool, bool, Scope]] = {
+    "accuracy": (lambda o: float(o.passed), True, True, "graded"),
+    "score": (lambda o: o.score, True, False, "graded"),
+    "toxicity_rate": (lambda o: float(o.toxic), False, True, "answered"),
+    "pii_rate": (lambda o: float(o.pii), False, True, "answered"),
+    "refusal_rate": (lambda o: float(o.refused), False, True, "answered"),
+    "error_rate": (lambda o: float(o.error_class is not None), False, True, "all"),
+    "latency_mean_ms": (lambda o: o.latency_ms, False, False, "answered"),
+    "cost_mean": (lambda o: o.cost, False, False, "answered"),
 }
 
 
-def _per_item(tally: Tally, role: str, ids: list[str], fn: Callable[[Outcome], float]) -> Any:
-    outcomes = tally.outcomes(role)
-    return np.array([sum(fn(o) for o in outcomes[i]) / len(outcomes[i]) for i in ids])
+def _in_scope(outcomes: list[Outcome], scope: Scope, errors_as_failures: bool) -> list[Outcome]:
+    if scope == "all" or (scope == "graded" and errors_as_failures):
+        return outcomes
+    return [o for o in outcomes if o.error_class is None]
+
+
+def _paired_values(
+    tally: Tally,
+    ids: list[str],
+    fn: Callable[[Outcome], float],
+    scope: Scope,
+    errors_as_failures: bool,
+) -> tuple[Any, Any]:
+    """Per-item means (baseline, candidate) over the items both sides have in scope."""
+    base_of, cand_of = tally.outcomes("baseline"), tally.outcomes("candidate")
+    base, cand = [], []
+    for item in ids:
+        b = _in_scope(base_of[item], scope, errors_as_failures)
+        c = _in_scope(cand_of[item], scope, errors_as_failures)
+        if b and c:
+            base.append(sum(fn(o) for o in b) / len(b))
+            cand.append(sum(fn(o) for o in c) / len(c))
+    return np.array(base), np.array(cand)
 
 
 def compare(
@@ -133,19 +178,24 @@ def compare(
     *,
     metrics: list[str],
     resamples: int | None = None,
+    errors_as_failures: bool = False,
 ) -> list[Comparison]:
-    """Paired comparisons of candidate against baseline for `metrics`, Holm-corrected."""
+    """Paired comparisons of candidate against baseline for `metrics`, Holm-corrected.
+
+    Quality metrics pair the items both sides answered (every paired item when
+    `errors_as_failures`); the error rate pairs every item."""
     ids = tally.paired_ids()
-    n = len(ids)
-    if n == 0:
+    if not ids:
         return []
     alpha = settings.alpha
     results: list[Comparison] = []
     for name in metrics:
-        fn, higher, binary = EXTRACTORS[name]
+        fn, higher, binary, scope = EXTRACTORS[name]
         policy = settings.policy(name)
-        base = _per_item(tally, "baseline", ids, fn)
-        cand = _per_item(tally, "candidate", ids, fn)
+        base, cand = _paired_values(tally, ids, fn, scope, errors_as_failures)
+        n = int(base.size)
+        if n == 0:
+            continue
         sign = 1.0 if higher else -1.0
         base_mean, cand_mean = float(base.mean()), float(cand.mean())
         margin = policy.margin * abs(base_mean) if policy.relative else policy.margin
@@ -157,13 +207,18 @@ def compare(
             and bool(np.all((base == 0) | (base == 1)))
             and bool(np.all((cand == 0) | (cand == 1)))
         )
+        better: int | None = None
+        worse: int | None = None
         if is_binary:
             better = int(np.sum(e > 0))
             worse = int(np.sum(e < 0))
             p_ni, p_inf = stats.paired_binary_noninferiority(n, worse, better, margin)
             interval = stats.paired_binary_interval(n, worse, better, 1 - 2 * alpha)
             two_sided = stats.mcnemar_from_counts(n, worse, better).p_value
-            test = "exact McNemar (conditional binomial at the margin)"
+            test = (
+                f"Tango score test for paired proportions ({n} items: "
+                f"{better} only the candidate passed, {worse} only the baseline)"
+            )
         else:
             boot = stats.paired_bootstrap(
                 base * sign,
@@ -195,6 +250,8 @@ def compare(
                 n=n,
                 sd=sd,
                 p_two_sided=two_sided,
+                worse=worse,
+                better=better,
             )
         )
     _decide(results, alpha, settings.power)
@@ -222,9 +279,14 @@ def _decide_family(results: list[Comparison], alpha: float, power: float) -> Non
         else:
             result.verdict = GateVerdict.CONDITIONAL
             # Bonferroni's alpha / m is the strictest level Holm may need: a safe suggestion.
-            result.sample_size = stats.sample_size_to_decide(
-                result.improvement, result.margin, result.sd, alpha / family, power
-            )
+            if result.worse is not None and result.better is not None:
+                result.sample_size = stats.paired_binary_sample_size(
+                    result.n, result.worse, result.better, result.margin, alpha / family, power
+                )
+            else:
+                result.sample_size = stats.sample_size_to_decide(
+                    result.improvement, result.margin, result.sd, alpha / family, power
+                )
             result.note = (
                 f"undecided: about {result.sample_size:,} items would decide"
                 if result.sample_size
@@ -245,6 +307,9 @@ class ThresholdCheck:
     verdict: GateVerdict
     critical: bool = True
     note: str = ""
+    n: int = 0
+    policy: str = "evidence"
+    items_to_decide: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -253,39 +318,66 @@ class ThresholdCheck:
         return data
 
 
+THRESHOLD_SPEC = (
+    ("accuracy", ">", "accuracy"),
+    ("toxicity_rate", "<", "toxicity_rate"),
+    ("error_rate", "<", "error_rate"),
+)
+
+
 def check_thresholds(
-    summary: dict[str, Metric], thresholds: dict[str, Any], *, measured: set[str]
+    summary: dict[str, Metric],
+    thresholds: dict[str, Any],
+    *,
+    measured: set[str],
+    policy: str = "evidence",
+    confidence: float = 0.95,
 ) -> list[ThresholdCheck]:
     """Accuracy, toxicity and error rate against the environment's thresholds.
 
-    A point estimate on the right side passes; on the wrong side it REJECTs when the whole
-    interval is there too, and is CONDITIONAL while the interval still reaches the threshold.
+    `evidence` (the default): APPROVE only when the whole interval clears the threshold,
+    REJECT when the whole interval misses it, CONDITIONAL in between, with the number of
+    items that would decide at the observed rate. `point`: the point estimate passes or
+    fails, and a miss whose interval still reaches the threshold is CONDITIONAL.
     """
     checks = []
-    spec = (
-        ("accuracy", ">", "accuracy"),
-        ("toxicity_rate", "<", "toxicity_rate"),
-        ("error_rate", "<", "error_rate"),
-    )
-    for metric, op, key in spec:
+    for metric, op, key in THRESHOLD_SPEC:
         if metric not in measured or key not in thresholds:
             continue
         m = summary[metric]
         threshold = float(thresholds[key])
-        if m.value is None:
+        if m.value is None or m.low is None or m.high is None:
             continue
-        ok = m.value >= threshold if op == ">" else m.value <= threshold
-        beyond = (
-            (m.high is not None and m.high < threshold)
-            if op == ">"
-            else (m.low is not None and m.low > threshold)
+        above = op == ">"
+        clears = m.low > threshold if above else m.high < threshold
+        misses = m.high <= threshold if above else m.low >= threshold
+        point_ok = m.value > threshold if above else m.value < threshold
+        if policy == "point":
+            verdict = (
+                GateVerdict.APPROVE
+                if point_ok
+                else (GateVerdict.REJECT if misses else GateVerdict.CONDITIONAL)
+            )
+        else:
+            verdict = (
+                GateVerdict.APPROVE
+                if clears
+                else (GateVerdict.REJECT if misses else GateVerdict.CONDITIONAL)
+            )
+        check = ThresholdCheck(
+            metric, op, threshold, m.value, m.low, m.high, verdict, n=m.n, policy=policy
         )
-        verdict = (
-            GateVerdict.APPROVE
-            if ok
-            else (GateVerdict.REJECT if beyond else GateVerdict.CONDITIONAL)
-        )
-        checks.append(ThresholdCheck(metric, op, threshold, m.value, m.low, m.high, verdict))
+        if verdict is GateVerdict.CONDITIONAL:
+            check.items_to_decide = stats.wilson_items_to_decide(m.value, threshold, confidence)
+            side = "passes" if point_ok else "fails"
+            check.note = f"{confidence:.0%} interval straddles it, point estimate {side}; " + (
+                f"about {check.items_to_decide:,} items at this rate would decide"
+                if check.items_to_decide
+                else "the observed rate sits on the threshold"
+            )
+        elif verdict is GateVerdict.APPROVE and policy == "point" and not clears:
+            check.note = "passed on the point estimate (threshold_policy: point)"
+        checks.append(check)
     return checks
 
 
@@ -311,11 +403,13 @@ def decide(comparisons: list[Comparison], checks: list[ThresholdCheck]) -> Decis
     for t in checks:
         if t.verdict is not GateVerdict.APPROVE:
             reasons.append(
-                f"{t.metric} {t.value:.4g} vs threshold {t.operator} {t.threshold:g}: "
-                f"{t.verdict.value}"
+                f"{t.metric} {t.value:.4g} [{t.low:.4g}, {t.high:.4g}] on {t.n} vs threshold "
+                f"{t.operator} {t.threshold:g}: {t.verdict.value}"
+                + (f" ({t.note})" if t.note else "")
             )
     verdict = combine([c.verdict for c in deciding] + [t.verdict for t in checks])
     sizes = [c.sample_size for c in deciding if c.sample_size]
+    sizes += [t.items_to_decide for t in checks if t.items_to_decide]
     return Decision(verdict, reasons, max(sizes) if sizes else None)
 
 

@@ -1,5 +1,6 @@
 """Runs a dataset through models: bounded concurrency with AIMD back-off on 429, retries by
-error class, the response cache, and one result record per answer as soon as it completes.
+error class, the answer store (read only when reuse was asked for), and one result record
+per answer as soon as it completes.
 
 Written against `ChatProvider` only: the engine never knows the wire protocol. Items are
 pulled from the dataset iterator through a bounded queue, so memory does not grow with the
@@ -178,8 +179,8 @@ class Caller:
         max_tokens: int | None,
         salt: str,
     ) -> Answer:
-        """The model's answer to one item (from the cache when possible); errors become an
-        Answer with `error_class`, never an exception."""
+        """The model's answer to one item (a stored one only when the run reuses answers);
+        errors become an Answer with `error_class`, never an exception."""
         request = ChatRequest(
             model=target.provider_model,
             messages=item.messages,
@@ -201,6 +202,7 @@ class Caller:
                 finish_reason=cached.get("finish_reason", "stop"),
                 cached=True,
                 attempts=0,
+                stored_at=cached.get("stored_at"),
             )
         started = time.perf_counter()
         tries = [0]
@@ -349,6 +351,7 @@ def _record(
         "output_tokens": answer.output_tokens,
         "cost": answer.cost,
         "cached": answer.cached,
+        "stored_at": answer.stored_at,
         "attempts": answer.attempts,
         "error_class": answer.error_class,
         "error": answer.error,

@@ -46,6 +46,8 @@ class LoadResult:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     ttft: LatencyHistogram = field(default_factory=LatencyHistogram)
     elapsed_s: float = 0.0
+    # (finished, failed) after each request: the command line's progress.
+    listener: Callable[[int, int], None] | None = None
 
     def record(self, latency_ms: float, sample: Sample) -> None:
         """Count one finished request."""
@@ -56,6 +58,9 @@ class LoadResult:
                 self.ttft.add(sample.ttft_ms)
         else:
             self.errors[sample.error_class] = self.errors.get(sample.error_class, 0) + 1
+        if self.listener is not None:
+            failed = sum(self.errors.values())
+            self.listener(self.ok + failed, failed)
 
     @property
     def completed(self) -> int:
@@ -76,9 +81,14 @@ async def _timed(send: Send, scheduled: float, result: LoadResult) -> None:
     result.record((time.perf_counter() - scheduled) * 1000.0, sample)
 
 
-async def open_loop(send: Send, rps: float, duration_s: float) -> LoadResult:
+async def open_loop(
+    send: Send,
+    rps: float,
+    duration_s: float,
+    listener: Callable[[int, int], None] | None = None,
+) -> LoadResult:
     """`rps` requests per second for `duration_s`, latency from each scheduled start."""
-    result = LoadResult("open", rps, None, duration_s)
+    result = LoadResult("open", rps, None, duration_s, listener=listener)
     pending: set[asyncio.Task[None]] = set()
     start = time.perf_counter()
     total = int(rps * duration_s)
@@ -104,9 +114,14 @@ async def open_loop(send: Send, rps: float, duration_s: float) -> LoadResult:
     return result
 
 
-async def closed_loop(send: Send, concurrency: int, duration_s: float) -> LoadResult:
+async def closed_loop(
+    send: Send,
+    concurrency: int,
+    duration_s: float,
+    listener: Callable[[int, int], None] | None = None,
+) -> LoadResult:
     """`concurrency` workers sending back to back for `duration_s`."""
-    result = LoadResult("closed", None, concurrency, duration_s)
+    result = LoadResult("closed", None, concurrency, duration_s, listener=listener)
     start = time.perf_counter()
     stop = start + duration_s
 

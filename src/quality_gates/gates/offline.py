@@ -3,6 +3,12 @@
 `run_offline` streams items through the engine, writes each answer to the run's JSONL as it
 completes, keeps only per-item numbers in memory, stores per-item results in the store and
 decides APPROVE / CONDITIONAL / REJECT from paired statistics and the environment's thresholds.
+
+Every answer is fresh unless the run asked to reuse stored ones (`reuse_answers`, or a
+baseline run named by id), and the verdict says how many were reused and from when. A side
+whose calls failed more often than `gates.max_error_share` is not compared: the run ends
+ERROR (exit 4) naming the side and its error classes, unless `allow_errors` scores the
+failed calls as wrong answers, which the verdict then says.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +26,7 @@ from quality_gates.gates import analysis, outputs, runs
 from quality_gates.gates.cache import ResponseCache, request_key
 from quality_gates.gates.datasets import DatasetItem, DatasetSource, locate, read_items
 from quality_gates.gates.engine import Caller, ModelTarget, Unit, run_units
+from quality_gates.gates.progress import ProgressSink
 from quality_gates.gates.scorers import Scorer, ScorerContext, build, safety_scorers
 from quality_gates.gates.tally import Tally
 from quality_gates.gates.targets import ProviderFactory, Targets
@@ -34,6 +41,8 @@ if TYPE_CHECKING:
 STORE_BATCH = 500
 COMPARED = ["accuracy", "toxicity_rate", "pii_rate", "error_rate", "latency_mean_ms", "cost_mean"]
 CHARS_PER_TOKEN = 4.0
+REUSE_SOURCE = "the answer store (--reuse-answers)"
+COUNTED_DATASET_BYTES = 20 * 2**20  # counted up front for the progress total; larger ones stream
 
 
 @dataclass
@@ -47,7 +56,9 @@ class OfflineOptions:
     concurrency: int | None = None
     repeat: int = 1
     limit: int | None = None
-    use_cache: bool = True
+    reuse_answers: bool = False
+    allow_errors: bool = False
+    baseline_run: str | None = None
     resume: str | None = None
     actor: str = "unknown"
     parent_id: str | None = None
@@ -63,9 +74,6 @@ class OfflineResult:
     results_path: Path | None = None
     records_path: Path | None = None
     reasons: list[str] = field(default_factory=list)
-
-
-Progress = Callable[[int, int | None], None]
 
 
 @dataclass
@@ -90,8 +98,18 @@ def _plan(
     settings = config.gates
     model_id = resolve_model(conn, options.environment, options.model_ref).model_id
     baseline_model, baseline_run = None, None
-    if options.baseline:
-        baseline_run = store_runs.get_run(conn, options.baseline)
+    if options.baseline and options.baseline_run:
+        raise UsageError("--baseline and --baseline-run exclude each other")
+    if options.baseline_run:
+        baseline_run = store_runs.get_run(conn, options.baseline_run)
+        if baseline_run is None:
+            raise UsageError(
+                f"--baseline-run {options.baseline_run}: no stored run with that id",
+                hint="every gate prints its run id last (`run offline-...`); --json has run_id",
+            )
+    if baseline_run is not None or options.baseline:
+        if baseline_run is None:
+            baseline_run = store_runs.get_run(conn, str(options.baseline))
         if baseline_run is not None:
             if baseline_run.kind != "offline" or baseline_run.status != "completed":
                 raise UsageError(
@@ -99,7 +117,9 @@ def _plan(
                     "a baseline run must be a completed offline run"
                 )
         else:
-            baseline_model = resolve_model(conn, options.environment, options.baseline).model_id
+            baseline_model = resolve_model(
+                conn, options.environment, str(options.baseline)
+            ).model_id
             if baseline_model == model_id:
                 raise UsageError(
                     f"--baseline resolves to {model_id}, the candidate itself",
@@ -144,7 +164,7 @@ def estimate(
     """`--dry-run`: items, calls, tokens and cost before spending anything (streams once)."""
     plan = _plan(conn, config, options, config_dir)
     settings = config.gates
-    cache = ResponseCache(state_dir(config_dir) / "cache", enabled=options.use_cache)
+    cache = ResponseCache(state_dir(config_dir) / "cache", reuse=options.reuse_answers)
     roles = {"candidate": plan.model_id}
     if plan.baseline_model:
         roles["baseline"] = plan.baseline_model
@@ -168,7 +188,7 @@ def estimate(
                     max_tokens=settings.max_tokens,
                 )
                 stats = per_role[role]
-                if cache.get(request_key(provider, request, f"r{repeat}" if repeat else "")):
+                if cache.peek(request_key(provider, request, f"r{repeat}" if repeat else "")):
                     stats["cached"] += 1
                     continue
                 stats["calls"] += 1
@@ -219,7 +239,7 @@ async def run_offline(
     *,
     config_dir: Path,
     factory: ProviderFactory | None = None,
-    progress: Progress | None = None,
+    progress: ProgressSink | None = None,
 ) -> OfflineResult:
     """Run the offline gate end to end; the run, its items and its verdict are stored."""
     settings = config.gates
@@ -239,7 +259,8 @@ async def run_offline(
             concurrency=options.concurrency,
             repeat=stored["repeat"],
             limit=stored.get("limit"),
-            use_cache=options.use_cache,
+            reuse_answers=options.reuse_answers,
+            allow_errors=options.allow_errors,
             actor=options.actor,
             parent_id=previous.parent_id,
         )
@@ -249,6 +270,7 @@ async def run_offline(
     runs_dir.mkdir(parents=True, exist_ok=True)
     tally = Tally()
     done: set[tuple[str, str, int]] = set()
+    reused: dict[str, dict[str, Any]] = {}
     if previous is not None:
         run = previous
         expected_hash = runs.config_hash(plan.inputs)
@@ -261,6 +283,8 @@ async def run_offline(
         for record in _read_records(records_path):
             tally.add_record(record)
             done.add((record["role"], record["id"], int(record.get("repeat", 0))))
+            if record.get("cached"):
+                _count_reuse(reused, record)
     else:
         run_id = runs.new_run_id("offline")
         records_path = runs_dir / f"{run_id}.jsonl"
@@ -277,7 +301,7 @@ async def run_offline(
             results_path=str(records_path),
         )
     concurrency = options.concurrency or settings.concurrency
-    cache = ResponseCache(state_dir(config_dir) / "cache", enabled=options.use_cache)
+    cache = ResponseCache(state_dir(config_dir) / "cache", reuse=options.reuse_answers)
     caller = Caller(
         concurrency=concurrency, cache=cache, max_attempts=settings.max_attempts, seed=settings.seed
     )
@@ -312,7 +336,14 @@ async def run_offline(
 
     pending: list[dict[str, Any]] = []
     finished = 0
+    failed = 0
     started = time.perf_counter()
+    if progress is not None:
+        progress.start(
+            f"offline {plan.model_id}"
+            + (f" vs {plan.baseline_model}" if plan.baseline_model else ""),
+            _expected_answers(plan, options, len(role_targets), len(done)),
+        )
 
     def flush() -> None:
         if pending:
@@ -323,16 +354,19 @@ async def run_offline(
     with records_path.open("a", encoding="utf-8") as sink:
 
         def on_record(record: dict[str, Any]) -> None:
-            nonlocal finished
+            nonlocal finished, failed
             sink.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
             sink.flush()
             tally.add_record(record)
             pending.append(record)
             finished += 1
+            failed += record.get("error_class") is not None
+            if record.get("cached"):
+                _count_reuse(reused, record)
             if len(pending) >= STORE_BATCH:
                 flush()
             if progress is not None:
-                progress(finished, None)
+                progress.update(finished, failed)
 
         try:
             await run_units(
@@ -370,11 +404,19 @@ async def run_offline(
                     await scorer.close()
     flush()
     if plan.baseline_run is not None:
-        for record in store_runs.items(conn, plan.baseline_run.id, "candidate"):
+        baseline_records = store_runs.items(conn, plan.baseline_run.id, "candidate")
+        for record in baseline_records:
             record["role"] = "baseline"
             tally.add_record(record)
+        finished_at = plan.baseline_run.finished_at or plan.baseline_run.started_at
+        reused["baseline"] = {
+            "answers": len(baseline_records),
+            "source": f"run {plan.baseline_run.id}",
+            "oldest": finished_at,
+            "newest": finished_at,
+        }
     elapsed = time.perf_counter() - started
-    summary, decision = _summarize(config, options, plan, tally, notes)
+    summary, decision = _summarize(config, options, plan, tally, notes, reused)
     summary["execution"] = {
         "seconds": round(elapsed, 3),
         "answers_this_session": finished,
@@ -390,10 +432,12 @@ async def run_offline(
         },
         "cache": {
             "enabled": cache.enabled,
+            "reuse_answers": options.reuse_answers,
             "hits": cache.hits,
             "misses": cache.misses,
             "hit_rate": round(cache.hit_rate, 4),
         },
+        "reused": reused,
     }
     summary["run_id"] = run.id
     runs.finish(
@@ -409,47 +453,130 @@ async def run_offline(
     )
 
 
+def _expected_answers(plan: _Plan, options: OfflineOptions, roles: int, done: int) -> int | None:
+    """Answers this session will produce, when the dataset is small enough to count first."""
+    from quality_gates.gates.datasets import count_items
+
+    if plan.source.path.stat().st_size >= COUNTED_DATASET_BYTES:
+        return None
+    return max(0, count_items(plan.source, limit=options.limit) * options.repeat * roles - done)
+
+
+def _count_reuse(reused: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
+    """Count a reused answer under its role, keeping when the oldest and newest were stored."""
+    entry = reused.setdefault(
+        str(record["role"]),
+        {"answers": 0, "source": REUSE_SOURCE, "oldest": None, "newest": None},
+    )
+    entry["answers"] += 1
+    stored = record.get("stored_at")
+    if isinstance(stored, (int, float)):
+        entry["oldest"] = stored if entry["oldest"] is None else min(entry["oldest"], stored)
+        entry["newest"] = stored if entry["newest"] is None else max(entry["newest"], stored)
+
+
+def _reuse_note(role: str, model: str | None, entry: dict[str, Any]) -> str:
+    """`candidate llama: 46 answers reused from the answer store, stored 2026-12-05 00:10 UTC`."""
+    from datetime import UTC, datetime
+
+    def when(ts: float | None) -> str:
+        if ts is None:
+            return "an unknown time"
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    span = when(entry["oldest"])
+    if entry["newest"] is not None and when(entry["newest"]) != span:
+        span += f" to {when(entry['newest'])}"
+    return (
+        f"{role} {model or ''}: {entry['answers']} answers reused from {entry['source']}, "
+        f"recorded {span}; they were not asked again"
+    ).replace("  ", " ")
+
+
 def _summarize(
     config: QualityGatesConfig,
     options: OfflineOptions,
     plan: _Plan,
     tally: Tally,
     notes: list[str],
+    reused: dict[str, dict[str, Any]],
 ) -> tuple[dict[str, Any], analysis.Decision]:
     settings = config.gates
-    candidate = analysis.summarize(tally, "candidate", 1 - settings.alpha)
+    confidence = 1 - settings.alpha
+    as_failures = options.allow_errors
+    candidate = analysis.summarize(tally, "candidate", confidence, errors_as_failures=as_failures)
     if not candidate["items"].n:
         raise GateError("the run produced no answers")
+    baseline_name = plan.baseline_model or (plan.baseline_run.id if plan.baseline_run else None)
+    baseline_summary = None
+    sides: dict[str, tuple[str | None, dict[str, analysis.Metric]]] = {
+        "candidate": (plan.model_id, candidate)
+    }
+    if "baseline" in tally.roles:
+        baseline_summary = analysis.summarize(
+            tally, "baseline", confidence, errors_as_failures=as_failures
+        )
+        sides["baseline"] = (baseline_name, baseline_summary)
+    errors_json, unmeasured = _error_shares(tally, sides, settings.max_error_share)
     measured = {"accuracy", "error_rate"}
     if settings.moderation != "none" and not any("toxicity" in n for n in notes):
         measured.add("toxicity_rate")
     compared: list[analysis.Comparison] = []
-    baseline_summary = None
-    if "baseline" in tally.roles:
-        baseline_summary = analysis.summarize(tally, "baseline", 1 - settings.alpha)
-        metrics = [m for m in COMPARED if m in measured or m not in ("toxicity_rate",)]
-        if not settings.pii or any("PII" in n for n in notes):
-            metrics.remove("pii_rate")
-        if any(o.score not in (0.0, 1.0) for o in tally.flat("candidate")):
-            metrics.insert(1, "score")
-        compared = analysis.compare(tally, settings, metrics=metrics)
-    checks = analysis.check_thresholds(
-        candidate, _thresholds(config, options.environment), measured=measured
-    )
-    decision = analysis.decide(compared, checks)
-    errors = candidate["error_rate"]
-    if errors.value == 1.0:
+    checks: list[analysis.ThresholdCheck] = []
+    extra_notes: list[str] = []
+    if unmeasured and not as_failures:
         decision = analysis.Decision(
-            GateVerdict.ERROR, [f"every call to {plan.model_id} failed", *decision.reasons]
+            GateVerdict.ERROR,
+            [
+                *unmeasured,
+                "the comparison and the threshold checks on quality were not made: a side "
+                "that did not answer is not a side (rerun when the provider answers, or pass "
+                "--allow-errors to score failed calls as wrong answers)",
+            ],
         )
+    else:
+        if baseline_summary is not None:
+            metrics = [m for m in COMPARED if m in measured or m not in ("toxicity_rate",)]
+            if not settings.pii or any("PII" in n for n in notes):
+                metrics.remove("pii_rate")
+            if any(o.score not in (0.0, 1.0) for o in tally.flat("candidate")):
+                metrics.insert(1, "score")
+            compared = analysis.compare(
+                tally, settings, metrics=metrics, errors_as_failures=as_failures
+            )
+        checks = analysis.check_thresholds(
+            candidate,
+            _thresholds(config, options.environment),
+            measured=measured,
+            policy=settings.threshold_policy,
+            confidence=confidence,
+        )
+        decision = analysis.decide(compared, checks)
+        if unmeasured:
+            extra_notes.append(
+                "failed calls scored as wrong answers (--allow-errors): " + "; ".join(unmeasured)
+            )
     accuracy = candidate["accuracy"]
-    headline = (
-        f"{decision.verdict.value}: {plan.model_id} accuracy {accuracy.value:.1%} "
-        f"[{accuracy.low:.1%}, {accuracy.high:.1%}] on {candidate['items'].n} items"
+    failed = int(candidate["errors"].value or 0)
+    scope = "calls" if as_failures else "answered items"
+    headline = f"{decision.verdict.value}: {plan.model_id} accuracy " + (
+        f"{accuracy.value:.1%} [{accuracy.low:.1%}, {accuracy.high:.1%}] on {accuracy.n} {scope}"
+        if accuracy.value is not None and accuracy.low is not None and accuracy.high is not None
+        else "not measured (no answer)"
     )
-    baseline_name = plan.baseline_model or (plan.baseline_run.id if plan.baseline_run else None)
+    if failed:
+        headline += f" ({failed} failed calls " + (
+            "scored as wrong)" if as_failures else "counted apart)"
+        )
     if baseline_summary is not None:
-        headline += f" vs {baseline_name} {baseline_summary['accuracy'].value:.1%}"
+        base_accuracy = baseline_summary["accuracy"].value
+        headline += f" vs {baseline_name} " + (
+            f"{base_accuracy:.1%}" if base_accuracy is not None else "not measured"
+        )
+        base_failed = int(baseline_summary["errors"].value or 0)
+        if base_failed:
+            headline += f" ({base_failed} failed calls)"
+    headline += "; " + _basis(reused)
     metrics_json = {"candidate": _metrics_json(candidate)}
     if baseline_summary is not None:
         metrics_json["baseline"] = _metrics_json(baseline_summary)
@@ -458,6 +585,16 @@ def _summarize(
         "judge": f"the judge model {settings.judge_model} as moderator",
         "none": "nothing (moderation: none)",
     }[settings.moderation]
+    reuse_notes = [
+        _reuse_note(role, sides[role][0] if role in sides else None, entry)
+        for role, entry in sorted(reused.items())
+    ]
+    policy_note = (
+        f"thresholds pass only when the whole {confidence:.0%} interval clears them "
+        "(gates.threshold_policy: evidence)"
+        if settings.threshold_policy == "evidence"
+        else "thresholds pass on the point estimate (gates.threshold_policy: point)"
+    )
     summary = {
         "kind": "offline",
         "verdict": decision.verdict.value,
@@ -472,13 +609,54 @@ def _summarize(
         "paired_items": len(tally.paired_ids()),
         "repeat": options.repeat,
         "metrics": metrics_json,
+        "errors": errors_json,
+        "errors_as_failures": as_failures,
+        "reused_answers": {role: entry["answers"] for role, entry in reused.items()},
         "comparisons": [c.to_json() for c in compared],
         "thresholds": [c.to_json() for c in checks],
-        "notes": [*notes, f"toxicity is measured by {measured_by}"],
+        "notes": [
+            *reuse_notes,
+            *extra_notes,
+            *notes,
+            policy_note,
+            f"toxicity is measured by {measured_by}",
+        ],
         "alpha": settings.alpha,
     }
     summary["checks"] = outputs.checks_of(summary)
     return summary, decision
+
+
+def _error_shares(
+    tally: Tally,
+    sides: dict[str, tuple[str | None, dict[str, analysis.Metric]]],
+    max_share: float,
+) -> tuple[dict[str, Any], list[str]]:
+    """Failed calls per side (count, share, classes) and a line for each side over the limit."""
+    out: dict[str, Any] = {}
+    over: list[str] = []
+    for role, (name, metrics) in sides.items():
+        rate = metrics["error_rate"]
+        failed = int(metrics["errors"].value or 0)
+        share = rate.value or 0.0
+        classes = analysis.error_classes(tally, role)
+        out[role] = {"failed": failed, "calls": rate.n, "share": share, "classes": classes}
+        if share > max_share:
+            detail = ", ".join(f"{k} {v}" for k, v in classes.items())
+            over.append(
+                f"{role} {name} could not be measured: {failed} of {rate.n} calls failed "
+                f"({share:.1%}; {detail}), over gates.max_error_share {max_share:.0%}"
+            )
+    return out, over
+
+
+def _basis(reused: dict[str, dict[str, Any]]) -> str:
+    """What the answers behind the verdict are: all fresh, or how many were reused."""
+    if not reused:
+        return "every answer fresh"
+    return "reused " + ", ".join(
+        f"{entry['answers']} {role} answers" for role, entry in sorted(reused.items())
+    )
 
 
 def _metrics_json(metrics: dict[str, analysis.Metric]) -> dict[str, Any]:

@@ -207,7 +207,9 @@ def checks_of(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 "name": f"{t['metric']} {t['operator']} {t['threshold']:g}",
                 "verdict": t["verdict"],
                 "critical": t["critical"],
-                "detail": f"{_fmt(t['value'])} [{_fmt(t['low'])}, {_fmt(t['high'])}]",
+                "detail": f"{_fmt(t['value'])} [{_fmt(t['low'])}, {_fmt(t['high'])}]"
+                + (f" on {t['n']}" if t.get("n") else "")
+                + (f"; {t['note']}" if t.get("note") else ""),
             }
         )
     return checks

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.errors import UsageError
-from quality_gates.gates import loadgen, runs
+from quality_gates.gates import loadgen, runs, stats
+from quality_gates.gates.progress import ProgressSink
 from quality_gates.gates.targets import ProviderFactory, Targets
 from quality_gates.gates.verdict import GateVerdict, combine
 from quality_gates.providers import ChatRequest, Message
@@ -157,6 +158,7 @@ async def generate(
     options: PerformanceOptions,
     thresholds: dict[str, Any],
     factory: ProviderFactory | None = None,
+    progress: ProgressSink | None = None,
 ) -> Measured:
     """Load straight at the provider's adapter or through the gateway."""
     from quality_gates.config import resolve_env
@@ -192,11 +194,21 @@ async def generate(
             response = await handle.provider.complete(request)
             return loadgen.Sample(None, response.ttft_ms)
 
+    listener = None
+    if progress is not None:
+        progress.start(
+            f"performance {model_id} ({target}, "
+            + (f"{concurrency} workers)" if concurrency else f"{rps:g} req/s)"),
+            None,
+            unit="requests",
+            seconds=duration,
+        )
+        listener = progress.update
     try:
         if concurrency:
-            result = await loadgen.closed_loop(send, concurrency, duration)
+            result = await loadgen.closed_loop(send, concurrency, duration, listener)
         else:
-            result = await loadgen.open_loop(send, rps, duration)
+            result = await loadgen.open_loop(send, rps, duration, listener)
     finally:
         await closer.close()
     return Measured(
@@ -212,8 +224,13 @@ async def generate(
     )
 
 
-def judge(measured: Measured, thresholds: dict[str, Any]) -> list[dict[str, Any]]:
-    """Checks against the thresholds (runbook: P95 < 1.5 s, > 20 req/s, errors < 2%)."""
+def judge(
+    measured: Measured, thresholds: dict[str, Any], *, policy: str = "evidence"
+) -> list[dict[str, Any]]:
+    """Checks against the thresholds (runbook: P95 < 1.5 s, > 20 req/s, errors < 2%).
+
+    The error rate is judged like the offline thresholds: on evidence (its 95% Wilson
+    interval below the ceiling) unless `policy` is `point`."""
     checks = []
     p95 = measured.latency.quantile(0.95)
     limit = float(thresholds.get("p95_latency_ms", 1500))
@@ -243,12 +260,35 @@ def judge(measured: Measured, thresholds: dict[str, Any]) -> list[dict[str, Any]
     )
     ceiling = float(thresholds.get("error_rate", 0.02))
     by_class = ", ".join(f"{k} {v}" for k, v in sorted(measured.errors.items())) or "none"
+    failed = sum(measured.errors.values())
+    interval = stats.wilson_interval(failed, measured.requests)
+    if policy == "point":
+        verdict = "APPROVE" if measured.error_rate < ceiling else "REJECT"
+        basis = "point estimate"
+    else:
+        verdict = (
+            "APPROVE"
+            if interval.high < ceiling
+            else ("REJECT" if interval.low >= ceiling else "CONDITIONAL")
+        )
+        basis = "95% interval"
+    detail = (
+        f"{measured.error_rate:.3%} [{interval.low:.3%}, {interval.high:.3%}] of "
+        f"{measured.requests} ({by_class}); judged on the {basis}"
+    )
+    if verdict == "CONDITIONAL":
+        needed = stats.wilson_items_to_decide(measured.error_rate, ceiling)
+        detail += (
+            f"; about {needed:,} requests at this rate would decide"
+            if needed
+            else "; the observed rate sits on the threshold"
+        )
     checks.append(
         {
             "name": f"error rate < {ceiling:.2%}",
-            "verdict": "APPROVE" if measured.error_rate < ceiling else "REJECT",
+            "verdict": verdict,
             "critical": True,
-            "detail": f"{measured.error_rate:.3%} of {measured.requests} ({by_class})",
+            "detail": detail,
         }
     )
     return checks
@@ -261,6 +301,7 @@ async def run_performance(
     *,
     factory: ProviderFactory | None = None,
     now: float | None = None,
+    progress: ProgressSink | None = None,
 ) -> tuple[GateVerdict, dict[str, Any]]:
     """Measure, judge, store the run; returns the verdict and the summary."""
     from quality_gates.registry import resolve_model
@@ -298,7 +339,9 @@ async def run_performance(
         if source == "telemetry":
             measured = from_telemetry(conn, env, model_id, duration, now or time.time())
         else:
-            measured = await generate(config, model_id, options, thresholds, factory)
+            measured = await generate(
+                config, model_id, options, thresholds, factory, progress=progress
+            )
     except BaseException:
         runs.finish(conn, run, status="failed", verdict=None, summary={"reasons": []})
         raise
@@ -314,7 +357,7 @@ async def run_performance(
             }
         ]
     else:
-        checks = judge(measured, thresholds)
+        checks = judge(measured, thresholds, policy=config.gates.threshold_policy)
     verdict = combine(GateVerdict(str(c["verdict"])) for c in checks)
     figures = measured.to_json()
     reasons = [f"{c['name']}: {c['verdict']} ({c['detail']})" for c in checks

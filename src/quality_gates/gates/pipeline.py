@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from quality_gates.errors import UsageError
 from quality_gates.gates import runs
+from quality_gates.gates.progress import ProgressSink
 from quality_gates.gates.verdict import GateVerdict, combine
 from quality_gates.store.db import Connection
 from quality_gates.units import capped_duration
@@ -51,6 +52,7 @@ class PipelineOptions:
     monitoring_s: float = 0.0
     dataset: str | None = None
     performance_duration_s: float | None = None
+    allow_errors: bool = False
     actor: str = "unknown"
 
 
@@ -72,8 +74,10 @@ async def run_pipeline(
     config_dir: Path,
     factory: ProviderFactory | None = None,
     sleep: Sleep = asyncio.sleep,
+    progress: ProgressSink | None = None,
 ) -> tuple[GateVerdict, dict[str, Any]]:
-    """Run the stages in order; returns the combined verdict and the summary."""
+    """Run the stages in order; returns the combined verdict and the summary. Every stage
+    asks its models afresh (no stored answer is reused)."""
     from quality_gates.gates.canary import CanaryOptions, run_canary
     from quality_gates.gates.offline import OfflineOptions, run_offline
     from quality_gates.gates.performance import PerformanceOptions, run_performance
@@ -110,7 +114,8 @@ async def run_pipeline(
     promoted_from: str | None = None
     for stage in stages:
         if stopped:
-            results.append({"stage": stage, "verdict": "SKIPPED", "detail": "an earlier stage"})
+            stopped_by = "skipped: an earlier stage stopped the pipeline"
+            results.append({"stage": stage, "verdict": "SKIPPED", "detail": stopped_by})
             continue
         if stage == "offline":
             baseline = _baseline(conn, env, candidate)
@@ -122,11 +127,13 @@ async def run_pipeline(
                     environment=env,
                     dataset=options.dataset,
                     baseline=baseline,
+                    allow_errors=options.allow_errors,
                     actor=options.actor,
                     parent_id=parent.id,
                 ),
                 config_dir=config_dir,
                 factory=factory,
+                progress=progress,
             )
             verdict, summary = offline.verdict, offline.summary
         elif stage == "performance":
@@ -142,6 +149,7 @@ async def run_pipeline(
                     parent_id=parent.id,
                 ),
                 factory=factory,
+                progress=progress,
             )
         elif stage == "canary":
             baseline = _baseline(conn, env, candidate)
@@ -243,8 +251,12 @@ async def run_batch(
     actor: str,
     limit: int | None = None,
     factory: ProviderFactory | None = None,
+    reuse_answers: bool = False,
+    allow_errors: bool = False,
+    progress: ProgressSink | None = None,
 ) -> tuple[GateVerdict, dict[str, Any]]:
-    """The offline gate for each model on the same dataset, and a comparison table."""
+    """The offline gate for each model on the same dataset, and a comparison table. Answers
+    are fresh unless `reuse_answers`."""
     from quality_gates.gates.offline import OfflineOptions, run_offline
     from quality_gates.registry import resolve_model
 
@@ -273,11 +285,14 @@ async def run_batch(
                 dataset=dataset,
                 baseline=baseline if baseline and baseline != model else None,
                 limit=limit,
+                reuse_answers=reuse_answers,
+                allow_errors=allow_errors,
                 actor=actor,
                 parent_id=parent.id,
             ),
             config_dir=config_dir,
             factory=factory,
+            progress=progress,
         )
         metrics = result.summary["metrics"]["candidate"]
         verdicts.append(result.verdict)
@@ -289,6 +304,9 @@ async def run_batch(
                 "latency_p95_ms": metrics["latency_p95_ms"]["value"],
                 "cost_total": metrics["cost_total"]["value"],
                 "toxicity_rate": metrics["toxicity_rate"]["value"],
+                "errors": result.summary["errors"]["candidate"],
+                "reused_answers": result.summary["reused_answers"].get("candidate", 0),
+                "reasons": result.reasons,
                 "run_id": result.run_id,
             }
         )
@@ -297,9 +315,19 @@ async def run_batch(
     summary = {
         "kind": "batch",
         "verdict": verdict.value,
-        "headline": "ranking by accuracy: "
-        + ", ".join(f"{r['model']} {r['accuracy']['value']:.1%}" for r in ranking),
-        "reasons": [f"{r['model']}: {r['verdict']}" for r in rows if r["verdict"] != "APPROVE"],
+        "headline": "ranking by accuracy on answered items: "
+        + ", ".join(f"{r['model']} {_share(r['accuracy']['value'])}" for r in ranking)
+        + (
+            "; answers reused: "
+            + ", ".join(f"{r['model']} {r['reused_answers']}" for r in rows if r["reused_answers"])
+            if any(r["reused_answers"] for r in rows)
+            else "; every answer fresh"
+        ),
+        "reasons": [
+            f"{r['model']}: {r['verdict']}" + (f" ({r['reasons'][0]})" if r["reasons"] else "")
+            for r in rows
+            if r["verdict"] != "APPROVE"
+        ],
         "model": ",".join(resolved),
         "environment": environment,
         "baseline": baseline,
@@ -309,9 +337,10 @@ async def run_batch(
                 "name": r["model"],
                 "verdict": r["verdict"],
                 "critical": True,
-                "detail": f"accuracy {r['accuracy']['value']:.2%} [{r['accuracy']['low']:.2%}, "
-                f"{r['accuracy']['high']:.2%}], p95 {r['latency_p95_ms']} ms, "
-                f"cost ${r['cost_total']:.4f}",
+                "detail": f"accuracy {_share(r['accuracy']['value'])} "
+                f"[{_share(r['accuracy']['low'])}, {_share(r['accuracy']['high'])}] on "
+                f"{r['accuracy']['n']} answered, {r['errors']['failed']} failed calls, "
+                f"p95 {r['latency_p95_ms']} ms, cost ${r['cost_total']:.4f}",
             }
             for r in ranking
         ],
@@ -319,3 +348,7 @@ async def run_batch(
     }
     runs.finish(conn, parent, status="completed", verdict=verdict.value, summary=summary)
     return verdict, summary
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy import optimize
 from scipy import stats as sps
 
 Alternative = Literal["two-sided", "greater", "less"]
@@ -46,6 +47,39 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interva
     center = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
     return Interval(max(0.0, center - half), min(1.0, center + half), confidence)
+
+
+def _wilson_bounds(rate: float, n: float, z: float) -> tuple[float, float]:
+    denominator = 1 + z * z / n
+    center = (rate + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denominator
+    return center - half, center + half
+
+
+def wilson_items_to_decide(
+    rate: float, threshold: float, confidence: float = 0.95, limit: int = 10**9
+) -> int | None:
+    """Items at which the Wilson interval around `rate` no longer holds `threshold`
+    (the interval narrows as n grows); None when the rate is the threshold or more than
+    `limit` items would be needed."""
+    if abs(rate - threshold) < 1e-12:
+        return None
+    z = float(sps.norm.ppf(1 - (1 - confidence) / 2))
+
+    def decided(n: int) -> bool:
+        low, high = _wilson_bounds(rate, n, z)
+        return low > threshold if rate > threshold else high < threshold
+
+    if not decided(limit):
+        return None
+    low_n, high_n = 1, limit
+    while low_n < high_n:
+        mid = (low_n + high_n) // 2
+        if decided(mid):
+            high_n = mid
+        else:
+            low_n = mid + 1
+    return low_n
 
 
 @dataclass(frozen=True)
@@ -158,34 +192,84 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def paired_score_z(n: int, worse: int, better: int, null: float) -> float:
+    """Tango's score statistic for H0: p_candidate - p_baseline = `null` on paired pass/fail.
+
+    Tango T. (1998), "Equivalence test and confidence interval for the difference in
+    proportions for the paired-sample design", Statistics in Medicine 17:891-908. With
+    `worse` = b (baseline passed, candidate failed) and `better` = c, the improvement is
+    e = (c - b) / n; the variance of its estimate is taken at the maximum-likelihood cell
+    probabilities restricted to e = `null`: p_b is the positive root of
+    2n p^2 - (b + c - null (2n + b - c)) p - b null (1 - null) = 0, and p_c = p_b + null.
+    Large positive values favour e > null.
+    """
+    if n <= 0:
+        return 0.0
+    quad_b = null * (2 * n + worse - better) - (worse + better)
+    quad_c = -worse * null * (1 - null)
+    root = math.sqrt(max(quad_b * quad_b - 8 * n * quad_c, 0.0))
+    p_worse = (root - quad_b) / (4 * n)
+    variance = n * (2 * p_worse + null - null * null)
+    numerator = better - worse - n * null
+    if variance <= 1e-15:
+        return 0.0 if abs(numerator) < 1e-12 else math.copysign(math.inf, numerator)
+    return numerator / math.sqrt(variance)
+
+
 def paired_binary_noninferiority(
     n: int, worse: int, better: int, margin: float
 ) -> tuple[float, float]:
-    """One-sided exact p-values (non-inferior, inferior) for paired binary outcomes.
+    """One-sided p-values (non-inferior, inferior) at the margin for paired pass/fail.
 
-    Conditional on the d = worse + better discordant pairs, `better` ~ Bin(d, pi) and the
-    improvement is e = d (2 pi - 1) / n; e = -margin corresponds to pi0 = (1 - margin n / d) / 2.
-    This is the exact McNemar test with its null moved from e = 0 to the margin.
+    Tango's score test of H0: e = -margin (see `paired_score_z`): the non-inferiority
+    p-value is P(Z >= z), the inferiority one P(Z <= z). Unlike the McNemar test conditional
+    on the discordant pairs, it keeps its size when disagreements are one-sided, and it
+    needs evidence from the concordant items too: identical outcomes on a handful of items
+    decide nothing (1 item: p = 0.44 at a 2-point margin).
     """
-    d = worse + better
-    if d == 0:
-        # Identical outcomes on every item: e = 0 exactly, which clears any positive margin.
-        return (0.0 if margin > 0 else 1.0), 1.0
-    pi0 = (1 - margin * n / d) / 2
-    if pi0 <= 0:
-        return 0.0, 1.0  # even all discordant pairs going the wrong way stays within the margin
-    p_noninferior = float(sps.binomtest(better, d, pi0, alternative="greater").pvalue)
-    p_inferior = float(sps.binomtest(better, d, pi0, alternative="less").pvalue)
-    return p_noninferior, p_inferior
+    if n <= 0:
+        return 1.0, 1.0
+    z = paired_score_z(n, worse, better, -margin)
+    return float(sps.norm.sf(z)), float(sps.norm.cdf(z))
 
 
 def paired_binary_interval(n: int, worse: int, better: int, confidence: float) -> Interval:
-    """Interval of the improvement e from a Clopper-Pearson interval on the discordant split."""
-    d = worse + better
-    if d == 0:
-        return Interval(0.0, 0.0, confidence)
-    ci = sps.binomtest(better, d, 0.5).proportion_ci(confidence_level=confidence, method="exact")
-    return Interval(d * (2 * ci.low - 1) / n, d * (2 * ci.high - 1) / n, confidence)
+    """Tango's score interval for e = p_candidate - p_baseline: the nulls the two-sided
+    score test at `confidence` does not reject (found by root finding; Z falls as the
+    null rises)."""
+    if n <= 0:
+        return Interval(-1.0, 1.0, confidence)
+    z = float(sps.norm.ppf(1 - (1 - confidence) / 2))
+    estimate = (better - worse) / n
+    edge = 1 - 1e-12
+
+    def excess(null: float, target: float) -> float:
+        return paired_score_z(n, worse, better, null) - target
+
+    low = -1.0
+    if estimate > -edge and excess(-edge, z) > 0:
+        low = float(optimize.brentq(excess, -edge, estimate, args=(z,), xtol=1e-10))
+    high = 1.0
+    if estimate < edge and excess(edge, -z) < 0:
+        high = float(optimize.brentq(excess, estimate, edge, args=(-z,), xtol=1e-10))
+    return Interval(low, high, confidence)
+
+
+def paired_binary_sample_size(
+    n: int, worse: int, better: int, margin: float, alpha: float, power: float = DEFAULT_POWER
+) -> int | None:
+    """Items for the score test at the margin to decide (either way) with `power`, if the
+    observed shares of discordant items hold; None when the observed effect is the margin.
+    The statistic grows as the square root of n at fixed shares."""
+    if n <= 0:
+        return None
+    z = paired_score_z(n, worse, better, -margin)
+    if abs(z) < 1e-9:
+        return None
+    if math.isinf(z):
+        return n
+    needed = float(sps.norm.ppf(1 - alpha) + sps.norm.ppf(power))
+    return max(2, math.ceil(n * (needed / abs(z)) ** 2))
 
 
 def sample_size_to_decide(

@@ -33,6 +33,7 @@ class Answer:
     error: str | None = None
     cached: bool = False
     attempts: int = 1
+    stored_at: float | None = None  # when a reused answer was first recorded
 
     @property
     def failed(self) -> bool:
