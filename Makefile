@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/watch_windows.py
 	$(PY) bench/simulator_throughput.py
 	$(PY) bench/offline_gate.py
+	$(PY) bench/paired_test.py
 	$(PY) bench/loadgen.py
 	$(PY) bench/gateway.py
 	$(PY) bench/web_status.py
