@@ -155,8 +155,32 @@ async def test_cut_stream_ends_with_sse_error_not_a_clean_finish(ws: Workspace) 
     assert attempt == {"status": "error", "error_class": "stream_interrupted"}
 
 
+async def test_cache_answers_only_when_asked_or_configured(tmp_path: Path) -> None:
+    """A client asking for a sample at temperature 1 gets a fresh one unless it asks for a
+    cached answer; `serve: deterministic` serves hits at temperature 0 only."""
+    ws = gateway_workspace(tmp_path / "ws", extra=FAST_GATEWAY)
+    providers = fakes()
+    async with running_gateway(ws, providers) as (url, _), aiohttp.ClientSession() as s:
+        first = await post_chat(s, url, chat_body(text="same", temperature=1.0))
+        second = await post_chat(s, url, chat_body(text="same", temperature=1.0))
+        asked = await post_chat(
+            s, url, chat_body(text="same", temperature=1.0), **{"x-qg-cache": "allow"}
+        )
+    assert (first[1]["x-qg-cache"], second[1]["x-qg-cache"]) == ("record", "record")
+    assert asked[1]["x-qg-cache"] == "hit"
+    assert len(providers["bedrock"].calls) == 2
+    ws2 = gateway_workspace(
+        tmp_path / "ws2", extra=FAST_GATEWAY + "  cache: {serve: deterministic}\n"
+    )
+    providers = fakes()
+    async with running_gateway(ws2, providers) as (url, _), aiohttp.ClientSession() as s:
+        cold = [await post_chat(s, url, chat_body(text="t", temperature=t)) for t in (0, 0, 1, 1)]
+    assert [c[1]["x-qg-cache"] for c in cold] == ["miss", "hit", "record", "record"]
+    assert len(providers["bedrock"].calls) == 3
+
+
 async def test_cache_hit_miss_and_stale_in_emergency_mode(tmp_path: Path) -> None:
-    extra = FAST_GATEWAY + "  cache: {ttl: 300ms}\n"
+    extra = FAST_GATEWAY + "  cache: {ttl: 300ms, serve: always}\n"
     ws = gateway_workspace(tmp_path / "ws", extra=extra)
     providers = fakes()
     async with running_gateway(ws, providers) as (url, _), aiohttp.ClientSession() as s:
@@ -202,7 +226,7 @@ async def test_errors_are_never_cached(tmp_path: Path) -> None:
         assert status == 502
         status, headers, _ = await post_chat(s, url, chat_body(text="q"))
     assert status == 200
-    assert headers["x-qg-cache"] == "miss"
+    assert headers["x-qg-cache"] == "record"
 
 
 async def test_key_over_its_rpm_gets_429_with_retry_after(tmp_path: Path) -> None:

@@ -88,7 +88,9 @@ async def test_key_limits_and_cache_are_shared_through_redis(
     tmp_path: Path, pg_schema_url: str, redis_url: str
 ) -> None:
     ws = gateway_workspace(
-        tmp_path / "ws", pg_schema_url, extra=FAST_GATEWAY + "  limits: {per_key: {rpm: 3}}\n"
+        tmp_path / "ws",
+        pg_schema_url,
+        extra=FAST_GATEWAY + "  limits: {per_key: {rpm: 3}}\n  cache: {serve: always}\n",
     )
     _, secret = api_keys.create_key(ws.conn, name="shared", role="client", actor="t")
     auth = {"Authorization": f"Bearer {secret}"}

@@ -81,6 +81,9 @@ class Environment(StrictModel):
         True, description="requests may name a model id as well as an alias"
     )
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    cache_serve: Literal["off", "deterministic", "always"] | None = Field(
+        None, description="overrides gateway.cache.serve in this environment"
+    )
 
     @field_validator("traffic", mode="before")
     @classmethod

@@ -45,10 +45,21 @@ class BreakerSettings(StrictModel):
     probe_interval: Duration = Field(5.0, description="active probe of each deployment")
 
 
-class CacheSettings(StrictModel):
-    """Exact-match response cache."""
+CacheServe = Literal["off", "deterministic", "always"]
 
-    enabled: bool = True
+
+class CacheSettings(StrictModel):
+    """Exact-match response cache. Answers are recorded (for emergency stale serving) but
+    served fresh only where `serve` (or the environment's `cache_serve`) allows it, or when
+    the request asks with `x-qg-cache: allow`: a client asking for a sample at
+    temperature 1 must not get an old one without asking."""
+
+    enabled: bool = Field(True, description="record answers (memory-bounded)")
+    serve: CacheServe = Field(
+        "off",
+        description="serve fresh hits: off (only when a request asks), deterministic "
+        "(temperature 0 only), always",
+    )
     backend: Literal["auto", "memory", "redis"] = Field(
         "auto", description="auto: Redis when QG_REDIS_URL is set, else in-process LRU"
     )

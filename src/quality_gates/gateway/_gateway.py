@@ -120,9 +120,11 @@ class Gateway:
         self._env = services.environment
 
     async def chat(
-        self, raw: bytes, key: ApiKey | None, *, use_cache: bool = True
+        self, raw: bytes, key: ApiKey | None, *, use_cache: bool = True, ask_cache: bool = False
     ) -> Answer | LiveStream:
-        """Answer one request body (already authenticated)."""
+        """Answer one request body (already authenticated). `use_cache` False (cache-control
+        no-cache/no-store) neither reads nor records; `ask_cache` (x-qg-cache: allow) asks
+        for a fresh cached answer where the config would not serve one."""
         s = self.s
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -161,7 +163,9 @@ class Gateway:
             self._finish_error(rec, exc, started)
             raise
         try:
-            response = await self._serve(request, rec, plan, key, started, deadline, use_cache)
+            response = await self._serve(
+                request, rec, plan, key, started, deadline, use_cache, ask_cache
+            )
         except ApiError as exc:
             s.admission.release()
             self._finish_error(rec, exc, started)
@@ -243,6 +247,16 @@ class Gateway:
         rec.alias, rec.canary = plan.alias, plan.canary
         return plan
 
+    def _may_serve_cached(self, request: CompletionRequest, plan: RoutePlan, asked: bool) -> bool:
+        """Whether a fresh cache hit may answer: never for a canary request (it is there to
+        measure the candidate), else when asked or where the config serves hits."""
+        if plan.canary:
+            return False
+        if asked:
+            return True
+        mode = self.s.table.env.cache_serve or self.s.settings.cache.serve
+        return mode == "always" or (mode == "deterministic" and request.temperature == 0)
+
     async def _serve(
         self,
         request: CompletionRequest,
@@ -252,6 +266,7 @@ class Gateway:
         started: float,
         deadline: float,
         use_cache: bool,
+        ask_cache: bool = False,
     ) -> Answer | LiveStream:
         s = self.s
         tokens = estimate_tokens(request)
@@ -269,11 +284,14 @@ class Gateway:
                 request.max_tokens,
                 request.stop,
             )
-            found = await s.cache.get(key_hash, now)
-            if found is not None and found[1]:
-                s.metrics.cache.labels(self._env, "hit").inc()
-                return self._from_cache(request, rec, found[0], "hit", started)
-            s.metrics.cache.labels(self._env, "miss").inc()
+            if self._may_serve_cached(request, plan, ask_cache):
+                found = await s.cache.get(key_hash, now)
+                if found is not None and found[1]:
+                    s.metrics.cache.labels(self._env, "hit").inc()
+                    return self._from_cache(request, rec, found[0], "hit", started)
+                s.metrics.cache.labels(self._env, "miss").inc()
+            else:
+                rec.cache = "record"  # answered fresh, recorded for emergency stale serving
         else:
             rec.cache = "bypass"
         chat = ChatRequest(

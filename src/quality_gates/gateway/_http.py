@@ -59,7 +59,7 @@ CHAT_PATH = "/v1/chat/completions"
 
 def _scope_headers(scope: Scope) -> dict[str, str]:
     """The few request headers the chat path reads, by lower-case name."""
-    wanted = (b"authorization", b"content-length", b"cache-control")
+    wanted = (b"authorization", b"content-length", b"cache-control", b"x-qg-cache")
     return {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
 
 
@@ -106,7 +106,8 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send, state: Ga
         body = await _read_body(receive, limit)
         cache_control = headers.get("cache-control", "")
         use_cache = "no-cache" not in cache_control and "no-store" not in cache_control
-        response = await state.gateway.chat(body, key, use_cache=use_cache)
+        ask_cache = headers.get("x-qg-cache", "").strip().lower() == "allow"
+        response = await state.gateway.chat(body, key, use_cache=use_cache, ask_cache=ask_cache)
     except ApiError as exc:
         await _error(exc)(scope, receive, send)
         return

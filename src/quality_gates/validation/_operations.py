@@ -90,7 +90,7 @@ def canary_health(ctx: ValidationContext) -> list[CheckResult]:
     for flag in (0, 1):
         rows = conn.execute(
             "SELECT latency_ms, status FROM requests WHERE environment = :env AND canary = :c "
-            "AND ts >= :since AND cache = 'miss'",
+            "AND ts >= :since AND cache NOT IN ('hit', 'stale')",
             {"env": ctx.environment, "c": flag, "since": since},
         )
         latencies = sorted(float(r["latency_ms"]) for r in rows)

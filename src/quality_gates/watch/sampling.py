@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("quality_gates.watch")
 PROFANITY_THRESHOLD = 0.5
+FRESH = ("miss", "bypass", "record")  # answers that came from a provider just now
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class LiveSampler:
 
     def offer(self, rec: Any, prompt: str, answer: str) -> None:
         """Keep a share of answered requests (O(1); called on the request path)."""
-        if rec.cache not in ("miss", "bypass") or self._rng.random() >= self.settings.share:
+        if rec.cache not in FRESH or self._rng.random() >= self.settings.share:
             return
         if len(self.queue) >= self.settings.queue:
             self.dropped += 1
