@@ -148,12 +148,12 @@ def failover(
 
 @click.command()
 @click.option(
-    "--original-provider",
+    "--provider",
     "provider",
-    required=True,
     metavar="PROVIDER",
     help="The provider to bring traffic back to.",
 )
+@click.option("--original-provider", "legacy_provider", hidden=True, metavar="PROVIDER")
 @click.option(
     "--health-threshold",
     default="99%",
@@ -180,7 +180,8 @@ def failover(
 @click.pass_context
 def failback(
     ctx: click.Context,
-    provider: str,
+    provider: str | None,
+    legacy_provider: str | None,
     health_threshold: str,
     mode: str,
     probes: int,
@@ -197,6 +198,11 @@ def failback(
     from quality_gates.gateway.failover import live_probe
     from quality_gates.units import parse_ratio
 
+    if provider and legacy_provider and provider != legacy_provider:
+        raise click.UsageError("--provider and --original-provider name different providers")
+    provider = provider or legacy_provider
+    if not provider:
+        raise click.UsageError("failback needs --provider PROVIDER (the one to bring back)")
     try:
         threshold = parse_ratio(health_threshold)
     except ValueError as exc:

@@ -5,7 +5,7 @@ steps, every step audited and recorded in `traffic_history`.
   50%, 25%, 0% of its weight (a failed check holds where it is); `canary` gives Q 5, 10, 25,
   50, 75, 100% of P's weight with a check after each step (a failed check restores the
   weights from before the failover).
-- failback --original-provider P: finds the last failover away from P, checks P's health
+- failback --provider P: finds the last failover away from P, checks P's health
   against the threshold (live probes plus P's recent attempts), then restores the weights
   from before that failover (canary steps by default; a failed check returns to the
   failed-over weights).
