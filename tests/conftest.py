@@ -107,6 +107,36 @@ def sqlite_workspace(tmp_path: Path) -> Iterator[Workspace]:
     ws.database.close_shared()
 
 
+@pytest.fixture
+def simulated_workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """The starter workspace on SQLite with its three simulated providers running (in this
+    process, on free ports): what a move's target check probes."""
+    import socket
+
+    from quality_gates.simulator import SimulatorThread, spec_from_provider
+
+    ports = []
+    for _ in range(3):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    text = render_starter(
+        "test-project", {"port_bedrock": ports[0], "port_google": ports[1], "port_meta": ports[2]}
+    ).replace(
+        "profile: healthy",
+        "profile: healthy\n    faults: {latency_p50_ms: 2ms, latency_p95_ms: 5ms}",
+    )
+    ws = make_workspace(tmp_path / "ws", f"sqlite:///{tmp_path / 'ws' / 'state.db'}", text)
+    loaded = load_config(ws.config_path)
+    specs = [
+        spec_from_provider(p, loaded.config.models, base_dir=ws.root)
+        for p in loaded.config.providers
+    ]
+    with SimulatorThread(specs):
+        yield ws
+    ws.database.close_shared()
+
+
 @dataclass
 class Result:
     """What a CLI run printed and returned."""

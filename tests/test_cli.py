@@ -31,7 +31,8 @@ def test_status_json_is_machine_readable(qg, sqlite_workspace: Workspace) -> Non
     assert production["thresholds"]["p95_latency_ms"] == 1500.0
 
 
-def test_rollback_as_in_the_runbook(qg, sqlite_workspace: Workspace) -> None:
+def test_rollback_as_in_the_runbook(qg, simulated_workspace: Workspace) -> None:
+    sqlite_workspace = simulated_workspace
     result = qg(
         *sqlite_workspace.cli_args(),
         "rollback",
@@ -46,6 +47,7 @@ def test_rollback_as_in_the_runbook(qg, sqlite_workspace: Workspace) -> None:
     assert "Rolled back production" in result.out
     assert "current          claude-3-5-haiku -> claude-3-haiku" in result.out
     assert "previous-stable  claude-3-haiku -> claude-3-5-haiku" in result.out
+    assert "target check: bedrock: 3/3 probes passed" in result.out
     history = qg(*sqlite_workspace.cli_args(), "history", "--json", "-n", "2")
     moves = json.loads(history.out)
     assert {m["operation"] for m in moves} == {"rollback"}
@@ -53,9 +55,9 @@ def test_rollback_as_in_the_runbook(qg, sqlite_workspace: Workspace) -> None:
 
 
 def test_promote_makes_a_model_current_and_rollback_undoes_it(
-    qg, sqlite_workspace: Workspace
+    qg, simulated_workspace: Workspace
 ) -> None:  # type: ignore[no-untyped-def]
-    args = sqlite_workspace.cli_args()
+    args = simulated_workspace.cli_args()
     refused = qg(*args, "promote", "--model-id", "llama-3-1-70b", "--reason", "x", "--gate-run",
                  "offl-nosuchrun")  # fmt: skip
     assert refused.code == 1
@@ -127,7 +129,8 @@ def test_missing_required_option_is_exit_2(qg, sqlite_workspace: Workspace) -> N
     assert "--previous-model" in result.err
 
 
-def test_audit_verify_and_list(qg, sqlite_workspace: Workspace) -> None:
+def test_audit_verify_and_list(qg, simulated_workspace: Workspace) -> None:
+    sqlite_workspace = simulated_workspace
     qg(
         *sqlite_workspace.cli_args(),
         "rollback",
@@ -205,3 +208,28 @@ def test_no_config_anywhere_says_how_to_make_one(qg, tmp_path: Path) -> None:
     result = qg("status", cwd=tmp_path)
     assert result.code == 2
     assert "quality-gates init" in result.err
+
+
+def test_rollback_onto_a_provider_in_outage_is_refused_unless_forced(
+    qg, simulated_workspace: Workspace
+) -> None:  # type: ignore[no-untyped-def]
+    args = simulated_workspace.cli_args()
+    down = qg(*args, "simulate", "fault", "--provider", "bedrock", "--outage", "on")
+    assert down.code == 0, down.err
+    move = ("rollback", "--model-id", "current-model", "--previous-model", "last-known-good")
+    refused = qg(*args, *move, "--reason", "Quality degradation detected")
+    assert refused.code == 1
+    assert "rollback to claude-3-haiku refused: the target is not healthy: bedrock: 3 of 3" in (
+        refused.err.replace("\n", " ")
+    )
+    assert "--force" in refused.err
+    current = simulated_workspace.conn.scalar(
+        "SELECT model_id FROM aliases WHERE environment = 'production' AND name = 'current'"
+    )
+    assert current == "claude-3-5-haiku"
+    forced = qg(*args, *move, "--reason", "we know", "--force", "--json")
+    assert forced.code == 0, forced.err
+    assert json.loads(forced.out)["forced"] is True
+    entry = json.loads(qg(*args, "audit", "list", "--json").out)[0]
+    assert entry["action"] == "alias.rollback"
+    assert "forced past a failed target check" in json.dumps(entry)

@@ -37,6 +37,7 @@ def test_keys_create_shows_the_secret_once_and_stores_only_its_hash(
 def test_config_set_runtime_flags_go_to_the_store_not_the_file(
     qg, sqlite_workspace: Workspace
 ) -> None:  # type: ignore[no-untyped-def]
+    _no_provider_listens(sqlite_workspace)
     args = sqlite_workspace.cli_args()
     before = sqlite_workspace.config_path.read_text()
     result = qg(
@@ -47,9 +48,11 @@ def test_config_set_runtime_flags_go_to_the_store_not_the_file(
         "bedrock:50,google:30,meta:20",
         "--transition-duration",
         "300",
+        "--force",  # no simulator runs here: every target check fails
     )
     assert result.code == 0, result.err
     assert "over 300 s" in result.out
+    assert "FORCED past: 3 of 3 live probes failed" in result.out
     result = qg(
         *args, "config", "set", "--cache-mode", "emergency", "--serve-stale", "true", "--json"
     )
@@ -81,6 +84,47 @@ def test_config_set_runtime_flags_go_to_the_store_not_the_file(
     assert {"traffic.set", "cache.mode", "queue.set"} <= actions
 
 
+def _no_provider_listens(ws: Workspace) -> None:
+    """Point the simulated providers at ports nothing listens on (whatever runs here)."""
+    import socket
+
+    text = ws.config_path.read_text()
+    for default in (9101, 9102, 9103):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            text = text.replace(f"port: {default}", f"port: {sock.getsockname()[1]}")
+    ws.config_path.write_text(text)
+
+
+def test_traffic_changes_check_their_targets_add_up_to_100_and_reset(
+    qg, sqlite_workspace: Workspace
+) -> None:  # type: ignore[no-untyped-def]
+    _no_provider_listens(sqlite_workspace)
+    args = sqlite_workspace.cli_args()
+    partial = qg(*args, "config", "set", "--traffic-distribution", "bedrock:70,google:20")
+    assert partial.code == 2
+    assert "the weights add up to 90, not 100" in partial.err
+    unhealthy = qg(*args, "config", "set", "--traffic-distribution", "google:70,meta:30")
+    assert unhealthy.code == 1
+    assert "this traffic change refused: the target is not healthy: google: 3 of 3 live" in (
+        unhealthy.err.replace("\n", " ")
+    )
+    assert sqlite_workspace.conn.scalar("SELECT COUNT(*) FROM runtime_settings") == 0
+    forced = qg(*args, "config", "set", "--traffic-distribution", "google:70,meta:30", "--force")
+    assert forced.code == 0, forced.err
+    reason = sqlite_workspace.conn.scalar(
+        "SELECT reason FROM traffic_history ORDER BY id DESC LIMIT 1"
+    )
+    assert "forced past a failed target check" in reason
+    reset = qg(*args, "config", "set", "--traffic-distribution", "reset", "--json")
+    assert reset.code == 0, reset.err
+    changed = json.loads(reset.out)["traffic"]
+    assert changed["reset"] is True
+    assert changed["from"] == {"google": 70.0, "meta": 30.0}
+    assert changed["to"] == {"bedrock": 100.0}  # the starter config's weights
+    assert sqlite_workspace.conn.scalar("SELECT COUNT(*) FROM runtime_settings") == 0
+
+
 def test_config_set_runtime_flags_refuse_bad_values_with_exit_2(
     qg, sqlite_workspace: Workspace
 ) -> None:  # type: ignore[no-untyped-def]
@@ -99,18 +143,15 @@ def test_config_set_runtime_flags_refuse_bad_values_with_exit_2(
 
 
 def test_failover_immediate_and_breaker_from_the_cli(qg, sqlite_workspace: Workspace) -> None:  # type: ignore[no-untyped-def]
+    _no_provider_listens(sqlite_workspace)
     args = sqlite_workspace.cli_args()
-    result = qg(
-        *args,
-        "failover",
-        "--from",
-        "bedrock",
-        "--to",
-        "google",
-        "--reason",
-        "Provider outage - emergency failover",
-        "--json",
-    )
+    move = ("failover", "--from", "bedrock", "--to", "google", "--reason", "Provider outage")
+    refused = qg(*args, *move)
+    assert refused.code == 1  # nothing answers at google's address: a move into a hole
+    assert "failover to google refused" in refused.err
+    assert "3 of 3 live probes failed (connection" in refused.err
+    assert sqlite_workspace.conn.scalar("SELECT COUNT(*) FROM traffic_history") == 0
+    result = qg(*args, *move, "--force", "--json")
     assert result.code == 0, result.err
     data = json.loads(result.out)
     assert data["completed"]

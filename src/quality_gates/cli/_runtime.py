@@ -28,8 +28,16 @@ def runtime_options(func: F) -> F:
     options = [
         click.option(
             "--traffic-distribution",
-            metavar="P:W,...",
-            help='Live provider weights, e.g. "bedrock:50,google:30,meta:20".',
+            metavar="P:W,...|reset",
+            help='Live provider weights adding up to 100, e.g. "bedrock:50,google:30,meta:20"; '
+            "reset: back to the config's weights.",
+        ),
+        click.option(
+            "--force",
+            "force_traffic",
+            is_flag=True,
+            help="With --traffic-distribution: move even onto a provider that fails its "
+            "health check (recorded as forced).",
         ),
         click.option(
             "--transition-duration",
@@ -100,6 +108,7 @@ def apply(ctx: click.Context, values: dict[str, Any], actor_name: str | None) ->
     from quality_gates.errors import UsageError
     from quality_gates.gateway import runtime
     from quality_gates.gateway.failover import current_weights
+    from quality_gates.gateway.target_checks import refuse_unhealthy
     from quality_gates.registry import check_environment
 
     state = _context.state(ctx)
@@ -110,7 +119,14 @@ def apply(ctx: click.Context, values: dict[str, Any], actor_name: str | None) ->
     actor = _context.actor(actor_name).name
     changed: dict[str, Any] = {"environment": env}
     transition = _seconds(values.get("transition_duration"), "--transition-duration")
-    if values.get("traffic_distribution") is not None:
+    if values.get("traffic_distribution") == "reset":
+        if transition is not None:
+            raise UsageError("--transition-duration does not go with --traffic-distribution reset")
+        before = current_weights(conn, config, env)
+        after = current_weights(conn, config, env, config_only=True)
+        runtime.reset_traffic(conn, environment=env, actor=actor, restored=after)
+        changed["traffic"] = {"from": before, "to": after, "transition_s": 0, "reset": True}
+    elif values.get("traffic_distribution") is not None:
         try:
             weights = parse_traffic(values["traffic_distribution"])
         except ValueError as exc:
@@ -122,6 +138,19 @@ def apply(ctx: click.Context, values: dict[str, Any], actor_name: str | None) ->
                     f"--traffic-distribution names unknown provider {name!r}",
                     hint=f"known: {', '.join(known)}",
                 )
+        total = sum(weights.values())
+        if abs(total - 100.0) > 1e-6:
+            raise click.BadParameter(
+                f"the weights add up to {total:g}, not 100 (nothing is rescaled silently)",
+                param_hint="--traffic-distribution",
+            )
+        reason = "config set --traffic-distribution"
+        checks = _check_targets(conn, config, env, [p for p, w in weights.items() if w > 0])
+        forced = refuse_unhealthy(
+            "this traffic change", checks, force=bool(values.get("force_traffic"))
+        )
+        if forced:
+            reason += f" [{forced}]"
         before = current_weights(conn, config, env)
         runtime.set_traffic(
             conn,
@@ -131,9 +160,18 @@ def apply(ctx: click.Context, values: dict[str, Any], actor_name: str | None) ->
             transition=transition or 0.0,
             actor=actor,
             mode="set",
-            reason="config set --traffic-distribution",
+            reason=reason,
         )
-        changed["traffic"] = {"from": before, "to": weights, "transition_s": transition or 0}
+        changed["traffic"] = {
+            "from": before,
+            "to": weights,
+            "transition_s": transition or 0,
+            "checks": [c.to_json() for c in checks],
+            "forced": bool(forced),
+        }
+        ignored = _weights_ignored(config, env)
+        if ignored:
+            changed["traffic"]["note"] = ignored
     elif transition is not None:
         raise UsageError("--transition-duration goes with --traffic-distribution")
     if values.get("cache_mode") is not None:
@@ -166,6 +204,27 @@ def apply(ctx: click.Context, values: dict[str, Any], actor_name: str | None) ->
     return changed
 
 
+def _check_targets(conn: Any, config: Any, environment: str, providers: list[str]) -> list[Any]:
+    from quality_gates.gateway.failover import live_probe
+    from quality_gates.gateway.target_checks import check_provider
+
+    probe = live_probe(config)
+    return [check_provider(conn, config, environment, p, probe=probe) for p in providers]
+
+
+def _weights_ignored(config: Any, environment: str) -> str | None:
+    """Why the weights will not decide, when the environment's strategy ignores them."""
+    env = config.environment(environment)
+    if env is not None and env.routing != "weighted":
+        return (
+            f"{environment} routes by {env.routing}, which orders providers by "
+            + ("recent latency" if env.routing == "latency" else "the chain's order")
+            + f" and ignores weights (set environments.{environment}.routing weighted to "
+            "use them)"
+        )
+    return None
+
+
 def runtime_settings_value(conn: Any, environment: str, key: str) -> Any:
     """One stored runtime setting."""
     from quality_gates.store import settings
@@ -185,7 +244,17 @@ def render(changed: dict[str, Any]) -> list[str]:
         lines.append(
             f"{env} traffic: {describe_weights(t['from'])} -> "
             f"{describe_weights(t['to'])}{over} (live within 1 s)"
+            + (" : back to the config's weights" if t.get("reset") else "")
         )
+        for check in t.get("checks", []):
+            lines.append(
+                f"  target check {check['provider']}: {check['probes_ok']}/{check['probes']} "
+                f"probes passed, {check['errors']}/{check['attempts']} recent calls failed"
+                + (" (FORCED past: " + "; ".join(check["problems"]) + ")" if t.get("forced")
+                   and check["problems"] else "")
+            )  # fmt: skip
+        if t.get("note"):
+            lines.append(f"  note: {t['note']}")
     if "cache" in changed:
         c = changed["cache"]
         lines.append(f"{env} cache: {c['mode']}, serve stale {'on' if c['serve_stale'] else 'off'}")

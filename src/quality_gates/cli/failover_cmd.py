@@ -107,6 +107,11 @@ def _report(move: TrafficMove, extra: dict[str, Any] | None, json_output: bool) 
     metavar="DURATION",
     help="Wait between steps before each check [default: gateway.failover_pause].",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Move even when the target provider fails its health check (recorded as forced).",
+)
 @environment_option("production")
 @actor_option
 @json_option
@@ -118,18 +123,33 @@ def failover(
     mode: str,
     reason: str,
     pause: str | None,
+    force: bool,
     environment: str,
     actor_name: str | None,
     json_output: bool,
 ) -> None:
-    """Move PROVIDER traffic to another provider, live. Exit 1 if a check stopped it."""
+    """Move PROVIDER traffic to another provider, live. Exit 1 if the target fails its
+    health check first (live probes, breakers, recent errors; --force overrides) or a check
+    stopped it."""
+    from quality_gates.cli._output import info, warn
     from quality_gates.gateway.failover import failover as run
     from quality_gates.gateway.failover import live_probe
+    from quality_gates.gateway.target_checks import check_provider, refuse_unhealthy
 
     state = _context.state(ctx)
     config = state.loaded().config
     conn = state.conn()
     json_mode = _context.wants_json(ctx, json_output)
+    probe = live_probe(config)
+    if config.provider(target) is not None:
+        check = check_provider(conn, config, environment, target, probe=probe)
+        forced = refuse_unhealthy(f"failover to {target}", [check], force=force)
+        if forced:
+            reason = f"{reason} [{forced}]"
+        if not json_mode:
+            info(f"target check: {check.evidence()}")
+            for note in [*check.problems, *check.notes]:
+                warn(note)
     move = run(
         conn,
         config,
@@ -139,7 +159,7 @@ def failover(
         mode=mode,
         reason=reason,
         actor=_context.actor(actor_name).name,
-        probe=live_probe(config),
+        probe=probe,
         pause=_pause(pause, config.gateway.failover_pause),
         progress=_progress(json_mode),
     )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from quality_gates.cli import _context
 from quality_gates.cli._context import actor_option, environment_option, json_option
+
+if TYPE_CHECKING:
+    from quality_gates.gateway.target_checks import TargetCheck
 
 
 def register(group: click.Group) -> None:
@@ -29,6 +34,11 @@ def register(group: click.Group) -> None:
     help="The model to go back to (id or alias: previous-stable, last-known-good, backup).",
 )
 @click.option("--reason", required=True, help="Why; kept in the history and the audit log.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Move even when the target model fails its health check (recorded as forced).",
+)
 @environment_option("production")
 @actor_option
 @json_option
@@ -38,14 +48,17 @@ def rollback(
     model_id: str,
     previous_model: str,
     reason: str,
+    force: bool,
     environment: str,
     actor_name: str | None,
     json_output: bool,
 ) -> None:
     """Point `current` from --model-id back to --previous-model; previous-stable becomes the
-    model rolled back from. Refuses (exit 1) if --model-id is not current there."""
+    model rolled back from. Refuses (exit 1) if --model-id is not current there, or if the
+    model to go back to fails its health check (live probes, breakers, recent errors) unless
+    --force."""
     from quality_gates.cli._output import console, emit_json
-    from quality_gates.registry import check_environment
+    from quality_gates.registry import check_environment, resolve_model
     from quality_gates.registry import rollback as do_rollback
     from quality_gates.watch import current_incident, record_event
 
@@ -53,6 +66,14 @@ def rollback(
     conn = state.conn()
     check_environment(conn, environment, state.snapshot())
     actor = _context.actor(actor_name)
+    target = resolve_model(conn, environment, previous_model).model_id
+    current = resolve_model(conn, environment, "current").model_id
+    check, forced = None, None
+    if resolve_model(conn, environment, model_id).model_id == current != target:
+        # Only a rollback that can happen is worth a probe; the others are refused below.
+        check, forced = _check_target(state, environment, target, f"rollback to {target}", force)
+    if forced:
+        reason = f"{reason} [{forced}]"
     incident = current_incident(conn, environment)
     result = do_rollback(
         conn,
@@ -93,6 +114,8 @@ def rollback(
                 "duration_ms": round(result.duration_ms, 3),
                 "audit_seq": result.audit_seq,
                 "operation_id": result.operation_id,
+                "target_check": check.to_json() if check else None,
+                "forced": bool(forced),
             }
         )
         return
@@ -108,6 +131,8 @@ def rollback(
     if result.resolved:
         out.print(f"  resolved: {'; '.join(result.resolved)}", markup=False)
     out.print(f"  reason: {reason}", markup=False)
+    if check is not None:
+        _print_check(check)
     out.print(
         "  Running gateways apply this within 1 s. Audit entry "
         f"#{result.audit_seq}; see `quality-gates history -e {environment}`."
@@ -127,6 +152,11 @@ def rollback(
     metavar="RUN_ID",
     help="Refuse unless this gate run (offline, pipeline, canary, ...) approved the model.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Move even when the model fails its health check (recorded as forced).",
+)
 @environment_option("production")
 @actor_option
 @json_option
@@ -136,6 +166,7 @@ def promote(
     model_id: str,
     reason: str,
     gate_run: str | None,
+    force: bool,
     environment: str,
     actor_name: str | None,
     json_output: bool,
@@ -164,6 +195,9 @@ def promote(
                 f"gate run {run.id} gave {run.verdict or 'no verdict'} for {run.model_id}; "
                 f"promoting {candidate} needs an APPROVE for it"
             )
+    check, forced = _check_target(state, environment, candidate, f"promote {candidate}", force)
+    if forced:
+        reason = f"{reason} [{forced}]"
     changes = do_promote(
         conn,
         environment=environment,
@@ -180,6 +214,8 @@ def promote(
                 "moves": [
                     {"alias": c.alias, "from": c.from_model, "to": c.to_model} for c in changes
                 ],
+                "target_check": check.to_json(),
+                "forced": bool(forced),
             }
         )
         return
@@ -190,6 +226,7 @@ def promote(
             f"  {change.alias:<16} {change.from_model or '-'} -> {change.to_model}", markup=False
         )
     out.print(f"  reason: {reason}", markup=False)
+    _print_check(check)
     out.print("  Running gateways apply this within 1 s; undo with `rollback`.")
     env_config = state.loaded().config.environment(environment)
     if env_config is not None and env_config.chain_for(candidate) is None:
@@ -271,3 +308,23 @@ def history(
             m.reason,
         )
     console().print(view)
+
+
+def _check_target(
+    state: _context.CliContext, environment: str, model_id: str, action: str, force: bool
+) -> tuple[TargetCheck, str | None]:
+    """The target model's health check; raises (exit 1) when unhealthy and not forced."""
+    from quality_gates.gateway.failover import live_probe
+    from quality_gates.gateway.target_checks import check_model, refuse_unhealthy
+
+    config = state.loaded().config
+    check = check_model(state.conn(), config, environment, model_id, probe=live_probe(config))
+    return check, refuse_unhealthy(action, [check], force=force)
+
+
+def _print_check(check: TargetCheck) -> None:
+    from quality_gates.cli._output import console, warn
+
+    console().print(f"  target check: {check.evidence()}", markup=False)
+    for note in [*check.problems, *check.notes]:
+        warn(note)

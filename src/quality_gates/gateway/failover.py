@@ -163,11 +163,16 @@ def open_breakers_of(conn: Connection, environment: str, provider: str) -> list[
 
 
 def current_weights(
-    conn: Connection, config: QualityGatesConfig, environment: str
+    conn: Connection, config: QualityGatesConfig, environment: str, *, config_only: bool = False
 ) -> dict[str, float]:
-    """The weights in force (live setting, config, or all at the current model's provider)."""
+    """The weights in force (live setting, config, or all at the current model's provider);
+    `config_only`: what they would be without the live setting."""
+    from quality_gates.gateway.runtime import TRAFFIC
+
     aliases = {a.name: a.model_id for a in list_aliases(conn, environment)}
     runtime = runtime_settings.get_all(conn, environment)
+    if config_only:
+        runtime.pop(TRAFFIC, None)
     return effective_weights(config, environment, runtime, aliases.get("current"), time.time())
 
 

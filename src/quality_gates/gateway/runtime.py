@@ -39,6 +39,7 @@ CACHE = "cache"
 QUEUE = "queue"
 CANARY = "canary"
 BREAKER_PREFIX = "breaker:"
+AUTO_REMEDIATION_ACTOR = "auto-remediation"  # who the watch acts as
 CACHE_MODES = ("normal", "emergency")
 BREAKER_STATES = ("open", "closed")
 
@@ -287,6 +288,37 @@ def set_traffic(
             incident_id=incident_id,
         )
     return setting
+
+
+def reset_traffic(
+    conn: Connection, *, environment: str, actor: str, restored: dict[str, float]
+) -> Any:
+    """Drop the live weights: the environment's config weights (`restored`) are in force
+    again."""
+    with conn.write():
+        previous = _commit(
+            conn,
+            environment=environment,
+            key=TRAFFIC,
+            value=None,
+            actor=actor,
+            action="traffic.reset",
+            details={"reason": "back to the config's weights"},
+        )
+        weights = previous.get("weights", {}) if isinstance(previous, dict) else {}
+        record_traffic(
+            conn,
+            environment=environment,
+            weights=restored,
+            previous=weights,
+            mode="reset",
+            step=None,
+            actor=actor,
+            source="manual",
+            reason="config set --traffic-distribution reset",
+            operation_id=uuid.uuid4().hex[:12],
+        )
+    return previous
 
 
 def set_cache_mode(

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.errors import QualityGatesError
+from quality_gates.gateway.runtime import AUTO_REMEDIATION_ACTOR
 from quality_gates.store import audit
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from quality_gates.watch.probes import GoldenProbes, ModelScore
 
 log = logging.getLogger("quality_gates.watch")
-ACTOR = "auto-remediation"
+ACTOR = AUTO_REMEDIATION_ACTOR
 QUALITY_METRICS = ("quality_score", "quality_score_decrease")
 TARGET_QUALITY_WINDOW = 900.0
 TARGET_QUALITY_MIN_SAMPLES = 5
