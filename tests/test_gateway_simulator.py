@@ -4,6 +4,7 @@ probes, and the OpenAI SDK through the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -175,3 +176,35 @@ async def test_the_openai_sdk_through_the_gateway_to_the_simulators(tmp_path: Pa
             assert text
             assert usage is not None
             await client.close()
+
+
+async def test_with_errors_on_every_provider_the_route_panics_instead_of_refusing(
+    tmp_path: Path,
+) -> None:
+    """30% 5xx on all three providers opens every breaker (3 failures in a row suffice);
+    refusing them all would answer 503 to nearly everyone. Panic routing keeps trying them,
+    within the deadline and the retry budget, so at least 90% are answered."""
+    extra = FAST_GATEWAY.replace(
+        "probe_interval: 0, open_for: 60s",
+        "probe_interval: 0, open_for: 60s, consecutive_failures: 3",
+    )
+    async with simulated(tmp_path / "ws", extra) as (ws, sims):
+        for sim in sims.values():
+            fault(sim, server_error_rate=0.3)
+        async with running_gateway(ws) as (url, app), aiohttp.ClientSession() as s:
+            semaphore = asyncio.Semaphore(8)
+
+            async def one(i: int) -> int:
+                async with semaphore:
+                    status, _, _ = await post_chat(s, url, chat_body(text=f"q{i}"))
+                    return status
+
+            statuses = await asyncio.gather(*(one(i) for i in range(240)))
+            board = app.state.gateway.services.breakers
+            opened = [d for d in board.views(time.time()) if d.state != "closed"]
+            async with s.get(f"{url}/metrics") as resp:
+                exposition = await resp.text()
+    answered = statuses.count(200)
+    assert answered >= 0.9 * len(statuses), {c: statuses.count(c) for c in set(statuses)}
+    assert opened, "the breakers never opened: the test did not reach panic routing"
+    assert "qg_gateway_panic_attempts_total{" in exposition

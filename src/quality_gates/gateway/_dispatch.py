@@ -2,6 +2,13 @@
 retryable errors within the budget, failover before the first byte, breakers fed by every
 outcome.
 
+Panic routing (Envoy's panic threshold, at its extreme): when no deployment of the route
+could serve (each refused by a breaker that opened on its own, or tried and failed), the
+deployments behind automatically opened breakers are tried anyway, within the deadline and
+the retry budget. Breakers protect a healthy route from a bad deployment; when every
+deployment is degraded (30% errors everywhere, say) refusing them all would turn a 30% error
+rate into 100%. A breaker forced open by a person or the watch is never tried.
+
 The dispatcher returns what happened (an answer or an open stream, plus every attempt) and
 leaves HTTP to the caller. Errors a client caused (bad request, content filtered) end the
 trip at once: another provider would refuse them too, or should not be asked to.
@@ -111,6 +118,7 @@ class Dispatcher:
         providers = self.providers()
         limits = self.provider_limits()
         refused: list[NoDeployment] = []
+        panic: list[Deployment] = []  # refused by a breaker that opened on its own
         tried = 0
         for deployment in plan.deployments:
             provider = providers.get(deployment.provider)
@@ -123,6 +131,8 @@ class Dispatcher:
                 refused.append(
                     NoDeployment(f"{deployment.id}: circuit open", max(wait, 1.0), "circuit_open")
                 )
+                if breaker.forced is None:
+                    panic.append(deployment)
                 continue
             limit = limits.get(deployment.provider)
             if limit is not None and not limit.unlimited:
@@ -156,6 +166,29 @@ class Dispatcher:
                 self.metrics.failovers.labels(
                     self.environment, deployment.provider, trip.error.error_class
                 ).inc()
+        for deployment in panic:
+            if loop.time() >= deadline:
+                break
+            provider = providers[deployment.provider]
+            limit = limits.get(deployment.provider)
+            if limit is not None and not limit.unlimited:
+                verdict = await self.limiter.check(
+                    f"provider:{deployment.provider}", limit, tokens_estimate, time.time()
+                )
+                if not verdict.allowed:
+                    continue
+            if tried:
+                trip.hops += 1
+            tried += 1
+            self.metrics.panic.labels(self.environment, deployment.provider).inc()
+            done = await self._try_deployment(
+                trip, deployment, provider, request, stream=stream, deadline=deadline, loop=loop
+            )
+            if done:
+                trip.deployment = deployment
+                return trip
+            if trip.error is not None and trip.error.error_class in CLIENT_FAULTS:
+                return trip
         if trip.error is None and refused:
             first = min(refused, key=lambda r: r.retry_after or 0.0)
             raise NoDeployment(

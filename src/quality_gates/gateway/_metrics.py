@@ -125,6 +125,12 @@ class GatewayMetrics:
             ["environment", "provider"],
             registry=r,
         )
+        self.panic = Counter(
+            "qg_gateway_panic_attempts",
+            "Deployments tried past their open breaker because none of the route could serve",
+            ["environment", "provider"],
+            registry=r,
+        )
         self.retry_budget_exhausted = Counter(
             "qg_gateway_retry_budget_exhausted",
             "Retries skipped because the retry budget was spent",
