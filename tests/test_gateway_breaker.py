@@ -67,15 +67,36 @@ def test_probes_alone_open_and_close_a_breaker() -> None:
 
 def test_forced_states_override_and_clear() -> None:
     board = BreakerBoard(SETTINGS)
-    board.force({"p/m": "open"})
+    board.force({"p/m": ("open", None)})
     assert not board.allow("p/m", 0.0)
     assert board.is_open("p/m", 0.0)
-    board.force({"p/m": "closed"})
+    board.force({"p/m": ("closed", None)})
     for t in range(5):
         board.record("p/m", False, float(t))
     assert board.allow("p/m", 5.0)
     board.force({})
     assert board.get("p/m").forced is None
+
+
+def test_a_forced_state_with_an_end_returns_to_automatic_by_itself() -> None:
+    board = BreakerBoard(SETTINGS)
+    board.force({"p/m": ("open", 100.0)})
+    assert not board.allow("p/m", 99.0)
+    assert board.get("p/m").view(99.0).forced == "open"
+    assert board.allow("p/m", 100.0)  # the end passed: the breaker decides again
+    assert board.get("p/m").view(100.0).forced is None
+    assert board.get("p/m").current(100.0) == CLOSED
+
+
+def test_forced_settings_past_their_end_are_not_in_force() -> None:
+    from quality_gates.gateway.runtime import forced_breakers
+
+    values = {
+        "breaker:a/x": {"state": "open", "actor": "ann", "until": 50.0},
+        "breaker:b/y": {"state": "open", "actor": "bob"},
+    }
+    assert forced_breakers(values, 49.0) == {"a/x": ("open", 50.0), "b/y": ("open", None)}
+    assert forced_breakers(values, 51.0) == {"b/y": ("open", None)}
 
 
 def test_transitions_reach_the_listener_and_remote_ones_apply_only_if_newer() -> None:

@@ -208,3 +208,77 @@ async def test_a_failed_check_during_failback_returns_the_traffic(
         assert forced["state"] == "open"
     finally:
         await svc.close()
+
+
+async def test_an_operator_weight_change_wins_and_the_watch_still_clears_its_breakers(
+    workspace: Workspace, receiver: Receiver
+) -> None:
+    """A person moves the weights during an automatic failover: their weights stay, and when
+    the provider is healthy again the watch returns the breakers it forced open to automatic
+    (before, they stayed forced open with no end) and says who changed what."""
+    from quality_gates.gateway.runtime import set_traffic
+
+    conn = workspace.conn
+    clock = Clock(T0)
+    svc = service(workspace, config_for(workspace, receiver.base), clock)
+
+    async def probe(provider: str, timeout: float = 10.0) -> ProbeResult:
+        return ProbeResult(provider, True, 5.0)
+
+    svc.pool.probe = probe  # type: ignore[method-assign]
+    try:
+        put_rollup(conn, ts=T0, provider="bedrock", kind="attempt", count=100, errors=60)
+        await svc.run_once()
+        before = current_weights(conn, svc.config, "production")
+        set_traffic(
+            conn,
+            environment="production",
+            weights={"google": 50.0, "meta": 50.0},
+            current=before,
+            actor="alice",
+            reason="spread the load",
+        )
+        reports = []
+        for _ in range(40):
+            clock.now += 2
+            reports += (await svc.run_once()).remediation
+            if reports:
+                break
+        (report,) = reports
+        assert (report.action, report.state) == ("failback", "superseded")
+        assert "alice changed the weights" in report.summary
+        assert "bedrock/claude-3-5-haiku" in report.summary
+        assert runtime_settings.get(conn, "production", "breaker:bedrock/claude-3-5-haiku") is None
+        assert current_weights(conn, svc.config, "production") == {"google": 50.0, "meta": 50.0}
+        assert conn.scalar("SELECT actor FROM audit_log ORDER BY seq DESC LIMIT 1") == (
+            "auto-remediation"
+        )
+    finally:
+        await svc.close()
+
+
+async def test_the_watch_never_fails_over_onto_a_forced_open_provider(
+    workspace: Workspace, receiver: Receiver
+) -> None:
+    from quality_gates.gateway.runtime import force_breaker
+
+    conn = workspace.conn
+    clock = Clock(T0)
+    svc = service(workspace, config_for(workspace, receiver.base), clock)
+    try:
+        force_breaker(
+            conn,
+            environment="production",
+            deployment="google/gemini-1-5-flash",
+            state="open",
+            reason="maintenance",
+            actor="bob",
+        )
+        put_rollup(conn, ts=T0, provider="bedrock", kind="attempt", count=100, errors=60)
+        (report,) = (await svc.run_once()).remediation
+        assert (report.action, report.state) == ("failover", "active")
+        weights = current_weights(conn, svc.config, "production")
+        assert weights.get("google", 0.0) == 0.0
+        assert weights["meta"] == 100.0  # the next in the chain, past the forced-open google
+    finally:
+        await svc.close()

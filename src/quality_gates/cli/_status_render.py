@@ -92,11 +92,7 @@ def failover(report: dict[str, Any]) -> None:
         for chain in state.get("chains", []):
             out.print(f"  chain: {' -> '.join(chain)}", markup=False)
         for deployment, forced in state.get("forced_breakers", {}).items():
-            out.print(
-                f"  breaker {deployment} forced {forced.get('state')} by {forced.get('actor')}: "
-                f"{forced.get('reason')}",
-                markup=False,
-            )
+            out.print(_forced_line(deployment, forced), markup=False)
         for auto in state.get("automatic", []):
             out.print(
                 f"  automatic failover: {auto['provider']} -> {auto['to']} ({auto['state']}, "
@@ -216,3 +212,25 @@ def routines(report: dict[str, Any]) -> None:
             f"{local_time(last['started_ts'])} ({last.get('trigger') or '?'}{late}{took}){summary}",
             highlight=False,
         )
+
+
+def _forced_line(deployment: str, forced: dict[str, Any]) -> str:
+    """Who forced a breaker, why, since and until when, and the command that clears it."""
+    import time
+    from datetime import datetime
+
+    def at(ts: Any) -> str:
+        return datetime.fromtimestamp(float(ts)).strftime("%H:%M:%S") if ts else "?"
+
+    until = forced.get("until")
+    if until is not None and float(until) <= time.time():
+        ends = f", ended {at(until)} (automatic again)"
+    elif until is not None:
+        ends = f" until {at(until)}"
+    else:
+        ends = ", no end set"
+    return (
+        f"  breaker {deployment} forced {forced.get('state')} by {forced.get('actor')} "
+        f"since {at(forced.get('since'))}{ends}: {forced.get('reason') or 'no reason given'}; "
+        f"clear: quality-gates breaker --deployment {deployment} --state auto"
+    )

@@ -268,6 +268,13 @@ def failback(
     help="open: no traffic; closed: traffic whatever its health; auto: the breaker decides again.",
 )
 @click.option("--reason", default="", help="Why (kept in the audit log).")
+@click.option(
+    "--for",
+    "for_",
+    metavar="DURATION",
+    help="End the forced state after this long (e.g. 30m); every gateway returns the breaker "
+    "to automatic then.",
+)
 @environment_option("production")
 @actor_option
 @json_option
@@ -277,6 +284,7 @@ def breaker(
     deployment: str,
     forced: str,
     reason: str,
+    for_: str | None,
     environment: str,
     actor_name: str | None,
     json_output: bool,
@@ -291,6 +299,18 @@ def breaker(
     known = [f"{m.provider}/{m.id}" for m in config.models]
     if deployment not in known:
         raise UsageError(f"unknown deployment {deployment!r}", hint=f"known: {', '.join(known)}")
+    until = None
+    if for_ is not None:
+        import time
+
+        from quality_gates.units import parse_duration
+
+        if forced == "auto":
+            raise UsageError("--for goes with --state open or closed, not auto")
+        try:
+            until = time.time() + parse_duration(for_, bare_unit="m")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--for") from None
     previous = force_breaker(
         state.conn(),
         environment=environment,
@@ -298,6 +318,7 @@ def breaker(
         state=None if forced == "auto" else forced,
         reason=reason,
         actor=_context.actor(actor_name).name,
+        until=until,
     )
     if _context.wants_json(ctx, json_output):
         emit_json(
@@ -305,8 +326,14 @@ def breaker(
                 "deployment": deployment,
                 "environment": environment,
                 "state": forced,
+                "until": until,
                 "previous": previous,
             }
         )
         return
-    console().print(f"{environment} {deployment}: breaker {forced}", markup=False)
+    ends = ""
+    if until is not None:
+        from datetime import datetime
+
+        ends = f" until {datetime.fromtimestamp(until).strftime('%H:%M:%S')} (then automatic)"
+    console().print(f"{environment} {deployment}: breaker {forced}{ends}", markup=False)

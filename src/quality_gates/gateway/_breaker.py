@@ -46,6 +46,7 @@ class CircuitBreaker:
         "consecutive",
         "deployment",
         "forced",
+        "forced_until",
         "half_open_successes",
         "opened_at",
         "outcomes",
@@ -59,6 +60,7 @@ class CircuitBreaker:
         self.settings = settings
         self.state = CLOSED
         self.forced: str | None = None
+        self.forced_until: float | None = None  # a forced state with an end ends by itself
         self.opened_at = 0.0
         self.changed_at = 0.0
         self.consecutive = 0
@@ -67,10 +69,17 @@ class CircuitBreaker:
         self.window_errors = 0
         self._trial = False
 
+    def forced_now(self, now: float) -> str | None:
+        """The forced state in force at `now` (None once its end has passed)."""
+        if self.forced is None or (self.forced_until is not None and now >= self.forced_until):
+            return None
+        return self.forced
+
     def current(self, now: float) -> str:
         """The state now (an open breaker past its cool-down reads half-open)."""
-        if self.forced is not None:
-            return self.forced
+        forced = self.forced_now(now)
+        if forced is not None:
+            return forced
         if self.state == OPEN and now - self.opened_at >= self.settings.open_for:
             return HALF_OPEN
         return self.state
@@ -81,8 +90,9 @@ class CircuitBreaker:
 
     def allow(self, now: float, listener: Listener | None = None) -> bool:
         """May a live request go to this deployment now? Half-open admits one trial at once."""
-        if self.forced is not None:
-            return self.forced == CLOSED
+        forced = self.forced_now(now)
+        if forced is not None:
+            return forced == CLOSED
         if self.state == CLOSED:
             return True
         if self.state == OPEN:
@@ -106,7 +116,7 @@ class CircuitBreaker:
         if not success:
             self.window_errors += 1
         self.consecutive = 0 if success else self.consecutive + 1
-        if self.forced is not None:
+        if self.forced_now(now) is not None:
             return
         if self.state == OPEN:
             if now - self.opened_at < self.settings.open_for:
@@ -163,7 +173,7 @@ class CircuitBreaker:
         return BreakerView(
             self.deployment,
             self.current(now),
-            self.forced,
+            self.forced_now(now),
             self.opened_at if self.state != CLOSED else None,
             self.consecutive,
             self.window_errors,
@@ -199,12 +209,15 @@ class BreakerBoard:
         """Feed an outcome."""
         self.get(deployment).record(success, now, self.listener, probe=probe)
 
-    def force(self, forced: dict[str, str]) -> None:
-        """Apply the operators' forced states; deployments not named return to automatic."""
+    def force(self, forced: dict[str, tuple[str, float | None]]) -> None:
+        """Apply the forced states (state, end or None); deployments not named return to
+        automatic, and so does each one whose end passes."""
         for deployment, breaker in self.breakers.items():
-            breaker.forced = forced.get(deployment)
-        for deployment, state in forced.items():
-            self.get(deployment).forced = state
+            state, until = forced.get(deployment, (None, None))
+            breaker.forced, breaker.forced_until = state, until
+        for deployment, (state, until) in forced.items():
+            breaker = self.get(deployment)
+            breaker.forced, breaker.forced_until = state, until
 
     def views(self, now: float) -> list[BreakerView]:
         """Every breaker's state."""

@@ -157,14 +157,19 @@ def parse_canary(value: Any) -> CanarySetting | None:
     )
 
 
-def forced_breakers(values: dict[str, Any]) -> dict[str, str]:
-    """deployment -> forced state from every `breaker:<deployment>` setting."""
+def forced_breakers(
+    values: dict[str, Any], now: float | None = None
+) -> dict[str, tuple[str, float | None]]:
+    """deployment -> (forced state, its end or None) from every `breaker:<deployment>`
+    setting; with `now`, those whose end has passed are left out."""
     forced = {}
     for key, value in values.items():
         if key.startswith(BREAKER_PREFIX) and isinstance(value, dict):
             state = value.get("state")
-            if state in BREAKER_STATES:
-                forced[key[len(BREAKER_PREFIX) :]] = str(state)
+            until = value.get("until")
+            until = float(until) if isinstance(until, (int, float)) else None
+            if state in BREAKER_STATES and (now is None or until is None or now < until):
+                forced[key[len(BREAKER_PREFIX) :]] = (str(state), until)
     return forced
 
 
@@ -375,14 +380,22 @@ def force_breaker(
     state: str | None,
     reason: str,
     actor: str,
+    until: float | None = None,
 ) -> Any:
-    """Force a deployment's breaker open or closed; `state=None` returns it to automatic."""
+    """Force a deployment's breaker open or closed, until `until` if given (every gateway
+    returns it to automatic then); `state=None` returns it to automatic now."""
     if state is not None and state not in BREAKER_STATES:
         raise UsageError(f"breaker state {state!r} is not one of open, closed (or auto)")
     value = (
         None
         if state is None
-        else {"state": state, "reason": reason, "actor": actor, "since": time.time()}
+        else {
+            "state": state,
+            "reason": reason,
+            "actor": actor,
+            "since": time.time(),
+            **({"until": until} if until is not None else {}),
+        }
     )
     return _commit(
         conn,
@@ -391,5 +404,10 @@ def force_breaker(
         value=value,
         actor=actor,
         action="breaker.force" if state else "breaker.clear",
-        details={"deployment": deployment, "state": state or "auto", "reason": reason},
+        details={
+            "deployment": deployment,
+            "state": state or "auto",
+            "reason": reason,
+            "until": until,
+        },
     )

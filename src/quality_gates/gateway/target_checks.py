@@ -18,7 +18,11 @@ from typing import Any
 from quality_gates.config import QualityGatesConfig
 from quality_gates.errors import RegistryError
 from quality_gates.gateway.failover import HEARTBEAT_FRESH_S, Probe
-from quality_gates.gateway.runtime import AUTO_REMEDIATION_ACTOR, BREAKER_PREFIX
+from quality_gates.gateway.runtime import (
+    AUTO_REMEDIATION_ACTOR,
+    BREAKER_PREFIX,
+    forced_breakers,
+)
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
 
@@ -171,11 +175,12 @@ def _forced_open(
 ) -> tuple[list[str], list[str]]:
     """(forced open by a person, forced open by auto-remediation) among `deployments`."""
     values = runtime_settings.get_all(conn, environment)
+    in_force = forced_breakers(values, time.time())
     by_person: list[str] = []
     by_watch: list[str] = []
     for deployment in deployments:
         value = values.get(BREAKER_PREFIX + deployment)
-        if isinstance(value, dict) and value.get("state") == "open":
+        if in_force.get(deployment, ("", None))[0] == "open" and isinstance(value, dict):
             (by_watch if value.get("actor") == AUTO_REMEDIATION_ACTOR else by_person).append(
                 deployment
             )

@@ -6,8 +6,11 @@ its forced breakers return to automatic and its weight comes back in `failback.s
 (25%, 50%, 100% of what it had), one step per `step_interval`, each after a check: a probe,
 no trigger alert firing on it, and its error rate in the gateways' attempts since the step
 began under the environment's threshold. A failed check puts the failed-over weights and the
-forced breakers back and starts the healthy clock again. If an operator moved the weights
-meanwhile, the failback stops (`superseded`): a person's decision wins.
+forced breakers back and starts the healthy clock again. If someone else moved the weights
+meanwhile (a person, or another automatic failover), their weights win: the failback keeps
+probing, and once the provider is healthy it returns the breakers it forced open to automatic
+and ends `superseded`, saying who changed the weights and that it left them as they are. What
+the watch forced, the watch clears: a superseded failover never leaves a breaker forced.
 
 The healthy clock and the step live in the row's details, so a new leader carries on.
 """
@@ -97,8 +100,11 @@ def step(
             return None
         env, provider, d = remedy.environment, remedy.target, dict(remedy.details)
         policy = config.remediation.policy(env).failback
-        if not _same(current_weights(conn, config, env), d.get("last_weights", {})):
-            return _finish(conn, remedy, "superseded", d, now, "an operator changed the weights")
+        weights_now = current_weights(conn, config, env)
+        if d.get("superseded_by") is None and not _same(weights_now, d.get("last_weights", {})):
+            d["superseded_by"] = _last_weight_change(conn, env, weights_now)
+        if d.get("superseded_by") is not None and remedy.state != "active":
+            return _hand_over(conn, remedy, d, now)
         firing = failing_providers(load_states(conn, active_only=True), config, env).get(provider)
         if probe is not None:
             d["last_probe"] = probe[1]
@@ -112,6 +118,8 @@ def step(
                 d["healthy_since"] = now
             since = d.get("healthy_since")
             if since is not None and now - since >= policy.healthy_for:
+                if d.get("superseded_by") is not None:
+                    return _hand_over(conn, remedy, d, now)
                 return _apply_step(conn, config, remedy, d, 0, now)
             store.update(conn, remedy.id, state=remedy.state, now=now, step=remedy.step, details=d)
             return None
@@ -129,6 +137,45 @@ def step(
         if index >= len(policy.steps):
             return _finish(conn, remedy, "restored", d, now, None)
         return _apply_step(conn, config, remedy, d, index, now)
+
+
+def _last_weight_change(conn: Connection, env: str, weights: dict[str, float]) -> dict[str, Any]:
+    """Who set the weights in force, and when (the newest `traffic_history` line)."""
+    row = conn.one(
+        "SELECT actor, ts, reason FROM traffic_history WHERE environment = :env "
+        "ORDER BY id DESC LIMIT 1",
+        {"env": env},
+    )
+    return {
+        "actor": row["actor"] if row else "unknown",
+        "at": float(row["ts"]) if row else None,
+        "reason": row["reason"] if row else None,
+        "weights": weights,
+    }
+
+
+def _hand_over(
+    conn: Connection, remedy: store.Remedy, d: dict[str, Any], now: float
+) -> ActionReport:
+    """Someone else set the weights: return the breakers this failover forced open to
+    automatic, leave the weights alone, and say exactly that."""
+    from quality_gates.gateway.failover import describe_weights
+    from quality_gates.watch.remediation import ACTOR
+
+    env, provider = remedy.environment, remedy.target
+    by = d["superseded_by"]
+    who = "another automatic failover" if by.get("actor") == ACTOR else str(by.get("actor"))
+    released = list(d.get("breakers", []))
+    _breakers(conn, env, released, None)
+    why = (
+        f"{who} changed the weights (to {describe_weights(by.get('weights', {}))}), so the "
+        f"watch left them as they are; {provider} "
+        + ("is healthy again" if remedy.state == "active" else "was failing back")
+        + (f" and its breakers ({', '.join(released)}) are automatic again" if released else "")
+        + f"; its weight comes back with `quality-gates failback --provider {provider}` or "
+        "`config set --traffic-distribution`"
+    )
+    return _finish(conn, remedy, "superseded", d, now, why)
 
 
 def _error_rate(conn: Connection, environment: str, provider: str, since: float) -> float | None:

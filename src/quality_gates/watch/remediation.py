@@ -298,7 +298,22 @@ def _plan_failover(
         r.target
         for r in store.find(conn, environment=env, action="failover", states=store.ACTIVE_FAILOVER)
     }
-    healthy = [p for p in providers if p != provider and p not in down and p not in out_of_route]
+    from quality_gates.gateway.runtime import forced_breakers
+
+    forced = forced_breakers(runtime, now)
+    forced_open = {
+        d.provider
+        for d in chain
+        if forced.get(d.id, ("", None))[0] == "open"
+        and all(
+            forced.get(o.id, ("", None))[0] == "open" for o in chain if o.provider == d.provider
+        )
+    }  # a provider whose every deployment here is forced open cannot take traffic
+    healthy = [
+        p
+        for p in providers
+        if p != provider and p not in down and p not in out_of_route and p not in forced_open
+    ]
     if not healthy:
         return decision.refuse(
             "no_healthy_provider",
