@@ -51,3 +51,47 @@ def test_get_and_flatten_read_effective_values() -> None:
     data = {"providers": [{"name": "a", "port": 1}], "x": {"y": 2}}
     assert get_value(data, "providers.a.port") == 1
     assert dict(flatten(data)) == {"providers.a.name": "a", "providers.a.port": 1, "x.y": 2}
+
+
+ROUTING_COMMENT = "# weighted | priority | latency (fastest healthy P95)"
+
+
+def _changed_lines(before: str, after: str) -> list[str]:
+    import difflib
+
+    return [
+        line
+        for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("environments.production.routing", "latency", [
+            f"-    routing: weighted            {ROUTING_COMMENT}",
+            f"+    routing: latency            {ROUTING_COMMENT}",
+        ]),
+        ("providers.google.profile", "degraded", None),
+        ("models.claude-3-haiku.price.input_per_1k", "0.001", None),
+        ("gates.alpha", "0.01", None),
+        ("gateway.cache.serve", "always", None),
+        ("environments.staging.thresholds.error_rate", "3%", None),
+    ],
+)  # fmt: skip
+def test_set_changes_only_the_lines_it_edits(
+    config_file: Path, key: str, value: str, expected: list[str] | None
+) -> None:
+    """Byte-identical elsewhere: the README tour's edit used to re-indent ~100 lines."""
+    before = config_file.read_text()
+    set_value(config_file, key, value)
+    after = config_file.read_text()
+    changed = _changed_lines(before, after)
+    removed = [c for c in changed if c.startswith("-")]
+    added = [c for c in changed if c.startswith("+")]
+    assert len(removed) <= 1, changed
+    assert len(added) == 1, changed
+    if expected is not None:
+        assert changed == expected
+    assert before.count("\n") - len(removed) + len(added) == after.count("\n")

@@ -76,6 +76,7 @@ def test_fix_repairs_secret_previous_stable_and_migration_and_a_second_run_is_cl
         assert first["migrations"]["status"] == "FAIL"
         assert first["secrets"]["status"] == "FAIL"
         assert first["rollback-readiness"]["status"] == "FAIL"
+        config_before = ws.config_path.read_text()
         fixed = qg(*args, "--fix")
         assert fixed.code == 0, fixed.out + fixed.err
         report = {r["check"]: r for r in json.loads(fixed.out)["results"]}
@@ -95,3 +96,11 @@ def test_fix_repairs_secret_previous_stable_and_migration_and_a_second_run_is_cl
     for output in (before, fixed, again):
         assert PASSWORD not in output.out + output.err
     assert "${QG_NOTIFICATIONS_OPS_ALERTS_URL}" in ws.config_path.read_text()
+    # The fix changed the secret's line and nothing else (byte-identical elsewhere).
+    old_lines = config_before.splitlines(keepends=True)
+    new_lines = ws.config_path.read_text().splitlines(keepends=True)
+    assert len(old_lines) == len(new_lines)
+    changed = [(a, b) for a, b in zip(old_lines, new_lines, strict=True) if a != b]
+    assert len(changed) == 1
+    assert PASSWORD in changed[0][0]
+    assert "${QG_NOTIFICATIONS_OPS_ALERTS_URL}" in changed[0][1]

@@ -115,25 +115,34 @@ def set_value(path: Path, key: str, value_text: str) -> tuple[Any, Any, LoadedCo
     document = yaml.load(original)
     parts = split_key(key)
     parent = document
-    for part in parts[:-1]:
+    # Where the text changes: (mapping or list as loaded, key or index, value to put there).
+    anchor: tuple[Any, Any, Any] | None = None
+    new_value = _parse_scalar(value_text)
+    for depth, part in enumerate(parts[:-1]):
         if isinstance(parent, dict) and part not in parent:
+            if anchor is None:
+                nested: Any = new_value
+                for inner in reversed(parts[depth + 1 :]):
+                    nested = {inner: nested}
+                anchor = (parent, part, nested)
             parent[part] = {}
         parent, _ = _child(parent, part, key)
     last = parts[-1]
-    new_value = _parse_scalar(value_text)
     if isinstance(parent, list):
         _, position = _child(parent, last, key)
         index = int(position)
         old_value = parent[index]
+        anchor = anchor or (parent, index, new_value)
         parent[index] = new_value
     elif isinstance(parent, dict):
         old_value = parent.get(last)
+        anchor = anchor or (parent, last, new_value)
         parent[last] = new_value
     else:
         raise UsageError(f"{key}: the parent is a value, not a section")
     buffer = io.StringIO()
     yaml.dump(document, buffer)
-    text = buffer.getvalue()
+    text = _in_place(original, anchor, buffer.getvalue())
     try:
         loaded = parse_config_text(text, str(path))
     except ConfigError as exc:
@@ -147,6 +156,53 @@ def set_value(path: Path, key: str, value_text: str) -> tuple[Any, Any, LoadedCo
     write_atomically(path, text)
     loaded.path = path.resolve()
     return old_value, new_value, loaded
+
+
+def _in_place(original: str, anchor: tuple[Any, Any, Any], dumped: str) -> str:
+    """The edit made in `original` itself, changing only the lines it must, when the result
+    reads the same as ruamel's full rewrite (`dumped`); else the full rewrite."""
+    from ruamel.yaml import YAML
+
+    from quality_gates.config._surgery import insert_key, replace_value
+
+    # Positions come from a fresh load of the original (the document above is edited).
+    parent, key, value = anchor
+    node = _same_node(YAML().load(original), parent)
+    if node is None:
+        return dumped
+    edited = (
+        replace_value(original, node, key, value)
+        if (isinstance(node, list) or key in node)
+        else insert_key(original, node, str(key), value)
+    )
+    if edited is None:
+        return dumped
+    safe = YAML(typ="safe")
+    if safe.load(edited) != safe.load(dumped):
+        return dumped
+    return edited
+
+
+def _same_node(fresh: Any, target: Any) -> Any:
+    """The node of `fresh` that sits where `target` (a node of an edited copy) sits."""
+    try:
+        where = (target.lc.line, target.lc.col)
+    except AttributeError:
+        return None
+
+    def walk(node: Any) -> Any:
+        if not isinstance(node, (dict, list)):
+            return None
+        lc = getattr(node, "lc", None)
+        if lc is not None and (lc.line, lc.col) == where and type(node) is type(target):
+            return node
+        for child in node.values() if isinstance(node, dict) else node:
+            found = walk(child)
+            if found is not None:
+                return found
+        return None
+
+    return walk(fresh)
 
 
 def write_atomically(path: Path, text: str) -> None:

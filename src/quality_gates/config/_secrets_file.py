@@ -92,7 +92,8 @@ def move_secrets(config_path: Path) -> list[PlainSecret]:
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 100
-    document = yaml.load(config_path.read_text(encoding="utf-8"))
+    original = config_path.read_text(encoding="utf-8")
+    document = yaml.load(original)
     secrets = find_plain_secrets(document)
     if not secrets:
         return []
@@ -121,5 +122,27 @@ def move_secrets(config_path: Path) -> list[PlainSecret]:
     os.chmod(target, 0o600)
     buffer = io.StringIO()
     yaml.dump(document, buffer)
-    write_atomically(config_path, buffer.getvalue())
+    write_atomically(config_path, _edited_in_place(original, document, moved, buffer.getvalue()))
     return moved
+
+
+def _edited_in_place(original: str, document: Any, moved: list[PlainSecret], dumped: str) -> str:
+    """The secrets replaced by their references in the original text, line by line (every
+    other byte kept), when that reads the same as the full rewrite; else the rewrite."""
+    from ruamel.yaml import YAML
+
+    from quality_gates.config._surgery import replace_value
+
+    text = original
+    for secret in moved:
+        fresh = YAML().load(text)
+        parent = fresh
+        target = document
+        for part in secret.path[:-1]:
+            parent, target = parent[part], target[part]
+        edited = replace_value(text, parent, secret.path[-1], target[secret.path[-1]])
+        if edited is None:
+            return dumped
+        text = edited
+    safe = YAML(typ="safe")
+    return text if safe.load(text) == safe.load(dumped) else dumped
