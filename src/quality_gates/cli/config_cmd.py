@@ -115,6 +115,7 @@ def set_(
 
     state = _context.state(ctx)
     path = state.config_file()[0]
+    before = _loaded_or_none(state)
     old, new, loaded = set_value(path, key, value)
     state.replace_config(loaded)
     conn = state.conn()
@@ -126,10 +127,31 @@ def set_(
             target=f"{path}:{key}",
             details={"old": _redact(old), "new": _redact(new)},
         )
+    from quality_gates.gateway._reload import needs_restart
+    from quality_gates.gateway.config_pickup import wait_for_pickup
+
+    pickup = wait_for_pickup(conn, loaded.digest)
+    later = needs_restart(before.config, loaded.config) if before is not None else []
     if _context.wants_json(ctx, json_output):
-        emit_json({"key": key, "old": _redact(old), "new": _redact(new), "file": str(path)})
+        emit_json(
+            {
+                "key": key,
+                "old": _redact(old),
+                "new": _redact(new),
+                "file": str(path),
+                "running_gateways": pickup.to_json(),
+                "needs_restart": later,
+            }
+        )
         return
     console().print(f"{key}: {_redact(old)!r} -> {_redact(new)!r} in {path}", markup=False)
+    console().print(f"  {pickup.line()}", markup=False)
+    if later and pickup.gateways:
+        console().print(
+            f"  {', '.join(later)} changed: read only at start, so it applies when the "
+            "gateways restart",
+            markup=False,
+        )
 
 
 @config.command("validate")
@@ -163,3 +185,13 @@ def validate(ctx: click.Context, json_output: bool) -> None:
         f"{summary['models']} models, environments {', '.join(summary['environments'])}, "
         f"{summary['alert_rules']} alert rules)"
     )
+
+
+def _loaded_or_none(state: Any) -> Any:
+    """The config as it was before the edit (None when it does not load)."""
+    from quality_gates.errors import ConfigError
+
+    try:
+        return state.loaded()
+    except ConfigError:
+        return None

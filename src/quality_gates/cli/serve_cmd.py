@@ -159,6 +159,7 @@ def serve(
             store_url.raw,
             watch,
             server,
+            loaded.digest,
         )
     finally:
         if admin:
@@ -213,6 +214,7 @@ def _run(
     store_raw: str,
     watch: bool,
     server: str,
+    config_digest: str | None = None,
 ) -> None:
     import os
 
@@ -270,6 +272,8 @@ def _run(
                 environment=env,
                 redis_url=redis_url,
                 listen=listen,
+                config_path=Path(config_path).resolve(),
+                config_digest=config_digest,
             )
             app = build(
                 settings,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from quality_gates.cli import _context
@@ -85,7 +87,54 @@ def watch(
             loop.add_signal_handler(sig, stop.set)
         if limit is not None:
             loop.call_later(limit, stop.set)
-        await service.run(stop)
+        await _run_following_the_file(service, stop)
+
+    async def _run_following_the_file(current: WatchService, stop: asyncio.Event) -> None:
+        """Run the evaluator; when the config file changes (and validates), finish the cycle
+        and go on with a new evaluator on the new config (an invalid file is refused in the
+        log and the running config kept)."""
+        import logging
+
+        from quality_gates.gateway._reload import ConfigReloader
+
+        path = state.config_file()[0].resolve()
+        pending: list[Any] = []
+        while True:
+            cycle_stop = asyncio.Event()
+
+            async def forward(event: asyncio.Event = cycle_stop) -> None:
+                await stop.wait()
+                event.set()
+
+            relay = asyncio.create_task(forward())
+
+            def take(loaded: Any, event: asyncio.Event = cycle_stop) -> None:
+                pending.append(loaded)
+                event.set()
+
+            reloader = ConfigReloader(path, state.loaded().digest if not pending else None, take)
+            await reloader.start()
+            try:
+                await current.run(cycle_stop)
+            finally:
+                await reloader.close()
+                relay.cancel()
+            if stop.is_set() or not pending:
+                return
+            loaded = pending.pop()
+            pending.clear()
+            logging.getLogger("quality_gates.watch").warning(
+                "config reloaded: the evaluator restarts on the new file"
+            )
+            configure_logging(loaded.config.observability.logging)
+            current = WatchService(
+                database,
+                loaded.config,
+                interval=every,
+                on_cycle=reports.append,
+                config_dir=path.parent,
+                config_path=path,
+            )
 
     asyncio.run(main())
     from quality_gates.watch.status import watch_status

@@ -16,12 +16,13 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from quality_gates.config import Model, Provider, QualityGatesConfig
+from quality_gates.config import LoadedConfig, Model, Provider, QualityGatesConfig
 from quality_gates.errors import QualityGatesError, StoreError
 from quality_gates.gateway._breaker import BreakerBoard
 from quality_gates.gateway._cache import MemoryCache, RedisCache, ResponseCache
@@ -53,6 +54,7 @@ from quality_gates.gateway._limits import (
     RetryBudget,
 )
 from quality_gates.gateway._metrics import GatewayMetrics, GatewayState
+from quality_gates.gateway._reload import ConfigReloader, reload_summary
 from quality_gates.gateway._routing import RouteTable
 from quality_gates.gateway._shared import SharedBreakers
 from quality_gates.gateway._sink import ProcessSink
@@ -95,6 +97,8 @@ class AppSettings:
     environment: str
     redis_url: str | None = None
     listen: str = ""
+    config_path: Path | None = None  # watched and reloaded live when given
+    config_digest: str | None = None  # of the file `config` was loaded from
 
     @classmethod
     def with_redis_from_env(cls, **kwargs: Any) -> AppSettings:
@@ -127,6 +131,9 @@ class GatewayApp:
     feedback_writer: Any = None
     factory: ProviderFactory = default_provider_factory
     started_at: float = field(default_factory=time.time)
+    reloader: ConfigReloader | None = None
+    last_snapshot: ControlSnapshot | None = None
+    config_listeners: list[Callable[[QualityGatesConfig], None]] = field(default_factory=list)
 
     def auth_required(self) -> bool:
         """Whether requests need a key: always, never, or (auto) once any key was created
@@ -138,8 +145,27 @@ class GatewayApp:
         """Replace the active keys (hash -> key) and the count of keys ever created."""
         self.keys, self.keys_ever = keys, ever
 
+    def reload_config(self, loaded: LoadedConfig) -> None:
+        """Put a new valid config in force: what the request path reads per request applies
+        now (routes, chains, strategy, weights, thresholds, cache serving, retries,
+        deadlines); the log line names what waits for a restart."""
+        old = self.settings.config
+        self.settings.config = loaded.config
+        gateway = loaded.config.gateway
+        self.services.settings = gateway
+        self.services.dispatcher.settings = gateway
+        if self.last_snapshot is not None:
+            self.apply(self.last_snapshot)
+        log.warning(reload_summary(old, loaded.config))
+        for listener in list(self.config_listeners):
+            try:
+                listener(loaded.config)
+            except Exception:
+                log.exception("a part of the gateway failed to take the new config")
+
     def apply(self, snapshot: ControlSnapshot) -> None:
         """Swap in routes and runtime settings from the store."""
+        self.last_snapshot = snapshot
         s = self.services
         gw = self.settings.config.gateway
         s.table = RouteTable(
@@ -386,6 +412,10 @@ def _background(state: GatewayApp, extra: Sequence[ServiceFactory]) -> list[Back
     services.append(_Task(lambda: None, state.feedback_writer.close))
     if state.shared is not None:
         services.append(_Task(state.shared.start, state.shared.close))
+    path = state.settings.config_path
+    if path is not None:
+        state.reloader = ConfigReloader(path, state.settings.config_digest, state.reload_config)
+        services.append(state.reloader)
     services.extend(factory(state) for factory in extra)
     return services
 
@@ -507,6 +537,8 @@ def settings_from_env() -> AppSettings:
         store_url=StoreURL.parse(os.environ[SETTINGS_ENV["store"]], base_dir=loaded.directory),
         environment=os.environ[SETTINGS_ENV["environment"]],
         listen=os.environ[SETTINGS_ENV["listen"]],
+        config_path=loaded.path,
+        config_digest=loaded.digest,
     )
 
 

@@ -188,8 +188,11 @@ async def feedback(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """GET /healthz: the process is up."""
-    return JSONResponse({"status": "ok"})
+    """GET /healthz: the process is up, and the config in force (digest, when loaded, and the
+    problems of a newer file it refused)."""
+    from quality_gates.gateway._reload import describe
+
+    return JSONResponse({"status": "ok", **describe(request.app.state.gateway)})
 
 
 def readiness(state: GatewayApp) -> tuple[bool, dict[str, Any]]:

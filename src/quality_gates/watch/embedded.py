@@ -41,6 +41,7 @@ class EmbeddedWatch:
         self.service: WatchService | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._restarts: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Begin evaluating in the background."""
@@ -58,6 +59,17 @@ class EmbeddedWatch:
         self._stop.set()
         if self._task is not None:
             await self._task
+
+    def take_config(self, config: QualityGatesConfig) -> None:
+        """The config file changed (and validated): restart the evaluator on it, after its
+        current cycle, so new rules, channels and remediation policies apply."""
+        self._restarts.append(asyncio.get_running_loop().create_task(self._restart(config)))
+
+    async def _restart(self, config: QualityGatesConfig) -> None:
+        await self.close()
+        self.config = config
+        self._stop = asyncio.Event()
+        await self.start()
 
 
 class EmbeddedSampler:
@@ -89,10 +101,15 @@ def watch_background(
     state: Any, config_dir: Path | None = None, config_path: Path | None = None
 ) -> EmbeddedWatch:
     """A background service for the gateway app (`create_app(services=[watch_background])`);
-    with `config_path` the evaluator also runs the routine checks."""
-    return EmbeddedWatch(
+    with `config_path` the evaluator also runs the routine checks. It restarts on the new
+    config when the gateway reloads the file."""
+    watch = EmbeddedWatch(
         state.database, state.settings.config, config_dir=config_dir, config_path=config_path
     )
+    listeners = getattr(state, "config_listeners", None)
+    if listeners is not None:
+        listeners.append(watch.take_config)
+    return watch
 
 
 def sampling_background(state: Any) -> EmbeddedSampler:
