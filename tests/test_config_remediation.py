@@ -19,7 +19,8 @@ def test_defaults_are_on_and_an_environment_override_lays_over_them() -> None:
     production = config.remediation.policy("production")
     assert production.enabled
     assert not production.dry_run
-    assert "quality-score-decrease-info" in production.rollback.triggers
+    assert "quality-score-drop-critical" in production.rollback.triggers
+    assert "quality-score-decrease-info" not in production.rollback.triggers  # info never acts
     staging = config.remediation.policy("staging")
     assert staging.dry_run
     assert staging.failback.healthy_for == 60.0

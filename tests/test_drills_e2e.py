@@ -56,7 +56,7 @@ def test_quality_regression_rolls_back_then_the_aliases_are_restored(
 ) -> None:
     monkeypatch.setenv("QG_MAX_DURATION", "8s")
     before = aliases(ws, "staging")
-    result = drill(ws, "quality-regression", duration=4.0)
+    result = drill(ws, "quality-regression", duration=7.0)  # a significant drop needs samples
     show(result)
     assert result.figures["rollback_s"] is not None, result.details
     assert result.figures["alert_firing_s"] is not None

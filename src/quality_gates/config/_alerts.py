@@ -40,6 +40,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "resource_utilization": ("ratio", "highest of CPU, memory, in-flight and queue use"),
 }
 GROUP_LABELS = ("environment", "alias", "model_id", "provider")
+# Efficiency, not health: a rule on these notifies but opens no incident unless it says so.
+EFFICIENCY_METRICS = frozenset({"cache_hit_rate", "cost_per_minute", "cost_increase"})
+# The smallest baseline a relative rule compares against: under it, a rise or drop is noise
+# (62,703,594% of a near-zero spend). Units: usd per minute; a quality score.
+BASELINE_FLOORS = {"cost_increase": 0.01, "quality_score_decrease": 0.05}
 PER_PROVIDER_METRICS = frozenset(
     {"provider_availability", "rate_limited_rate", "server_error_rate", "quota_utilization"}
 )
@@ -86,6 +91,17 @@ class AlertRule(StrictModel):
     incident_severity: Literal["P0", "P1", "P2", "P3"] | None = Field(
         None, description="override the severity table's classification of this rule's incidents"
     )
+    incident: bool | None = Field(
+        None,
+        description="open an incident when it fires (default: critical and warning rules "
+        "on health metrics; info and efficiency rules only notify)",
+    )
+    baseline_floor: float | None = Field(
+        None,
+        ge=0,
+        description="*_increase / *_decrease: no verdict when the baseline is under this "
+        "(default: 0.01 usd/min for cost, 0.05 for quality scores)",
+    )
 
     @model_validator(mode="after")
     def _normalise(self) -> AlertRule:
@@ -114,6 +130,20 @@ class AlertRule(StrictModel):
             per_provider = self.metric in PER_PROVIDER_METRICS
             self.group_by = ["environment", "provider"] if per_provider else ["environment"]
         return self
+
+    @property
+    def opens_incident(self) -> bool:
+        """Whether firing opens (or joins) an incident, rather than only notifying."""
+        if self.incident is not None:
+            return self.incident
+        return self.severity != "info" and self.metric not in EFFICIENCY_METRICS
+
+    @property
+    def floor(self) -> float:
+        """The baseline floor in force for relative metrics (0 for the others)."""
+        if self.baseline_floor is not None:
+            return self.baseline_floor
+        return BASELINE_FLOORS.get(str(self.metric), 0.0)
 
     @property
     def threshold_value(self) -> float:
@@ -202,6 +232,17 @@ def _runbook_rules() -> list[AlertRule]:
             "quality-score-decrease-info",
             "quality_score_decrease > 5%",
             "info",
+            "quality",
+            window=900,
+            group_by=["environment", "model_id"],
+            min_requests=10,
+        ),
+        # The quality rollback trigger: a drop that is large and significant (one-sided
+        # Welch test on the sampled scores), not a dip in a handful of probes.
+        rule(
+            "quality-score-drop-critical",
+            "quality_score_decrease > 5%",
+            "critical",
             "quality",
             window=900,
             group_by=["environment", "model_id"],

@@ -9,7 +9,7 @@ sampled share of live answers give the quality signal that quality triggers need
     remediation:
       dry_run: false                 # true: log and record what would be done, change nothing
       cooldown: 10m
-      rollback: {triggers: [error-rate-critical, p95-latency-critical, quality-score-decrease-info]}
+      rollback: {triggers: [error-rate-critical, p95-latency-critical, quality-score-drop-critical]}
       failover: {triggers: [provider-availability-critical, ...]}
       failback: {healthy_for: 5m, steps: [25%, 50%, 100%], step_interval: 1m}
       environments:
@@ -25,7 +25,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from quality_gates.config._base import Duration, LatencyMs, Ratio, StrictModel
 
-ROLLBACK_TRIGGERS = ["error-rate-critical", "p95-latency-critical", "quality-score-decrease-info"]
+ROLLBACK_TRIGGERS = ["error-rate-critical", "p95-latency-critical", "quality-score-drop-critical"]
 FAILOVER_TRIGGERS = [
     "provider-availability-critical",
     "provider-server-errors-critical",

@@ -267,6 +267,7 @@ def _trigger_findings(config: QualityGatesConfig) -> list[Finding]:
             triggers = (override.get(action) or {}).get("triggers")
             if isinstance(triggers, list):
                 written.append((("remediation", "environments", env, action, "triggers"), triggers))
+    by_name = {r.name: r for r in config.alerts.rules}
     findings = []
     for path, names in written:
         for index, name in enumerate(names):
@@ -276,6 +277,15 @@ def _trigger_findings(config: QualityGatesConfig) -> list[Finding]:
                         (*path, index),
                         f"no alert rule is called {name!r}, so it triggers nothing"
                         f"{did_you_mean(name, rules)}",
+                        "warning",
+                    )
+                )
+            elif by_name[name].severity == "info" or not by_name[name].opens_incident:
+                findings.append(
+                    Finding(
+                        (*path, index),
+                        f"{name!r} only notifies (info, or an efficiency rule without "
+                        "`incident: true`), so it never triggers remediation",
                         "warning",
                     )
                 )

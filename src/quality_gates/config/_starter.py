@@ -119,7 +119,9 @@ environments:
       - {{primary: claude-3-5-haiku, secondary: llama-3-1-70b}}
 
 # Alert rules: the runbook's set. `for` is how long a rule must hold before it fires;
-# `keep_firing_for` how long it keeps firing after it stops holding.
+# `keep_firing_for` how long it keeps firing after it stops holding. Critical and warning
+# rules on health open incidents; info rules and efficiency rules (cache hit rate, cost)
+# only notify (`incident: true` changes that). No rule judges fewer than its min_requests.
 alerts:
   evaluation_interval: 5s
   rules:
@@ -135,6 +137,10 @@ alerts:
        type: performance, window: 15m, min_requests: 100}}
     - {{name: quality-score-decrease-info, expr: "quality_score_decrease > 5%", severity: info,
        type: quality, window: 15m, group_by: [environment, model_id], min_requests: 10}}
+    # The quality rollback trigger: a large drop that the sampled scores show significantly.
+    - {{name: quality-score-drop-critical, expr: "quality_score_decrease > 5%",
+       severity: critical, type: quality, window: 15m, group_by: [environment, model_id],
+       min_requests: 10}}
     - {{name: cost-increase-info, expr: "cost_increase > 20%", severity: info, type: cost,
        window: 15m}}
     # The failover triggers: a provider answering 5xx or 429, or slow for five minutes.
@@ -155,7 +161,7 @@ alerts:
 remediation:
   dry_run: false
   cooldown: 10m
-  rollback: {{triggers: [error-rate-critical, p95-latency-critical, quality-score-decrease-info]}}
+  rollback: {{triggers: [error-rate-critical, p95-latency-critical, quality-score-drop-critical]}}
   failover: {{triggers: [provider-availability-critical, provider-server-errors-critical,
                         provider-rate-limited-critical, provider-p95-latency-critical]}}
   failback: {{healthy_for: 5m, steps: [25%, 50%, 100%], step_interval: 1m}}

@@ -73,6 +73,8 @@ def rule_specs(config: QualityGatesConfig) -> list[RuleSpec]:
                 incident_severity=rule.incident_severity,
                 summary=rule.summary,
                 labels=dict(rule.labels),
+                opens_incident=rule.opens_incident,
+                baseline_floor=rule.floor,
             )
         )
     for slo in config.alerts.slos:
@@ -205,6 +207,7 @@ def evaluate(
                 spec.group_by,
                 min_requests=spec.min_requests,
                 baseline=spec.baseline_window,
+                floor=spec.baseline_floor,
             )
         for sample in samples:
             observed.append((spec, {**spec.labels, **dict(sample.labels)}, sample.value))

@@ -132,9 +132,14 @@ def sync_alerts(
     for state in states.values():
         if state.notifiable and state.incident_id is not None and state.incident_id not in open_ids:
             state.incident_id = None
+    _notify_only(conn, config, specs, transitions, now)
     if config.incidents.auto_open:
         ordered = sorted(
-            (s for s in states.values() if s.notifiable and s.incident_id is None),
+            (
+                s
+                for s in states.values()
+                if s.notifiable and s.incident_id is None and _opens_incident(specs, s.rule)
+            ),
             key=lambda s: (SEVERITY_RANK.get(s.severity, 9), s.fired_at or now),
         )
         for alert in ordered:
@@ -143,6 +148,69 @@ def sync_alerts(
             save_state(conn, alert)
     for row in incidents.list_incidents(conn, state="open", limit=1000):
         _refresh(conn, config, specs, row, states, firing, now, touched)
+
+
+def _opens_incident(specs: Mapping[str, RuleSpec], rule: str) -> bool:
+    spec = specs.get(rule)
+    return spec is None or spec.opens_incident
+
+
+# How a notify-only alert is routed: by its severity, as the lowest incident of that kind.
+NOTIFY_ONLY_LEVEL = {"critical": "P1", "warning": "P2", "info": "P3"}
+
+
+def _notify_only(
+    conn: Connection,
+    config: QualityGatesConfig,
+    specs: Mapping[str, RuleSpec],
+    transitions: list[Transition],
+    now: float,
+) -> None:
+    """Rules that open no incident (info, efficiency) notify their routed channels when they
+    fire and when they resolve: Slack and webhooks only (nobody is paged for them)."""
+    from quality_gates.watch._outbox import Message, enqueue
+
+    for transition in transitions:
+        alert = transition.alert
+        if _opens_incident(specs, alert.rule) or alert.muted:
+            continue
+        if transition.to_state == FIRING:
+            event = "firing"
+        elif transition.from_state == FIRING:
+            event = "resolved"
+        else:
+            continue
+        level = NOTIFY_ONLY_LEVEL.get(alert.severity, "P3")
+        for name in route_channels(config, alert.type, level):
+            channel = config.notifications.channel(name)
+            if channel is None or channel.type == "pagerduty":
+                continue
+            text = (
+                f"[{alert.severity}] {alert.summary} in {alert.environment}: {event} "
+                "(notify-only rule: no incident opened)"
+            )
+            payload = (
+                {"text": text}
+                if channel.type == "slack"
+                else {
+                    "kind": "alert",
+                    "event": event,
+                    "rule": alert.rule,
+                    "severity": alert.severity,
+                    "environment": alert.environment,
+                    "labels": alert.labels,
+                    "value": alert.value,
+                    "summary": alert.summary,
+                    "incident": None,
+                }
+            )
+            key = f"alert-{alert.fingerprint}:{alert.fired_at or now:.3f}:{event}:{name}"
+            enqueue(
+                conn,
+                Message(key, name, channel.type, event, payload, None, alert.fingerprint),
+                channel,
+                now,
+            )
 
 
 def _attach(

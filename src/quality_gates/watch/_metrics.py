@@ -108,8 +108,11 @@ class MetricEngine:
         *,
         min_requests: float = 0.0,
         baseline: float = 86400.0,
+        floor: float = 0.0,
     ) -> list[Sample]:
-        """The metric for every group seen in the window; value None below `min_requests`."""
+        """The metric for every group seen in the window; value None below `min_requests`
+        (relative metrics: also when the baseline is under `floor`, or the change is not
+        significant)."""
         labels = list(group_by)
         compute = _SIMPLE.get(metric)
         if compute is not None:
@@ -123,11 +126,13 @@ class MetricEngine:
                 out.append(Sample(key, value if enough else None, volume))
             return out
         special: dict[str, Callable[[], list[Sample]]] = {
-            "cost_increase": lambda: self._cost_increase(seconds, labels, baseline, min_requests),
+            "cost_increase": lambda: self._cost_increase(
+                seconds, labels, baseline, min_requests, floor
+            ),
             "unusual_traffic_pattern": lambda: self._traffic_z(seconds, labels, baseline),
             "quality_score": lambda: self._quality(seconds, labels, min_requests),
             "quality_score_decrease": lambda: self._quality_decrease(
-                seconds, labels, baseline, min_requests
+                seconds, labels, baseline, min_requests, floor
             ),
             "toxicity_rate": lambda: self._flag_rate("toxicity", seconds, labels, min_requests),
             "pii_rate": lambda: self._flag_rate("pii", seconds, labels, min_requests),
@@ -146,8 +151,15 @@ class MetricEngine:
     # --- metrics with a baseline -------------------------------------------------------
 
     def _cost_increase(
-        self, seconds: float, labels: list[str], baseline: float, min_requests: float
+        self,
+        seconds: float,
+        labels: list[str],
+        baseline: float,
+        min_requests: float,
+        floor: float = 0.0,
     ) -> list[Sample]:
+        """Relative rise of spend per minute; no verdict when the baseline spend per minute
+        is under `floor` or the baseline saw fewer than `min_requests` requests."""
         current = group(self.window(seconds).requests, labels)
         before = group(self.window(baseline, offset=seconds).requests, labels)
         out = []
@@ -155,7 +167,12 @@ class MetricEngine:
             base = before.get(key)
             rate = agg.cost / seconds
             base_rate = base.cost / baseline if base is not None else 0.0
-            value = (rate - base_rate) / base_rate if base_rate > 0 else None
+            enough_base = base is not None and base.count >= min_requests
+            value = (
+                (rate - base_rate) / base_rate
+                if base_rate > 0 and base_rate * 60.0 >= floor and enough_base
+                else None
+            )
             out.append(Sample(key, value if agg.count >= min_requests else None, agg.count))
         return out
 
@@ -192,24 +209,37 @@ class MetricEngine:
 
     def _quality_means(
         self, start: float, end: float, labels: list[str]
-    ) -> dict[Labels, tuple[float, int]]:
+    ) -> dict[Labels, tuple[float, int, float]]:
+        """Per group: (mean score, samples, sample variance)."""
         excluded = ", ".join(f"'{name}'" for name in QUALITY_EXCLUDED_SCORERS)
         rows = self._score_rows(start, end, f" AND scorer NOT IN ({excluded})", {})
         buckets: dict[Labels, list[float]] = {}
         for row in rows:
             buckets.setdefault(_row_labels(row, labels), []).append(float(row["score"]))  # type: ignore[arg-type]
-        return {k: (statistics.fmean(v), len(v)) for k, v in buckets.items()}
+        return {
+            k: (statistics.fmean(v), len(v), statistics.variance(v) if len(v) > 1 else 0.0)
+            for k, v in buckets.items()
+        }
 
     def _quality(self, seconds: float, labels: list[str], min_requests: float) -> list[Sample]:
         means = self._quality_means(self.now - seconds, self.now, labels)
         return [
             Sample(k, mean if n >= min_requests else None, n)
-            for k, (mean, n) in sorted(means.items())
+            for k, (mean, n, _) in sorted(means.items())
         ]
 
     def _quality_decrease(
-        self, seconds: float, labels: list[str], baseline: float, min_requests: float
+        self,
+        seconds: float,
+        labels: list[str],
+        baseline: float,
+        min_requests: float,
+        floor: float = 0.0,
     ) -> list[Sample]:
+        """Relative drop of the mean sampled score against the baseline, given only when
+        both sides have `min_requests` samples, the baseline is at least `floor`, and a
+        one-sided Welch test says the drop is significant (p < QUALITY_DROP_ALPHA): a dip in
+        a handful of probes is not a drop."""
         current = self._quality_means(self.now - seconds, self.now, labels)
         before = self._quality_means(self.now - seconds - baseline, self.now - seconds, labels)
         # A model without a baseline of its own (just promoted, or rolled back to) is compared
@@ -221,12 +251,19 @@ class MetricEngine:
             else before
         )
         out = []
-        for key, (mean, n) in sorted(current.items()):
+        for key, (mean, n, variance) in sorted(current.items()):
             base = before.get(key)
             if base is None or base[1] < min_requests:
                 base = group_before.get(tuple(p for p in key if p[0] != "model_id"), base)
             value = None
-            if base is not None and base[0] > 0 and n >= min_requests and base[1] >= min_requests:
+            if (
+                base is not None
+                and base[0] > 0
+                and base[0] >= floor
+                and n >= min_requests
+                and base[1] >= min_requests
+                and drop_is_significant(base, (mean, n, variance))
+            ):
                 value = (base[0] - mean) / base[0]
             out.append(Sample(key, value, n))
         return out
@@ -375,3 +412,28 @@ _SIMPLE: dict[str, tuple[str, Callable[[Aggregate, float], tuple[float | None, f
     "rate_limited_rate": ("attempt", _class_rate("rate_limited"), False),
     "server_error_rate": ("attempt", _class_rate("server_error", "overloaded"), False),
 }
+
+
+QUALITY_DROP_ALPHA = 0.05
+
+
+def drop_is_significant(
+    before: tuple[float, int, float],
+    now: tuple[float, int, float],
+    alpha: float = QUALITY_DROP_ALPHA,
+) -> bool:
+    """One-sided Welch t-test that the mean score fell from `before` to `now`, each given as
+    (mean, samples, sample variance)."""
+    import math
+
+    from scipy import stats
+
+    (m0, n0, v0), (m1, n1, v1) = before, now
+    if m1 >= m0 or n0 < 2 or n1 < 2:
+        return False
+    se2 = v0 / n0 + v1 / n1
+    if se2 <= 0:
+        return True  # no spread on either side and a lower mean: every sample says so
+    t = (m0 - m1) / math.sqrt(se2)
+    dof = se2**2 / ((v0 / n0) ** 2 / (n0 - 1) + (v1 / n1) ** 2 / (n1 - 1) or 1e-300)
+    return bool(stats.t.sf(t, dof) < alpha)

@@ -46,6 +46,8 @@ class RuleSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     short_window: float | None = None  # burn-rate rules: the second (short) window
     slo: Mapping[str, Any] | None = None
+    opens_incident: bool = True  # False: firing and resolving only notify
+    baseline_floor: float = 0.0  # relative metrics: no verdict under this baseline
 
     def holds(self, value: float | None) -> bool:
         """True when `value` breaks the threshold; no value never breaks it."""

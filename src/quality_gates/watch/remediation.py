@@ -93,7 +93,8 @@ def _firing_triggers(
 ) -> list[tuple[AlertState, str, RemediationPolicy]]:
     out = []
     for alert in states.values():
-        if not alert.notifiable or alert.incident_id is None:
+        # Info never moves traffic; an alert without an incident (notify-only) neither.
+        if not alert.notifiable or alert.incident_id is None or alert.severity == "info":
             continue
         policy = config.remediation.policy(alert.environment)
         if not policy.enabled:
