@@ -15,20 +15,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from quality_gates.errors import RegistryError, UsageError
-from quality_gates.gates import canary_analysis, runs
+from quality_gates.errors import RegistryError, TooLittleTraffic, UsageError
+from quality_gates.gates import canary_analysis, canary_samples, canary_traffic, runs
+from quality_gates.gates.canary_analysis import FROM_ATTEMPTS
 from quality_gates.gates.verdict import GateVerdict
+from quality_gates.gateway._routing import CANARY_ALIAS, deployment_id
 from quality_gates.registry import Actor, promote, resolve_model
 from quality_gates.store import audit, settings
 from quality_gates.store import gate_runs as store_runs
 from quality_gates.store.db import Connection
-from quality_gates.store.registry import bump_control_version, get_alias
+from quality_gates.store.registry import bump_control_version, control_version, get_alias
 from quality_gates.units import capped_duration
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
 
 SETTING = "canary"
+APPLY_WITHIN_S = 1.0  # running gateways apply a control change within this
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -137,11 +140,12 @@ class CanaryOptions:
     environment: str = "production"
     traffic: float | None = None
     duration_s: float | None = None
-    baseline_ref: str = "current"
+    baseline_ref: str = CANARY_ALIAS
     looks: int | None = None
     actor: str = "unknown"
     promote: bool = True
     parent_id: str | None = None
+    require_sample: bool = False  # refuse to start when the sample plan falls short
 
 
 @dataclass
@@ -155,14 +159,16 @@ class CanaryResult:
 
 
 def _check(m: canary_analysis.MetricResult) -> dict[str, Any]:
-    """One metric of the last look as a report check."""
+    """One metric of the last look as a report check, saying where its values come from."""
+    source = "upstream attempts" if m.metric in FROM_ATTEMPTS else "answers"
     if m.outcome == "nodata":
         return {
             "name": m.metric,
             "verdict": "CONDITIONAL",
             "critical": m.critical,
             "informational": True,
-            "detail": f"no data ({m.n_canary} canary, {m.n_baseline} baseline values)",
+            "detail": f"no data ({m.n_canary} canary, {m.n_baseline} baseline values "
+            f"from {source})",
         }
     verdict = "APPROVE" if m.outcome == "pass" else ("REJECT" if m.critical else "CONDITIONAL")
     return {
@@ -171,8 +177,94 @@ def _check(m: canary_analysis.MetricResult) -> dict[str, Any]:
         "critical": m.critical,
         "detail": f"{m.test}: canary {m.canary:.4g} vs baseline {m.baseline:.4g}, effect "
         f"{m.effect:+.1%} (matters from {m.min_effect:.0%} {m.bad}), p {m.p_value:.2g}, "
-        f"n {m.n_canary}/{m.n_baseline}" + ("" if m.critical else " (not critical)"),
+        f"n {m.n_canary}/{m.n_baseline} from {source}" + ("" if m.critical else " (not critical)"),
     }
+
+
+def _client_note(sides: dict[str, Any]) -> str:
+    """What the clients saw on each side (reported beside the models' own outcome)."""
+    parts = []
+    for name in ("canary", "baseline"):
+        side = sides[name]
+        client = side["client"]
+        rate = client["error_rate"]
+        p50 = client["latency_p50_ms"]
+        parts.append(
+            f"{name} {side['model']}: {side['requests']} routed, {side['cached']} from the cache, "
+            f"{side['judged']} reached the models; the model failed {side['failures']} "
+            f"({_classes(side['failure_classes'])}); clients saw "
+            f"{'-' if rate is None else f'{rate:.1%}'} errors, "
+            f"{client['answered_by_other']} answered by another model, median "
+            f"{'-' if p50 is None else f'{p50:.0f}'} ms"
+        )
+    return "; ".join(parts)
+
+
+def _classes(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def _candidate_reachable(
+    conn: Connection, config: QualityGatesConfig, env: str, model: str
+) -> None:
+    """Refuse a candidate whose deployment is forced open: the canary would send it nothing
+    and judge the failover instead."""
+    spec = config.model(model)
+    if spec is None:
+        return
+    deployment = deployment_id(spec.provider, spec.id)
+    forced = canary_traffic.forced_open(conn, env, deployment)
+    if forced is not None:
+        raise RegistryError(
+            f"the candidate's deployment {deployment} is forced open in {env} "
+            f"{canary_traffic.forced_reason(forced)}; every canary request would skip it",
+            hint="wait until it is failed back (`quality-gates status`), or clear it with "
+            f"`quality-gates breaker --deployment {deployment} --state auto -e {env}`",
+        )
+
+
+def plan(
+    conn: Connection, config: QualityGatesConfig, options: CanaryOptions, now: float
+) -> tuple[str, str, canary_traffic.SamplePlan]:
+    """Check the canary can run and size its sample: (candidate, baseline, sample plan).
+    The baseline is the model of alias `current`, whose traffic the canary shares."""
+    spec = config.gates.canary
+    env = options.environment
+    candidate = resolve_model(conn, env, options.model_ref).model_id
+    baseline = resolve_model(conn, env, options.baseline_ref).model_id
+    if candidate == baseline:
+        raise UsageError(f"the candidate {candidate} is already the baseline in {env}")
+    current = get_alias(conn, env, CANARY_ALIAS)
+    if current is None:
+        raise RegistryError(f"{env} has no {CANARY_ALIAS} alias whose traffic to share")
+    if baseline != current.model_id:
+        raise UsageError(
+            f"--baseline {options.baseline_ref} ({baseline}): the canary takes its share of "
+            f"alias {CANARY_ALIAS} and compares it with the rest of that traffic, which "
+            f"{current.model_id} answers",
+            hint=f"leave --baseline out (it is {CANARY_ALIAS})",
+        )
+    existing = active(conn, env)
+    if existing and existing.get("percent", 0) > 0 and existing.get("model") != candidate:
+        raise RegistryError(
+            f"another canary ({existing['model']} at {existing['percent']:g}%) is active in {env}",
+            hint="finish it, or `canary --rollback` it first",
+        )
+    _candidate_reachable(conn, config, env, candidate)
+    percent = options.traffic if options.traffic is not None else spec.traffic
+    duration = capped_duration(
+        options.duration_s if options.duration_s is not None else spec.duration
+    )
+    sample = canary_traffic.plan_sample(
+        conn,
+        env,
+        alias=CANARY_ALIAS,
+        percent=percent,
+        duration_s=duration,
+        min_requests=spec.min_requests,
+        now=now,
+    )
+    return candidate, baseline, sample
 
 
 async def run_canary(
@@ -183,26 +275,22 @@ async def run_canary(
     sleep: Sleep = asyncio.sleep,
     clock: Callable[[], float] = time.time,
     on_look: Callable[[canary_analysis.Look], None] | None = None,
+    on_plan: Callable[[canary_traffic.SamplePlan], None] | None = None,
 ) -> CanaryResult:
     """Start the canary, analyse it at each look, promote or roll back, and store the run."""
     spec = config.gates.canary
     env = options.environment
-    candidate = resolve_model(conn, env, options.model_ref).model_id
-    baseline = resolve_model(conn, env, options.baseline_ref).model_id
-    if candidate == baseline:
-        raise UsageError(f"the candidate {candidate} is already the baseline in {env}")
-    existing = active(conn, env)
-    if existing and existing.get("percent", 0) > 0 and existing.get("model") != candidate:
-        raise RegistryError(
-            f"another canary ({existing['model']} at {existing['percent']:g}%) is active in {env}",
-            hint="finish it, or `canary --rollback` it first",
+    candidate, baseline, sample = plan(conn, config, options, clock())
+    if on_plan is not None:
+        on_plan(sample)
+    if options.require_sample and not sample.enough:
+        raise TooLittleTraffic(
+            f"canary not started: {sample.describe()}",
+            hint="--force starts it anyway",
         )
-    percent = options.traffic if options.traffic is not None else spec.traffic
-    duration = capped_duration(
-        options.duration_s if options.duration_s is not None else spec.duration
-    )
+    percent, duration = sample.percent, sample.duration_s
     looks = options.looks or spec.looks
-    expected_current = get_alias(conn, env, "current")
+    expected_current = get_alias(conn, env, CANARY_ALIAS)
     inputs = {
         "candidate": candidate,
         "baseline": baseline,
@@ -210,6 +298,7 @@ async def run_canary(
         "duration_s": duration,
         "looks": looks,
         "canary": spec.model_dump(mode="json"),
+        "sample_plan": sample.to_json(),
     }
     run = runs.start(
         conn,
@@ -234,22 +323,42 @@ async def run_canary(
         action="start",
     )
     started = clock()
+    version = control_version(conn, env)
+    # Requests before every gateway applied the share would dilute it: the window opens
+    # once their control poll has seen it.
+    window_start = started + config.gateway.control_poll
     done: list[canary_analysis.Look] = []
+    shares: list[canary_traffic.ShareCheck] = []
     verdict: GateVerdict | None = None
     try:
         for index in range(1, looks + 1):
             await sleep(max(0.0, started + duration * index / looks - clock()))
-            rows = store_runs.request_rows(conn, env, started, clock() + 1, [candidate, baseline])
+            now = clock()
+            rows = store_runs.alias_requests(conn, env, CANARY_ALIAS, window_start, now + 1)
+            canary_side, base_side = canary_samples.split(
+                rows, candidate=candidate, baseline=baseline
+            )
             look = canary_analysis.analyze(
-                rows,
-                canary_model=candidate,
-                baseline_model=baseline,
+                canary_side,
+                base_side,
                 metrics=spec.metrics,
                 alpha=spec.alpha,
                 look=index,
                 looks=looks,
                 min_requests=spec.min_requests,
             )
+            share = canary_traffic.measure_share(
+                conn,
+                env,
+                percent=percent,
+                canary=canary_side.requests,
+                total=canary_side.requests + base_side.requests,
+                version=version,
+                applied_by=started + APPLY_WITHIN_S + 2 * config.gateway.control_poll,
+                now=now,
+            )
+            look.share = share.to_json()
+            shares.append(share)
             done.append(look)
             if on_look is not None:
                 on_look(look)
@@ -259,7 +368,7 @@ async def run_canary(
     except (asyncio.CancelledError, KeyboardInterrupt):
         rollback(conn, env, options.actor, f"canary {run.id} interrupted; share set to 0")
         raise
-    final = done[-1]
+    final, share = done[-1], shares[-1]
     verdict = verdict or final.verdict(final=True) or GateVerdict.CONDITIONAL
     reasons = [
         f"{m.metric}: canary {m.canary:.4g} vs baseline {m.baseline:.4g} "
@@ -267,11 +376,17 @@ async def run_canary(
         for m in final.failures
         if m.canary is not None and m.baseline is not None and m.effect is not None
     ]
+    sides = final.sides
     if not final.enough_data:
         reasons.append(
-            f"too little traffic: {final.metrics[0].n_canary if final.metrics else 0} canary "
-            f"requests, {spec.min_requests} needed per side"
+            f"too little traffic: {sides['canary']['judged']} canary and "
+            f"{sides['baseline']['judged']} baseline requests reached the models, "
+            f"{spec.min_requests} needed per side"
         )
+    if share.off:
+        reasons.append(f"traffic share {share.describe()}")
+        if verdict is GateVerdict.APPROVE:
+            verdict = GateVerdict.CONDITIONAL  # not judged at the weight it was given
     action = "kept at its share"
     if verdict is GateVerdict.APPROVE and options.promote:
         promote(
@@ -285,38 +400,53 @@ async def run_canary(
         clear(conn, env, actor=options.actor, reason=f"{candidate} promoted by canary {run.id}")
         action = f"promoted: {candidate} is now current in {env}"
     elif verdict is not GateVerdict.APPROVE:
-        rollback(
-            conn, env, options.actor, f"canary {run.id}: {verdict.value}: {'; '.join(reasons)}"
+        set_share(
+            conn,
+            env,
+            model=candidate,
+            percent=0.0,
+            baseline=baseline,
+            run_id=run.id,
+            actor=options.actor,
+            reason=f"canary {run.id}: {verdict.value}: {'; '.join(reasons)}",
+            action="rollback",
         )
         action = "rolled back: canary share set to 0"
     summary = {
         "kind": "canary",
         "verdict": verdict.value,
-        "headline": f"{verdict.value}: {candidate} vs {baseline} at {percent:g}% over "
+        "headline": f"{verdict.value}: {candidate} vs {baseline} at {percent:g}% "
+        f"(measured {share.measured if share.measured is not None else 0:.1f}%) over "
         f"{len(done)} look(s); {action}",
         "reasons": reasons,
         "action": action,
         "model": candidate,
         "baseline": baseline,
         "environment": env,
+        "percent": percent,
+        "share": share.to_json(),
+        "sample_plan": sample.to_json(),
+        "sides": sides,
         "looks": [look.to_json() for look in done],
         "early_stop": len(done) < looks,
-        "checks": [_check(m) for m in final.metrics],
+        "checks": [
+            {
+                "name": "traffic_share",
+                "verdict": "CONDITIONAL" if share.off else "APPROVE",
+                "critical": False,
+                "detail": share.describe(),
+            },
+            *(_check(m) for m in final.metrics),
+        ],
+        "notes": [
+            "error_rate, latency_ms and ttft_ms come from the models' own upstream attempts "
+            "(errors before any retry or failover; a request answered by another model is a "
+            "failure); tokens, cost and refusals from the answers each model gave",
+            f"client outcomes: {_client_note(sides)}",
+        ],
         "run_id": run.id,
     }
-    current = store_runs.get_run(conn, run.id)
-    if current is not None and current.status == "running":
-        runs.finish(
-            conn, run, status="completed", verdict=verdict.value, summary=summary, reasons=reasons
-        )
-    else:  # rollback() already closed it as REJECT; keep the full summary
-        with conn.write():
-            store_runs.update_run(
-                conn,
-                run.id,
-                status="completed",
-                verdict=verdict.value,
-                summary=summary,
-                finished_at=clock(),
-            )
+    runs.finish(
+        conn, run, status="completed", verdict=verdict.value, summary=summary, reasons=reasons
+    )
     return CanaryResult(run.id, verdict, summary, done)
