@@ -238,3 +238,151 @@ def test_cache_hits_are_left_out_of_the_comparison() -> None:
     latency = next(m for m in look.metrics if m.metric == "latency_ms")
     assert latency.n_canary == 100
     assert latency.outcome == "fail"
+
+
+def test_errors_behind_failover_are_the_candidates_failures() -> None:
+    # A quarter of the candidate's first calls fail; the gateway fails them over to another
+    # model, so every client gets an answer.
+    data = rows(400, canary=True, model=CANDIDATE, latency=100, error_rate=0.25, seed=10,
+                fallback="llama-3-1-70b") + rows(400, canary=False, model=BASELINE,
+                                                 latency=100, seed=11)  # fmt: skip
+    look = analyze(data, metrics=METRICS, alpha=0.05)
+    errors = next(m for m in look.metrics if m.metric == "error_rate")
+    assert errors.outcome == "fail"
+    assert errors.canary == pytest.approx(0.25, abs=0.06)
+    canary = look.sides["canary"]
+    assert canary["client"]["error_rate"] == 0.0
+    assert canary["client"]["answered_by_other"] == canary["failures"]
+    assert canary["failure_classes"] == {"server_error": canary["failures"]}
+    assert look.verdict(final=False) is GateVerdict.REJECT
+
+
+def test_a_candidate_its_breaker_skipped_failed_those_requests() -> None:
+    skipped = [
+        {**r, "model_id": BASELINE, "attempts": [{**r["attempts"][0], "model_id": BASELINE}]}
+        for r in rows(100, canary=True, model=CANDIDATE, latency=100, seed=12)
+    ]
+    refused = [
+        {**r, "status": "error", "error_class": "circuit_open", "attempts": []}
+        for r in rows(20, canary=True, model=CANDIDATE, latency=100, seed=13)
+    ]
+    data = (
+        rows(100, canary=True, model=CANDIDATE, latency=100, seed=14)
+        + skipped
+        + refused
+        + rows(300, canary=False, model=BASELINE, latency=100, seed=15)
+    )
+    look = analyze(data, metrics=METRICS, alpha=0.05)
+    canary = look.sides["canary"]
+    assert canary["judged"] == 220
+    assert canary["failure_classes"] == {"not_tried": 120}
+    latency = next(m for m in look.metrics if m.metric == "latency_ms")
+    assert latency.n_canary == 100  # only the candidate's own calls
+
+
+def test_refusals_before_any_upstream_call_are_not_judged() -> None:
+    limited = [
+        {**r, "status": "rejected", "error_class": "rate_limited", "attempts": []}
+        for r in rows(50, canary=True, model=CANDIDATE, latency=100, seed=16)
+    ]
+    canary, _ = split(limited + rows(60, canary=True, model=CANDIDATE, latency=100, seed=17),
+                      candidate=CANDIDATE, baseline=BASELINE)  # fmt: skip
+    assert (canary.requests, canary.judged, canary.failures) == (110, 60, 0)
+
+
+def test_the_sample_plan_says_up_front_what_reaches_the_minimum(workspace: Workspace) -> None:
+    import time
+
+    from quality_gates.gates.canary_traffic import plan_sample
+
+    now = time.time()
+    # 10 requests/s reached the models over the last 30 s; 30 more were cache hits.
+    for second in range(30):
+        _insert(workspace, rows(10, canary=False, model=BASELINE, latency=100, seed=second),
+                now - 30 + second)  # fmt: skip
+    cached = [{**r, "cache": "hit"} for r in rows(30, canary=False, model=BASELINE, latency=1)]
+    _insert(workspace, cached, now - 1)
+    from quality_gates.gateway._control import UPSERT_HEARTBEAT, Heartbeat
+
+    beat = Heartbeat("gw", "production", "host", 1, "http://gw", now)
+    with workspace.conn.write():
+        workspace.conn.execute(UPSERT_HEARTBEAT, {**beat.__dict__, "heartbeat_at": now})
+    short = plan_sample(workspace.conn, "production", alias="current", percent=5,
+                        duration_s=60, min_requests=50, now=now)  # fmt: skip
+    assert short.rate_per_s == pytest.approx(10, rel=0.1)
+    assert short.expected_canary == pytest.approx(30, rel=0.1)
+    assert not short.enough
+    assert short.duration_needed_s == pytest.approx(100, rel=0.1)
+    assert short.percent_range is not None
+    assert short.percent_range[0] == pytest.approx(8.3, rel=0.1)
+    assert "--duration 10" in short.describe()
+    long = plan_sample(workspace.conn, "production", alias="current", percent=5,
+                       duration_s=200, min_requests=50, now=now)  # fmt: skip
+    assert long.enough
+
+
+def test_the_canary_refuses_when_it_cannot_reach_its_sample(workspace: Workspace) -> None:
+    from quality_gates.errors import TooLittleTraffic
+
+    config = load_config(workspace.config_path).config
+    options = canary_gate.CanaryOptions(model_ref=CANDIDATE, duration_s=60, actor="tester",
+                                        require_sample=True)  # fmt: skip
+    with pytest.raises(TooLittleTraffic, match="no running gateway"):
+        asyncio.run(canary_gate.run_canary(workspace.conn, config, options))
+    assert settings.get(workspace.conn, "production", "canary") is None
+
+
+def test_the_canary_refuses_a_forced_open_candidate_and_another_baseline(
+    workspace: Workspace,
+) -> None:
+    from quality_gates.errors import RegistryError, UsageError
+    from quality_gates.gateway.runtime import force_breaker
+
+    config = load_config(workspace.config_path).config
+    options = canary_gate.CanaryOptions(model_ref=CANDIDATE, actor="tester",
+                                        baseline_ref="previous-stable")  # fmt: skip
+    with pytest.raises(UsageError, match="compares it with the rest of that traffic"):
+        asyncio.run(canary_gate.run_canary(workspace.conn, config, options))
+    force_breaker(workspace.conn, environment="production", deployment=f"google/{CANDIDATE}",
+                  state="open", reason="automatic failover", actor="auto-remediation")  # fmt: skip
+    options = canary_gate.CanaryOptions(model_ref=CANDIDATE, actor="tester")
+    with pytest.raises(RegistryError, match="forced open in production by auto-remediation"):
+        asyncio.run(canary_gate.run_canary(workspace.conn, config, options))
+    assert settings.get(workspace.conn, "production", "canary") is None
+
+
+def test_the_share_served_is_measured_against_the_share_set(workspace: Workspace) -> None:
+    from quality_gates.gates.canary_traffic import measure_share
+
+    fine = measure_share(workspace.conn, "production", percent=30, canary=290, total=1000,
+                         version=1, applied_by=0, now=0)  # fmt: skip
+    assert not fine.off
+    assert fine.low is not None
+    assert fine.low < 30 < (fine.high or 0)
+    assert "measured 29.0%" in fine.describe()
+    short = measure_share(workspace.conn, "production", percent=30, canary=50, total=1000,
+                          version=1, applied_by=0, now=0)  # fmt: skip
+    assert short.off
+    assert "off" in short.describe()
+
+
+def test_validate_canary_health_sees_failures_behind_failover(workspace: Workspace) -> None:
+    import time
+
+    from quality_gates.validation import ValidationContext
+    from quality_gates.validation._operations import canary_health
+
+    canary_gate.set_share(workspace.conn, "production", model=CANDIDATE, percent=30,
+                          baseline=BASELINE, run_id=None, actor="t", reason="t",
+                          action="start")  # fmt: skip
+    _insert(workspace, rows(100, canary=True, model=CANDIDATE, latency=100, error_rate=0.25,
+                            seed=20, fallback="llama-3-1-70b"), time.time() - 5)  # fmt: skip
+    _insert(workspace, rows(200, canary=False, model=BASELINE, latency=100, seed=21),
+            time.time() - 5)  # fmt: skip
+    ctx = ValidationContext("production", workspace.config_path, None,
+                            options={"canary_health": True})  # fmt: skip
+    ctx._conn = workspace.conn
+    [result] = canary_health(ctx)
+    assert result.status == "FAIL", result.summary
+    assert "its own failures" in result.summary
+    assert result.evidence["canary"]["client_error_rate"] == 0.0

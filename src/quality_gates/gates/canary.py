@@ -16,8 +16,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.errors import RegistryError, TooLittleTraffic, UsageError
-from quality_gates.gates import canary_analysis, canary_samples, canary_traffic, runs
-from quality_gates.gates.canary_analysis import FROM_ATTEMPTS
+from quality_gates.gates import (
+    canary_analysis,
+    canary_report,
+    canary_samples,
+    canary_traffic,
+    runs,
+)
 from quality_gates.gates.verdict import GateVerdict
 from quality_gates.gateway._routing import CANARY_ALIAS, deployment_id
 from quality_gates.registry import Actor, promote, resolve_model
@@ -156,52 +161,6 @@ class CanaryResult:
     verdict: GateVerdict
     summary: dict[str, Any]
     looks: list[canary_analysis.Look] = field(default_factory=list)
-
-
-def _check(m: canary_analysis.MetricResult) -> dict[str, Any]:
-    """One metric of the last look as a report check, saying where its values come from."""
-    source = "upstream attempts" if m.metric in FROM_ATTEMPTS else "answers"
-    if m.outcome == "nodata":
-        return {
-            "name": m.metric,
-            "verdict": "CONDITIONAL",
-            "critical": m.critical,
-            "informational": True,
-            "detail": f"no data ({m.n_canary} canary, {m.n_baseline} baseline values "
-            f"from {source})",
-        }
-    verdict = "APPROVE" if m.outcome == "pass" else ("REJECT" if m.critical else "CONDITIONAL")
-    return {
-        "name": m.metric,
-        "verdict": verdict,
-        "critical": m.critical,
-        "detail": f"{m.test}: canary {m.canary:.4g} vs baseline {m.baseline:.4g}, effect "
-        f"{m.effect:+.1%} (matters from {m.min_effect:.0%} {m.bad}), p {m.p_value:.2g}, "
-        f"n {m.n_canary}/{m.n_baseline} from {source}" + ("" if m.critical else " (not critical)"),
-    }
-
-
-def _client_note(sides: dict[str, Any]) -> str:
-    """What the clients saw on each side (reported beside the models' own outcome)."""
-    parts = []
-    for name in ("canary", "baseline"):
-        side = sides[name]
-        client = side["client"]
-        rate = client["error_rate"]
-        p50 = client["latency_p50_ms"]
-        parts.append(
-            f"{name} {side['model']}: {side['requests']} routed, {side['cached']} from the cache, "
-            f"{side['judged']} reached the models; the model failed {side['failures']} "
-            f"({_classes(side['failure_classes'])}); clients saw "
-            f"{'-' if rate is None else f'{rate:.1%}'} errors, "
-            f"{client['answered_by_other']} answered by another model, median "
-            f"{'-' if p50 is None else f'{p50:.0f}'} ms"
-        )
-    return "; ".join(parts)
-
-
-def _classes(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
 
 def _candidate_reachable(
@@ -370,23 +329,9 @@ async def run_canary(
         raise
     final, share = done[-1], shares[-1]
     verdict = verdict or final.verdict(final=True) or GateVerdict.CONDITIONAL
-    reasons = [
-        f"{m.metric}: canary {m.canary:.4g} vs baseline {m.baseline:.4g} "
-        f"(effect {m.effect:+.2%}, p {m.p_value:.2g}, minimum {m.min_effect:.0%})"
-        for m in final.failures
-        if m.canary is not None and m.baseline is not None and m.effect is not None
-    ]
-    sides = final.sides
-    if not final.enough_data:
-        reasons.append(
-            f"too little traffic: {sides['canary']['judged']} canary and "
-            f"{sides['baseline']['judged']} baseline requests reached the models, "
-            f"{spec.min_requests} needed per side"
-        )
-    if share.off:
-        reasons.append(f"traffic share {share.describe()}")
-        if verdict is GateVerdict.APPROVE:
-            verdict = GateVerdict.CONDITIONAL  # not judged at the weight it was given
+    reasons = canary_report.reasons(final, share, spec.min_requests)
+    if share.off and verdict is GateVerdict.APPROVE:
+        verdict = GateVerdict.CONDITIONAL  # not judged at the weight it was given
     action = "kept at its share"
     if verdict is GateVerdict.APPROVE and options.promote:
         promote(
@@ -412,40 +357,19 @@ async def run_canary(
             action="rollback",
         )
         action = "rolled back: canary share set to 0"
-    summary = {
-        "kind": "canary",
-        "verdict": verdict.value,
-        "headline": f"{verdict.value}: {candidate} vs {baseline} at {percent:g}% "
-        f"(measured {share.measured if share.measured is not None else 0:.1f}%) over "
-        f"{len(done)} look(s); {action}",
-        "reasons": reasons,
-        "action": action,
-        "model": candidate,
-        "baseline": baseline,
-        "environment": env,
-        "percent": percent,
-        "share": share.to_json(),
-        "sample_plan": sample.to_json(),
-        "sides": sides,
-        "looks": [look.to_json() for look in done],
-        "early_stop": len(done) < looks,
-        "checks": [
-            {
-                "name": "traffic_share",
-                "verdict": "CONDITIONAL" if share.off else "APPROVE",
-                "critical": False,
-                "detail": share.describe(),
-            },
-            *(_check(m) for m in final.metrics),
-        ],
-        "notes": [
-            "error_rate, latency_ms and ttft_ms come from the models' own upstream attempts "
-            "(errors before any retry or failover; a request answered by another model is a "
-            "failure); tokens, cost and refusals from the answers each model gave",
-            f"client outcomes: {_client_note(sides)}",
-        ],
-        "run_id": run.id,
-    }
+    summary = canary_report.summary(
+        verdict,
+        reasons,
+        action,
+        environment=env,
+        candidate=candidate,
+        baseline=baseline,
+        sample=sample,
+        share=share,
+        looks=done,
+        planned_looks=looks,
+        run_id=run.id,
+    )
     runs.finish(
         conn, run, status="completed", verdict=verdict.value, summary=summary, reasons=reasons
     )
