@@ -31,8 +31,8 @@ from quality_gates.store.registry import get_alias
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 CANDIDATE, BASELINE = "gemini-1-5-flash", "claude-3-5-haiku"
-RATE = 40.0  # requests/s: twice the issue's 20, so a 15 s canary reaches its sample
-DURATION = "15s"
+RATE = 20.0  # requests/s, as in the issue
+DURATION = "20s"
 SHARE = 30.0
 APPLY_S = 1.0  # the share holds from 1 s after the command set it (gateways apply it by then)
 TOLERANCE = 0.001  # a served share this unlikely under the set one fails the test
@@ -70,6 +70,7 @@ class Load:
     prompts repeat (the cache answers them), most do not."""
 
     urls: list[str]
+    rate: float = RATE
     replies: list[Reply] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -79,7 +80,7 @@ class Load:
         async with aiohttp.ClientSession(timeout=timeout) as session:
 
             async def one(i: int) -> None:
-                text = f"repeat {i % 5}" if i % 5 == 0 else f"question {i}"
+                text = f"repeat {i // 5 % 4}" if i % 5 == 0 else f"question {i}"
                 body = {"model": "current", "max_tokens": 16, "stream": i % 4 == 0,
                         "messages": [{"role": "user", "content": text}]}  # fmt: skip
                 sent = time.time()
@@ -104,7 +105,7 @@ class Load:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 # A fixed schedule: a late tick sends at once instead of lowering the rate.
-                await asyncio.sleep(max(0.0, start + (i + 1) / RATE - time.monotonic()))
+                await asyncio.sleep(max(0.0, start + (i + 1) / self.rate - time.monotonic()))
             await asyncio.gather(*tasks)
 
     def share(self, start: float, end: float, gateway: int) -> tuple[int, int]:
@@ -118,8 +119,8 @@ class Load:
 
 
 @contextlib.contextmanager
-def load(urls: list[str]) -> Iterator[Load]:
-    traffic = Load(urls)
+def load(urls: list[str], rate: float = RATE) -> Iterator[Load]:
+    traffic = Load(urls, rate)
     thread = threading.Thread(target=asyncio.run, args=(traffic._run(),), daemon=True)
     thread.start()
     try:
@@ -153,7 +154,7 @@ def assert_share_served(traffic: Load, ws: Workspace, summary: dict[str, Any]) -
     start, end = window(ws, summary["run_id"])
     for gateway in range(len(traffic.urls)):
         hits, n = traffic.share(start + APPLY_S, end, gateway)
-        assert n >= 150, f"only {n} answers from gateway {gateway} in the canary's window"
+        assert n >= 100, f"only {n} answers from gateway {gateway} in the canary's window"
         p = sps.binomtest(hits, n, SHARE / 100).pvalue
         assert p > TOLERANCE, f"gateway {gateway}: {hits} of {n} went to the canary, {SHARE}% set"
     assert summary["share"]["off"] is False, summary["share"]["detail"]
@@ -192,24 +193,29 @@ def test_canary_failing_behind_failover_is_rolled_back(tmp_path: Path) -> None:
         assert summary["sides"]["baseline"]["failures"] == 0
         assert_share_served(traffic, ws, summary)
         start, end = window(ws, summary["run_id"])
-        assert end - start < 15 + 5  # rolled back within its duration
+        assert end - start < 20 + 5  # rolled back within its duration
         assert settings.get(ws.conn, "production", "canary")["percent"] == 0.0
         assert get_alias(ws.conn, "production", "current").model_id == BASELINE
 
 
 def test_healthy_candidates_back_to_back_are_promoted_at_their_share(tmp_path: Path) -> None:
-    """Two gateways: each serves the share; the second canary starts as the first ends."""
+    """Two gateways, each at the issue's rate: each serves the share; the second canary
+    starts as the first ends. Shorter canaries: at twice the rate they reach the sample."""
     db = f"sqlite:///{tmp_path / 'ws' / 'state.db'}"
     with simulators(tmp_path / "ws", db, GATEWAY) as (ws, sims):
         for sim in sims.running.values():
             put_faults(sim.base_url, SAME_LATENCY, provider=sim.name)
-        with serve(ws) as url_a, serve(ws) as url_b, load([url_a, url_b]) as traffic:
+        with (
+            serve(ws) as url_a,
+            serve(ws) as url_b,
+            load([url_a, url_b], rate=2 * RATE) as traffic,
+        ):
             time.sleep(3)
             # Each candidate is cheaper than the model it replaces (cost may not rise).
             first = canary(ws, "--model-id", "claude-3-haiku", "--traffic", str(SHARE),
-                           "--duration", DURATION)  # fmt: skip
+                           "--duration", "12s")  # fmt: skip
             second = canary(ws, "--model-id", CANDIDATE, "--traffic", str(SHARE),
-                            "--duration", DURATION)  # fmt: skip
+                            "--duration", "12s")  # fmt: skip
         for code, summary, err in (first, second):
             assert code == 0, (err, summary.get("reasons"))
             assert summary["verdict"] == "APPROVE"

@@ -386,3 +386,22 @@ def test_validate_canary_health_sees_failures_behind_failover(workspace: Workspa
     assert result.status == "FAIL", result.summary
     assert "its own failures" in result.summary
     assert result.evidence["canary"]["client_error_rate"] == 0.0
+
+
+def test_a_gateway_that_did_not_apply_the_share_is_named(workspace: Workspace) -> None:
+    import time
+
+    from quality_gates.gates.canary_traffic import measure_share
+    from quality_gates.gateway._control import UPSERT_HEARTBEAT, Heartbeat
+
+    now = time.time()
+    for name, version in (("gw-a", 7), ("gw-b", 6)):
+        beat = Heartbeat(name, "production", "host", 1, "http://gw", now, control_version=version)
+        with workspace.conn.write():
+            workspace.conn.execute(UPSERT_HEARTBEAT, {**beat.__dict__, "heartbeat_at": now})
+    share = measure_share(workspace.conn, "production", percent=30, canary=300, total=1000,
+                          version=7, applied_by=now - 1, now=now)  # fmt: skip
+    assert share.gateways == 2
+    assert share.lagging == ["gw-b"]
+    assert share.off
+    assert "not applied by gateway(s) gw-b" in share.describe()
