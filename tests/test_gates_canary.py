@@ -280,14 +280,20 @@ def test_a_candidate_its_breaker_skipped_failed_those_requests() -> None:
     assert latency.n_canary == 100  # only the candidate's own calls
 
 
-def test_refusals_before_any_upstream_call_are_not_judged() -> None:
+def test_refusals_before_any_upstream_call_and_clients_that_left_are_not_judged() -> None:
     limited = [
         {**r, "status": "rejected", "error_class": "rate_limited", "attempts": []}
         for r in rows(50, canary=True, model=CANDIDATE, latency=100, seed=16)
     ]
-    canary, _ = split(limited + rows(60, canary=True, model=CANDIDATE, latency=100, seed=17),
+    left = [
+        {**r, "status": "cancelled", "error_class": "client_closed", "latency_ms": 1.0}
+        for r in rows(40, canary=True, model=CANDIDATE, latency=100, seed=18)
+    ]
+    canary, _ = split(limited + left + rows(60, canary=True, model=CANDIDATE, latency=100,
+                                            seed=17),
                       candidate=CANDIDATE, baseline=BASELINE)  # fmt: skip
-    assert (canary.requests, canary.judged, canary.failures) == (110, 60, 0)
+    assert (canary.requests, canary.judged, canary.failures) == (150, 60, 0)
+    assert len(canary.latency_ms) == 60
 
 
 def test_the_sample_plan_says_up_front_what_reaches_the_minimum(workspace: Workspace) -> None:
@@ -405,3 +411,30 @@ def test_a_gateway_that_did_not_apply_the_share_is_named(workspace: Workspace) -
     assert share.lagging == ["gw-b"]
     assert share.off
     assert "not applied by gateway(s) gw-b" in share.describe()
+
+
+def test_the_window_waits_for_every_gateway_to_report_the_share(workspace: Workspace) -> None:
+    import time
+
+    from quality_gates.gates.canary_traffic import wait_applied
+    from quality_gates.gateway._control import UPSERT_HEARTBEAT, Heartbeat
+
+    def beat(version: int) -> None:
+        row = Heartbeat("gw", "production", "host", 1, "http://gw", 0, control_version=version)
+        with workspace.conn.write():
+            workspace.conn.execute(UPSERT_HEARTBEAT, {**row.__dict__, "heartbeat_at": time.time()})
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        beat(5 if len(slept) < 3 else 6)  # the gateway applies version 6 on its third beat
+
+    beat(5)
+    lagging = asyncio.run(wait_applied(workspace.conn, "production", 6, timeout=10,
+                                       sleep=sleep, clock=time.time))  # fmt: skip
+    assert lagging == []
+    assert len(slept) == 3
+    lagging = asyncio.run(wait_applied(workspace.conn, "production", 7, timeout=0,
+                                       sleep=sleep, clock=time.time))  # fmt: skip
+    assert lagging == ["gw"]

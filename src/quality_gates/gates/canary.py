@@ -281,19 +281,26 @@ async def run_canary(
         reason=f"canary gate {run.id}",
         action="start",
     )
-    started = clock()
     version = control_version(conn, env)
-    # Requests before every gateway applied the share would dilute it: the window opens
-    # once their control poll has seen it.
-    window_start = started + config.gateway.control_poll
     done: list[canary_analysis.Look] = []
     shares: list[canary_traffic.ShareCheck] = []
     verdict: GateVerdict | None = None
     try:
+        # The window opens once every running gateway reports the share in force (their
+        # heartbeats say so), so no request it counts was routed before the share held.
+        await canary_traffic.wait_applied(
+            conn,
+            env,
+            version,
+            timeout=APPLY_WITHIN_S + 2 * config.gateway.heartbeat,
+            sleep=sleep,
+            clock=clock,
+        )
+        started = clock()
         for index in range(1, looks + 1):
             await sleep(max(0.0, started + duration * index / looks - clock()))
             now = clock()
-            rows = store_runs.alias_requests(conn, env, CANARY_ALIAS, window_start, now + 1)
+            rows = store_runs.alias_requests(conn, env, CANARY_ALIAS, started, now + 1)
             canary_side, base_side = canary_samples.split(
                 rows, candidate=candidate, baseline=baseline
             )
@@ -313,7 +320,7 @@ async def run_canary(
                 canary=canary_side.requests,
                 total=canary_side.requests + base_side.requests,
                 version=version,
-                applied_by=started + APPLY_WITHIN_S + 2 * config.gateway.control_poll,
+                applied_by=started,
                 now=now,
             )
             look.share = share.to_json()

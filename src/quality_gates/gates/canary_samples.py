@@ -5,9 +5,9 @@ The gateway retries and fails over, so a client rarely sees a candidate's error:
 is answered by a retry or by the next model of the chain. What the canary must judge is the
 model's own outcome, read from the request's attempt rows:
 
-- a request *reached the models* unless the cache answered it or it was refused before any
-  upstream call (a limit, the queue, a client that left); a request every breaker refused
-  reached them too: its model was unavailable;
+- a request *reached the models* unless the cache answered it, it was refused before any
+  upstream call (a limit, the queue) or its client left (499); a request every breaker
+  refused reached them too: its model was unavailable;
 - its model *failed* it when the first attempt was not the model's (it was skipped: breaker
   open, provider over its quota) or that first attempt failed (errors before any retry or
   failover, by class); a request answered by another model after failover is such a failure;
@@ -32,6 +32,7 @@ NOT_TRIED = "not_tried"  # failure class: the model was skipped (breaker open, q
 UNAVAILABLE = ("circuit_open",)
 # The client's fault: another model would refuse it too; neither side is judged on it.
 CLIENT_FAULTS = ("bad_request",)
+CLIENT_LEFT = "cancelled"  # request status when the client went away (499)
 
 
 @dataclass
@@ -62,6 +63,8 @@ class Side:
         if str(row.get("cache") or "miss") in CACHED:
             self.cached += 1
             return
+        if row.get("status") == CLIENT_LEFT:
+            return  # the client left: a cut answer says nothing of the model
         attempts: list[Mapping[str, Any]] = list(row.get("attempts") or ())
         if not attempts and row.get("error_class") not in UNAVAILABLE:
             return  # refused before any upstream call: not the model's doing

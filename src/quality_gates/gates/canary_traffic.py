@@ -7,6 +7,7 @@ the share it set, and which running gateways applied the setting.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from quality_gates.store.gate_runs import upstream_rate
 RATE_WINDOW_S = 300.0  # the alias's recent rate is measured over the last 5 minutes
 HEARTBEAT_FRESH_S = 15.0  # a gateway that beat this recently is running
 SHARE_ALPHA = 0.001  # a served share this unlikely under the set one is reported as off
+APPLY_POLL_S = 0.1  # how often the canary reads the heartbeats while gateways apply its share
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,30 @@ def live_gateways(conn: Connection, environment: str, now: float) -> list[dict[s
         "WHERE environment = :env AND heartbeat_at >= :t ORDER BY id",
         {"env": environment, "t": now - HEARTBEAT_FRESH_S},
     )
+
+
+async def wait_applied(
+    conn: Connection,
+    environment: str,
+    version: int,
+    *,
+    timeout: float,
+    sleep: Callable[[float], Awaitable[None]],
+    clock: Callable[[], float],
+) -> list[str]:
+    """Wait until every running gateway's heartbeat reports control version `version` (or a
+    later one) in force, for at most `timeout` seconds; the ids of those that did not."""
+    deadline = clock() + timeout
+    while True:
+        now = clock()
+        lagging = [
+            str(g["id"])
+            for g in live_gateways(conn, environment, now)
+            if int(g["control_version"] or 0) < version
+        ]
+        if not lagging or now >= deadline:
+            return lagging
+        await sleep(APPLY_POLL_S)
 
 
 def plan_sample(
@@ -181,7 +207,8 @@ def measure_share(
     now: float,
 ) -> ShareCheck:
     """The share served (`canary` of `total` routed requests) against `percent`, and the
-    gateways that beat after `applied_by` still reporting a control version below `version`."""
+    gateways that beat after `applied_by` (when the window opened) still reporting a control
+    version below `version`."""
     from scipy import stats as sps
 
     gateways = live_gateways(conn, environment, now)

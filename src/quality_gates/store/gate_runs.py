@@ -222,11 +222,12 @@ def upstream_rate(
     conn: Connection, environment: str, alias: str, since: float, now: float
 ) -> tuple[int, float]:
     """(requests, seconds they span) for `alias` since `since` that reached the models: not
-    answered by the cache, and tried upstream or refused by an open breaker."""
+    answered by the cache nor left by their client, and tried upstream or refused by an open
+    breaker (what the canary judges)."""
     row = conn.execute(
         "SELECT COUNT(*) AS n, MIN(ts) AS first FROM requests WHERE environment = :env "
         "AND alias = :alias AND ts >= :since AND ts < :now AND cache NOT IN ('hit', 'stale') "
-        "AND (attempts > 0 OR error_class = 'circuit_open')",
+        "AND status <> 'cancelled' AND (attempts > 0 OR error_class = 'circuit_open')",
         {"env": environment, "alias": alias, "since": since, "now": now},
     )[0]
     n = int(row["n"] or 0)
