@@ -152,7 +152,7 @@ def _insert(ws: Workspace, data: list[dict[str, Any]], ts: float) -> None:
         )
 
 
-def _run(ws: Workspace, canary_latency: float) -> Any:
+def _run(ws: Workspace, canary_latency: float, during: Any = None) -> Any:
     config = load_config(ws.config_path).config
     clock = {"now": 1_000_000.0}
 
@@ -174,6 +174,8 @@ def _run(ws: Workspace, canary_latency: float) -> Any:
         value = settings.get(ws.conn, "production", "canary")
         assert value["model"] == CANDIDATE
         assert value["percent"] == 5.0
+        if during is not None:
+            during()
 
     options = canary_gate.CanaryOptions(model_ref=CANDIDATE, duration_s=900, actor="tester")
     return asyncio.run(
@@ -184,8 +186,22 @@ def _run(ws: Workspace, canary_latency: float) -> Any:
 
 
 def test_slow_canary_is_rolled_back_early(workspace: Workspace) -> None:
-    result = _run(workspace, canary_latency=140)
+    from quality_gates.gateway.runtime import force_breaker
+
+    def failover() -> None:  # what the watch plane does when the candidate's provider fails
+        force_breaker(
+            workspace.conn,
+            environment="production",
+            deployment=f"google/{CANDIDATE}",
+            state="open",
+            reason="automatic failover",
+            actor="auto-remediation",
+        )
+
+    result = _run(workspace, canary_latency=140, during=failover)
     assert result.verdict is GateVerdict.REJECT
+    assert any("forced open during the canary by auto-remediation" in note
+               for note in result.summary["notes"])  # fmt: skip
     assert result.summary["early_stop"] is True
     value = settings.get(workspace.conn, "production", "canary")
     assert value["percent"] == 0.0

@@ -163,17 +163,26 @@ class CanaryResult:
     looks: list[canary_analysis.Look] = field(default_factory=list)
 
 
+def _forced_open(
+    conn: Connection, config: QualityGatesConfig, env: str, model: str
+) -> tuple[str, dict[str, Any]] | None:
+    """(deployment, setting) when the model's deployment is forced open."""
+    spec = config.model(model)
+    if spec is None:
+        return None
+    deployment = deployment_id(spec.provider, spec.id)
+    forced = canary_traffic.forced_open(conn, env, deployment)
+    return None if forced is None else (deployment, forced)
+
+
 def _candidate_reachable(
     conn: Connection, config: QualityGatesConfig, env: str, model: str
 ) -> None:
     """Refuse a candidate whose deployment is forced open: the canary would send it nothing
     and judge the failover instead."""
-    spec = config.model(model)
-    if spec is None:
-        return
-    deployment = deployment_id(spec.provider, spec.id)
-    forced = canary_traffic.forced_open(conn, env, deployment)
-    if forced is not None:
+    found = _forced_open(conn, config, env, model)
+    if found is not None:
+        deployment, forced = found
         raise RegistryError(
             f"the candidate's deployment {deployment} is forced open in {env} "
             f"{canary_traffic.forced_reason(forced)}; every canary request would skip it",
@@ -337,6 +346,14 @@ async def run_canary(
     final, share = done[-1], shares[-1]
     verdict = verdict or final.verdict(final=True) or GateVerdict.CONDITIONAL
     reasons = canary_report.reasons(final, share, spec.min_requests)
+    notes = []
+    found = _forced_open(conn, config, env, candidate)
+    if found is not None:  # e.g. the watch plane failed its provider over meanwhile
+        notes.append(
+            f"the candidate's deployment {found[0]} was forced open during the canary "
+            f"{canary_traffic.forced_reason(found[1])}: canary requests since then skipped it "
+            f"({canary_samples.NOT_TRIED})"
+        )
     if share.off and verdict is GateVerdict.APPROVE:
         verdict = GateVerdict.CONDITIONAL  # not judged at the weight it was given
     action = "kept at its share"
@@ -376,6 +393,7 @@ async def run_canary(
         looks=done,
         planned_looks=looks,
         run_id=run.id,
+        notes=notes,
     )
     runs.finish(
         conn, run, status="completed", verdict=verdict.value, summary=summary, reasons=reasons

@@ -48,6 +48,7 @@ def summary(
     looks: list[Look],
     planned_looks: int,
     run_id: str,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """The stored and printed summary of a canary run."""
     final = looks[-1]
@@ -77,7 +78,7 @@ def summary(
             },
             *(check(m) for m in final.metrics),
         ],
-        "notes": [SOURCES, f"client outcomes: {client_note(final.sides)}"],
+        "notes": [SOURCES, f"client outcomes: {client_note(final.sides)}", *(notes or [])],
         "run_id": run_id,
     }
 
