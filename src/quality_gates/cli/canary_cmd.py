@@ -103,8 +103,9 @@ def canary(
     wants_json = _context.wants_json(ctx, json_output)
 
     def on_plan(plan: Any) -> None:
-        if plan.enough:
-            info(f"canary sample: {plan.describe()}")
+        if plan.enough or force:  # otherwise the refusal says it
+            started = "" if plan.enough else " (started anyway: --force)"
+            info(f"canary sample{started}: {plan.describe()}")
 
     def on_look(look: Any) -> None:
         if not wants_json:

@@ -1,10 +1,14 @@
-"""The canary gate: give the candidate a share of live traffic through the gateway, compare
-it with the baseline over the same window, then promote it or take its share away.
+"""The canary gate: give the candidate a share of alias `current`'s live traffic through the
+gateway, compare it with the rest of that traffic (the baseline) over the same window, then
+promote it or take its share away.
 
 The contract with the gateway is the runtime setting `canary` of the environment:
 {"model": candidate id, "percent": 5.0, "baseline": model id or null, "run_id": gate run}.
 Every change of it is audited and bumps the control version, so running gateways apply it
-within a second. The gateway records canary-routed requests with canary = 1.
+within a second; the window opens when their heartbeats report it in force. The gateway
+records canary-routed requests with canary = 1 and every upstream attempt of each request,
+which is what each side is judged on (`canary_samples`); sizing the sample up front and
+measuring the share served live in `canary_traffic`, the report in `canary_report`.
 """
 
 from __future__ import annotations
@@ -205,6 +209,11 @@ def plan(
     current = get_alias(conn, env, CANARY_ALIAS)
     if current is None:
         raise RegistryError(f"{env} has no {CANARY_ALIAS} alias whose traffic to share")
+    if candidate == current.model_id:
+        raise UsageError(
+            f"{candidate} is already {CANARY_ALIAS} in {env}: a canary gives a share of "
+            f"{CANARY_ALIAS}'s traffic to another model"
+        )
     if baseline != current.model_id:
         raise UsageError(
             f"--baseline {options.baseline_ref} ({baseline}): the canary takes its share of "
