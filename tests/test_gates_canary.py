@@ -454,3 +454,20 @@ def test_the_window_waits_for_every_gateway_to_report_the_share(workspace: Works
     lagging = asyncio.run(wait_applied(workspace.conn, "production", 7, timeout=0,
                                        sleep=sleep, clock=time.time))  # fmt: skip
     assert lagging == ["gw"]
+
+
+def test_an_undecided_canary_is_recorded_as_conditional(workspace: Workspace) -> None:
+    config = load_config(workspace.config_path).config
+    clock = {"now": 1_000_000.0}
+
+    async def sleep(seconds: float) -> None:  # no traffic arrives
+        clock["now"] += seconds
+
+    options = canary_gate.CanaryOptions(model_ref=CANDIDATE, duration_s=60, actor="tester")
+    result = asyncio.run(canary_gate.run_canary(workspace.conn, config, options, sleep=sleep,
+                                                clock=lambda: clock["now"]))  # fmt: skip
+    assert result.verdict is GateVerdict.CONDITIONAL
+    assert any("too little traffic" in r for r in result.summary["reasons"])
+    [completed] = audit.entries(workspace.conn, action="gate.canary.completed")
+    assert completed.details["verdict"] == "CONDITIONAL"
+    assert settings.get(workspace.conn, "production", "canary")["percent"] == 0.0
