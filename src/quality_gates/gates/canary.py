@@ -219,7 +219,7 @@ def plan(
             f"--baseline {options.baseline_ref} ({baseline}): the canary takes its share of "
             f"alias {CANARY_ALIAS} and compares it with the rest of that traffic, which "
             f"{current.model_id} answers",
-            hint=f"leave --baseline out (it is {CANARY_ALIAS})",
+            hint=f"leave --baseline out: it defaults to {CANARY_ALIAS}",
         )
     existing = active(conn, env)
     if existing and existing.get("percent", 0) > 0 and existing.get("model") != candidate:
