@@ -52,12 +52,12 @@ def summary(
 ) -> dict[str, Any]:
     """The stored and printed summary of a canary run."""
     final = looks[-1]
-    measured = share.measured if share.measured is not None else 0.0
+    measured = "none measured" if share.measured is None else f"measured {share.measured:.1f}%"
     return {
         "kind": "canary",
         "verdict": verdict.value,
         "headline": f"{verdict.value}: {candidate} vs {baseline} at {sample.percent:g}% "
-        f"(measured {measured:.1f}%) over {len(looks)} look(s); {action}",
+        f"({measured}) over {len(looks)} look(s); {action}",
         "reasons": why,
         "action": action,
         "model": candidate,
@@ -72,8 +72,11 @@ def summary(
         "checks": [
             {
                 "name": "traffic_share",
-                "verdict": "CONDITIONAL" if share.off else "APPROVE",
+                "verdict": "APPROVE"
+                if share.measured is not None and not share.off
+                else "CONDITIONAL",
                 "critical": False,
+                "informational": share.measured is None,
                 "detail": share.describe(),
             },
             *(check(m) for m in final.metrics),
