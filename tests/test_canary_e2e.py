@@ -181,6 +181,16 @@ def test_canary_failing_behind_failover_is_rolled_back(tmp_path: Path) -> None:
             assert faulted.returncode == 0, faulted.stderr
             code, summary, err = canary(ws, "--model-id", CANDIDATE, "--traffic", str(SHARE),
                                         "--duration", DURATION)  # fmt: skip
+            # A manual share holds from the moment the command returns.
+            manual = run_cli(*ws.cli_args(), "canary", "--update-traffic", str(SHARE),
+                             cwd=ws.root)  # fmt: skip
+            returned = time.time()
+            assert manual.returncode == 0, manual.stderr
+            assert "in force on the 1 running gateway(s)" in manual.stdout
+            time.sleep(8)
+            hits, n = traffic.share(returned, returned + 8, 0)
+            assert sps.binomtest(hits, n, SHARE / 100).pvalue > TOLERANCE, (hits, n)
+            assert run_cli(*ws.cli_args(), "canary", "--rollback", cwd=ws.root).returncode == 0
         assert code == 1, err
         assert summary["verdict"] == "REJECT"
         errors = next(c for c in summary["checks"] if c["name"] == "error_rate")

@@ -90,12 +90,26 @@ def canary(
             if do_rollback
             else gate.update_traffic(conn, environment, update_traffic or 0.0, actor)
         )
+        gateways, lagging = run_async(gate.applied(conn, state.loaded().config, environment))
         if _context.wants_json(ctx, json_output):
-            emit_json({"environment": environment, "canary": value})
+            emit_json(
+                {
+                    "environment": environment,
+                    "canary": value,
+                    "gateways": gateways,
+                    "not_applied_by": lagging,
+                }
+            )
         else:
+            if not gateways:
+                where = f"no gateway runs {environment}: one applies it when it starts"
+            elif lagging:
+                where = f"not yet in force on {', '.join(lagging)} of {gateways} gateway(s)"
+            else:
+                where = f"in force on the {gateways} running gateway(s)"
             console().print(
-                f"canary in {environment}: {value['model']} at {value['percent']:g}% "
-                "(gateways apply it within 1 s)"
+                f"canary in {environment}: {value['model']} at {value['percent']:g}% ({where})",
+                markup=False,
             )
         return
     if not model_id:

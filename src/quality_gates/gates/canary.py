@@ -141,6 +141,27 @@ def rollback(conn: Connection, environment: str, actor: str, reason: str) -> dic
     return value
 
 
+async def applied(
+    conn: Connection,
+    config: QualityGatesConfig,
+    environment: str,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    clock: Callable[[], float] = time.time,
+) -> tuple[int, list[str]]:
+    """After a share change: (running gateways, those whose heartbeat does not yet report
+    it in force), waiting at most a second past two heartbeats for them to."""
+    lagging = await canary_traffic.wait_applied(
+        conn,
+        environment,
+        control_version(conn, environment),
+        timeout=APPLY_WITHIN_S + 2 * config.gateway.heartbeat,
+        sleep=sleep,
+        clock=clock,
+    )
+    return len(canary_traffic.live_gateways(conn, environment, clock())), lagging
+
+
 @dataclass
 class CanaryOptions:
     """What `canary` was asked to do."""
