@@ -24,6 +24,7 @@ into this tree at one seam per library; nothing else catches them.
     │   ├── ContentFiltered                       http 400
     │   └── StreamInterrupted                     http 502   broke after the first byte
     ├── GateError                         exit 4             a gate could not complete
+    │   ├── TooLittleTraffic              exit 3             a canary could not reach its sample
     │   └── GateInterrupted               exit 130           Ctrl-C; the run can be resumed
     └── NotificationError                 exit 4             a channel could not be reached
 """
@@ -199,6 +200,12 @@ ERROR_CLASS_NAMES: tuple[str, ...] = tuple(c.error_class for c in PROVIDER_ERROR
 
 class GateError(QualityGatesError):
     exit_code = EXIT_INCOMPLETE
+
+
+class TooLittleTraffic(GateError):
+    """A canary would not reach its minimum sample: CONDITIONAL, said before it starts."""
+
+    exit_code = EXIT_CONDITIONAL
 
 
 class GateInterrupted(GateError):

@@ -37,6 +37,12 @@ def _duration(value: str | None) -> float | None:
 @click.option("--baseline", default="current", show_default=True, metavar="MODEL")
 @click.option("--looks", type=click.IntRange(1, 100), help="Interim analyses (early stop).")
 @click.option("--no-promote", is_flag=True, help="Report only; leave aliases as they are.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Start even when the alias's recent rate says the duration cannot reach the "
+    "minimum sample.",
+)
 @click.option("--update-traffic", type=click.FloatRange(0, 100), help="Set the active share.")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Set the active share to 0.")
 @click.option("--reason", default="manual canary rollback", show_default=True)
@@ -53,6 +59,7 @@ def canary(
     baseline: str,
     looks: int | None,
     no_promote: bool,
+    force: bool,
     update_traffic: float | None,
     do_rollback: bool,
     reason: str,
@@ -61,7 +68,8 @@ def canary(
     actor_name: str | None,
     json_output: bool,
 ) -> None:
-    """Canary analysis: exit 0 promoted, 1 rolled back, 3 undecided, 4 could not complete."""
+    """Canary analysis: exit 0 promoted, 1 rolled back, 3 undecided (or too little traffic
+    to decide, said before it starts), 4 could not complete."""
     from quality_gates.cli._gates import finish, run_async
     from quality_gates.cli._output import console, emit_json, info
     from quality_gates.errors import UsageError
@@ -82,22 +90,46 @@ def canary(
             if do_rollback
             else gate.update_traffic(conn, environment, update_traffic or 0.0, actor)
         )
+        gateways, lagging = run_async(gate.applied(conn, state.loaded().config, environment))
         if _context.wants_json(ctx, json_output):
-            emit_json({"environment": environment, "canary": value})
+            emit_json(
+                {
+                    "environment": environment,
+                    "canary": value,
+                    "gateways": gateways,
+                    "not_applied_by": lagging,
+                }
+            )
         else:
+            if not gateways:
+                where = f"no gateway runs {environment}: one applies it when it starts"
+            elif lagging:
+                where = f"not yet in force on {', '.join(lagging)} of {gateways} gateway(s)"
+            else:
+                where = f"in force on the {gateways} running gateway(s)"
             console().print(
-                f"canary in {environment}: {value['model']} at {value['percent']:g}% "
-                "(gateways apply it within 1 s)"
+                f"canary in {environment}: {value['model']} at {value['percent']:g}% ({where})",
+                markup=False,
             )
         return
     if not model_id:
         raise UsageError("canary needs --model-id (or --update-traffic / --rollback)")
     wants_json = _context.wants_json(ctx, json_output)
 
+    def on_plan(plan: Any) -> None:
+        if plan.enough or force:  # otherwise the refusal says it
+            started = "" if plan.enough else " (started anyway: --force)"
+            info(f"canary sample{started}: {plan.describe()}")
+
     def on_look(look: Any) -> None:
         if not wants_json:
             failed = ", ".join(m.metric for m in look.failures) or "none"
-            info(f"look {look.index}/{look.of}: enough data {look.enough_data}; failing: {failed}")
+            canary, share = look.sides["canary"], look.share
+            info(
+                f"look {look.index}/{look.of}: share {share['detail']}; candidate failed "
+                f"{canary['failures']} of {canary['judged']} requests that reached it; "
+                f"enough data {look.enough_data}; failing: {failed}"
+            )
 
     options = gate.CanaryOptions(
         model_ref=model_id,
@@ -108,6 +140,9 @@ def canary(
         looks=looks,
         actor=actor,
         promote=not no_promote,
+        require_sample=not force,
     )
-    result = run_async(gate.run_canary(conn, state.loaded().config, options, on_look=on_look))
+    result = run_async(
+        gate.run_canary(conn, state.loaded().config, options, on_look=on_look, on_plan=on_plan)
+    )
     finish(ctx, result.summary, outputs, json_output=json_output)

@@ -1,4 +1,5 @@
-"""Canary versus baseline over the same window, Kayenta-style, on request rows.
+"""Canary versus baseline over the same window, Kayenta-style, each side judged on its own
+model's outcome (see `canary_samples`).
 
 Each metric has a bad direction, a minimum effect that matters and a critical flag.
 Continuous metrics (latency, TTFT, tokens, cost) use a one-sided Mann-Whitney U test;
@@ -11,13 +12,14 @@ the overall false-failure rate at alpha however many looks stop early.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats as sps
 
+from quality_gates.gates.canary_samples import Side
 from quality_gates.gates.verdict import GateVerdict
 
 if TYPE_CHECKING:
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 CONTINUOUS = ("latency_ms", "ttft_ms", "output_tokens", "input_tokens", "cost")
 RATES = ("error_rate", "refusal_rate")
+# Judged on the models' own upstream attempts; the others on the answers they gave.
+FROM_ATTEMPTS = ("error_rate", "latency_ms", "ttft_ms")
 
 
 @dataclass
@@ -58,6 +62,8 @@ class Look:
     alpha: float
     enough_data: bool
     metrics: list[MetricResult] = field(default_factory=list)
+    sides: dict[str, Any] = field(default_factory=dict)
+    share: dict[str, Any] = field(default_factory=dict)
 
     @property
     def critical_failures(self) -> list[MetricResult]:
@@ -88,39 +94,9 @@ class Look:
             "alpha": self.alpha,
             "enough_data": self.enough_data,
             "metrics": [m.to_json() for m in self.metrics],
+            "sides": self.sides,
+            "share": self.share,
         }
-
-
-def _value(row: Mapping[str, Any], metric: str) -> float | None:
-    value = row.get(metric)
-    return None if value is None else float(value)
-
-
-def _values(rows: list[Mapping[str, Any]], metric: str) -> list[float]:
-    """The metric over rows the model answered: not failed (a failed call's latency is not
-    the model's) and not served from the gateway's cache (a hit says nothing of the model)."""
-    return [
-        v
-        for r in rows
-        if not _is_error(r) and not _from_cache(r) and (v := _value(r, metric)) is not None
-    ]
-
-
-def _from_cache(row: Mapping[str, Any]) -> bool:
-    return str(row.get("cache") or "miss") in ("hit", "stale")
-
-
-def _is_error(row: Mapping[str, Any]) -> bool:
-    return row.get("error_class") is not None or str(row.get("status", "ok")) not in ("ok", "200")
-
-
-def _is_refusal(row: Mapping[str, Any]) -> bool | None:
-    answer = row.get("answer")
-    if answer is None:
-        return None
-    from quality_gates.gates.scorers._text import is_refusal
-
-    return is_refusal(str(answer))
 
 
 def compare_continuous(
@@ -173,52 +149,45 @@ def compare_rates(
 
 
 def analyze(
-    rows: Iterable[Mapping[str, Any]],
+    canary: Side,
+    baseline: Side,
     *,
-    canary_model: str,
-    baseline_model: str,
     metrics: Mapping[str, CanaryMetric],
     alpha: float,
     look: int = 1,
     looks: int = 1,
     min_requests: int = 50,
 ) -> Look:
-    """Compare canary rows (canary=1, model=candidate) with baseline rows (canary=0,
-    model=baseline) at look `look` of `looks`."""
-    canary_rows, base_rows = [], []
-    for row in rows:
-        if _from_cache(row):
-            continue  # neither model answered it
-        if row.get("canary") and row.get("model_id") == canary_model:
-            canary_rows.append(row)
-        elif not row.get("canary") and row.get("model_id") == baseline_model:
-            base_rows.append(row)
+    """Compare the candidate's side with the baseline's (see `canary_samples`) at look
+    `look` of `looks`: the error rate is the share of requests each model failed itself,
+    latency and TTFT those of its own attempts, tokens, cost and refusals of its answers."""
     per_look = alpha / max(1, looks)
     result = Look(
         look,
         looks,
         per_look,
-        len(canary_rows) >= min_requests and len(base_rows) >= min_requests,
+        canary.judged >= min_requests and baseline.judged >= min_requests,
+        sides={"canary": canary.to_json(), "baseline": baseline.to_json()},
     )
     for name, spec in metrics.items():
         if name in CONTINUOUS:
-            ok_c, ok_b = _values(canary_rows, name), _values(base_rows, name)
-            result.metrics.append(compare_continuous(ok_c, ok_b, spec, per_look, name))
+            result.metrics.append(
+                compare_continuous(canary.values(name), baseline.values(name), spec, per_look, name)
+            )
         elif name == "error_rate":
             result.metrics.append(
                 compare_rates(
-                    sum(map(_is_error, canary_rows)),
-                    len(canary_rows),
-                    sum(map(_is_error, base_rows)),
-                    len(base_rows),
+                    canary.failures,
+                    canary.judged,
+                    baseline.failures,
+                    baseline.judged,
                     spec,
                     per_look,
                     name,
                 )
             )
         elif name == "refusal_rate":
-            c = [x for r in canary_rows if (x := _is_refusal(r)) is not None]
-            b = [x for r in base_rows if (x := _is_refusal(r)) is not None]
+            c, b = canary.refusals, baseline.refusals
             result.metrics.append(
                 compare_rates(sum(c), len(c), sum(b), len(b), spec, per_look, name)
             )

@@ -186,19 +186,52 @@ def items(conn: Connection, run_id: str, role: str | None = None) -> list[dict[s
     return out
 
 
-def request_rows(
-    conn: Connection, environment: str, start: float, end: float, models: list[str]
+def alias_requests(
+    conn: Connection, environment: str, alias: str, start: float, end: float
 ) -> list[dict[str, Any]]:
-    """Telemetry rows of `models` in [start, end): what the canary analysis compares."""
-    from quality_gates.store.db import in_clause
-
-    clause, params = in_clause("m", models)
-    return conn.execute(
-        "SELECT canary, model_id, status, error_class, cache, latency_ms, ttft_ms, "
-        "input_tokens, output_tokens, cost, answer FROM requests WHERE environment = :env "
-        f"AND ts >= :start AND ts < :end AND model_id IN {clause}",
-        {"env": environment, "start": start, "end": end, **params},
+    """Requests routed for `alias` in [start, end), each with its upstream attempts in
+    order (`attempts`: model_id, status, error_class, latency_ms, ttft_ms): what the canary
+    analysis splits into the candidate's and the baseline's own outcomes."""
+    rows = conn.execute(
+        "SELECT r.id, r.canary, r.model_id, r.status, r.error_class, r.cache, r.latency_ms, "
+        "r.ttft_ms, r.input_tokens, r.output_tokens, r.cost, r.answer, a.attempt AS a_n, "
+        "a.model_id AS a_model, a.status AS a_status, a.error_class AS a_class, "
+        "a.latency_ms AS a_latency, a.ttft_ms AS a_ttft FROM requests r LEFT JOIN attempts a "
+        "ON a.request_id = r.id WHERE r.environment = :env AND r.alias = :alias "
+        "AND r.ts >= :start AND r.ts < :end ORDER BY r.id, a.attempt",
+        {"env": environment, "alias": alias, "start": start, "end": end},
     )
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if not out or out[-1]["id"] != row["id"]:
+            out.append({k: v for k, v in row.items() if not k.startswith("a_")} | {"attempts": []})
+        if row["a_n"] is not None:
+            out[-1]["attempts"].append(
+                {
+                    "model_id": row["a_model"],
+                    "status": row["a_status"],
+                    "error_class": row["a_class"],
+                    "latency_ms": row["a_latency"],
+                    "ttft_ms": row["a_ttft"],
+                }
+            )
+    return out
+
+
+def upstream_rate(
+    conn: Connection, environment: str, alias: str, since: float, now: float
+) -> tuple[int, float]:
+    """(requests, seconds they span) for `alias` since `since` that reached the models: not
+    answered by the cache nor left by their client, and tried upstream or refused by an open
+    breaker (what the canary judges)."""
+    row = conn.execute(
+        "SELECT COUNT(*) AS n, MIN(ts) AS first FROM requests WHERE environment = :env "
+        "AND alias = :alias AND ts >= :since AND ts < :now AND cache NOT IN ('hit', 'stale') "
+        "AND status <> 'cancelled' AND (attempts > 0 OR error_class = 'circuit_open')",
+        {"env": environment, "alias": alias, "since": since, "now": now},
+    )[0]
+    n = int(row["n"] or 0)
+    return n, (now - float(row["first"])) if n else 0.0
 
 
 def rollup_rows(

@@ -75,50 +75,61 @@ def post_failover(ctx: ValidationContext) -> list[CheckResult]:
 
 @check("canary-health", "a running canary is no worse than its baseline", order=82)
 def canary_health(ctx: ValidationContext) -> list[CheckResult]:
-    """With --canary-health: the canary's share, and its error rate and P95 against the
+    """With --canary-health: the canary's share, and its own failure rate and P95 (from its
+    upstream attempts, so errors the gateway retried or failed over count) against the
     baseline's over the last 15 minutes."""
     if not ctx.options.get("canary_health"):
         return []
+    from quality_gates.gates.canary_samples import Side, split
     from quality_gates.store import settings
+    from quality_gates.store.gate_runs import alias_requests
+    from quality_gates.store.registry import get_alias
 
     conn = ctx.conn()
     canary = settings.get(conn, ctx.environment, "canary")
     if not isinstance(canary, dict) or not float(canary.get("percent") or 0):
         return [CheckResult("canary-health", "PASS", "no canary is running")]
-    since = time.time() - RECENT_S
-    stats = {}
-    for flag in (0, 1):
-        rows = conn.execute(
-            "SELECT latency_ms, status FROM requests WHERE environment = :env AND canary = :c "
-            "AND ts >= :since AND cache NOT IN ('hit', 'stale')",
-            {"env": ctx.environment, "c": flag, "since": since},
-        )
-        latencies = sorted(float(r["latency_ms"]) for r in rows)
-        errors = sum(r["status"] == "error" for r in rows)
-        p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else None
-        stats[flag] = (len(rows), errors / len(rows) if rows else None, p95)
-    (n_base, err_base, p95_base), (n_canary, err_canary, p95_canary) = stats[0], stats[1]
+    current = get_alias(conn, ctx.environment, "current")
+    baseline = canary.get("baseline") or (current.model_id if current else "")
+    now = time.time()
+    rows = alias_requests(conn, ctx.environment, "current", now - RECENT_S, now + 1)
+    sides = split(rows, candidate=str(canary.get("model")), baseline=str(baseline))
+
+    def figures(side: Side) -> dict[str, Any]:
+        latencies = sorted(side.latency_ms)
+        return {
+            "model": side.model,
+            "requests": side.judged,
+            "failure_rate": side.failures / side.judged if side.judged else None,
+            "failure_classes": dict(side.failure_classes),
+            "client_error_rate": side.client_errors / side.judged if side.judged else None,
+            "p95_ms": latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
+        }
+
+    can, base = figures(sides[0]), figures(sides[1])
     evidence = {
         "model": canary.get("model"),
         "percent": canary.get("percent"),
-        "canary": {"requests": n_canary, "error_rate": err_canary, "p95_ms": p95_canary},
-        "baseline": {"requests": n_base, "error_rate": err_base, "p95_ms": p95_base},
+        "canary": can,
+        "baseline": base,
     }
-    if n_canary < 20:
+    if can["requests"] < 20:
         return [
             CheckResult(
                 "canary-health",
                 "WARN",
-                f"canary {canary.get('model')} at {canary.get('percent')}% has only {n_canary} "
-                "requests in 15 minutes",
+                f"canary {canary.get('model')} at {canary.get('percent')}% has only "
+                f"{can['requests']} requests that reached the models in 15 minutes",
                 evidence,
             )
         ]
     worse = []
-    if err_canary is not None and err_base is not None and err_canary > err_base + 0.02:
-        worse.append(f"errors {err_canary:.1%} vs {err_base:.1%}")
-    if p95_canary and p95_base and p95_canary > p95_base * 1.5:
-        worse.append(f"P95 {p95_canary:.0f} ms vs {p95_base:.0f} ms")
+    err_c, err_b = can["failure_rate"], base["failure_rate"]
+    if err_c is not None and err_b is not None and err_c > err_b + 0.02:
+        worse.append(f"its own failures {err_c:.1%} vs {err_b:.1%}")
+    p95_c, p95_b = can["p95_ms"], base["p95_ms"]
+    if p95_c and p95_b and p95_c > p95_b * 1.5:
+        worse.append(f"P95 {p95_c:.0f} ms vs {p95_b:.0f} ms")
     if worse:
         return [
             CheckResult(
@@ -133,8 +144,8 @@ def canary_health(ctx: ValidationContext) -> list[CheckResult]:
         CheckResult(
             "canary-health",
             "PASS",
-            f"canary {canary.get('model')} at {canary.get('percent')}%: {n_canary} requests, "
-            "no worse than the baseline",
+            f"canary {canary.get('model')} at {canary.get('percent')}%: {can['requests']} "
+            "requests, no worse than the baseline",
             evidence,
         )
     ]
