@@ -116,20 +116,46 @@ def canary(
         raise UsageError("canary needs --model-id (or --update-traffic / --rollback)")
     wants_json = _context.wants_json(ctx, json_output)
 
+    from quality_gates.cli._gates import GateProgress
+
+    progress = GateProgress(enabled=not wants_json)
+    seen = {"judged": 0, "failed": 0}
+    from quality_gates.units import capped_duration
+
+    length = capped_duration(_duration(duration) or state.loaded().config.gates.canary.duration)
+
     def on_plan(plan: Any) -> None:
         if plan.enough or force:  # otherwise the refusal says it
             started = "" if plan.enough else " (started anyway: --force)"
             info(f"canary sample{started}: {plan.describe()}")
+            progress.start(
+                f"canary {model_id} at {traffic or 'the configured'}%",
+                None,
+                unit="candidate requests judged",
+                seconds=length,
+            )
 
     def on_look(look: Any) -> None:
+        canary, share = look.sides["canary"], look.share
+        seen.update(judged=int(canary["judged"]), failed=int(canary["failures"]))
+        progress.update(seen["judged"], seen["failed"])
         if not wants_json:
             failed = ", ".join(m.metric for m in look.failures) or "none"
-            canary, share = look.sides["canary"], look.share
             info(
                 f"look {look.index}/{look.of}: share {share['detail']}; candidate failed "
                 f"{canary['failures']} of {canary['judged']} requests that reached it; "
                 f"enough data {look.enough_data}; failing: {failed}"
             )
+
+    async def ticking(seconds: float) -> None:
+        """The canary's waits, with the progress line kept fresh (time left) meanwhile."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(1.0, left))
+            progress.update(seen["judged"], seen["failed"])
 
     options = gate.CanaryOptions(
         model_ref=model_id,
@@ -142,7 +168,17 @@ def canary(
         promote=not no_promote,
         require_sample=not force,
     )
-    result = run_async(
-        gate.run_canary(conn, state.loaded().config, options, on_look=on_look, on_plan=on_plan)
-    )
+    try:
+        result = run_async(
+            gate.run_canary(
+                conn,
+                state.loaded().config,
+                options,
+                on_look=on_look,
+                on_plan=on_plan,
+                sleep=ticking,
+            )
+        )
+    finally:
+        progress.close()
     finish(ctx, result.summary, outputs, json_output=json_output)
