@@ -233,3 +233,17 @@ def test_rollback_onto_a_provider_in_outage_is_refused_unless_forced(
     entry = json.loads(qg(*args, "audit", "list", "--json").out)[0]
     assert entry["action"] == "alias.rollback"
     assert "forced past a failed target check" in json.dumps(entry)
+
+
+def test_a_rollback_that_weights_override_says_so(qg, simulated_workspace: Workspace) -> None:  # type: ignore[no-untyped-def]
+    args = simulated_workspace.cli_args()
+    assert qg(*args, "config", "set", "--traffic-distribution", "bedrock:100").code == 0
+    moved = qg(*args, "rollback", "--model-id", "current", "--previous-model", "backup",
+               "--reason", "provider outage")  # fmt: skip
+    assert moved.code == 0, moved.err
+    assert "route: current -> gemini-1-5-flash: bedrock/claude-3-haiku 100%" in moved.out
+    assert "`current` names gemini-1-5-flash, yet its requests go first to" in (
+        moved.err.replace("\n", " ")
+    )
+    reset = qg(*args, "config", "set", "--traffic-distribution", "reset")
+    assert "route: current -> gemini-1-5-flash: google/gemini-1-5-flash 100%" in reset.out

@@ -156,3 +156,25 @@ def test_effective_weights_default_to_the_current_models_provider(config) -> Non
         "google": 70.0,
         "meta": 30.0,
     }
+
+
+def test_the_route_view_says_when_weights_choose_another_model_than_the_alias() -> None:
+    """Issue 16: after a rollback to gemini and a failback that restored bedrock:100, every
+    request went to claude-3-haiku on bedrock, and nothing said so."""
+    from quality_gates.config import parse_config_text, render_starter
+    from quality_gates.gateway._routing import RouteTable, first_choice_shares
+    from quality_gates.gateway.route_view import AliasRoute
+
+    config = parse_config_text(render_starter("r"), "q.yaml").config
+    runtime = {"traffic": {"weights": {"bedrock": 100.0}, "start": 0.0, "duration": 0.0}}
+    table = RouteTable(config, "production", {"current": "gemini-1-5-flash"}, runtime)
+    shares = first_choice_shares(table, "current", now=1.0, is_open=lambda _d: False)
+    assert shares == {"bedrock/claude-3-haiku": 1.0}
+    route = AliasRoute("production", "current", "gemini-1-5-flash", shares, {"bedrock": 100.0})
+    warning = route.warning()
+    assert warning is not None
+    assert "`current` names gemini-1-5-flash, yet its requests go first to bedrock/" in warning
+    healthy = RouteTable(config, "production", {"current": "claude-3-5-haiku"}, runtime)
+    own = first_choice_shares(healthy, "current", now=1.0, is_open=lambda _d: False)
+    assert own == {"bedrock/claude-3-5-haiku": 1.0}
+    assert AliasRoute("production", "current", "claude-3-5-haiku", own).warning() is None

@@ -126,6 +126,7 @@ def apply(ctx: click.Context, values: dict[str, Any], actor_name: str | None) ->
         after = current_weights(conn, config, env, config_only=True)
         runtime.reset_traffic(conn, environment=env, actor=actor, restored=after)
         changed["traffic"] = {"from": before, "to": after, "transition_s": 0, "reset": True}
+        _route_into(changed["traffic"], conn, config, env)
     elif values.get("traffic_distribution") is not None:
         try:
             weights = parse_traffic(values["traffic_distribution"])
@@ -172,6 +173,7 @@ def apply(ctx: click.Context, values: dict[str, Any], actor_name: str | None) ->
         ignored = _weights_ignored(config, env)
         if ignored:
             changed["traffic"]["note"] = ignored
+        _route_into(changed["traffic"], conn, config, env)
     elif transition is not None:
         raise UsageError("--transition-duration goes with --traffic-distribution")
     if values.get("cache_mode") is not None:
@@ -202,6 +204,18 @@ def apply(ctx: click.Context, values: dict[str, Any], actor_name: str | None) ->
         )
         changed["queue"] = {"enabled": enabled, "size": size, "timeout_s": timeout}
     return changed
+
+
+def _route_into(traffic: dict[str, Any], conn: Any, config: Any, environment: str) -> None:
+    """Where `current` goes with the new weights, and a warning when they pick its model."""
+    from quality_gates.gateway.route_view import alias_route
+
+    route = alias_route(conn, config, environment)
+    if route is not None:
+        traffic["route"] = route.describe()
+        warning = route.warning()
+        if warning:
+            traffic["warning"] = warning
 
 
 def _check_targets(conn: Any, config: Any, environment: str, providers: list[str]) -> list[Any]:
@@ -255,6 +269,10 @@ def render(changed: dict[str, Any]) -> list[str]:
             )  # fmt: skip
         if t.get("note"):
             lines.append(f"  note: {t['note']}")
+        if t.get("route"):
+            lines.append(f"  route: {t['route']}")
+        if t.get("warning"):
+            lines.append(f"  warning: {t['warning']}")
     if "cache" in changed:
         c = changed["cache"]
         lines.append(f"{env} cache: {c['mode']}, serve stale {'on' if c['serve_stale'] else 'off'}")

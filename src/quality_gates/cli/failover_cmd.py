@@ -81,13 +81,29 @@ def _report(move: TrafficMove, extra: dict[str, Any] | None, json_output: bool) 
             }
         )
     else:
+        from quality_gates.cli._output import warn
+
         style = "green" if move.completed else "red"
         console().print(
             f"[{style}]{move.action} {move.outcome}[/{style}]: {move.environment} "
             f"{describe_weights(move.before)} -> {describe_weights(move.final)} "
             f"(operation {move.operation_id})"
         )
+        if extra and extra.get("route"):
+            console().print(f"  route: {extra['route']}", markup=False)
+        if extra and extra.get("route_warning"):
+            warn(str(extra["route_warning"]))
     return 0 if move.completed else 1
+
+
+def _route(state: Any, environment: str) -> dict[str, Any]:
+    """Where `current` goes after the move, and a warning when weights pick another model."""
+    from quality_gates.gateway.route_view import alias_route
+
+    route = alias_route(state.conn(), state.loaded().config, environment)
+    if route is None:
+        return {}
+    return {"route": route.describe(), "route_warning": route.warning()}
 
 
 @click.command()
@@ -163,7 +179,7 @@ def failover(
         pause=_pause(pause, config.gateway.failover_pause),
         progress=_progress(json_mode),
     )
-    ctx.exit(_report(move, None, json_mode))
+    ctx.exit(_report(move, _route(state, environment), json_mode))
 
 
 @click.command()
@@ -250,7 +266,7 @@ def failback(
             f"{health['probes']} probes, {health['recent_successes']}/"
             f"{health['recent_attempts']} recent calls), threshold {threshold:.1%}"
         )
-    ctx.exit(_report(move, {"health": health}, json_mode))
+    ctx.exit(_report(move, {"health": health, **_route(state, environment)}, json_mode))
 
 
 @click.command()

@@ -133,6 +133,7 @@ def rollback(
     out.print(f"  reason: {reason}", markup=False)
     if check is not None:
         _print_check(check)
+    _warn_route(state, environment)
     out.print(
         "  Running gateways apply this within 1 s. Audit entry "
         f"#{result.audit_seq}; see `quality-gates history -e {environment}`."
@@ -227,6 +228,7 @@ def promote(
         )
     out.print(f"  reason: {reason}", markup=False)
     _print_check(check)
+    _warn_route(state, environment)
     out.print("  Running gateways apply this within 1 s; undo with `rollback`.")
     env_config = state.loaded().config.environment(environment)
     if env_config is not None and env_config.chain_for(candidate) is None:
@@ -328,3 +330,17 @@ def _print_check(check: TargetCheck) -> None:
     console().print(f"  target check: {check.evidence()}", markup=False)
     for note in [*check.problems, *check.notes]:
         warn(note)
+
+
+def _warn_route(state: _context.CliContext, environment: str) -> None:
+    """Say where `current`'s requests go now, and warn when weights pick another model."""
+    from quality_gates.cli._output import console, warn
+    from quality_gates.gateway.route_view import alias_route
+
+    route = alias_route(state.conn(), state.loaded().config, environment)
+    if route is None:
+        return
+    console().print(f"  route: {route.describe()}", markup=False)
+    warning = route.warning()
+    if warning:
+        warn(warning)

@@ -225,3 +225,59 @@ def effective_weights(
         return {k: v for k, v in env.traffic.items() if v > 0}
     model = config.model(current_model) if current_model else None
     return {model.provider: 100.0} if model else {}
+
+
+def first_choice_shares(
+    table: RouteTable,
+    name: str,
+    *,
+    now: float,
+    is_open: Callable[[str], bool],
+    p95: Callable[[str], float | None] = lambda _d: None,
+) -> dict[str, float]:
+    """deployment id -> the share of requests naming `name` whose first try goes there, as
+    `plan` draws it (canary share, weights or strategy, open breakers last)."""
+    alias, model_id = table.resolve(name)
+    shares: dict[str, float] = {}
+
+    def add(chain: tuple[Deployment, ...], share: float) -> None:
+        for deployment, part in _chain_shares(table, chain, now, is_open, p95).items():
+            shares[deployment] = shares.get(deployment, 0.0) + share * part
+
+    canary = table.canary
+    rest = 1.0
+    if canary is not None and alias == CANARY_ALIAS:
+        add(table.chain(canary.model), canary.percent / 100.0)
+        rest -= canary.percent / 100.0
+    add(table.chain(model_id), rest)
+    return shares
+
+
+def _chain_shares(
+    table: RouteTable,
+    chain: tuple[Deployment, ...],
+    now: float,
+    is_open: Callable[[str], bool],
+    p95: Callable[[str], float | None],
+) -> dict[str, float]:
+    if not chain:
+        return {}
+    if len(chain) == 1:
+        return {chain[0].id: 1.0}
+    ordered = table._order(chain, now=now, draw=lambda: 0.0, is_open=is_open, p95=p95)
+    if table.strategy != "weighted":
+        return {ordered[0].id: 1.0}
+    weights = table.weights(now)
+    seen: set[str] = set()
+    candidates = []
+    for deployment in chain:
+        if is_open(deployment.id) or deployment.provider in seen:
+            continue
+        seen.add(deployment.provider)
+        weight = weights.get(deployment.provider, 0.0)
+        if weight > 0:
+            candidates.append((deployment.id, weight))
+    total = sum(w for _, w in candidates)
+    if not candidates or total <= 0:
+        return {ordered[0].id: 1.0}
+    return {d: w / total for d, w in candidates}
