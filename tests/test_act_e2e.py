@@ -382,10 +382,15 @@ async def test_monitor_exits_0_when_healthy_and_1_naming_the_alert_during_an_out
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert "Summary" in healthy.stdout
     assert "HEALTHY" in healthy.stdout
+    assert "BREACH" not in healthy.stdout  # the summary and the lines agree
+    lines = [line for line in healthy.stdout.splitlines() if " | " in line]
+    assert lines
+    assert all("production current-model -> claude-3-5-haiku" in line for line in lines)
     assert outage.returncode == 1, outage.stdout + outage.stderr
     import json
 
     summary = json.loads(outage.stdout)
     assert summary["verdict"] == "unhealthy"
+    assert summary["threshold_breaches"]  # what the lines showed as BREACH counts too
     assert any(line.startswith("error-rate-critical") for line in summary["critical_alerts"])
     assert summary["seconds"] <= 15.0  # QG_MAX_DURATION bounded the 30 s run

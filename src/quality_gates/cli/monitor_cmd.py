@@ -122,6 +122,7 @@ def monitor(
         config,
         environment=environment,
         model=model,
+        model_ref=model_id,
         previous=previous,
         metrics=wanted,
         custom=custom,
@@ -228,12 +229,15 @@ class MonitorRun:
             leader,
         )
         for reading in readings:
-            if reading.breached and reading.threshold is not None and reading.threshold.custom:
+            if reading.breached and reading.threshold is not None:
+                # Every breach the lines show counts in the verdict; only a breached
+                # --alert-threshold (the caller's own) may roll the model back.
                 shown = service.format_value(reading.metric, reading.value)
                 line = f"{reading.threshold.describe()}: {shown}"
                 if line.split(":")[0] not in (b.split(":")[0] for b in self.breaches):
                     self.breaches.append(line)
-                    self._maybe_roll_back(line, now)
+                    if reading.threshold.custom:
+                        self._maybe_roll_back(line, now)
         self.ticks.append(tick)
         return tick
 
@@ -329,7 +333,9 @@ def _table(run: MonitorRun, tick: Tick) -> Any:
     from quality_gates.cli._output import table
 
     o = run.o
-    title = f"monitor {o['model']} in {o['environment']} (window {o['window']:g} s)"
+    title = f"monitor {_subject(run)} (window {o['window']:g} s)"
+    if not any(r.volume for r in tick.metrics):
+        title += f": no live traffic to {o['model']} in the window"
     view = table("metric", "value", "threshold", "", "n", title=title)
     for r in tick.metrics:
         mark = (
@@ -372,6 +378,14 @@ def _table(run: MonitorRun, tick: Tick) -> Any:
     return Group(*parts)
 
 
+def _subject(run: MonitorRun) -> str:
+    """`production current-model -> claude-3-5-haiku`: what every line is about."""
+    o = run.o
+    ref = o.get("model_ref") or o["model"]
+    named = f"{ref} -> {o['model']}" if ref != o["model"] else o["model"]
+    return f"{o['environment']} {named}"
+
+
 def _line(run: MonitorRun, tick: Tick) -> None:
     import datetime
 
@@ -382,6 +396,9 @@ def _line(run: MonitorRun, tick: Tick) -> None:
         f"{r.metric} {r.to_dict()['shown']}" + (" BREACH" if r.breached else "")
         for r in tick.metrics
     )
+    metrics = f"{_subject(run)} | {metrics}"
+    if not any(r.volume for r in tick.metrics):
+        metrics += f" | no live traffic to {run.o['model']} in the last {run.o['window']:g} s"
     firing = [a["rule"] for a in tick.alerts if a["state"] == "firing"]
     extra = f" | firing: {', '.join(firing)}" if firing else " | no alert firing"
     if tick.incidents:
