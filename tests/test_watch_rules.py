@@ -236,3 +236,22 @@ def test_bad_alert_config_is_one_line_with_the_fix(section: str, message: str) -
     with pytest.raises(ConfigError) as caught:
         parse_config_text(f"version: 1\nalerts:\n  {section}\n", "q.yaml")
     assert any(message in line and "q.yaml:" in line for line in caught.value.problems)
+
+
+def test_incident_titles_are_sentences() -> None:
+    from quality_gates.watch._rules import RuleSpec, sentence
+
+    spec = RuleSpec(
+        name="provider-availability-critical",
+        metric="provider_availability",
+        op="<",
+        threshold=0.95,
+        window=60.0,
+        for_=0.0,
+        keep_firing_for=60.0,
+        severity="critical",
+        type="provider",
+        group_by=("environment", "provider"),
+    )
+    labels = {"environment": "production", "provider": "bedrock"}
+    assert sentence(spec, labels, 0.897) == "Bedrock availability 89.70% (below 95.00%) in production"

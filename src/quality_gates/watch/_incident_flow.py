@@ -28,6 +28,7 @@ from quality_gates.watch._rules import (
     AlertState,
     RuleSpec,
     Transition,
+    sentence,
 )
 from quality_gates.watch._store import add_event, save_state
 
@@ -150,6 +151,15 @@ def sync_alerts(
         _refresh(conn, config, specs, row, states, firing, now, touched)
 
 
+def _title(spec: RuleSpec | None, alert: AlertState) -> str:
+    """The incident's title: the alert as a sentence, after the rule's own summary if it
+    has one (a drill marks its incidents there)."""
+    if spec is None:
+        return alert.summary
+    said = sentence(spec, alert.labels, alert.value)
+    return f"{spec.summary}: {said}" if spec.summary else said
+
+
 def _opens_incident(specs: Mapping[str, RuleSpec], rule: str) -> bool:
     spec = specs.get(rule)
     return spec is None or spec.opens_incident
@@ -238,10 +248,11 @@ def _attach(
             environment_providers(config, alert.environment),
             config.incidents.p0_error_rate,
         )
+        spec = specs.get(alert.rule)
         row = incidents.open_incident(
             conn,
             config,
-            title=alert.summary,
+            title=_title(spec, alert),
             incident_type=alert.type,
             severity=severity,
             environment=alert.environment,
@@ -249,7 +260,12 @@ def _attach(
             actor=WATCH_ACTOR,
             now=now,
             detected_at=alert.active_since,
-            details={"alert": alert.rule, "labels": alert.labels, "value": alert.value},
+            details={
+                "alert": alert.rule,
+                "labels": alert.labels,
+                "value": alert.value,
+                "expression": alert.summary,
+            },
         )
     alert.incident_id = int(row["id"])
     conn.execute(

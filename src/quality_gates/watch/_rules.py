@@ -135,6 +135,54 @@ def describe(spec: RuleSpec, labels: Mapping[str, str], value: float | None) -> 
     return f"{text}: {shown} ({where})" if where else f"{text}: {shown}"
 
 
+# How a metric reads in a sentence (an incident title).
+METRIC_WORDS = {
+    "provider_availability": "availability",
+    "error_rate": "error rate",
+    "server_error_rate": "5xx rate",
+    "rate_limited_rate": "429 rate",
+    "p50_latency": "median latency",
+    "p95_latency": "P95 latency",
+    "p99_latency": "P99 latency",
+    "ttft_p95": "P95 time to first token",
+    "throughput": "throughput",
+    "cache_hit_rate": "cache hit rate",
+    "quality_score": "quality score",
+    "quality_score_decrease": "quality score drop",
+    "toxicity_rate": "toxicity rate",
+    "pii_rate": "PII rate",
+    "refusal_rate": "refusal rate",
+    "prompt_injection_rate": "prompt-injection rate",
+    "satisfaction": "user satisfaction",
+    "cost_per_minute": "spend",
+    "cost_increase": "cost rise",
+    "unusual_traffic_pattern": "traffic anomaly score",
+    "quota_utilization": "quota use",
+    "resource_utilization": "resource use",
+    "burn_rate": "error budget burn rate",
+}
+PROVIDER_NAMES = {
+    "bedrock": "Bedrock",
+    "google": "Gemini",
+    "meta": "Meta",
+    "anthropic": "Anthropic",
+}
+
+
+def sentence(spec: RuleSpec, labels: Mapping[str, str], value: float | None) -> str:
+    """An alert as a person says it: `Bedrock availability 89.7% (below 95%) in production`."""
+    words = METRIC_WORDS.get(spec.metric, spec.metric.replace("_", " "))
+    provider = labels.get("provider")
+    subject = provider[:1].upper() + provider[1:] if provider else labels.get("model_id")
+    head = f"{subject} {words}" if subject else words[:1].upper() + words[1:]
+    side = "above" if spec.op in (">", ">=") else "below"
+    shown = "no data" if value is None else _format(spec.metric, value)
+    where = labels.get("environment")
+    return f"{head} {shown} ({side} {_format(spec.metric, spec.threshold)})" + (
+        f" in {where}" if where else ""
+    )
+
+
 def _format(metric: str, value: float) -> str:
     if metric.endswith("_latency") or metric == "ttft_p95":
         return f"{value:.0f} ms"
