@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import threading
@@ -195,6 +196,11 @@ _NOT_FOR_PII = ("torch", "transformers")
 
 def _load_pii() -> Any:
     import types
+
+    # presidio logs its device at import, one "Recognizer not added" warning per recognizer
+    # of another language when English ones load (43 lines at every start) and an INFO line
+    # per analysis: noise, not news. Its errors still show.
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
     blocked = [name for name in _NOT_FOR_PII if name not in sys.modules]
     for name in blocked:
