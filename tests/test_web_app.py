@@ -125,6 +125,18 @@ def test_public_updates_show_public_notes_and_fixed_texts_never_internal_ones(
     assert "restarting pods" not in client.get("/status").text
 
 
+def test_the_headline_never_says_operational_beside_an_open_major_incident(
+    workspace: Workspace, client: TestClient
+) -> None:
+    """No traffic measured (no data), yet a P1 incident is open: the headline says so."""
+    open_incident(workspace)
+    status = client.get("/status.json").json()
+    (incident,) = status["incidents"]
+    assert incident["impact"] == "major"
+    assert status["status"]["indicator"] == "partial_outage"
+    assert "operational" not in status["status"]["description"].lower()
+
+
 def test_a_canary_secret_in_every_sensitive_spot_never_reaches_the_public_pages(
     tmp_path: object, workspace: Workspace
 ) -> None:

@@ -216,6 +216,23 @@ def public_incidents(
     return out
 
 
+# The least the headline may say while a public incident of this impact is open: the page
+# never reads "All systems operational" beside an incident above minor.
+IMPACT_FLOOR = {"critical": MAJOR, "major": PARTIAL}
+
+
+def _no_calmer_than_incidents(measured: str, incidents: list[dict[str, Any]]) -> str:
+    """The overall status, raised to what open incidents above minor impact say."""
+    from quality_gates.web.components import worst
+
+    floors = [
+        IMPACT_FLOOR[i["impact"]]
+        for i in incidents
+        if i.get("status") != "resolved" and i.get("impact") in IMPACT_FLOOR
+    ]
+    return worst(measured, *floors) if floors else measured
+
+
 def public_status(
     conn: Connection,
     config: QualityGatesConfig,
@@ -236,7 +253,8 @@ def public_status(
         if history is not None
         else daily_uptime(conn, environment, providers, days=page.uptime_days, now=now)
     )
-    overall = found[0].status
+    incidents = public_incidents(conn, config, environment, providers, now=now)
+    overall = _no_calmer_than_incidents(found[0].status, incidents)
     banner = None
     if emergency is not None:
         mode = str(emergency["mode"])
@@ -254,7 +272,7 @@ def public_status(
         },
         "banner": banner,
         "components": [_component(conn, config, environment, c, uptime.get(c.id)) for c in found],
-        "incidents": public_incidents(conn, config, environment, providers, now=now),
+        "incidents": incidents,
         "levels": {
             "degraded_below": 1.0 - thresholds(config, environment).error_rate,
             "partial_outage_below": page.partial_outage_below,
