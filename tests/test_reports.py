@@ -492,3 +492,18 @@ def test_the_report_reads_alike_on_each_store(workspace: Workspace, tmp_path: Pa
     rows = {s["severity"]: s for s in section(doc, "incidents")["data"]["by_severity"]}
     assert rows["P1"]["mean_tta_seconds"] == pytest.approx(INCIDENT_ACK_S)
     assert section(doc, "recovery")["data"]["drills"][0]["status"] == "passed"
+
+
+def test_markdown_keeps_comparisons_readable_and_never_self_contradictory() -> None:
+    from quality_gates.reports._format import cell
+    from quality_gates.reports._markdown import _figures
+
+    assert cell("p95 < 1.5 s and x > y") == "p95 < 1.5 s and x > y"  # no &lt; entities
+    assert cell("<script>alert(1)</script> &amp;") == (
+        "&lt;script>alert(1)&lt;/script> &amp;amp;"
+    )  # nothing that could open a tag or an entity
+    failed = _figures(
+        [{"name": "detection_seconds", "value": 30.04, "target": 30.0, "unit": "s",
+          "status": "FAIL"}]
+    )  # fmt: skip
+    assert failed == "detection 30.040 s (target under 30.000 s) **FAIL**"

@@ -195,3 +195,12 @@ def test_live_tail_makes_short_windows_exact_to_the_cycle(workspace: Workspace) 
     assert diluted == pytest.approx(0.1)
     # older than the tail's first read: whole minutes serve it
     assert not live.covers(Window.last(60.0, now=start + 40))
+
+
+def test_answers_other_than_2xx_count_refusals_as_well_as_errors() -> None:
+    """Ten 503s of an emergency shutdown are refusals (status rejected), not gateway
+    errors: a report must still count them among the answers clients got."""
+    from quality_gates.watch._windows import Aggregate, not_2xx
+
+    agg = Aggregate(count=100, errors=2, errors_by_class={"shutdown": 10, "server_error": 2})
+    assert not_2xx(agg) == (12, {"server_error": 2, "shutdown": 10})

@@ -16,7 +16,7 @@ from quality_gates.reports._telemetry import Scope
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import history, list_aliases
 from quality_gates.watch._channels import iso
-from quality_gates.watch._windows import Aggregate
+from quality_gates.watch._windows import Aggregate, not_2xx
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig, Thresholds
@@ -169,6 +169,8 @@ def _overview(ctx: _Context) -> dict[str, Any]:
         "requests": round(requests.count),
         "failed_requests": round(requests.errors),
         "error_rate": requests.errors / requests.count if requests.count else None,
+        "not_2xx": not_2xx(requests)[0],
+        "not_2xx_classes": not_2xx(requests)[1],
         "upstream_attempts": round(attempts.count),
         "failovers": round(requests.failovers),
         "cost": round(requests.cost, 6),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from quality_gates.units import format_duration
@@ -56,8 +57,15 @@ def cell(text: object) -> str:
     column breaks, one line."""
     if text is None or text == "":
         return DASH
-    out = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # Only what could start an HTML tag or an entity is escaped: `p95 < 1.5 s` stays as
+    # written in the Markdown, `<script>` and `&amp;` do not reach the HTML made from it.
+    out = _ENTITY.sub(lambda m: "&amp;" + m.group(0)[1:], str(text))
+    out = _TAG_START.sub("&lt;", out)
     return out.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+_ENTITY = re.compile(r"&(#?\w+;)")
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 
 
 def when(iso_text: str | None) -> str:

@@ -21,12 +21,22 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _classes(classes: dict[str, int]) -> str:
+    return (
+        (" (" + ", ".join(f"{cell(k)} {n:,}" for k, n in classes.items()) + ")") if classes else ""
+    )
+
+
 def _overview(data: dict[str, Any]) -> list[str]:
     c = data["compliance"]
     rows = [
         ["Requests", value(data["requests"], "count")],
         [
-            "Failed requests",
+            "Answers other than 2xx",
+            f"{value(data['not_2xx'], 'count')}" + _classes(data.get("not_2xx_classes") or {}),
+        ],
+        [
+            "Failed requests (gateway errors)",
             f"{value(data['failed_requests'], 'count')} ({ratio(data['error_rate'])})",
         ],
         ["Upstream attempts", value(data["upstream_attempts"], "count")],
@@ -307,10 +317,17 @@ def label(name: str) -> str:
 def _figures(figures: list[dict[str, Any]]) -> str:
     parts = []
     for f in figures:
-        target = f"< {value(f['target'], f['unit'])}" if f["target"] is not None else "no target"
-        parts.append(
-            f"{label(f['name'])} {value(f['value'], f['unit'])} ({target}) **{f['status']}**"
-        )
+        shown = value(f["value"], f["unit"])
+        if f["target"] is None:
+            parts.append(f"{label(f['name'])} {shown} (no target) **{f['status']}**")
+            continue
+        target = value(f["target"], f["unit"])
+        if shown == target and f["value"] is not None:
+            # Rounded alike, a FAIL would read "30.0 s (target under 30.0 s)": show why.
+            shown, target = f"{f['value']:.3f}", f"{f['target']:.3f}"
+            if f["unit"] == "s":
+                shown, target = f"{shown} s", f"{target} s"
+        parts.append(f"{label(f['name'])} {shown} (target under {target}) **{f['status']}**")
     return "<br>".join(parts) if parts else DASH
 
 
@@ -318,7 +335,7 @@ def _recovery(data: dict[str, Any]) -> list[str]:
     lines = [
         "Targets: "
         + ", ".join(
-            f"{label(t['name'])} < {value(t['target'], t['unit'])}" for t in data["targets"]
+            f"{label(t['name'])} under {value(t['target'], t['unit'])}" for t in data["targets"]
         )
         + "."
     ]
@@ -477,7 +494,12 @@ def _incident(data: dict[str, Any]) -> list[str]:
             ["Time to resolve", seconds(times["resolution_seconds"])],
             ["Requests in the impact window", value(impact["requests"], "count")],
             [
-                "Failed requests",
+                "Answers other than 2xx",
+                f"{value(impact.get('not_2xx', impact['failed_requests']), 'count')}"
+                + _classes(impact.get("not_2xx_classes") or {}),
+            ],
+            [
+                "Failed requests (gateway errors)",
                 f"{value(impact['failed_requests'], 'count')} ({ratio(impact['error_rate'])})",
             ],
             ["Providers involved", cell(", ".join(impact["providers"]) or DASH)],

@@ -320,3 +320,10 @@ def per_minute_counts(
         slots = counts.setdefault(key, [0.0] * (last - first + 1))
         slots[int(row["minute"]) - first] = float(row["n"] or 0)
     return counts
+
+
+def not_2xx(agg: Aggregate) -> tuple[int, dict[str, int]]:
+    """Answers clients got that were not 2xx (gateway errors and refusals: 400, 429, 503
+    shutdown, ...), and their classes; from a request aggregate's error classes."""
+    classes = {k: round(v) for k, v in sorted(agg.errors_by_class.items()) if round(v)}
+    return max(round(agg.errors), sum(classes.values())), classes

@@ -12,7 +12,7 @@ from quality_gates.store.db import Connection
 from quality_gates.units import format_duration
 from quality_gates.watch import incidents
 from quality_gates.watch._channels import iso
-from quality_gates.watch._windows import Aggregate, Window, read_window
+from quality_gates.watch._windows import Aggregate, Window, not_2xx, read_window
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
@@ -90,6 +90,8 @@ def review(
             "requests": round(requests.count),
             "failed_requests": round(requests.errors),
             "error_rate": requests.errors / requests.count if requests.count else None,
+            "not_2xx": not_2xx(requests)[0],
+            "not_2xx_classes": not_2xx(requests)[1],
             "failovers": round(requests.failovers),
             "affected_keys": [
                 {"key": r["key_name"] or "(no key)", "failed": int(r["failed"])} for r in keys
@@ -160,7 +162,13 @@ def render(data: dict[str, Any], owner: str | None = None) -> str:
         "",
         f"Measured from telemetry between {impact['window'][0]} and {impact['window'][1]}.",
         "",
-        f"- Requests: {impact['requests']:,}; failed: {impact['failed_requests']:,}"
+        f"- Requests: {impact['requests']:,}; answers other than 2xx: {impact['not_2xx']:,}"
+        + (
+            " (" + ", ".join(f"{k} {n:,}" for k, n in impact["not_2xx_classes"].items()) + ")"
+            if impact["not_2xx_classes"]
+            else ""
+        )
+        + f"; failed (gateway errors): {impact['failed_requests']:,}"
         + (f" ({error_rate * 100:.2f}%)" if error_rate is not None else ""),
         f"- Failovers: {impact['failovers']:,}; alias moves during the incident: "
         f"{impact['alias_moves']}",
