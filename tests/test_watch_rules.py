@@ -254,4 +254,5 @@ def test_incident_titles_are_sentences() -> None:
         group_by=("environment", "provider"),
     )
     labels = {"environment": "production", "provider": "bedrock"}
-    assert sentence(spec, labels, 0.897) == "Bedrock availability 89.70% (below 95.00%) in production"
+    said = sentence(spec, labels, 0.897)
+    assert said == "Bedrock availability 89.70% (below 95.00%) in production"
