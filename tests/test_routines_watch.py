@@ -337,7 +337,10 @@ def test_status_shows_the_routines_last_runs_without_loading_cron(cli_ws: Worksp
     assert not rows["health"]["failing"]
     assert rows["lookup"]["failing"]
     assert rows["lookup"]["last_run"]["summary"].startswith("exit 1 (failed)")
-    text = run_cli(*args, "status", cwd=cli_ws.root).stdout
+    first = run_cli(*args, "status", cwd=cli_ws.root).stdout
+    assert first.startswith("ATTENTION")  # the one-screen summary names the failing check
+    assert "routine lookup failing" in first
+    text = run_cli(*args, "status", "--full", cwd=cli_ws.root).stdout
     assert "routine checks" in text
     assert "lookup" in text
     assert "exit 1 (failed)" in text

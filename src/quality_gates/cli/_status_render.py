@@ -234,3 +234,106 @@ def _forced_line(deployment: str, forced: dict[str, Any]) -> str:
         f"since {at(forced.get('since'))}{ends}: {forced.get('reason') or 'no reason given'}; "
         f"clear: quality-gates breaker --deployment {deployment} --state auto"
     )
+
+
+HOUR = 3600.0
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The one screen `status` starts with: the overall state, what fires and what is open,
+    then what changed in the last hour, then one line per environment. Returns the state."""
+    out = console()
+    firing = [
+        (env["name"], a)
+        for env in report["environments"]
+        for a in env.get("alerts", [])
+        if a["state"] == "firing" and not (a["silenced_by"] or a["inhibited"])
+    ]
+    incidents = [
+        (env["name"], i) for env in report["environments"] for i in env.get("incidents", [])
+    ]
+    emergencies = [env["name"] for env in report["environments"] if env.get("emergency")]
+    failing = [r for r in report.get("routines", []) if r.get("failing")]
+    critical = any(a["severity"] == "critical" for _, a in firing) or emergencies
+    state = "CRITICAL" if critical else ("ATTENTION" if firing or incidents or failing else "OK")
+    colour = {"CRITICAL": "bold red", "ATTENTION": "bold yellow", "OK": "bold green"}[state]
+    detail = []
+    if emergencies:
+        detail.append(f"emergency mode in {', '.join(emergencies)}")
+    detail.append(f"{len(firing)} alert{'s' if len(firing) != 1 else ''} firing")
+    detail.append(f"{len(incidents)} incident{'s' if len(incidents) != 1 else ''} open")
+    if failing:
+        detail.append(f"{len(failing)} routine check{'s' if len(failing) != 1 else ''} failing")
+    out.print(f"[{colour}]{state}[/{colour}]  {report['project']}: " + ", ".join(detail))
+    for env_name, alert in sorted(firing, key=lambda t: t[1]["severity"] != "critical"):
+        tone = "red" if alert["severity"] == "critical" else "yellow"
+        out.print(
+            f"  [{tone}]{alert['severity']}[/{tone}] {env_name} {alert['rule']}: "
+            f"{alert['summary']}",
+            highlight=False,
+        )
+    for env_name, incident in incidents:
+        breach = " [red]response target breached[/red]" if incident["response_breached"] else ""
+        out.print(
+            f"  incident #{incident['id']} {incident['severity']} {incident['state']} "
+            f"({env_name}, open {_age(incident['age_seconds'])}): {incident['title']}{breach}",
+            highlight=False,
+        )
+    for routine in failing:
+        last = routine.get("last_run") or {}
+        out.print(
+            f"  [red]routine {routine['name']} failing[/red]: {last.get('summary') or '-'}",
+            highlight=False,
+        )
+    changes = _last_hour(report)
+    out.print("last hour: " + (f"{len(changes)} change(s)" if changes else "no change"))
+    for line in changes[:8]:
+        out.print(f"  {line}", markup=False)
+    for env in report["environments"]:
+        aliases = {a["alias"]: a for a in env.get("aliases", [])}
+        current = aliases.get("current")
+        route = f"current -> {current['model']} ({current['provider'] or '?'})" if current else ""
+        weights = ", ".join(f"{k} {v:g}%" for k, v in env.get("traffic_in_force", {}).items())
+        down = [
+            p["provider"]
+            for p in env.get("providers", [])
+            if p["breaker"] in ("open", "half_open") or "open" in (p.get("forced") or {}).values()
+        ]
+        tail = f"; providers out: {', '.join(down)}" if down else ""
+        out.print(f"{env['name']}  {route}; traffic {weights or '-'}{tail}", markup=False)
+    return state
+
+
+def _last_hour(report: dict[str, Any]) -> list[str]:
+    """Alias moves, traffic moves and remediations of the last hour, newest first."""
+    now = time.time()
+    found: list[tuple[float, str]] = []
+    for env in report["environments"]:
+        for move in env.get("recent_moves", []):
+            at = _ts(move.get("time"))
+            if at is not None and now - at <= HOUR:
+                found.append(
+                    (
+                        at,
+                        f"{ago(at)} {env['name']} {move.get('alias')}: {move.get('from') or '-'} "
+                        f"-> {move.get('to')} ({move.get('operation')}, {move.get('actor')})",
+                    )
+                )
+        for action in env.get("remediations", []):
+            at = _ts(action.get("at"))
+            if at is not None and now - at <= HOUR:
+                found.append((at, f"{ago(at)} {env['name']} {action['summary']}"))
+    return [text for _, text in sorted(found, key=lambda t: -t[0])]
+
+
+def _ts(value: Any) -> float | None:
+    from datetime import datetime
+
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None

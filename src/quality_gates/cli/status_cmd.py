@@ -48,6 +48,11 @@ def register(group: click.Group) -> None:
     is_flag=True,
     help="Only failover state: chains, weights, forced breakers, automatic failovers, moves.",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="After the summary: aliases, chains, thresholds, providers, routines (everything).",
+)
 @json_option
 @click.pass_context
 def status(
@@ -60,6 +65,7 @@ def status(
     compact: bool,
     quota_check: bool,
     failover_status: bool,
+    full: bool,
     json_output: bool,
 ) -> None:
     """The system at a glance: per environment the aliases and traffic weights, provider
@@ -122,9 +128,18 @@ def status(
         if failover_status:
             render.failover(report)
         if not (provider_health or quota_check or failover_status):
-            _render(report)
-            render.live(report)
-            render.routines(report)
+            render.summary(report)
+            if full or environment or model_id:
+                from quality_gates.cli._output import console
+
+                console().print()
+                _render(report)
+                render.live(report)
+                render.routines(report)
+            else:
+                from quality_gates.cli._output import info
+
+                info("details: `quality-gates status --full` (aliases, chains, providers, ...)")
         if provider:
             _render_health(report["provider_health"])
     if quota_check and quota_breach:
