@@ -35,13 +35,20 @@ def _sum(series: dict[Any, Aggregate]) -> Aggregate:
 def review(
     conn: Connection, incident_id: int, *, lookback: float = 60.0, now: float | None = None
 ) -> dict[str, Any]:
-    """Everything the review document says, as data. Impact is counted from `lookback`
-    before the first alert's condition held (the window that made it hold)."""
+    """Everything the review document says, as data. Impact starts at the first affected
+    request (one not answered 2xx) within the `lookback` before the first alert's condition
+    held, or at that moment when no request was affected: never before anything happened."""
     now = time.time() if now is None else now
     row = incidents.get_incident(conn, incident_id)
-    start = float(row["detected_at"]) - lookback
-    end = float(row["mitigated_at"] or row["resolved_at"] or now)
+    detected = float(row["detected_at"])
     environment = str(row["environment"])
+    first_bad = conn.scalar(
+        "SELECT MIN(ts) FROM requests WHERE environment = :env AND ts >= :a AND ts <= :b "
+        "AND status <> 'ok'",
+        {"env": environment, "a": detected - lookback, "b": detected},
+    )
+    start = float(first_bad) if first_bad is not None else detected
+    end = float(row["mitigated_at"] or row["resolved_at"] or now)
     during = read_window(conn, Window(start, max(end, start + 1.0), now), environment=environment)
     length = max(end - start, MIN_BASELINE)
     before = read_window(conn, Window(start - length, start, now), environment=environment)
@@ -146,7 +153,7 @@ def render(data: dict[str, Any], owner: str | None = None) -> str:
         "",
         "| Milestone | Time (UTC) | Since previous |",
         "|---|---|---|",
-        f"| Impact window starts (first alert's window) | {times['impact_started']} | |",
+        f"| Impact starts (first affected request) | {times['impact_started']} | |",
         f"| Detected (incident opened) | {times['opened']} | "
         f"{_duration(times['detection_seconds'])} after the first alert condition held |",
         f"| Acknowledged | {times['acknowledged'] or '-'} | "
