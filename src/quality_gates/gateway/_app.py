@@ -43,6 +43,7 @@ from quality_gates.gateway._http import (
     list_models,
     metrics_endpoint,
     readyz,
+    unknown_route,
 )
 from quality_gates.gateway._limits import (
     Admission,
@@ -481,7 +482,8 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    return GatewayASGI(Starlette(routes=routes, lifespan=lifespan))
+    handlers = {404: unknown_route, 405: unknown_route}
+    return GatewayASGI(Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers))
 
 
 SETTINGS_ENV = {

@@ -194,6 +194,7 @@ class Dispatcher:
                 stop=request.stop,
                 timeout=timeout,
                 request_id=request.request_id,
+                extras=request.extras,
             )
             started = time.perf_counter()
             ts = time.time()

@@ -26,6 +26,7 @@ from quality_gates.errors import (
 )
 from quality_gates.gateway._breaker import BreakerBoard
 from quality_gates.gateway._cache import CachedAnswer, ResponseCache, cache_key
+from quality_gates.gateway._chat_answers import completion_json, is_plain
 from quality_gates.gateway._dispatch import Dispatcher, NoDeployment, Trip
 from quality_gates.gateway._health import LatencyBoard
 from quality_gates.gateway._limits import (
@@ -118,6 +119,7 @@ class Gateway:
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
         self._env = services.environment
+        self._lenient = frozenset(services.settings.lenient_fields)
 
     async def chat(
         self, raw: bytes, key: ApiKey | None, *, use_cache: bool = True
@@ -127,7 +129,7 @@ class Gateway:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + s.settings.deadline
-        request = parse_request(raw)
+        request = parse_request(raw, self._lenient)
         rec = RequestRecord(
             id=f"chatcmpl-{self._id_prefix}{next(self._ids):012x}",
             ts=time.time(),
@@ -260,7 +262,9 @@ class Gateway:
         s.budget.deposit()
         now = time.time()
         key_hash = None
-        if s.cache is not None and use_cache:
+        # Tools, structured outputs, images and n change the answer beyond what the cache
+        # key holds: such requests go upstream every time.
+        if s.cache is not None and use_cache and request.extras is None and not request.rich:
             key_hash = cache_key(
                 self._env,
                 plan.model_id,
@@ -283,6 +287,7 @@ class Gateway:
             max_tokens=request.max_tokens,
             stop=request.stop,
             request_id=rec.id,
+            extras=request.extras,
         )
         try:
             trip = await s.dispatcher.run(
@@ -369,15 +374,18 @@ class Gateway:
                     time.time(),
                 ),
             )
-        body = completion_body(
-            rec.id,
-            int(rec.ts),
-            deployment.model_id,
-            response.text,
-            response.finish_reason,
-            usage.input_tokens,
-            usage.output_tokens,
-        )
+        if is_plain(response):
+            body = completion_body(
+                rec.id,
+                int(rec.ts),
+                deployment.model_id,
+                response.text,
+                response.finish_reason,
+                usage.input_tokens,
+                usage.output_tokens,
+            )
+        else:
+            body = completion_json(rec.id, int(rec.ts), deployment.model_id, response)
         self._finish_ok(rec, started)
         if s.answer_tap is not None:
             s.answer_tap(rec, request.prompt_text(), response.text)

@@ -137,6 +137,18 @@ class GatewayASGI:
         await self.router(scope, receive, send)
 
 
+async def unknown_route(request: Request, exc: Exception) -> Response:
+    """Any unknown path or method, answered in the OpenAI error shape (an ErrorResponse)
+    rather than a framework's text/plain page."""
+    status = getattr(exc, "status_code", 404)
+    where = f"{request.method} {request.url.path}"
+    if status == 405:
+        error = ApiError(405, f"{where}: method not allowed", code="method_not_allowed")
+    else:
+        error = ApiError(404, f"{where}: no such endpoint", code="unknown_url")
+    return _error_response(error)
+
+
 async def list_models(request: Request) -> Response:
     """GET /v1/models: the environment's aliases (and model ids where allowed)."""
     state: GatewayApp = request.app.state.gateway

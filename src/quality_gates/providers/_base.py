@@ -32,10 +32,13 @@ from quality_gates.providers._types import (
     ChatProvider,
     ChatRequest,
     ChatResponse,
+    Choice,
     FinishReason,
     Message,
     ProbeResult,
     StreamChunk,
+    ToolCall,
+    ToolCallDelta,
     Usage,
 )
 
@@ -66,6 +69,9 @@ class Answer:
     finish_reason: FinishReason
     usage: Usage | None = None
     response_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None
+    more: tuple[Choice, ...] = ()
 
 
 @dataclass
@@ -136,8 +142,18 @@ class HttpChatProvider(ChatProvider):
         """The taxonomy's error for an HTTP error answer."""
 
     @abc.abstractmethod
-    def read_stream(self, response: aiohttp.ClientResponse) -> AsyncIterator[str | StreamEnd]:
-        """Text deltas and StreamEnd markers; raises ProviderError for in-stream errors."""
+    def read_stream(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
+        """Text deltas, tool-call deltas and StreamEnd markers; raises ProviderError for
+        in-stream errors."""
+
+    def read_stream_of(
+        self, response: aiohttp.ClientResponse, request: ChatRequest
+    ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
+        """read_stream for `request` (protocols whose reading depends on the request
+        override this)."""
+        return self.read_stream(response)
 
     async def prepare(self) -> None:
         """Work before the first request (e.g. resolving credentials)."""
@@ -244,6 +260,9 @@ class HttpChatProvider(ChatProvider):
             model=request.model,
             response_id=answer.response_id,
             cost_usd=self.cost(request.model, usage),
+            tool_calls=answer.tool_calls,
+            logprobs=answer.logprobs,
+            more=answer.more,
         )
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
@@ -277,7 +296,7 @@ class HttpChatProvider(ChatProvider):
                 content_type = response.headers.get("content-type", "")
                 if self.stream_content_type not in content_type:
                     raise self._not_a_stream(response.status, response.headers, content_type)
-                async for item in self.read_stream(response):
+                async for item in self.read_stream_of(response, request):
                     if isinstance(item, StreamEnd):
                         end = item
                         continue
@@ -285,6 +304,10 @@ class HttpChatProvider(ChatProvider):
                         continue
                     if ttft is None:
                         ttft = (time.perf_counter() - started) * 1000.0
+                    if isinstance(item, ToolCallDelta):
+                        parts.append(item.arguments)
+                        yield StreamChunk(tool_calls=(item,))
+                        continue
                     parts.append(item)
                     yield StreamChunk(text=item)
         except ProviderError as exc:

@@ -10,18 +10,83 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "content_filter", "error", "other"]
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "error", "other"]
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image input: inline bytes (base64 `data` with its `media_type`) or a URL."""
+
+    media_type: str = ""
+    data: str = ""
+    url: str = ""
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asked for; `arguments` is the JSON text it produced."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
 class Message:
-    """One chat message."""
+    """One chat message. `content` is its text; `images` follow the text of a user turn;
+    an assistant turn may carry `tool_calls`, and a `tool` turn answers `tool_call_id`."""
 
     role: Role
     content: str
+    images: tuple[Image, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call, with the JSON Schema of its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """`json_object` (any JSON object) or `json_schema` (`schema`, named `name`)."""
+
+    type: Literal["json_object", "json_schema"]
+    name: str = "response"
+    schema: dict[str, Any] | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class RequestExtras:
+    """Everything beyond messages and the basic sampling settings (None on a plain request,
+    so the common path carries nothing). `lenient` names fields an adapter that cannot
+    honour them may drop instead of refusing the request (`gateway.lenient_fields`)."""
+
+    tools: tuple[Tool, ...] = ()
+    # "auto" | "none" | "required" | the name of one function
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    n: int = 1
+    seed: int | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    lenient: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -39,15 +104,20 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     timeout: float | None = None
     request_id: str | None = None
+    extras: RequestExtras | None = None
 
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens the provider counted (or, if it counts none, an estimate marked as such)."""
+    """Tokens the provider counted (or, if it counts none, an estimate marked as such).
+    `cached_tokens` are input tokens read from the provider's prompt cache and
+    `reasoning_tokens` output tokens spent thinking, where the provider reports them."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     estimated: bool = False
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total(self) -> int:
@@ -68,13 +138,39 @@ class ChatResponse:
     model: str
     response_id: str | None = None
     cost_usd: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None
+    more: tuple[Choice, ...] = ()  # choices 1.. when n > 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One more answer of an n > 1 request."""
+
+    text: str
+    finish_reason: FinishReason
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: the first piece of call `index` has its id and
+    name, the rest add to its arguments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass
 class StreamChunk:
-    """One piece of a streamed answer: a text delta, or the final chunk with usage."""
+    """One piece of a streamed answer: a text delta, tool-call deltas, or the final chunk
+    with usage."""
 
     text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     latency_ms: float | None = None

@@ -166,3 +166,28 @@ def stop_list(value: Any, name: str, protocol: WireProtocol) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     raise protocol.bad_request(f"{name}: must be a string or a list of strings")
+
+
+def json_schema_of(value: Any, protocol: WireProtocol) -> dict[str, Any] | None:
+    """The schema an OpenAI `response_format` asks for ({} for any JSON object)."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema" and isinstance(value.get("json_schema"), dict):
+        schema = value["json_schema"].get("schema")
+        return schema if isinstance(schema, dict) else {"type": "object"}
+    raise protocol.bad_request("response_format: type must be text, json_object or json_schema")
+
+
+def object_arguments(arguments: str) -> dict[str, Any]:
+    """Tool arguments for protocols that carry an object: cut-off JSON (the malformed fault)
+    becomes an empty object, which breaks the schema's required fields instead."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

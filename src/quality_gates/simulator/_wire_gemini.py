@@ -13,6 +13,7 @@ from quality_gates.simulator._wire import (
     Route,
     WireProtocol,
     dumps,
+    object_arguments,
     positive_int,
     stop_list,
 )
@@ -29,7 +30,7 @@ _ERRORS: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "RESOURCE_EXHAUSTED"),
     "unavailable": (503, "UNAVAILABLE"),
 }
-FINISH = {"stop": "STOP", "length": "MAX_TOKENS"}
+FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 SSE_END = b"\r\n\r\n"  # Google's servers separate events with CRLF pairs
 
@@ -80,22 +81,64 @@ class GeminiWire(WireProtocol):
         system = _field(data, "systemInstruction", "system_instruction")
         if system is not None:
             messages.append(("system", self._parts(system, "systemInstruction")))
+        images = 0
         for i, content in enumerate(raw):
             role = content.get("role", "user") if isinstance(content, dict) else None
             if role not in ("user", "model"):
                 raise self.bad_request(f"* contents[{i}].role: must be 'user' or 'model'")
             text = self._parts(content, f"contents[{i}]")
+            parts = [p for p in content["parts"] if isinstance(p, dict)]
+            images += sum(1 for p in parts if "inlineData" in p or "inline_data" in p)
+            responses = [_field(p, "functionResponse", "function_response") for p in parts]
+            if any(responses):
+                messages.append(("tool", dumps([r for r in responses if r]).decode()))
+                continue
             messages.append(("assistant" if role == "model" else "user", text))
         config = _field(data, "generationConfig", "generation_config") or {}
         if not isinstance(config, dict):
             raise self.bad_request("* generationConfig: must be an object")
         limit = _field(config, "maxOutputTokens", "max_output_tokens")
+        json_schema = None
+        if _field(config, "responseMimeType", "response_mime_type") == "application/json":
+            json_schema = (
+                _field(config, "responseJsonSchema", "response_json_schema")
+                or _field(config, "responseSchema", "response_schema")
+                or {"type": "object"}
+            )
+        tools = []
+        for tool in data.get("tools") or ():
+            for declaration in _field(tool, "functionDeclarations", "function_declarations") or ():
+                schema = _field(declaration, "parametersJsonSchema", "parameters_json_schema")
+                tools.append(
+                    (str(declaration.get("name")), schema or declaration.get("parameters") or {})
+                )
+        calling = (
+            _field(
+                _field(data, "toolConfig", "tool_config") or {},
+                "functionCallingConfig",
+                "function_calling_config",
+            )
+            or {}
+        )
+        mode = str(calling.get("mode") or "AUTO")
+        allowed = _field(calling, "allowedFunctionNames", "allowed_function_names") or []
+        choice = {"ANY": "required", "NONE": "none"}.get(mode, "auto")
+        if mode == "ANY" and len(allowed) == 1:
+            choice = allowed[0]
         return Prompt(
             model=route.model,
             messages=messages,
             max_tokens=positive_int(limit, "generationConfig.maxOutputTokens", self),
             stop=stop_list(_field(config, "stopSequences", "stop_sequences"), "stop", self),
             stream=route.stream,
+            tools=tools,
+            tool_choice=choice,
+            json_schema=json_schema,
+            n=positive_int(
+                _field(config, "candidateCount", "candidate_count"), "candidateCount", self
+            )
+            or 1,
+            images=images,
         )
 
     def _parts(self, content: Any, where: str) -> str:
@@ -137,13 +180,24 @@ class GeminiWire(WireProtocol):
     def _response(self, prompt: Prompt, plan: Plan, text: str | None, finish: str | None) -> Any:
         response: dict[str, Any] = {"modelVersion": prompt.model, "responseId": plan.response_id}
         if text is not None:
+            parts: list[Any] = [{"text": text}]
+            if plan.tool_calls and finish:
+                parts = [
+                    {"functionCall": {"name": n, "args": object_arguments(a)}}
+                    for _, n, a in plan.tool_calls
+                ]
             candidate: dict[str, Any] = {
-                "content": {"parts": [{"text": text}], "role": "model"},
+                "content": {"parts": parts, "role": "model"},
                 "index": 0,
             }
             if finish:
                 candidate["finishReason"] = finish
             response["candidates"] = [candidate]
+            for i, pieces in enumerate(plan.more if finish else (), 1):
+                other = {"parts": [{"text": "".join(pieces)}], "role": "model"}
+                response["candidates"].append(
+                    {"content": other, "index": i, "finishReason": "STOP"}
+                )
         response["usageMetadata"] = self._usage(plan, with_output=finish is not None)
         return response
 
