@@ -261,3 +261,51 @@ async def test_simulated_quality_faults_break_tool_arguments_and_json(tmp_path: 
         status, raw = await _post(url, body)
         assert status == 200
         Forecast.model_validate_json(json.loads(raw)["choices"][0]["message"]["content"])
+
+
+async def test_a_tool_conversation_survives_an_outage_on_another_provider(tmp_path: Path) -> None:
+    """Three turns on `current` (Bedrock); the second, during a Bedrock outage, is served by
+    Gemini from the translated tool history, whole and streamed; the third by Bedrock again."""
+    async with simulated(tmp_path / "ws") as (ws, sims), running_gateway(ws) as (url, _):
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        messages: list[Any] = [{"role": "user", "content": "Weather in Oslo?"}]
+        raw = await client.chat.completions.with_raw_response.create(
+            model="current", messages=messages, tools=[WEATHER]
+        )
+        assert raw.headers["x-qg-provider"] == "bedrock"
+        first = raw.parse().choices[0].message
+        assert first.tool_calls
+        call = first.tool_calls[0]
+        messages += [
+            first.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": '{"high_c": 4, "sky": "snow"}'},
+        ]
+        fault(sims["bedrock"], outage=True)
+        raw = await client.chat.completions.with_raw_response.create(
+            model="current", messages=messages, tools=[WEATHER]
+        )
+        assert raw.headers["x-qg-provider"] == "google"
+        assert raw.headers["x-qg-failover-hops"] == "1"
+        second = raw.parse().choices[0]
+        assert second.finish_reason == "stop"
+        assert second.message.content
+        async with client.chat.completions.with_streaming_response.create(
+            model="current", messages=messages, tools=[WEATHER], stream=True
+        ) as streamed:
+            assert streamed.headers["x-qg-provider"] == "google"
+            text = ""
+            async for chunk in await streamed.parse():
+                text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        assert text
+        fault(sims["bedrock"], outage=False)
+        messages += [
+            {"role": "assistant", "content": second.message.content},
+            {"role": "user", "content": "And in Bergen?"},
+        ]
+        raw = await client.chat.completions.with_raw_response.create(
+            model="current", messages=messages, tools=[WEATHER]
+        )
+        assert raw.headers["x-qg-provider"] == "bedrock"
+        third = raw.parse().choices[0]
+        assert third.finish_reason == "tool_calls"
+        await client.close()

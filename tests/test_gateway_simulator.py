@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,10 @@ INSTANT = {
 
 @contextlib.asynccontextmanager
 async def simulated(
-    root: Path, extra: str = FAST_GATEWAY, db_url: str | None = None
+    root: Path,
+    extra: str = FAST_GATEWAY,
+    db_url: str | None = None,
+    edit: Callable[[str], str] | None = None,
 ) -> AsyncIterator[tuple[Workspace, dict[str, RunningSimulator]]]:
     """The starter's three simulators on free ports (in their own thread, so that the
     synchronous fault control cannot block the gateway's loop), instant, and a workspace
@@ -51,6 +54,7 @@ async def simulated(
             for n, p in (("bedrock", "bedrock"), ("google", "google"), ("meta", "meta"))
         }
         text = render_starter("sim", ports) + extra
+        text = edit(text) if edit is not None else text
         ws = make_workspace(root, db_url or f"sqlite:///{root / 'state.db'}", text)
         try:
             yield ws, sims

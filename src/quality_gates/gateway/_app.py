@@ -38,11 +38,13 @@ from quality_gates.gateway._gateway import Gateway, Services, parse_emergency
 from quality_gates.gateway._health import LatencyBoard, Prober
 from quality_gates.gateway._http import (
     GatewayASGI,
+    embeddings,
     feedback,
     healthz,
     list_models,
     metrics_endpoint,
     readyz,
+    retrieve_model,
     unknown_route,
 )
 from quality_gates.gateway._limits import (
@@ -477,7 +479,9 @@ def create_app(
 
     routes = [
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/v1/feedback", feedback, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -230,11 +230,16 @@ class Gateway:
 
     def _plan(self, request: CompletionRequest, rec: RequestRecord) -> RoutePlan:
         """Resolve the request's model to its ordered deployments (404 if unknown)."""
+        return self.plan_for(request.model, rec)
+
+    def plan_for(self, model: str, rec: RequestRecord) -> RoutePlan:
+        """Resolve `model` (an alias or model id) to its ordered deployments (404 if
+        unknown); the record learns the alias and whether it is a canary request."""
         s = self.s
         now = time.time()
         try:
             plan = s.table.plan(
-                request.model,
+                model,
                 now=now,
                 draw=self.rng.random,
                 is_open=lambda d: s.breakers.is_open(d, now),
@@ -503,6 +508,28 @@ class Gateway:
         rec.error_class = exc.error_class or exc.code
         rec.status = "error" if exc.status >= 500 and exc.error_class != "shutdown" else "rejected"
         self.finish(rec, started)
+
+    # -- for the other endpoints on the same path (embeddings, the Messages API) --------
+
+    def new_id(self, prefix: str) -> str:
+        """A fresh request id (`prefix-...`)."""
+        return f"{prefix}-{self._id_prefix}{next(self._ids):012x}"
+
+    async def admit(self) -> None:
+        """Take an admission slot (503 when full or the queue timed out)."""
+        await self._admit(self.s.admission)
+
+    async def check_key(self, key: ApiKey, tokens: int) -> None:
+        """Hold `key` to its rpm/tpm (429 when over)."""
+        await self._check_key(key, tokens)
+
+    def upstream_error(self, plan: RoutePlan, error: ProviderError, attempts: int) -> ApiError:
+        """The client's error for a trip that ended without an answer."""
+        return self._upstream_error(plan, error, attempts)
+
+    def finish_error(self, rec: RequestRecord, exc: ApiError, started: float) -> None:
+        """Close a request's record as refused or failed."""
+        self._finish_error(rec, exc, started)
 
     def auth_failure(self, reason: str, token: str | None) -> None:
         """Count a refused key (401): a `rejected` request row whose key_name is

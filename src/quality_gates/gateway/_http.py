@@ -176,6 +176,58 @@ async def list_models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": data})
 
 
+async def retrieve_model(request: Request) -> Response:
+    """GET /v1/models/{id}: one alias (or model id where allowed) as an OpenAI Model."""
+    state: GatewayApp = request.app.state.gateway
+    try:
+        _authenticate(state, request.headers.get("authorization"))
+    except ApiError as exc:
+        return _error_response(exc)
+    table = state.services.table
+    name = request.path_params["model_id"]
+    model = table.aliases.get(name)
+    if model is None and table.env.allow_model_ids and name in table.deployments:
+        model = name
+    if model is None:
+        return _error_response(
+            ApiError(
+                404,
+                f"The model {name!r} does not exist: GET /v1/models lists the aliases"
+                + (" and model ids" if table.env.allow_model_ids else ""),
+                param="model",
+                code="model_not_found",
+            )
+        )
+    deployment = table.deployments.get(model)
+    return JSONResponse(
+        {
+            "id": name,
+            "object": "model",
+            "created": int(state.started_at),
+            "owned_by": deployment.provider if deployment is not None else "",
+        }
+    )
+
+
+async def embeddings(request: Request) -> Response:
+    """POST /v1/embeddings (client key auth, as chat)."""
+    from quality_gates.gateway._embeddings import Embeddings
+
+    state: GatewayApp = request.app.state.gateway
+    checked = _checked_key(state, request.headers.get("authorization"))
+    if isinstance(checked, ApiError):
+        return _error_response(checked)
+    limit = state.settings.config.gateway.max_body_bytes
+    try:
+        raw = await request.body()
+        if len(raw) > limit:
+            raise ApiError(413, f"the body is over {limit} bytes", code="body_too_large")
+        answer = await Embeddings(state.gateway).embed(raw, checked)
+    except ApiError as exc:
+        return _error_response(exc)
+    return Response(answer.body, answer.status, answer.headers, media_type=answer.media_type)
+
+
 async def feedback(request: Request) -> Response:
     """POST /v1/feedback: a 1-5 score for a response id (client key auth, as chat)."""
     from quality_gates.gateway._feedback import MAX_BODY, feedback_json, parse_feedback

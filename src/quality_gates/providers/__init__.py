@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from quality_gates.providers._embeddings import EmbedRequest, EmbedResponse
 from quality_gates.providers._factory import (
     SIMULATOR_KEY,
     build_provider,
@@ -65,6 +66,8 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "Choice",
+    "EmbedRequest",
+    "EmbedResponse",
     "FinishReason",
     "GeminiProvider",
     "HttpChatProvider",

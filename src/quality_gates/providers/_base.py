@@ -15,6 +15,8 @@ import aiohttp
 import orjson
 
 from quality_gates.errors import ContentFiltered, ProviderError, ServerError, StreamInterrupted
+from quality_gates.providers._embeddings import EmbedRequest, EmbedResponse
+from quality_gates.providers._features import refusal
 from quality_gates.providers._h1 import H1Client
 from quality_gates.providers._http import (
     MAX_BODY_BYTES,
@@ -161,6 +163,62 @@ class HttpChatProvider(ChatProvider):
     def models_wire(self) -> Wire | None:
         """A cheap authenticated request for probes when no model is known (list models)."""
         return None
+
+    def embed_wires(self, request: EmbedRequest) -> list[Wire]:
+        """The HTTP requests that embed `request.inputs` (in order); refused by default."""
+        raise refusal(self.name, "embeddings", f"the {self.protocol} protocol has no embeddings")
+
+    def read_embeddings(self, data: Any, request: EmbedRequest) -> tuple[list[list[float]], int]:
+        """Vectors and input tokens (0 when not counted) from one decoded answer."""
+        raise NotImplementedError
+
+    async def embed(self, request: EmbedRequest) -> EmbedResponse:
+        """Every input's vector, under `request.timeout`; raises a ProviderError."""
+        timeout = request.timeout if request.timeout is not None else self.timeout
+        started = time.perf_counter()
+        if not self._prepared:
+            async with asyncio.timeout(timeout):
+                await self.prepare()
+            self._prepared = True
+        vectors: list[list[float]] = []
+        tokens = 0
+        client = self.lean()
+        for wire in self.embed_wires(request):
+            left = timeout - (time.perf_counter() - started)
+            try:
+                async with self._slots:
+                    reply = await client.post(
+                        wire.url, wire.headers, wire.body, timeout=left, limit=MAX_BODY_BYTES
+                    )
+            except TRANSPORT_ERRORS as exc:
+                raise transport_error(exc, self.name, timeout=timeout) from None
+            if reply.status >= 400:
+                raise self.read_error(reply.status, reply.headers, reply.body[:MAX_ERROR_BODY])
+            data = parse_json_body(reply.body, reply.headers.get("content-type", ""), self.name)
+            try:
+                found, counted = self.read_embeddings(data, request)
+            except SHAPE_ERRORS as exc:
+                raise ServerError(
+                    f"{self.name}: unexpected embeddings shape ({type(exc).__name__}: {exc})",
+                    provider=self.name,
+                ) from None
+            vectors += found
+            tokens += counted
+        if len(vectors) != len(request.inputs):
+            raise ServerError(
+                f"{self.name}: {len(vectors)} embeddings for {len(request.inputs)} inputs",
+                provider=self.name,
+            )
+        estimated = not tokens
+        if estimated:
+            tokens = sum(estimate_tokens(text) for text in request.inputs)
+        return EmbedResponse(
+            vectors,
+            Usage(tokens, 0, estimated=estimated),
+            (time.perf_counter() - started) * 1000.0,
+            self.name,
+            request.model,
+        )
 
     # -- the shared machinery -------------------------------------------------------------
 

@@ -23,6 +23,12 @@ import aiohttp
 
 from quality_gates.errors import AuthError, ContentFiltered, ProviderError
 from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
+from quality_gates.providers._embeddings import (
+    EmbedRequest,
+    bedrock_bodies,
+    bedrock_path,
+    bedrock_vectors,
+)
 from quality_gates.providers._eventstream import EventStreamDecoder
 from quality_gates.providers._features import (
     JSON_TOOL,
@@ -252,6 +258,17 @@ class BedrockProvider(HttpChatProvider):
         operation = "converse-stream" if stream else "converse"
         url = f"{self.base_url}/model/{quote(request.model, safe='')}/{operation}"
         return self._wire(url, dumps(payload), EVENT_STREAM if stream else "application/json")
+
+    def embed_wires(self, request: EmbedRequest) -> list[Wire]:
+        """InvokeModel calls, signed: one per text for Titan, one for all for Cohere."""
+        url = f"{self.base_url}{bedrock_path(request.model)}"
+        return [
+            self._wire(url, dumps(body), "application/json") for body in bedrock_bodies(request)
+        ]
+
+    def read_embeddings(self, data: Any, request: EmbedRequest) -> tuple[list[list[float]], int]:
+        """Titan's `embedding` or Cohere's `embeddings`."""
+        return bedrock_vectors(data)
 
     def read_answer(self, data: Any, request: ChatRequest) -> Answer:
         """`output.message.content[].text` and `toolUse` blocks, `stopReason`, `usage`."""

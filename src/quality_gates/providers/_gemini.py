@@ -21,6 +21,7 @@ import aiohttp
 
 from quality_gates.errors import ContentFiltered, ProviderError
 from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
+from quality_gates.providers._embeddings import EmbedRequest, gemini_body, gemini_vectors
 from quality_gates.providers._features import (
     arguments_object,
     call_id,
@@ -322,6 +323,18 @@ class GeminiProvider(HttpChatProvider):
                         finish = "tool_calls"
         if finish is not None:
             yield StreamEnd(finish, usage)
+
+    def embed_wires(self, request: EmbedRequest) -> list[Wire]:
+        """`batchEmbedContents` with every input."""
+        url = self._model_url(request.model, "batchEmbedContents")
+        name = url.rsplit("/", 1)[-1].partition(":")[0]
+        prefix = "tunedModels" if request.model.startswith("tunedModels/") else "models"
+        body = gemini_body(request, f"{prefix}/{name}")
+        return [Wire(url, self._headers, dumps(body))]
+
+    def read_embeddings(self, data: Any, request: EmbedRequest) -> tuple[list[list[float]], int]:
+        """`embeddings[].values` (Gemini counts no tokens here)."""
+        return gemini_vectors(data), 0
 
     def models_wire(self) -> Wire:
         """`GET /v1beta/models`."""

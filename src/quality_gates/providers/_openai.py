@@ -14,6 +14,7 @@ import aiohttp
 
 from quality_gates.errors import ContentFiltered, Overloaded, ProviderError
 from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
+from quality_gates.providers._embeddings import EmbedRequest, openai_body, openai_vectors
 from quality_gates.providers._features import unsupported
 from quality_gates.providers._http import loads_or_none, retry_after_seconds
 from quality_gates.providers._status import ERROR_CLASSES, class_for_status, make_error
@@ -176,6 +177,7 @@ class OpenAIProvider(HttpChatProvider):
         root = self.base_url if self.base_url.endswith("/v1") else f"{self.base_url}/v1"
         self._url = f"{root}/chat/completions"
         self._models_url = f"{root}/models"
+        self._embeddings_url = f"{root}/embeddings"
 
     def build(self, request: ChatRequest, *, stream: bool) -> Wire:
         """The Chat Completions request."""
@@ -281,6 +283,15 @@ class OpenAIProvider(HttpChatProvider):
                     finish = FINISH.get(str(choice["finish_reason"]), "other")
         if finish is not None:
             yield StreamEnd(finish, usage)
+
+    def embed_wires(self, request: EmbedRequest) -> list[Wire]:
+        """`POST /v1/embeddings` with every input."""
+        return [Wire(self._embeddings_url, self._headers, dumps(openai_body(request)))]
+
+    def read_embeddings(self, data: Any, request: EmbedRequest) -> tuple[list[list[float]], int]:
+        """`data[].embedding` in index order; `usage.prompt_tokens`."""
+        vectors, usage = openai_vectors(data)
+        return vectors, usage.input_tokens if usage else 0
 
     def models_wire(self) -> Wire:
         """`GET /v1/models`."""

@@ -10,7 +10,10 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from quality_gates.providers._embeddings import EmbedRequest, EmbedResponse
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "error", "other"]
@@ -215,6 +218,12 @@ class ChatProvider(abc.ABC):
         Errors before the first chunk raise a ProviderError; a stream that breaks after it
         raises StreamInterrupted (or another ProviderError), never a clean end.
         """
+
+    async def embed(self, request: EmbedRequest) -> EmbedResponse:
+        """Embeddings of `request.inputs`; a provider without an embeddings API refuses."""
+        from quality_gates.providers._features import refusal
+
+        raise refusal(self.name, "embeddings", "this provider has no embeddings API")
 
     @abc.abstractmethod
     async def probe(self) -> ProbeResult:

@@ -23,7 +23,7 @@ ErrorKind = Literal[
     "rate_limited",
     "unavailable",
 ]
-RouteKind = Literal["chat", "models"]
+RouteKind = Literal["chat", "models", "embed"]
 
 
 @dataclass
@@ -117,6 +117,14 @@ class WireProtocol(abc.ABC):
     @abc.abstractmethod
     def models(self, names: list[str]) -> bytes:
         """The model listing."""
+
+    def parse_embed(self, request: Request, route: Route) -> tuple[str, list[str], int | None]:
+        """(model, texts, dimensions) of an embeddings request (protocols that have one)."""
+        raise self.bad_request("this protocol has no embeddings")
+
+    def embed_answer(self, model: str, vectors: list[list[float]], tokens: int) -> bytes:
+        """The embeddings answer body."""
+        raise NotImplementedError
 
     def bad_request(self, message: str) -> WireError:
         """A WireError carrying the protocol's 400."""

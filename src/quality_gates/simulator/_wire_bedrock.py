@@ -24,7 +24,7 @@ from quality_gates.simulator._wire import (
     stop_list,
 )
 
-_PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<op>converse|converse-stream)$")
+_PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<op>converse|converse-stream|invoke)$")
 _CREDENTIAL = re.compile(r"Credential=(?P<key>[^/,\s]+)/")
 _ERRORS: dict[str, tuple[int, str]] = {
     "bad_request": (400, "ValidationException"),
@@ -54,6 +54,8 @@ class BedrockWire(WireProtocol):
             return "not_found"
         if method != "POST":
             return "method_not_allowed"
+        if match["op"] == "invoke":
+            return Route("embed", model=unquote(match["model"]))
         return Route("chat", model=unquote(match["model"]), stream=match["op"] == "converse-stream")
 
     def credentials_error(self, request: Request, api_key: str | None) -> ErrorKind | None:
@@ -114,6 +116,27 @@ class BedrockWire(WireProtocol):
             tool_choice=named or ("required" if "any" in choice else None),
             images=images,
         )
+
+    def parse_embed(self, request: Request, route: Route) -> tuple[str, list[str], int | None]:
+        """InvokeModel for Titan (`inputText`, `dimensions`) or Cohere (`texts`) embeddings."""
+        data = self.json_body(request)
+        if "cohere.embed" in route.model:
+            texts = data.get("texts")
+            if not isinstance(texts, list) or not texts or not data.get("input_type"):
+                raise self.bad_request("texts and input_type are required")
+            return route.model, [str(t) for t in texts], None
+        if "titan-embed" not in route.model:
+            raise self.bad_request(f"InvokeModel here serves embedding models, not {route.model}")
+        text = data.get("inputText")
+        if not isinstance(text, str) or not text:
+            raise self.bad_request("inputText: required")
+        return route.model, [text], positive_int(data.get("dimensions"), "dimensions", self)
+
+    def embed_answer(self, model: str, vectors: list[list[float]], tokens: int) -> bytes:
+        """Titan's `{embedding, inputTextTokenCount}` or Cohere's `{embeddings, texts}`."""
+        if "cohere.embed" in model:
+            return dumps({"embeddings": vectors, "id": "sim", "response_type": "embeddings_floats"})
+        return dumps({"embedding": vectors[0], "inputTextTokenCount": tokens})
 
     def _text(self, blocks: Any, where: str) -> str:
         if not isinstance(blocks, list):

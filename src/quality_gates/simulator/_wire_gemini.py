@@ -32,7 +32,11 @@ _ERRORS: dict[str, tuple[int, str]] = {
 }
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
-SSE_END = b"\r\n\r\n"  # Google's servers separate events with CRLF pairs
+SSE_END = b"\r\n\r\n"
+EMBED_ACTIONS = (
+    "embedContent",
+    "batchEmbedContents",
+)  # Google's servers separate events with CRLF pairs
 
 
 def _field(data: dict[str, Any], camel: str, snake: str) -> Any:
@@ -55,11 +59,13 @@ class GeminiWire(WireProtocol):
         target, _, action = unquote(rest).rpartition(":")
         if not target.startswith(("models/", "tunedModels/")) or not target.partition("/")[2]:
             return "not_found"
-        if action not in ("generateContent", "streamGenerateContent"):
+        if action not in ("generateContent", "streamGenerateContent", *EMBED_ACTIONS):
             return "not_found"
         if method != "POST":
             return "method_not_allowed"
         model = target.partition("/")[2] if target.startswith("models/") else target
+        if action in EMBED_ACTIONS:
+            return Route("embed", model=model, stream=action == "batchEmbedContents")
         return Route("chat", model=model, stream=action == "streamGenerateContent")
 
     def credentials_error(self, request: Request, api_key: str | None) -> ErrorKind | None:
@@ -140,6 +146,24 @@ class GeminiWire(WireProtocol):
             or 1,
             images=images,
         )
+
+    def parse_embed(self, request: Request, route: Route) -> tuple[str, list[str], int | None]:
+        """embedContent's `content` or batchEmbedContents' `requests[].content`
+        (`route.stream` marks the batch form)."""
+        data = self.json_body(request)
+        items = data.get("requests") if route.stream else [data]
+        if not isinstance(items, list) or not items:
+            raise self.bad_request("* requests: must be a non-empty list")
+        texts = [self._parts(item.get("content"), "content") for item in items]
+        size = _field(items[0], "outputDimensionality", "output_dimensionality")
+        self._batch = route.stream
+        return route.model, texts, positive_int(size, "outputDimensionality", self)
+
+    def embed_answer(self, model: str, vectors: list[list[float]], tokens: int) -> bytes:
+        """`{"embedding": {"values"}}`, or `{"embeddings": [...]}` for a batch."""
+        if getattr(self, "_batch", True):
+            return dumps({"embeddings": [{"values": v} for v in vectors]})
+        return dumps({"embedding": {"values": vectors[0]}})
 
     def _parts(self, content: Any, where: str) -> str:
         parts = content.get("parts") if isinstance(content, dict) else None

@@ -24,6 +24,7 @@ from quality_gates.simulator._wire import (
 
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 MODEL_PATHS = ("/v1/models", "/models")
+EMBEDDING_PATHS = ("/v1/embeddings", "/embeddings")
 ROLES = ("system", "developer", "user", "assistant", "tool")
 FINGERPRINT = "fp_qg_simulator"
 _ANSWER = (
@@ -56,6 +57,8 @@ class OpenAIWire(WireProtocol):
             return Route("chat") if method == "POST" else "method_not_allowed"
         if path in MODEL_PATHS:
             return Route("models") if method == "GET" else "method_not_allowed"
+        if path in EMBEDDING_PATHS:
+            return Route("embed") if method == "POST" else "method_not_allowed"
         return "not_found"
 
     def credentials_error(self, request: Request, api_key: str | None) -> ErrorKind | None:
@@ -126,6 +129,25 @@ class OpenAIWire(WireProtocol):
         if isinstance(value, dict) and isinstance(value.get("function"), dict):
             return str(value["function"].get("name"))
         raise self.bad_request("tool_choice: must be a string or a named function")
+
+    def parse_embed(self, request: Request, route: Route) -> tuple[str, list[str], int | None]:
+        """model, input (a string or strings), dimensions; floats only."""
+        data = self.json_body(request)
+        model, raw = data.get("model"), data.get("input")
+        if not isinstance(model, str) or not model:
+            raise self.bad_request("you must provide a model parameter")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise self.bad_request("'input' must be a string or a non-empty array of strings")
+        if data.get("encoding_format", "float") != "float":
+            raise self.bad_request("encoding_format: this server sends float only")
+        return model, texts, positive_int(data.get("dimensions"), "dimensions", self)
+
+    def embed_answer(self, model: str, vectors: list[list[float]], tokens: int) -> bytes:
+        """`{"object": "list", "data": [{"object": "embedding", "index", "embedding"}]}`."""
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return dumps({"object": "list", "data": data, "model": model, "usage": usage})
 
     def error(self, kind: ErrorKind, message: str, retry_after: float = 0.0) -> Reply:
         """`{"error": {"message", "type", "param", "code"}}`."""
