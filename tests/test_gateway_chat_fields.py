@@ -20,7 +20,12 @@ from tests.test_gateway_simulator import fault, simulated
 pytestmark = pytest.mark.integration
 
 # Model ids of the starter, one per simulated protocol.
-MODELS = {"bedrock": "claude-3-5-haiku", "gemini": "gemini-1-5-flash", "openai": "llama-3-1-70b"}
+MODELS = {
+    "bedrock": "claude-3-5-haiku",
+    "gemini": "gemini-1-5-flash",
+    "openai": "llama-3-1-70b",
+    "anthropic": "claude-sonnet",
+}
 WEATHER = {
     "type": "function",
     "function": {
@@ -61,7 +66,10 @@ async def _post(url: str, body: dict[str, Any]) -> tuple[int, bytes]:
 @pytest.mark.parametrize("protocol", list(MODELS))
 async def test_a_tool_conversation_on_each_provider(tmp_path: Path, protocol: str) -> None:
     model = MODELS[protocol]
-    async with simulated(tmp_path / "ws") as (ws, _), running_gateway(ws) as (url, _):
+    async with (
+        simulated(tmp_path / "ws", anthropic=True) as (ws, _),
+        running_gateway(ws) as (url, _),
+    ):
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
         messages: list[Any] = [{"role": "user", "content": "Weather in Oslo?"}]
         first = await client.chat.completions.create(
@@ -113,7 +121,10 @@ async def test_a_tool_conversation_on_each_provider(tmp_path: Path, protocol: st
 @pytest.mark.parametrize("protocol", list(MODELS))
 async def test_structured_outputs_on_each_provider(tmp_path: Path, protocol: str) -> None:
     model = MODELS[protocol]
-    async with simulated(tmp_path / "ws") as (ws, _), running_gateway(ws) as (url, _):
+    async with (
+        simulated(tmp_path / "ws", anthropic=True) as (ws, _),
+        running_gateway(ws) as (url, _),
+    ):
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
         parsed = await client.chat.completions.parse(
             model=model,
@@ -146,7 +157,10 @@ async def test_structured_outputs_on_each_provider(tmp_path: Path, protocol: str
 
 
 async def test_n_choices_where_supported_and_a_named_refusal_elsewhere(tmp_path: Path) -> None:
-    async with simulated(tmp_path / "ws") as (ws, _), running_gateway(ws) as (url, _):
+    async with (
+        simulated(tmp_path / "ws", anthropic=True) as (ws, _),
+        running_gateway(ws) as (url, _),
+    ):
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
         for model in (MODELS["openai"], MODELS["gemini"]):
             reply = await client.chat.completions.create(
@@ -163,7 +177,10 @@ async def test_n_choices_where_supported_and_a_named_refusal_elsewhere(tmp_path:
 
 
 async def test_bodies_and_chunks_match_the_openai_schemas(tmp_path: Path) -> None:
-    async with simulated(tmp_path / "ws") as (ws, _), running_gateway(ws) as (url, _):
+    async with (
+        simulated(tmp_path / "ws", anthropic=True) as (ws, _),
+        running_gateway(ws) as (url, _),
+    ):
         for protocol, model in MODELS.items():
             status, raw = await _post(url, chat_body(model, "Weather?", tools=[WEATHER]))
             assert status == 200, (protocol, raw)
@@ -210,7 +227,7 @@ async def test_bodies_and_chunks_match_the_openai_schemas(tmp_path: Path) -> Non
 
 async def test_unknown_paths_and_methods_answer_an_openai_error(tmp_path: Path) -> None:
     async with (
-        simulated(tmp_path / "ws") as (ws, _),
+        simulated(tmp_path / "ws", anthropic=True) as (ws, _),
         running_gateway(ws) as (url, _),
         aiohttp.ClientSession() as session,
     ):

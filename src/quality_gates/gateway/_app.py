@@ -55,6 +55,7 @@ from quality_gates.gateway._limits import (
     RedisRateLimiter,
     RetryBudget,
 )
+from quality_gates.gateway._messages_api import MessagesEndpoint
 from quality_gates.gateway._metrics import GatewayMetrics, GatewayState
 from quality_gates.gateway._routing import RouteTable
 from quality_gates.gateway._shared import SharedBreakers
@@ -482,6 +483,7 @@ def create_app(
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/v1/feedback", feedback, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/messages", MessagesEndpoint(), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
