@@ -84,6 +84,13 @@ class StreamEnd:
     usage: Usage | None = None
 
 
+def _one_call(request: ChatRequest) -> bool:
+    """`parallel_tool_calls: false`: protocols that cannot forbid parallel calls (Converse,
+    Gemini) are held to it by keeping the first call only (the others honour it already)."""
+    extras = request.extras
+    return extras is not None and extras.parallel_tool_calls is False
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters per token: the usual rule when a provider counts nothing."""
     return max(1, (len(text) + 3) // 4) if text else 0
@@ -308,6 +315,7 @@ class HttpChatProvider(ChatProvider):
                 provider=self.name,
             ) from None
         usage = answer.usage or estimated_usage(request.messages, answer.text)
+        calls = answer.tool_calls[:1] if _one_call(request) else answer.tool_calls
         return ChatResponse(
             text=answer.text,
             finish_reason=answer.finish_reason,
@@ -318,7 +326,7 @@ class HttpChatProvider(ChatProvider):
             model=request.model,
             response_id=answer.response_id,
             cost_usd=self.cost(request.model, usage),
-            tool_calls=answer.tool_calls,
+            tool_calls=calls,
             logprobs=answer.logprobs,
             more=answer.more,
         )
@@ -341,6 +349,7 @@ class HttpChatProvider(ChatProvider):
         ttft: float | None = None
         parts: list[str] = []
         end: StreamEnd | None = None
+        one_call = _one_call(request)
         try:
             async with (
                 self._slots,
@@ -363,6 +372,8 @@ class HttpChatProvider(ChatProvider):
                     if ttft is None:
                         ttft = (time.perf_counter() - started) * 1000.0
                     if isinstance(item, ToolCallDelta):
+                        if one_call and item.index > 0:
+                            continue
                         parts.append(item.arguments)
                         yield StreamChunk(tool_calls=(item,))
                         continue

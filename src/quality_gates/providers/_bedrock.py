@@ -160,8 +160,6 @@ def _tool_config(extras: RequestExtras, name: str) -> dict[str, Any] | None:
         return None
     if extras.tool_choice == "none":
         raise refusal(name, "tool_choice", "Converse has no tool choice none")
-    if extras.parallel_tool_calls is False and "parallel_tool_calls" not in extras.lenient:
-        raise refusal(name, "parallel_tool_calls", "Converse cannot forbid parallel calls")
     config: dict[str, Any] = {
         "tools": [
             {

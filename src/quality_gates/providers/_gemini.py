@@ -27,7 +27,6 @@ from quality_gates.providers._features import (
     call_id,
     json_text,
     merged,
-    refusal,
     tool_result_object,
     unsupported,
 )
@@ -142,8 +141,6 @@ def _extras(
     extras: RequestExtras, name: str, payload: dict[str, Any], config: dict[str, Any]
 ) -> None:
     if extras.tools:
-        if extras.parallel_tool_calls is False and "parallel_tool_calls" not in extras.lenient:
-            raise refusal(name, "parallel_tool_calls", "Gemini cannot forbid parallel calls")
         declarations = []
         for t in extras.tools:
             declaration: dict[str, Any] = {"name": t.name, "description": t.description}
