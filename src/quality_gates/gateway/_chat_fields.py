@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from quality_gates.providers import (
     Image,
     Message,
+    MessageParts,
     RequestExtras,
     ResponseFormat,
     Role,
@@ -164,14 +165,15 @@ def rich_message(item: dict[str, Any], index: int) -> Message:
         call_id = item.get("tool_call_id")
         if not isinstance(call_id, str) or not call_id:
             raise _bad(f"{where}.tool_call_id is required for a tool message", where)
-        return Message("tool", text, tool_call_id=call_id)
+        return Message("tool", text, MessageParts(tool_call_id=call_id))
     if item.get("content") is None and role != "assistant":
         raise _bad(f"{where}.content is required for a {item['role']} message", where)
     calls = (
         _tool_calls(item.get("tool_calls"), f"{where}.tool_calls") if role == "assistant" else ()
     )
     name = item.get("name")
-    return Message(role, text, images, calls, name=name if isinstance(name, str) else None)
+    parts = MessageParts(images, calls, name=name if isinstance(name, str) else None)
+    return Message(role, text, parts)
 
 
 def _tools(value: Any) -> tuple[Tool, ...]:

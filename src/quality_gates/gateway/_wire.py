@@ -81,7 +81,7 @@ def _bad(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, message, param=param, code="invalid_value" if param else None)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built on every request: slots cost less than frozen
 class CompletionRequest:
     """A validated chat completion request."""
 

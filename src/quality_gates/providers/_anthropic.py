@@ -106,8 +106,8 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
 
 def _messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     """Turns in Messages form: tool results in user turns, consecutive roles merged."""
-    if all(m.role in ("user", "assistant") and not m.images and not m.tool_calls for m in messages):
-        return [{"role": m.role, "content": m.content} for m in messages]
+    if all(m.parts is None for m in messages):
+        return [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
     turns: list[tuple[str, list[Any]]] = [
         ("user" if m.role == "tool" else m.role, _blocks(m)) for m in messages if m.role != "system"
     ]

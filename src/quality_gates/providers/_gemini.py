@@ -122,7 +122,7 @@ def _parts(m: Message, names: dict[str, str]) -> list[dict[str, Any]]:
 def _contents(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     """Turns in Gemini form: function responses in user turns (named after the call they
     answer), consecutive roles merged."""
-    if all(m.role in ("user", "assistant") and not m.images and not m.tool_calls for m in messages):
+    if all(m.parts is None for m in messages):
         return [
             {"role": ROLES[m.role], "parts": [{"text": m.content}]}
             for m in messages

@@ -55,13 +55,15 @@ ERROR_TYPES = {
 def _usage(data: Any) -> Usage | None:
     if not isinstance(data, dict):
         return None
-    prompt = data.get("prompt_tokens_details") or {}
-    completion = data.get("completion_tokens_details") or {}
+    prompt = data.get("prompt_tokens_details")
+    completion = data.get("completion_tokens_details")
+    if not prompt and not completion:
+        return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
     return Usage(
         int(data.get("prompt_tokens") or 0),
         int(data.get("completion_tokens") or 0),
-        cached_tokens=int(prompt.get("cached_tokens") or 0),
-        reasoning_tokens=int(completion.get("reasoning_tokens") or 0),
+        cached_tokens=int((prompt or {}).get("cached_tokens") or 0),
+        reasoning_tokens=int((completion or {}).get("reasoning_tokens") or 0),
     )
 
 
@@ -184,9 +186,7 @@ class OpenAIProvider(HttpChatProvider):
         payload: dict[str, Any] = {
             "model": request.model,
             "messages": [
-                {"role": m.role, "content": m.content}
-                if m.role != "tool" and not m.images and not m.tool_calls and not m.name
-                else message_json(m)
+                {"role": m.role, "content": m.content} if m.parts is None else message_json(m)
                 for m in request.messages
             ],
         }
@@ -209,22 +209,27 @@ class OpenAIProvider(HttpChatProvider):
     def read_answer(self, data: Any, request: ChatRequest) -> Answer:
         """`choices[0].message.content` (and tool calls), its finish reason and `usage`; the
         other choices of an n > 1 request."""
-        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+        choices = data["choices"]
+        if len(choices) > 1:
+            choices = sorted(choices, key=lambda c: c.get("index", 0))
         choice = choices[0]
-        text = choice["message"].get("content") or ""
-        calls = _tool_calls(choice["message"])
+        message = choice["message"]
+        text = message.get("content") or ""
+        calls = _tool_calls(message) if message.get("tool_calls") else ()
         finish = FINISH.get(str(choice.get("finish_reason")), "other")
         if finish == "content_filter" and not text:
             raise ContentFiltered(f"{self.name}: the answer was filtered", provider=self.name)
-        more = tuple(
-            Choice(
-                c["message"].get("content") or "",
-                FINISH.get(str(c.get("finish_reason")), "other"),
-                _tool_calls(c["message"]),
-                c.get("logprobs"),
+        more: tuple[Choice, ...] = ()
+        if len(choices) > 1:
+            more = tuple(
+                Choice(
+                    c["message"].get("content") or "",
+                    FINISH.get(str(c.get("finish_reason")), "other"),
+                    _tool_calls(c["message"]),
+                    c.get("logprobs"),
+                )
+                for c in choices[1:]
             )
-            for c in choices[1:]
-        )
         return Answer(
             text,
             finish,

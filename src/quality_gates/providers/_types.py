@@ -39,16 +39,48 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
-class Message:
-    """One chat message. `content` is its text; `images` follow the text of a user turn;
-    an assistant turn may carry `tool_calls`, and a `tool` turn answers `tool_call_id`."""
+class MessageParts:
+    """What a message carries beyond its text (see Message)."""
 
-    role: Role
-    content: str
     images: tuple[Image, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+
+
+NO_PARTS = MessageParts()
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message. `content` is its text; `images` follow the text of a user turn;
+    an assistant turn may carry `tool_calls`, and a `tool` turn answers `tool_call_id`.
+    Those live in `parts` (None for plain text, the common case, which stays as cheap to
+    build as before)."""
+
+    role: Role
+    content: str
+    parts: MessageParts | None = None
+
+    @property
+    def images(self) -> tuple[Image, ...]:
+        """Image inputs (user turns)."""
+        return (self.parts or NO_PARTS).images
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The function calls an assistant turn made."""
+        return (self.parts or NO_PARTS).tool_calls
+
+    @property
+    def tool_call_id(self) -> str | None:
+        """The call a tool turn answers."""
+        return (self.parts or NO_PARTS).tool_call_id
+
+    @property
+    def name(self) -> str | None:
+        """The participant's name, if given."""
+        return (self.parts or NO_PARTS).name
 
 
 @dataclass(frozen=True)
@@ -92,7 +124,7 @@ class RequestExtras:
     lenient: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built on every request: slots cost less than frozen
 class ChatRequest:
     """What to ask: messages and sampling settings, in the provider's model name.
 
@@ -110,7 +142,7 @@ class ChatRequest:
     extras: RequestExtras | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built on every request: slots cost less than frozen
 class Usage:
     """Tokens the provider counted (or, if it counts none, an estimate marked as such).
     `cached_tokens` are input tokens read from the provider's prompt cache and
