@@ -65,17 +65,17 @@ def used(extras: RequestExtras, messages: Iterable[Any] = ()) -> list[str]:
 
 
 def unsupported(
-    request: ChatRequest, provider: str, supported: dict[str, str], *, stream: bool = False
+    request: ChatRequest, provider: str, lacks: dict[str, str], *, stream: bool = False
 ) -> frozenset[str]:
     """The fields to leave out of `request` (lenient ones `provider` cannot carry); raises
-    the refusal for the first other one. `supported` maps each feature the protocol
-    lacks to why."""
+    the refusal for the first other one. `lacks` maps each feature the protocol lacks to
+    why."""
     extras = request.extras
     if extras is None:
         return frozenset()
     dropped = set()
     for feature in used(extras, request.messages):
-        why = supported.get(feature)
+        why = lacks.get(feature)
         if why is None and stream and feature in ("n", "logprobs"):
             why = "not with stream: true through this gateway"
         if why is None:
