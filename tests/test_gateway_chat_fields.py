@@ -173,6 +173,13 @@ async def test_n_choices_where_supported_and_a_named_refusal_elsewhere(tmp_path:
                 model=MODELS["bedrock"], messages=[{"role": "user", "content": "x"}], n=2
             )
         assert "n is not supported by provider bedrock" in str(refused.value)
+        with pytest.raises(openai.BadRequestError, match="n with stream: true"):
+            await client.chat.completions.create(
+                model=MODELS["openai"],
+                messages=[{"role": "user", "content": "x"}],
+                n=2,
+                stream=True,
+            )
         await client.close()
 
 

@@ -77,7 +77,15 @@ def unsupported(
     for feature in used(extras, request.messages):
         why = lacks.get(feature)
         if why is None and stream and feature in ("n", "logprobs"):
-            why = "not with stream: true through this gateway"
+            if feature in extras.lenient:
+                dropped.add(feature)
+                continue
+            raise BadRequest(
+                f"{feature} with stream: true is not supported by this gateway (whichever "
+                "provider serves it): ask without stream, or leave the field out",
+                provider=provider,
+                status=400,
+            )
         if why is None:
             continue
         if feature in extras.lenient and feature != "image_url":  # an image is never dropped

@@ -137,9 +137,7 @@ def _contents(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     return [{"role": role, "parts": parts} for role, parts in merged(turns)]
 
 
-def _extras(
-    extras: RequestExtras, name: str, payload: dict[str, Any], config: dict[str, Any]
-) -> None:
+def _extras(extras: RequestExtras, payload: dict[str, Any], config: dict[str, Any]) -> None:
     if extras.tools:
         declarations = []
         for t in extras.tools:
@@ -215,7 +213,7 @@ class GeminiProvider(HttpChatProvider):
             config["stopSequences"] = list(request.stop)
         if request.extras is not None:
             unsupported(request, self.name, LACKS, stream=stream)
-            _extras(request.extras, self.name, payload, config)
+            _extras(request.extras, payload, config)
         if config:
             payload["generationConfig"] = config
         if stream:
