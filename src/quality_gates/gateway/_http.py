@@ -145,7 +145,12 @@ async def unknown_route(request: Request, exc: Exception) -> Response:
     if status == 405:
         error = ApiError(405, f"{where}: method not allowed", code="method_not_allowed")
     else:
-        error = ApiError(404, f"{where}: no such endpoint", code="unknown_url")
+        error = ApiError(
+            404,
+            f"{where}: no such endpoint (this gateway serves POST /v1/chat/completions, "
+            "POST /v1/embeddings, POST /v1/messages, GET /v1/models and /v1/models/{id})",
+            code="unknown_url",
+        )
     return _error_response(error)
 
 
