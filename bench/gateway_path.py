@@ -7,7 +7,11 @@ to the request path shows up here with a few percent of noise where the HTTP fig
 bench/gateway.py move by 10% from run to run. The process's CPU time includes its threads
 (telemetry, control), not the telemetry writer's process nor the upstream.
 
-    python bench/gateway_path.py [--requests 20000] [--rounds 3] [--profile] [--record]
+    python bench/gateway_path.py [--requests 20000] [--rounds 3] [--profile] [--record] [--tools]
+
+`--tools` sends a request with two tool definitions and a tool-call turn with its result in
+the history instead (the stub's answer stays plain text, so this is the request side of
+tools: parsing, validation and translation for the provider).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import json
 import os
 import pstats
 import statistics
@@ -30,11 +35,40 @@ from _record import record
 
 CONCURRENCY = 20
 WARM_UP = 500
+_WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+    "required": ["city", "unit"],
+}
+TOOLS_BODY = json.dumps(
+    {
+        "model": "current",
+        "messages": [
+            {"role": "user", "content": "Weather in Oslo and Bergen?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": '{"high_c": 4}'},
+        ],
+        "tools": [
+            {"type": "function", "function": {"name": n, "parameters": _WEATHER}}
+            for n in ("get_weather", "get_forecast")
+        ],
+        "tool_choice": "auto",
+    }
+)
 
 
-async def measure(app: Any, secret: str, requests: int, profile: bool) -> float:
+async def measure(app: Any, secret: str, requests: int, profile: bool, body: bytes) -> float:
     """Microseconds of process CPU per request over `requests` calls."""
-    body = peers.BODY.encode()
     headers = [
         (b"host", b"bench"),
         (b"content-type", b"application/json"),
@@ -93,7 +127,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="fresh gateway per round")
     parser.add_argument("--profile", action="store_true", help="cProfile the last round")
     parser.add_argument("--record", action="store_true", help="write BENCHMARKS.md")
+    parser.add_argument("--tools", action="store_true", help="a request with tools and history")
     args = parser.parse_args()
+    request_body = (TOOLS_BODY if args.tools else peers.BODY).encode()
     import uvloop
 
     from quality_gates.config import load_config
@@ -116,11 +152,12 @@ def main() -> None:
             os.chdir(folder)
             app = create_app(settings)
             last = args.profile and n == args.rounds - 1
-            figures.append(uvloop.run(measure(app, secret, args.requests, last)))
+            figures.append(uvloop.run(measure(app, secret, args.requests, last, request_body)))
             print(f"round {n + 1}: {figures[-1]:.0f} us of CPU per request", flush=True)
     finally:
         bench.stop_all()
     command = f"python bench/gateway_path.py --requests {args.requests} --rounds {args.rounds}"
+    command += " --tools" if args.tools else ""
     body = (
         "| round | CPU per request |\n|---|---:|\n"
         + "".join(f"| {n + 1} | {f:.0f} us |\n" for n, f in enumerate(figures))
@@ -130,7 +167,11 @@ def main() -> None:
     )
     print(f"\n$ {command}\n{body}")
     if args.record:
-        record("gateway_path", "Gateway chat path in process (CPU per request)", command, body)
+        if args.tools:
+            title = "Gateway chat path in process, a tools request (CPU per request)"
+            record("gateway_path_tools", title, command, body)
+        else:
+            record("gateway_path", "Gateway chat path in process (CPU per request)", command, body)
 
 
 if __name__ == "__main__":

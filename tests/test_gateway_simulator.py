@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,19 @@ INSTANT = {
 
 @contextlib.asynccontextmanager
 async def simulated(
-    root: Path, extra: str = FAST_GATEWAY, db_url: str | None = None
+    root: Path,
+    extra: str = FAST_GATEWAY,
+    db_url: str | None = None,
+    edit: Callable[[str], str] | None = None,
+    anthropic: bool = False,
 ) -> AsyncIterator[tuple[Workspace, dict[str, RunningSimulator]]]:
     """The starter's three simulators on free ports (in their own thread, so that the
     synchronous fault control cannot block the gateway's loop), instant, and a workspace
-    pointing at them."""
-    config = parse_config_text(render_starter("sim"), "quality-gates.yaml").config
+    pointing at them; `anthropic` adds a fourth speaking the Anthropic protocol (provider
+    `claude`, model `claude-sonnet`); `edit` changes the config text last."""
+    base = render_starter("sim")
+    base = with_anthropic(base, 9104) if anthropic else base
+    config = parse_config_text(base, "quality-gates.yaml").config
     specs = [spec_from_provider(p, config.models, port=0) for p in config.providers]
     with SimulatorThread(specs) as thread:
         sims = thread.running
@@ -52,11 +59,25 @@ async def simulated(
             for n, p in (("bedrock", "bedrock"), ("google", "google"), ("meta", "meta"))
         }
         text = render_starter("sim", ports) + extra
+        text = with_anthropic(text, sims["claude"].port) if anthropic else text
+        text = edit(text) if edit is not None else text
         ws = make_workspace(root, db_url or f"sqlite:///{root / 'state.db'}", text)
         try:
             yield ws, sims
         finally:
             ws.database.close_shared()
+
+
+def with_anthropic(text: str, port: int) -> str:
+    """The config text with an Anthropic-protocol simulator and a model on it."""
+    provider = (
+        "providers:\n  - name: claude\n    kind: simulator\n    protocol: anthropic\n"
+        f"    port: {port}\n    seed: 4\n"
+    )
+    model = "models:\n  - id: claude-sonnet\n    provider: claude\n    name: claude-sonnet-4-5\n"
+    chain = "    failover_chains:\n      - {primary: claude-sonnet, secondary: gemini-1-5-flash}\n"
+    text = text.replace("providers:\n", provider, 1).replace("models:\n", model, 1)
+    return text.replace("    failover_chains:\n", chain, 1)
 
 
 def fault(sim: RunningSimulator, **changes: Any) -> None:

@@ -127,6 +127,13 @@ class GatewaySettings(StrictModel):
         30.0, description="one upstream try (to the first chunk when streaming)"
     )
     max_body_bytes: PositiveInt = Field(4 * 1024 * 1024, description="largest request body")
+    lenient_fields: list[str] = Field(
+        default_factory=list,
+        description="request fields to ignore where the route cannot honour them (tools, "
+        "response_format, n, seed, top_p, presence_penalty, frequency_penalty, logprobs, "
+        "image_url, or an OpenAI field the gateway does not carry such as logit_bias); by "
+        "default such a request is refused with a 400 naming the field and provider",
+    )
     control_poll: PositiveFloat = Field(0.25, description="seconds between control-version polls")
     heartbeat: Duration = Field(2.0, description="gateway_instances heartbeat interval")
     retry: RetrySettings = Field(default_factory=RetrySettings)

@@ -60,6 +60,13 @@ class SimulatorFaults(StrictModel):
     pii_rate: Ratio = Field(0.0, description="answers with an email and phone number added")
     answer_tokens_p50: PositiveInt = Field(60, description="generic answers: median length")
     answer_tokens_p95: PositiveInt = Field(180)
+    malformed_tool_args_rate: Ratio = Field(
+        0.0, description="tool calls whose arguments are cut-off JSON (a quality fault)"
+    )
+    invalid_json_rate: Ratio = Field(
+        0.0, description="JSON answers (response_format) that break the requested schema"
+    )
+    embedding_dimensions: PositiveInt = Field(256, description="length of every embedding")
     answer_key: str | None = Field(
         None, description="dataset file (JSON, JSONL, CSV, YAML) of items with input+expected"
     )

@@ -34,6 +34,9 @@ def request_key(provider: str, request: ChatRequest, salt: str = "") -> str:
             "stop": list(request.stop),
             "messages": [[m.role, m.content] for m in request.messages],
             "salt": salt,
+            # tools and response formats change the answer (None for plain requests, so
+            # the keys of answers recorded before them stay the same)
+            **({"extras": repr(request.extras)} if request.extras is not None else {}),
         },
         sort_keys=True,
         ensure_ascii=False,

@@ -20,7 +20,14 @@ from quality_gates.errors import ProviderError, RateLimited
 from quality_gates.gates.cache import ResponseCache, request_key
 from quality_gates.gates.datasets import DatasetItem
 from quality_gates.gates.scorers import Answer, Scorer, ScoreResult
-from quality_gates.providers import ChatProvider, ChatRequest, ChatResponse
+from quality_gates.providers import (
+    ChatProvider,
+    ChatRequest,
+    ChatResponse,
+    RequestExtras,
+    ResponseFormat,
+    Tool,
+)
 
 DEFAULT_MAX_ATTEMPTS = 4
 BACKOFF_BASE_S = 0.25
@@ -188,6 +195,7 @@ class Caller:
             max_tokens=max_tokens,
             timeout=target.timeout_s,
             request_id=f"{item.id}:{salt}",
+            extras=item_extras(item),
         )
         key = request_key(target.provider_name, request, salt)
         cached = self.cache.get(key)
@@ -203,6 +211,7 @@ class Caller:
                 cached=True,
                 attempts=0,
                 stored_at=cached.get("stored_at"),
+                tool_calls=list(cached.get("tool_calls") or ()),
             )
         started = time.perf_counter()
         tries = [0]
@@ -227,7 +236,35 @@ class Caller:
             cost=target.cost(response.usage.input_tokens, response.usage.output_tokens),
             finish_reason=response.finish_reason,
             attempts=tries[0],
+            tool_calls=_calls(response),
         )
+
+
+def item_extras(item: DatasetItem) -> RequestExtras | None:
+    """The item's `tools` (OpenAI function tools) and `response_format`, as a request carries
+    them (dataset fields beyond input/expected land in `metadata`)."""
+    raw_tools = item.metadata.get("tools")
+    raw_format = item.metadata.get("response_format")
+    if not raw_tools and not raw_format:
+        return None
+    tools = tuple(
+        Tool(
+            str(t["function"]["name"]),
+            str(t["function"].get("description") or ""),
+            t["function"].get("parameters"),
+        )
+        for t in raw_tools or ()
+        if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    )
+    fmt = None
+    if isinstance(raw_format, dict) and raw_format.get("type") == "json_object":
+        fmt = ResponseFormat("json_object")
+    elif isinstance(raw_format, dict) and raw_format.get("type") == "json_schema":
+        spec = raw_format.get("json_schema") or {}
+        fmt = ResponseFormat(
+            "json_schema", str(spec.get("name") or "response"), spec.get("schema"), True
+        )
+    return RequestExtras(tools=tools, response_format=fmt)
 
 
 def _usage(entry: dict[str, Any]) -> Any:
@@ -236,8 +273,13 @@ def _usage(entry: dict[str, Any]) -> Any:
     return Usage(entry.get("input_tokens", 0), entry.get("output_tokens", 0))
 
 
+def _calls(response: ChatResponse) -> list[dict[str, str]]:
+    return [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls]
+
+
 def _cache_entry(response: ChatResponse) -> dict[str, Any]:
     return {
+        "tool_calls": _calls(response),
         "text": response.text,
         "finish_reason": response.finish_reason,
         "input_tokens": response.usage.input_tokens,

@@ -39,11 +39,14 @@ from quality_gates.gateway._gateway import Gateway, Services, parse_emergency
 from quality_gates.gateway._health import LatencyBoard, Prober
 from quality_gates.gateway._http import (
     GatewayASGI,
+    embeddings,
     feedback,
     healthz,
     list_models,
     metrics_endpoint,
     readyz,
+    retrieve_model,
+    unknown_route,
 )
 from quality_gates.gateway._limits import (
     Admission,
@@ -53,6 +56,7 @@ from quality_gates.gateway._limits import (
     RedisRateLimiter,
     RetryBudget,
 )
+from quality_gates.gateway._messages_api import MessagesEndpoint
 from quality_gates.gateway._metrics import GatewayMetrics, GatewayState
 from quality_gates.gateway._reload import ConfigReloader, reload_summary
 from quality_gates.gateway._routing import RouteTable
@@ -506,12 +510,16 @@ def create_app(
 
     routes = [
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/v1/feedback", feedback, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/messages", MessagesEndpoint(), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    return GatewayASGI(Starlette(routes=routes, lifespan=lifespan))
+    handlers = {404: unknown_route, 405: unknown_route}
+    return GatewayASGI(Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers))
 
 
 SETTINGS_ENV = {

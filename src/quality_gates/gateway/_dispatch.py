@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from quality_gates.config import GatewaySettings
@@ -37,6 +37,9 @@ from quality_gates.gateway._routing import Deployment, RoutePlan
 from quality_gates.gateway._telemetry import AttemptRecord
 from quality_gates.providers import ChatProvider, ChatRequest, ChatResponse, StreamChunk
 
+# A call other than a chat completion (embeddings), made with the deployment's model and
+# the attempt's timeout in the ChatRequest and answering what to record.
+Invoke = Callable[[ChatProvider, ChatRequest], Awaitable[ChatResponse]]
 # Outcomes that say nothing about a deployment's health: the request itself was refused.
 CLIENT_FAULTS = ("bad_request", "content_filtered")
 
@@ -111,8 +114,10 @@ class Dispatcher:
         stream: bool,
         deadline: float,
         tokens_estimate: int,
+        invoke: Invoke | None = None,
     ) -> Trip:
-        """Try the plan's deployments in order until one answers (or starts streaming)."""
+        """Try the plan's deployments in order until one answers (or starts streaming).
+        `invoke` calls something other than a chat completion (embeddings) the same way."""
         loop = asyncio.get_running_loop()
         trip = Trip()
         providers = self.providers()
@@ -153,7 +158,14 @@ class Dispatcher:
                 trip.hops += 1
             tried += 1
             done = await self._try_deployment(
-                trip, deployment, provider, request, stream=stream, deadline=deadline, loop=loop
+                trip,
+                deployment,
+                provider,
+                request,
+                stream=stream,
+                deadline=deadline,
+                loop=loop,
+                invoke=invoke,
             )
             if done:
                 trip.deployment = deployment
@@ -208,6 +220,7 @@ class Dispatcher:
         stream: bool,
         deadline: float,
         loop: asyncio.AbstractEventLoop,
+        invoke: Invoke | None = None,
     ) -> bool:
         retries = 0
         while True:
@@ -227,6 +240,7 @@ class Dispatcher:
                 stop=request.stop,
                 timeout=timeout,
                 request_id=request.request_id,
+                extras=request.extras,
             )
             started = time.perf_counter()
             ts = time.time()
@@ -243,6 +257,9 @@ class Dispatcher:
                             ) from None
                     trip.first, trip.stream = first, iterator
                     trip.first_chunk_at = time.perf_counter()
+                elif invoke is not None:
+                    async with asyncio.timeout(timeout):
+                        trip.response = await invoke(provider, call)
                 elif provider.keeps_deadline:  # it gives up by call.timeout itself
                     trip.response = await provider.complete(call)
                 else:

@@ -26,6 +26,7 @@ from quality_gates.errors import (
 )
 from quality_gates.gateway._breaker import BreakerBoard
 from quality_gates.gateway._cache import CachedAnswer, ResponseCache, cache_key
+from quality_gates.gateway._chat_answers import completion_json, is_plain
 from quality_gates.gateway._dispatch import Dispatcher, NoDeployment, Trip
 from quality_gates.gateway._health import LatencyBoard
 from quality_gates.gateway._limits import (
@@ -118,6 +119,7 @@ class Gateway:
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
         self._env = services.environment
+        self._lenient = frozenset(services.settings.lenient_fields)
 
     async def chat(
         self, raw: bytes, key: ApiKey | None, *, use_cache: bool = True, ask_cache: bool = False
@@ -129,7 +131,7 @@ class Gateway:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + s.settings.deadline
-        request = parse_request(raw)
+        request = parse_request(raw, self._lenient)
         rec = RequestRecord(
             id=f"chatcmpl-{self._id_prefix}{next(self._ids):012x}",
             ts=time.time(),
@@ -232,11 +234,16 @@ class Gateway:
 
     def _plan(self, request: CompletionRequest, rec: RequestRecord) -> RoutePlan:
         """Resolve the request's model to its ordered deployments (404 if unknown)."""
+        return self.plan_for(request.model, rec)
+
+    def plan_for(self, model: str, rec: RequestRecord) -> RoutePlan:
+        """Resolve `model` (an alias or model id) to its ordered deployments (404 if
+        unknown); the record learns the alias and whether it is a canary request."""
         s = self.s
         now = time.time()
         try:
             plan = s.table.plan(
-                request.model,
+                model,
                 now=now,
                 draw=self.rng.random,
                 is_open=lambda d: s.breakers.is_open(d, now),
@@ -275,7 +282,9 @@ class Gateway:
         s.budget.deposit()
         now = time.time()
         key_hash = None
-        if s.cache is not None and use_cache:
+        # Tools, structured outputs, images and n change the answer beyond what the cache
+        # key holds: such requests go upstream every time.
+        if s.cache is not None and use_cache and request.extras is None and not request.rich:
             key_hash = cache_key(
                 self._env,
                 plan.model_id,
@@ -301,6 +310,7 @@ class Gateway:
             max_tokens=request.max_tokens,
             stop=request.stop,
             request_id=rec.id,
+            extras=request.extras,
         )
         try:
             trip = await s.dispatcher.run(
@@ -387,15 +397,18 @@ class Gateway:
                     time.time(),
                 ),
             )
-        body = completion_body(
-            rec.id,
-            int(rec.ts),
-            deployment.model_id,
-            response.text,
-            response.finish_reason,
-            usage.input_tokens,
-            usage.output_tokens,
-        )
+        if is_plain(response):
+            body = completion_body(
+                rec.id,
+                int(rec.ts),
+                deployment.model_id,
+                response.text,
+                response.finish_reason,
+                usage.input_tokens,
+                usage.output_tokens,
+            )
+        else:
+            body = completion_json(rec.id, int(rec.ts), deployment.model_id, response)
         self._finish_ok(rec, started)
         if s.answer_tap is not None:
             s.answer_tap(rec, request.prompt_text(), response.text)
@@ -513,6 +526,28 @@ class Gateway:
         rec.error_class = exc.error_class or exc.code
         rec.status = "error" if exc.status >= 500 and exc.error_class != "shutdown" else "rejected"
         self.finish(rec, started)
+
+    # -- for the other endpoints on the same path (embeddings, the Messages API) --------
+
+    def new_id(self, prefix: str) -> str:
+        """A fresh request id (`prefix-...`)."""
+        return f"{prefix}-{self._id_prefix}{next(self._ids):012x}"
+
+    async def admit(self) -> None:
+        """Take an admission slot (503 when full or the queue timed out)."""
+        await self._admit(self.s.admission)
+
+    async def check_key(self, key: ApiKey, tokens: int) -> None:
+        """Hold `key` to its rpm/tpm (429 when over)."""
+        await self._check_key(key, tokens)
+
+    def upstream_error(self, plan: RoutePlan, error: ProviderError, attempts: int) -> ApiError:
+        """The client's error for a trip that ended without an answer."""
+        return self._upstream_error(plan, error, attempts)
+
+    def finish_error(self, rec: RequestRecord, exc: ApiError, started: float) -> None:
+        """Close a request's record as refused or failed."""
+        self._finish_error(rec, exc, started)
 
     def auth_failure(self, reason: str, token: str | None) -> None:
         """Count a refused key (401): a `rejected` request row whose key_name is

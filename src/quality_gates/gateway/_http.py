@@ -138,6 +138,23 @@ class GatewayASGI:
         await self.router(scope, receive, send)
 
 
+async def unknown_route(request: Request, exc: Exception) -> Response:
+    """Any unknown path or method, answered in the OpenAI error shape (an ErrorResponse)
+    rather than a framework's text/plain page."""
+    status = getattr(exc, "status_code", 404)
+    where = f"{request.method} {request.url.path}"
+    if status == 405:
+        error = ApiError(405, f"{where}: method not allowed", code="method_not_allowed")
+    else:
+        error = ApiError(
+            404,
+            f"{where}: no such endpoint (this gateway serves POST /v1/chat/completions, "
+            "POST /v1/embeddings, POST /v1/messages, GET /v1/models and /v1/models/{id})",
+            code="unknown_url",
+        )
+    return _error_response(error)
+
+
 async def list_models(request: Request) -> Response:
     """GET /v1/models: the environment's aliases (and model ids where allowed)."""
     state: GatewayApp = request.app.state.gateway
@@ -163,6 +180,58 @@ async def list_models(request: Request) -> Response:
             for d in sorted(table.deployments.values(), key=lambda d: d.model_id)
         ]
     return JSONResponse({"object": "list", "data": data})
+
+
+async def retrieve_model(request: Request) -> Response:
+    """GET /v1/models/{id}: one alias (or model id where allowed) as an OpenAI Model."""
+    state: GatewayApp = request.app.state.gateway
+    try:
+        _authenticate(state, request.headers.get("authorization"))
+    except ApiError as exc:
+        return _error_response(exc)
+    table = state.services.table
+    name = request.path_params["model_id"]
+    model = table.aliases.get(name)
+    if model is None and table.env.allow_model_ids and name in table.deployments:
+        model = name
+    if model is None:
+        return _error_response(
+            ApiError(
+                404,
+                f"The model {name!r} does not exist: GET /v1/models lists the aliases"
+                + (" and model ids" if table.env.allow_model_ids else ""),
+                param="model",
+                code="model_not_found",
+            )
+        )
+    deployment = table.deployments.get(model)
+    return JSONResponse(
+        {
+            "id": name,
+            "object": "model",
+            "created": int(state.started_at),
+            "owned_by": deployment.provider if deployment is not None else "",
+        }
+    )
+
+
+async def embeddings(request: Request) -> Response:
+    """POST /v1/embeddings (client key auth, as chat)."""
+    from quality_gates.gateway._embeddings import Embeddings
+
+    state: GatewayApp = request.app.state.gateway
+    checked = _checked_key(state, request.headers.get("authorization"))
+    if isinstance(checked, ApiError):
+        return _error_response(checked)
+    limit = state.settings.config.gateway.max_body_bytes
+    try:
+        raw = await request.body()
+        if len(raw) > limit:
+            raise ApiError(413, f"the body is over {limit} bytes", code="body_too_large")
+        answer = await Embeddings(state.gateway).embed(raw, checked)
+    except ApiError as exc:
+        return _error_response(exc)
+    return Response(answer.body, answer.status, answer.headers, media_type=answer.media_type)
 
 
 async def feedback(request: Request) -> Response:

@@ -19,6 +19,7 @@ from starlette.responses import StreamingResponse
 
 from quality_gates.errors import ProviderError, ProviderTimeout, StreamInterrupted
 from quality_gates.gateway._cache import CachedAnswer
+from quality_gates.gateway._chat_answers import tool_chunk_event, usage_chunk_event
 from quality_gates.gateway._redact import redact
 from quality_gates.gateway._routing import Deployment
 from quality_gates.gateway._telemetry import RequestRecord
@@ -60,6 +61,7 @@ class LiveStream:
         self.parts: list[str] = []
         self.error: ProviderError | None = None
         self.final: StreamChunk | None = None
+        self.tool_calls = False
         self._done = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -104,6 +106,9 @@ class LiveStream:
                 if chunk.text:
                     self.parts.append(chunk.text)
                     yield chunk_event(rec.id, created, model, content=chunk.text)
+                if chunk.tool_calls:
+                    self.tool_calls = True
+                    yield tool_chunk_event(rec.id, created, model, chunk.tool_calls)
                 if chunk.is_final:
                     self.final = chunk
                     break
@@ -132,19 +137,22 @@ class LiveStream:
     async def _ending(self, final: StreamChunk) -> AsyncIterator[bytes]:
         rec, deployment = self.rec, self.deployment
         created, model = int(rec.ts), deployment.model_id
-        yield chunk_event(rec.id, created, model, finish=final.finish_reason or "stop")
+        finish = "tool_calls" if self.tool_calls else final.finish_reason or "stop"
+        yield chunk_event(rec.id, created, model, finish=finish)
         usage = final.usage
         if usage is not None:
             rec.input_tokens, rec.output_tokens = usage.input_tokens, usage.output_tokens
             rec.cost = deployment.cost(usage)
-            if self.request.include_usage:
+            if self.request.include_usage and (usage.cached_tokens or usage.reasoning_tokens):
+                yield usage_chunk_event(rec.id, created, model, usage)
+            elif self.request.include_usage:
                 yield chunk_event(
                     rec.id, created, model, usage=(usage.input_tokens, usage.output_tokens)
                 )
         rec.finish_reason = final.finish_reason
         yield DONE_EVENT
         cache = self.gateway.s.cache
-        if self.key_hash is not None and cache is not None:
+        if self.key_hash is not None and cache is not None and not self.tool_calls:
             await cache.put(
                 self.key_hash,
                 CachedAnswer(

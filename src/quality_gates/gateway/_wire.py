@@ -2,8 +2,8 @@
 
 Bad input becomes an ApiError (4xx) naming the field and what would be accepted, in the
 OpenAI error shape `{"error": {"message", "type", "param", "code"}}`; it never becomes a 5xx.
-Fields the gateway does not act on (`user`, `seed`, `top_p`, ...) are accepted and ignored;
-features it cannot honour (tools, n > 1, non-text content) are refused explicitly.
+Plain text chat is read here; tools, tool history, images, structured outputs, n and the
+other sampling fields in _chat_fields.py. Nothing is accepted and ignored in silence.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 
-from quality_gates.providers import Message
+from quality_gates.gateway._chat_fields import PLAIN_FIELDS, ROLES, parse_extras, rich_message
+from quality_gates.providers import Message, RequestExtras
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP = 4
-FINISH_REASONS = {"stop", "length", "content_filter"}
+FINISH_REASONS = {"stop", "length", "content_filter", "tool_calls"}
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -81,7 +81,7 @@ def _bad(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, message, param=param, code="invalid_value" if param else None)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built on every request: slots cost less than frozen
 class CompletionRequest:
     """A validated chat completion request."""
 
@@ -92,6 +92,8 @@ class CompletionRequest:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     include_usage: bool = False
+    extras: RequestExtras | None = None
+    rich: bool = False  # some message carries tool calls, a tool result or images
 
     def prompt_chars(self) -> int:
         """Characters of all messages (for the token estimate of rate limits)."""
@@ -148,8 +150,9 @@ def _positive_int(body: dict[str, Any], name: str) -> int | None:
     return value
 
 
-def parse_request(raw: bytes) -> CompletionRequest:
-    """Validate a request body; ApiError 400 names the first problem found."""
+def parse_request(raw: bytes, lenient: frozenset[str] = frozenset()) -> CompletionRequest:
+    """Validate a request body; ApiError 400 names the first problem found. `lenient`
+    names fields to ignore where the route cannot honour them (gateway.lenient_fields)."""
     try:
         body = orjson.loads(raw)
     except ValueError as exc:  # orjson.JSONDecodeError, also for bytes that are not UTF-8
@@ -163,22 +166,28 @@ def parse_request(raw: bytes) -> CompletionRequest:
     if not isinstance(messages, list) or not messages:
         raise _bad("messages must be a non-empty list of {role, content}", "messages")
     parsed = []
+    rich = False
     for i, item in enumerate(messages):
         if not isinstance(item, dict):
             raise _bad(f"messages[{i}] must be an object with role and content", "messages")
         role = item.get("role")
         if role not in ROLES:
             raise _bad(
-                f"messages[{i}].role {role!r} is not supported: use system, user or assistant",
+                f"messages[{i}].role {role!r} is not supported: use system, developer, user, "
+                "assistant or tool",
                 f"messages[{i}].role",
             )
-        parsed.append(Message(ROLES[role], _content(item.get("content"), i)))  # type: ignore[arg-type]
-    for unsupported in ("tools", "functions", "tool_choice", "function_call"):
-        if body.get(unsupported):
-            raise _bad(f"{unsupported} is not supported by this gateway", unsupported)
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise _bad("n must be 1: one choice per request", "n")
+        content = item.get("content")
+        if isinstance(content, str) and role != "tool" and "tool_calls" not in item:
+            parsed.append(Message(ROLES[role], content))
+        elif role == "tool" or item.get("tool_calls") or not _text_parts(content):
+            parsed.append(rich_message(item, i))
+            rich = True
+        else:
+            parsed.append(Message(ROLES[role], _content(content, i)))
+    extras = None if body.keys() <= PLAIN_FIELDS else parse_extras(body, lenient)
+    if extras is None and rich and any(image.url for m in parsed for image in m.images):
+        extras = RequestExtras(lenient=lenient)  # the adapter decides on image URLs
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -208,6 +217,15 @@ def parse_request(raw: bytes) -> CompletionRequest:
         max_tokens=max_tokens,
         stop=stops,
         include_usage=include_usage,
+        extras=extras,
+        rich=rich,
+    )
+
+
+def _text_parts(content: Any) -> bool:
+    """Content that plain text chat can read: a list of text parts only."""
+    return isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" for p in content
     )
 
 
@@ -235,7 +253,7 @@ def completion_body(
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
+                    "message": {"role": "assistant", "content": text, "refusal": None},
                     "finish_reason": finish_reason(finish),
                     "logprobs": None,
                 }

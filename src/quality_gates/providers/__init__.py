@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from quality_gates.providers._embeddings import EmbedRequest, EmbedResponse
 from quality_gates.providers._factory import (
     SIMULATOR_KEY,
     build_provider,
@@ -27,11 +28,19 @@ from quality_gates.providers._types import (
     ChatProvider,
     ChatRequest,
     ChatResponse,
+    Choice,
     FinishReason,
+    Image,
     Message,
+    MessageParts,
     ProbeResult,
+    RequestExtras,
+    ResponseFormat,
     Role,
     StreamChunk,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
     Usage,
 )
 
@@ -57,14 +66,24 @@ __all__ = [
     "ChatProvider",
     "ChatRequest",
     "ChatResponse",
+    "Choice",
+    "EmbedRequest",
+    "EmbedResponse",
     "FinishReason",
     "GeminiProvider",
     "HttpChatProvider",
+    "Image",
     "Message",
+    "MessageParts",
     "OpenAIProvider",
     "ProbeResult",
+    "RequestExtras",
+    "ResponseFormat",
     "Role",
     "StreamChunk",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
     "Usage",
     "build_provider",
     "cost_of",

@@ -15,6 +15,8 @@ import aiohttp
 import orjson
 
 from quality_gates.errors import ContentFiltered, ProviderError, ServerError, StreamInterrupted
+from quality_gates.providers._embeddings import EmbedRequest, EmbedResponse
+from quality_gates.providers._features import refusal
 from quality_gates.providers._h1 import H1Client
 from quality_gates.providers._http import (
     MAX_BODY_BYTES,
@@ -32,10 +34,13 @@ from quality_gates.providers._types import (
     ChatProvider,
     ChatRequest,
     ChatResponse,
+    Choice,
     FinishReason,
     Message,
     ProbeResult,
     StreamChunk,
+    ToolCall,
+    ToolCallDelta,
     Usage,
 )
 
@@ -58,14 +63,17 @@ class Wire:
     body: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Answer:
-    """A parsed complete answer."""
+    """A parsed complete answer (built once per request: slots, not frozen, cost less)."""
 
     text: str
     finish_reason: FinishReason
     usage: Usage | None = None
     response_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None
+    more: tuple[Choice, ...] = ()
 
 
 @dataclass
@@ -74,6 +82,13 @@ class StreamEnd:
 
     finish_reason: FinishReason
     usage: Usage | None = None
+
+
+def _one_call(request: ChatRequest) -> bool:
+    """`parallel_tool_calls: false`: protocols that cannot forbid parallel calls (Converse,
+    Gemini) are held to it by keeping the first call only (the others honour it already)."""
+    extras = request.extras
+    return extras is not None and extras.parallel_tool_calls is False
 
 
 def estimate_tokens(text: str) -> int:
@@ -136,8 +151,18 @@ class HttpChatProvider(ChatProvider):
         """The taxonomy's error for an HTTP error answer."""
 
     @abc.abstractmethod
-    def read_stream(self, response: aiohttp.ClientResponse) -> AsyncIterator[str | StreamEnd]:
-        """Text deltas and StreamEnd markers; raises ProviderError for in-stream errors."""
+    def read_stream(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
+        """Text deltas, tool-call deltas and StreamEnd markers; raises ProviderError for
+        in-stream errors."""
+
+    def read_stream_of(
+        self, response: aiohttp.ClientResponse, request: ChatRequest
+    ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
+        """read_stream for `request` (protocols whose reading depends on the request
+        override this)."""
+        return self.read_stream(response)
 
     async def prepare(self) -> None:
         """Work before the first request (e.g. resolving credentials)."""
@@ -145,6 +170,62 @@ class HttpChatProvider(ChatProvider):
     def models_wire(self) -> Wire | None:
         """A cheap authenticated request for probes when no model is known (list models)."""
         return None
+
+    def embed_wires(self, request: EmbedRequest) -> list[Wire]:
+        """The HTTP requests that embed `request.inputs` (in order); refused by default."""
+        raise refusal(self.name, "embeddings", f"the {self.protocol} protocol has no embeddings")
+
+    def read_embeddings(self, data: Any, request: EmbedRequest) -> tuple[list[list[float]], int]:
+        """Vectors and input tokens (0 when not counted) from one decoded answer."""
+        raise NotImplementedError
+
+    async def embed(self, request: EmbedRequest) -> EmbedResponse:
+        """Every input's vector, under `request.timeout`; raises a ProviderError."""
+        timeout = request.timeout if request.timeout is not None else self.timeout
+        started = time.perf_counter()
+        if not self._prepared:
+            async with asyncio.timeout(timeout):
+                await self.prepare()
+            self._prepared = True
+        vectors: list[list[float]] = []
+        tokens = 0
+        client = self.lean()
+        for wire in self.embed_wires(request):
+            left = timeout - (time.perf_counter() - started)
+            try:
+                async with self._slots:
+                    reply = await client.post(
+                        wire.url, wire.headers, wire.body, timeout=left, limit=MAX_BODY_BYTES
+                    )
+            except TRANSPORT_ERRORS as exc:
+                raise transport_error(exc, self.name, timeout=timeout) from None
+            if reply.status >= 400:
+                raise self.read_error(reply.status, reply.headers, reply.body[:MAX_ERROR_BODY])
+            data = parse_json_body(reply.body, reply.headers.get("content-type", ""), self.name)
+            try:
+                found, counted = self.read_embeddings(data, request)
+            except SHAPE_ERRORS as exc:
+                raise ServerError(
+                    f"{self.name}: unexpected embeddings shape ({type(exc).__name__}: {exc})",
+                    provider=self.name,
+                ) from None
+            vectors += found
+            tokens += counted
+        if len(vectors) != len(request.inputs):
+            raise ServerError(
+                f"{self.name}: {len(vectors)} embeddings for {len(request.inputs)} inputs",
+                provider=self.name,
+            )
+        estimated = not tokens
+        if estimated:
+            tokens = sum(estimate_tokens(text) for text in request.inputs)
+        return EmbedResponse(
+            vectors,
+            Usage(tokens, 0, estimated=estimated),
+            (time.perf_counter() - started) * 1000.0,
+            self.name,
+            request.model,
+        )
 
     # -- the shared machinery -------------------------------------------------------------
 
@@ -234,6 +315,7 @@ class HttpChatProvider(ChatProvider):
                 provider=self.name,
             ) from None
         usage = answer.usage or estimated_usage(request.messages, answer.text)
+        calls = answer.tool_calls[:1] if _one_call(request) else answer.tool_calls
         return ChatResponse(
             text=answer.text,
             finish_reason=answer.finish_reason,
@@ -244,6 +326,9 @@ class HttpChatProvider(ChatProvider):
             model=request.model,
             response_id=answer.response_id,
             cost_usd=self.cost(request.model, usage),
+            tool_calls=calls,
+            logprobs=answer.logprobs,
+            more=answer.more,
         )
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
@@ -264,6 +349,7 @@ class HttpChatProvider(ChatProvider):
         ttft: float | None = None
         parts: list[str] = []
         end: StreamEnd | None = None
+        one_call = _one_call(request)
         try:
             async with (
                 self._slots,
@@ -277,7 +363,7 @@ class HttpChatProvider(ChatProvider):
                 content_type = response.headers.get("content-type", "")
                 if self.stream_content_type not in content_type:
                     raise self._not_a_stream(response.status, response.headers, content_type)
-                async for item in self.read_stream(response):
+                async for item in self.read_stream_of(response, request):
                     if isinstance(item, StreamEnd):
                         end = item
                         continue
@@ -285,6 +371,12 @@ class HttpChatProvider(ChatProvider):
                         continue
                     if ttft is None:
                         ttft = (time.perf_counter() - started) * 1000.0
+                    if isinstance(item, ToolCallDelta):
+                        if one_call and item.index > 0:
+                            continue
+                        parts.append(item.arguments)
+                        yield StreamChunk(tool_calls=(item,))
+                        continue
                     parts.append(item)
                     yield StreamChunk(text=item)
         except ProviderError as exc:

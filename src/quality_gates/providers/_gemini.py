@@ -2,6 +2,13 @@
 
 The key goes in `x-goog-api-key`. Errors are `{"error": {"code", "message", "status",
 "details"}}` with google.rpc codes; a 429 says how long to wait in a RetryInfo detail.
+
+Tools are `tools[].functionDeclarations` (with `parametersJsonSchema`, so any JSON Schema
+an OpenAI client sends is carried as it is) and `toolConfig.functionCallingConfig`; calls
+come back whole as `functionCall` parts (one delta each when streamed; Gemini may give no
+id, so one is made from the response id and position) and results go in
+`functionResponse` parts. JSON answers use `responseMimeType` and `responseJsonSchema`;
+n is `candidateCount`.
 """
 
 from __future__ import annotations
@@ -14,9 +21,27 @@ import aiohttp
 
 from quality_gates.errors import ContentFiltered, ProviderError
 from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
+from quality_gates.providers._embeddings import EmbedRequest, gemini_body, gemini_vectors
+from quality_gates.providers._features import (
+    arguments_object,
+    call_id,
+    json_text,
+    merged,
+    tool_result_object,
+    unsupported,
+)
 from quality_gates.providers._http import loads_or_none, retry_after_seconds
 from quality_gates.providers._status import ERROR_CLASSES, class_for_status, make_error
-from quality_gates.providers._types import ChatRequest, FinishReason, Usage
+from quality_gates.providers._types import (
+    ChatRequest,
+    Choice,
+    FinishReason,
+    Message,
+    RequestExtras,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from quality_gates.units import parse_duration
 
 API_VERSION = "v1beta"
@@ -45,6 +70,11 @@ STATUSES = {
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 KEY_REASONS = ("API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED")
+LACKS = {
+    "logprobs": "this gateway does not translate Gemini's logprobs result",
+    "image_url": "generateContent reads only inline data or uploaded files, not http(s) URLs",
+}
+MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 
 
 def _retry_delay(error: dict[str, Any]) -> float | None:
@@ -65,9 +95,90 @@ def _reason(error: dict[str, Any]) -> str:
 
 
 def _usage(data: Any) -> Usage | None:
+    """`promptTokenCount` includes cached content; thinking is counted apart from the
+    candidates, and OpenAI counts reasoning within completion tokens."""
     if not isinstance(data, dict):
         return None
-    return Usage(int(data.get("promptTokenCount") or 0), int(data.get("candidatesTokenCount") or 0))
+    thoughts = int(data.get("thoughtsTokenCount") or 0)
+    return Usage(
+        int(data.get("promptTokenCount") or 0),
+        int(data.get("candidatesTokenCount") or 0) + thoughts,
+        cached_tokens=int(data.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=thoughts,
+    )
+
+
+def _parts(m: Message, names: dict[str, str]) -> list[dict[str, Any]]:
+    if m.role == "tool":
+        name = names.get(m.tool_call_id or "", m.name or "")
+        response = {"name": name, "response": tool_result_object(m.content)}
+        return [{"functionResponse": response}]
+    parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
+    parts += [{"inlineData": {"mimeType": i.media_type, "data": i.data}} for i in m.images]
+    parts += [{"functionCall": {"name": c.name, "args": arguments_object(c)}} for c in m.tool_calls]
+    return parts
+
+
+def _contents(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """Turns in Gemini form: function responses in user turns (named after the call they
+    answer), consecutive roles merged."""
+    if all(m.parts is None for m in messages):
+        return [
+            {"role": ROLES[m.role], "parts": [{"text": m.content}]}
+            for m in messages
+            if m.role != "system"
+        ]
+    names = {c.id: c.name for m in messages for c in m.tool_calls}
+    turns = [
+        ("user" if m.role == "tool" else ROLES[m.role], _parts(m, names))
+        for m in messages
+        if m.role != "system"
+    ]
+    return [{"role": role, "parts": parts} for role, parts in merged(turns)]
+
+
+def _extras(extras: RequestExtras, payload: dict[str, Any], config: dict[str, Any]) -> None:
+    if extras.tools:
+        declarations = []
+        for t in extras.tools:
+            declaration: dict[str, Any] = {"name": t.name, "description": t.description}
+            if t.parameters:
+                declaration["parametersJsonSchema"] = t.parameters
+            declarations.append(declaration)
+        payload["tools"] = [{"functionDeclarations": declarations}]
+        choice = extras.tool_choice
+        if choice is not None:
+            calling: dict[str, Any] = {"mode": MODES.get(choice, "ANY")}
+            if choice not in MODES:
+                calling["allowedFunctionNames"] = [choice]
+            payload["toolConfig"] = {"functionCallingConfig": calling}
+    fmt = extras.response_format
+    if fmt is not None:
+        config["responseMimeType"] = "application/json"
+        if fmt.type == "json_schema" and fmt.schema is not None:
+            config["responseJsonSchema"] = fmt.schema
+    if extras.n != 1:
+        config["candidateCount"] = extras.n
+    for field, key in (
+        ("seed", "seed"),
+        ("top_p", "topP"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
+        value = getattr(extras, field)
+        if value is not None:
+            config[key] = value
+
+
+def _candidate(candidate: Any, response_id: str) -> tuple[str, tuple[ToolCall, ...]]:
+    parts = (candidate.get("content") or {}).get("parts") or []
+    text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+    calls = []
+    for i, part in enumerate(p for p in parts if isinstance(p.get("functionCall"), dict)):
+        call = part["functionCall"]
+        ident = str(call.get("id") or call_id(response_id, candidate.get("index", 0), i))
+        calls.append(ToolCall(ident, str(call["name"]), json_text(call.get("args") or {})))
+    return text, tuple(calls)
 
 
 class GeminiProvider(HttpChatProvider):
@@ -90,13 +201,7 @@ class GeminiProvider(HttpChatProvider):
     def build(self, request: ChatRequest, *, stream: bool) -> Wire:
         """System messages become `systemInstruction`; assistant turns are role `model`."""
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        payload: dict[str, Any] = {
-            "contents": [
-                {"role": ROLES[m.role], "parts": [{"text": m.content}]}
-                for m in request.messages
-                if m.role != "system"
-            ]
-        }
+        payload: dict[str, Any] = {"contents": _contents(request.messages)}
         if system:
             payload["systemInstruction"] = {"parts": [{"text": system}]}
         config: dict[str, Any] = {}
@@ -106,6 +211,9 @@ class GeminiProvider(HttpChatProvider):
             config["maxOutputTokens"] = request.max_tokens
         if request.stop:
             config["stopSequences"] = list(request.stop)
+        if request.extras is not None:
+            unsupported(request, self.name, LACKS, stream=stream)
+            _extras(request.extras, payload, config)
         if config:
             payload["generationConfig"] = config
         if stream:
@@ -121,18 +229,34 @@ class GeminiProvider(HttpChatProvider):
             raise ContentFiltered(f"{self.name}: prompt blocked ({reason})", provider=self.name)
 
     def read_answer(self, data: Any, request: ChatRequest) -> Answer:
-        """The first candidate's text parts, finish reason and `usageMetadata`."""
+        """The first candidate's text and function calls, finish reason and
+        `usageMetadata`; the other candidates of candidateCount > 1."""
         self._blocked(data)
-        candidate = data["candidates"][0]
-        parts = (candidate.get("content") or {}).get("parts") or []
-        text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
-        finish = FINISH.get(str(candidate.get("finishReason")), "other")
+        response_id = str(data.get("responseId") or "")
+        candidates = sorted(data["candidates"], key=lambda c: c.get("index", 0))
+        candidate = candidates[0]
+        text, calls = _candidate(candidate, response_id)
+        finish = "tool_calls" if calls else FINISH.get(str(candidate.get("finishReason")), "other")
         if finish == "content_filter" and not text:
             raise ContentFiltered(
                 f"{self.name}: answer blocked ({candidate.get('finishReason')})",
                 provider=self.name,
             )
-        return Answer(text, finish, _usage(data.get("usageMetadata")), data.get("responseId"))
+        more = []
+        for other in candidates[1:]:
+            other_text, other_calls = _candidate(other, response_id)
+            other_finish = FINISH.get(str(other.get("finishReason")), "other")
+            more.append(
+                Choice(other_text, "tool_calls" if other_calls else other_finish, other_calls)
+            )
+        return Answer(
+            text,
+            finish,
+            _usage(data.get("usageMetadata")),
+            data.get("responseId"),
+            calls,
+            more=tuple(more),
+        )
 
     def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """google.rpc status names the class; RetryInfo gives the wait."""
@@ -153,10 +277,14 @@ class GeminiProvider(HttpChatProvider):
             wait = retry_after_seconds(headers)
         return make_error(cls, self.name, status, str(error.get("message") or ""), wait)
 
-    async def read_stream(self, response: aiohttp.ClientResponse) -> AsyncIterator[str | StreamEnd]:
-        """Each event is a GenerateContentResponse; the last carries finishReason and usage."""
+    async def read_stream(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
+        """Each event is a GenerateContentResponse; the last carries finishReason and usage.
+        A function call arrives whole: one delta with its id, name and arguments."""
         finish: FinishReason | None = None
         usage: Usage | None = None
+        calls = 0
         async for event in self.sse_events(response):
             if not event.data:
                 continue
@@ -178,10 +306,30 @@ class GeminiProvider(HttpChatProvider):
                 for part in (candidate.get("content") or {}).get("parts") or ():
                     if part.get("text") and not part.get("thought"):
                         yield part["text"]
+                    call = part.get("functionCall")
+                    if isinstance(call, dict):
+                        ident = call.get("id") or call_id(data.get("responseId"), 0, calls)
+                        args = json_text(call.get("args") or {})
+                        yield ToolCallDelta(calls, str(ident), str(call["name"]), args)
+                        calls += 1
                 if candidate.get("finishReason"):
                     finish = FINISH.get(str(candidate["finishReason"]), "other")
+                    if calls and finish == "stop":
+                        finish = "tool_calls"
         if finish is not None:
             yield StreamEnd(finish, usage)
+
+    def embed_wires(self, request: EmbedRequest) -> list[Wire]:
+        """`batchEmbedContents` with every input."""
+        url = self._model_url(request.model, "batchEmbedContents")
+        name = url.rsplit("/", 1)[-1].partition(":")[0]
+        prefix = "tunedModels" if request.model.startswith("tunedModels/") else "models"
+        body = gemini_body(request, f"{prefix}/{name}")
+        return [Wire(url, self._headers, dumps(body))]
+
+    def read_embeddings(self, data: Any, request: EmbedRequest) -> tuple[list[list[float]], int]:
+        """`embeddings[].values` (Gemini counts no tokens here)."""
+        return gemini_vectors(data), 0
 
     def models_wire(self) -> Wire:
         """`GET /v1beta/models`."""

@@ -14,15 +14,30 @@ import aiohttp
 
 from quality_gates.errors import ContentFiltered, Overloaded, ProviderError
 from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
+from quality_gates.providers._embeddings import EmbedRequest, openai_body, openai_vectors
+from quality_gates.providers._features import unsupported
 from quality_gates.providers._http import loads_or_none, retry_after_seconds
 from quality_gates.providers._status import ERROR_CLASSES, class_for_status, make_error
-from quality_gates.providers._types import ChatRequest, FinishReason, Usage
+from quality_gates.providers._types import (
+    ChatRequest,
+    Choice,
+    FinishReason,
+    Message,
+    RequestExtras,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 FINISH: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
     "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
 }
+# An OpenAI-compatible server takes the whole request as it is: nothing to refuse.
+LACKS: dict[str, str] = {}
 CONTENT_FILTER_CODES = ("content_filter", "content_policy_violation", "moderation_blocked")
 # `error.type` / `error.code` values that name a class more precisely than the status does.
 ERROR_TYPES = {
@@ -40,7 +55,99 @@ ERROR_TYPES = {
 def _usage(data: Any) -> Usage | None:
     if not isinstance(data, dict):
         return None
-    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+    prompt = data.get("prompt_tokens_details")
+    completion = data.get("completion_tokens_details")
+    if not prompt and not completion:
+        return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+    return Usage(
+        int(data.get("prompt_tokens") or 0),
+        int(data.get("completion_tokens") or 0),
+        cached_tokens=int((prompt or {}).get("cached_tokens") or 0),
+        reasoning_tokens=int((completion or {}).get("reasoning_tokens") or 0),
+    )
+
+
+def message_json(m: Message) -> dict[str, Any]:
+    """One message in Chat Completions form."""
+    if m.role == "tool":
+        return {"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.images:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+        for image in m.images:
+            url = image.url or f"data:{image.media_type};base64,{image.data}"
+            source: dict[str, Any] = {"url": url}
+            if image.detail:
+                source["detail"] = image.detail
+            parts.append({"type": "image_url", "image_url": source})
+        out["content"] = parts
+    if m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            }
+            for c in m.tool_calls
+        ]
+    if m.name:
+        out["name"] = m.name
+    return out
+
+
+def extras_json(extras: RequestExtras, dropped: frozenset[str]) -> dict[str, Any]:
+    """The fields beyond plain chat, as OpenAI names them."""
+    out: dict[str, Any] = {}
+    if extras.tools:
+        out["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters or {"type": "object", "properties": {}},
+                    **({"strict": True} if t.strict else {}),
+                },
+            }
+            for t in extras.tools
+        ]
+    choice = extras.tool_choice
+    if choice is not None:
+        out["tool_choice"] = (
+            choice
+            if choice in ("auto", "none", "required")
+            else {"type": "function", "function": {"name": choice}}
+        )
+    if extras.parallel_tool_calls is not None and extras.tools:
+        out["parallel_tool_calls"] = extras.parallel_tool_calls
+    fmt = extras.response_format
+    if fmt is not None:
+        if fmt.type == "json_object":
+            out["response_format"] = {"type": "json_object"}
+        else:
+            spec: dict[str, Any] = {"name": fmt.name, "strict": fmt.strict}
+            if fmt.schema is not None:
+                spec["schema"] = fmt.schema
+            out["response_format"] = {"type": "json_schema", "json_schema": spec}
+    if extras.n != 1 and "n" not in dropped:
+        out["n"] = extras.n
+    for name in ("seed", "top_p", "presence_penalty", "frequency_penalty"):
+        value = getattr(extras, name)
+        if value is not None and name not in dropped:
+            out[name] = value
+    if extras.logprobs and "logprobs" not in dropped:
+        out["logprobs"] = True
+        if extras.top_logprobs is not None:
+            out["top_logprobs"] = extras.top_logprobs
+    return out
+
+
+def _tool_calls(message: Any) -> tuple[ToolCall, ...]:
+    return tuple(
+        ToolCall(str(c["id"]), str(c["function"]["name"]), c["function"].get("arguments") or "")
+        for c in message.get("tool_calls") or ()
+    )
 
 
 def _error_fields(body: Any) -> tuple[str, str, str]:
@@ -72,13 +179,20 @@ class OpenAIProvider(HttpChatProvider):
         root = self.base_url if self.base_url.endswith("/v1") else f"{self.base_url}/v1"
         self._url = f"{root}/chat/completions"
         self._models_url = f"{root}/models"
+        self._embeddings_url = f"{root}/embeddings"
 
     def build(self, request: ChatRequest, *, stream: bool) -> Wire:
         """The Chat Completions request."""
         payload: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [
+                {"role": m.role, "content": m.content} if m.parts is None else message_json(m)
+                for m in request.messages
+            ],
         }
+        if request.extras is not None:
+            dropped = unsupported(request, self.name, LACKS, stream=stream)
+            payload.update(extras_json(request.extras, dropped))
         if request.temperature is not None:
             payload["temperature"] = request.temperature
         if request.max_tokens is not None:
@@ -93,13 +207,38 @@ class OpenAIProvider(HttpChatProvider):
         return Wire(self._url, headers, dumps(payload))
 
     def read_answer(self, data: Any, request: ChatRequest) -> Answer:
-        """`choices[0].message.content`, its finish reason and `usage`."""
-        choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
+        """`choices[0].message.content` (and tool calls), its finish reason and `usage`; the
+        other choices of an n > 1 request."""
+        choices = data["choices"]
+        if len(choices) > 1:
+            choices = sorted(choices, key=lambda c: c.get("index", 0))
+        choice = choices[0]
+        message = choice["message"]
+        text = message.get("content") or ""
+        calls = _tool_calls(message) if message.get("tool_calls") else ()
         finish = FINISH.get(str(choice.get("finish_reason")), "other")
         if finish == "content_filter" and not text:
             raise ContentFiltered(f"{self.name}: the answer was filtered", provider=self.name)
-        return Answer(text, finish, _usage(data.get("usage")), data.get("id"))
+        more: tuple[Choice, ...] = ()
+        if len(choices) > 1:
+            more = tuple(
+                Choice(
+                    c["message"].get("content") or "",
+                    FINISH.get(str(c.get("finish_reason")), "other"),
+                    _tool_calls(c["message"]),
+                    c.get("logprobs"),
+                )
+                for c in choices[1:]
+            )
+        return Answer(
+            text,
+            finish,
+            _usage(data.get("usage")),
+            data.get("id"),
+            calls,
+            choice.get("logprobs"),
+            more,
+        )
 
     def read_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """The status decides, except a content-filter code or an explicit overload."""
@@ -112,8 +251,11 @@ class OpenAIProvider(HttpChatProvider):
         text = message or body[:200].decode("utf-8", "replace")
         return make_error(cls, self.name, status, text, retry_after_seconds(headers))
 
-    async def read_stream(self, response: aiohttp.ClientResponse) -> AsyncIterator[str | StreamEnd]:
-        """`chat.completion.chunk` events until `[DONE]`; usage arrives in the last chunk."""
+    async def read_stream(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
+        """`chat.completion.chunk` events until `[DONE]`; usage arrives in the last chunk;
+        tool-call deltas keep the upstream's index and id."""
         finish: FinishReason | None = None
         usage: Usage | None = None
         async for event in self.sse_events(response):
@@ -130,13 +272,31 @@ class OpenAIProvider(HttpChatProvider):
             for choice in data.get("choices") or ():
                 if choice.get("index", 0) != 0:
                     continue
-                content = (choice.get("delta") or {}).get("content")
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
                 if content:
                     yield content
+                for call in delta.get("tool_calls") or ():
+                    function = call.get("function") or {}
+                    yield ToolCallDelta(
+                        int(call.get("index") or 0),
+                        call.get("id"),
+                        function.get("name"),
+                        function.get("arguments") or "",
+                    )
                 if choice.get("finish_reason"):
                     finish = FINISH.get(str(choice["finish_reason"]), "other")
         if finish is not None:
             yield StreamEnd(finish, usage)
+
+    def embed_wires(self, request: EmbedRequest) -> list[Wire]:
+        """`POST /v1/embeddings` with every input."""
+        return [Wire(self._embeddings_url, self._headers, dumps(openai_body(request)))]
+
+    def read_embeddings(self, data: Any, request: EmbedRequest) -> tuple[list[list[float]], int]:
+        """`data[].embedding` in index order; `usage.prompt_tokens`."""
+        vectors, usage = openai_vectors(data)
+        return vectors, usage.input_tokens if usage else 0
 
     def models_wire(self) -> Wire:
         """`GET /v1/models`."""

@@ -10,21 +10,121 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "content_filter", "error", "other"]
+if TYPE_CHECKING:
+    from quality_gates.providers._embeddings import EmbedRequest, EmbedResponse
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "error", "other"]
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image input: inline bytes (base64 `data` with its `media_type`) or a URL."""
+
+    media_type: str = ""
+    data: str = ""
+    url: str = ""
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asked for; `arguments` is the JSON text it produced."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class MessageParts:
+    """What a message carries beyond its text (see Message)."""
+
+    images: tuple[Image, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+NO_PARTS = MessageParts()
 
 
 @dataclass(frozen=True)
 class Message:
-    """One chat message."""
+    """One chat message. `content` is its text; `images` follow the text of a user turn;
+    an assistant turn may carry `tool_calls`, and a `tool` turn answers `tool_call_id`.
+    Those live in `parts` (None for plain text, the common case, which stays as cheap to
+    build as before)."""
 
     role: Role
     content: str
+    parts: MessageParts | None = None
+
+    @property
+    def images(self) -> tuple[Image, ...]:
+        """Image inputs (user turns)."""
+        return (self.parts or NO_PARTS).images
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The function calls an assistant turn made."""
+        return (self.parts or NO_PARTS).tool_calls
+
+    @property
+    def tool_call_id(self) -> str | None:
+        """The call a tool turn answers."""
+        return (self.parts or NO_PARTS).tool_call_id
+
+    @property
+    def name(self) -> str | None:
+        """The participant's name, if given."""
+        return (self.parts or NO_PARTS).name
 
 
 @dataclass(frozen=True)
+class Tool:
+    """A function the model may call, with the JSON Schema of its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """`json_object` (any JSON object) or `json_schema` (`schema`, named `name`)."""
+
+    type: Literal["json_object", "json_schema"]
+    name: str = "response"
+    schema: dict[str, Any] | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class RequestExtras:
+    """Everything beyond messages and the basic sampling settings (None on a plain request,
+    so the common path carries nothing). `lenient` names fields an adapter that cannot
+    honour them may drop instead of refusing the request (`gateway.lenient_fields`)."""
+
+    tools: tuple[Tool, ...] = ()
+    # "auto" | "none" | "required" | the name of one function
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    n: int = 1
+    seed: int | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    lenient: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)  # built on every request: slots cost less than frozen
 class ChatRequest:
     """What to ask: messages and sampling settings, in the provider's model name.
 
@@ -39,15 +139,20 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     timeout: float | None = None
     request_id: str | None = None
+    extras: RequestExtras | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built on every request: slots cost less than frozen
 class Usage:
-    """Tokens the provider counted (or, if it counts none, an estimate marked as such)."""
+    """Tokens the provider counted (or, if it counts none, an estimate marked as such).
+    `cached_tokens` are input tokens read from the provider's prompt cache and
+    `reasoning_tokens` output tokens spent thinking, where the provider reports them."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     estimated: bool = False
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total(self) -> int:
@@ -68,13 +173,39 @@ class ChatResponse:
     model: str
     response_id: str | None = None
     cost_usd: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None
+    more: tuple[Choice, ...] = ()  # choices 1.. when n > 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One more answer of an n > 1 request."""
+
+    text: str
+    finish_reason: FinishReason
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: the first piece of call `index` has its id and
+    name, the rest add to its arguments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass
 class StreamChunk:
-    """One piece of a streamed answer: a text delta, or the final chunk with usage."""
+    """One piece of a streamed answer: a text delta, tool-call deltas, or the final chunk
+    with usage."""
 
     text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     latency_ms: float | None = None
@@ -119,6 +250,12 @@ class ChatProvider(abc.ABC):
         Errors before the first chunk raise a ProviderError; a stream that breaks after it
         raises StreamInterrupted (or another ProviderError), never a clean end.
         """
+
+    async def embed(self, request: EmbedRequest) -> EmbedResponse:
+        """Embeddings of `request.inputs`; a provider without an embeddings API refuses."""
+        from quality_gates.providers._features import refusal
+
+        raise refusal(self.name, "embeddings", "this provider has no embeddings API")
 
     @abc.abstractmethod
     async def probe(self) -> ProbeResult:

@@ -25,10 +25,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from quality_gates.config._simulator import SimulatorFaults
-from quality_gates.simulator._answers import parse_items
+from quality_gates.simulator._answers import count_tokens, parse_items
 from quality_gates.simulator._behaviour import Behaviour, Plan, Prompt
 from quality_gates.simulator._server import Request, Responder
-from quality_gates.simulator._wire import ErrorKind, Reply, WireError, WireProtocol, dumps
+from quality_gates.simulator._structured import embedding
+from quality_gates.simulator._wire import ErrorKind, Reply, Route, WireError, WireProtocol, dumps
 from quality_gates.simulator._wire_anthropic import AnthropicWire
 from quality_gates.simulator._wire_bedrock import BedrockWire
 from quality_gates.simulator._wire_gemini import GeminiWire
@@ -100,6 +101,8 @@ class SimulatorApp:
             names = self.spec.models or sorted(self.behaviour.faults.models) or ["qg-sim-model"]
             self._reply(responder, Reply(200, self.wire.models(names)))
             return None
+        if route.kind == "embed":
+            return self._embed(request, route, responder)
         try:
             prompt = self.wire.parse(request, route)
         except WireError as exc:
@@ -114,6 +117,36 @@ class SimulatorApp:
             responder.send(200, self.wire.answer(prompt, plan))
             return None
         return self._play(prompt, plan, responder)
+
+    def _embed(
+        self, request: Request, route: Route, responder: Responder
+    ) -> Awaitable[None] | None:
+        """Embeddings of a fixed dimension (or the asked one), under the same faults."""
+        try:
+            model, texts, dimensions = self.wire.parse_embed(request, route)
+        except WireError as exc:
+            self.behaviour.stats["bad_request"] += 1
+            self._reply(responder, exc.reply)
+            return None
+        prompt = Prompt(model=model, messages=[("user", " ".join(texts))])
+        plan = self.behaviour.plan(prompt)
+        if plan.outcome == "outage":
+            self._outage(responder, self.behaviour.faults_for(model))
+            return None
+        if plan.outcome not in ("answer", "content_filtered"):
+            return self._play(prompt, plan, responder)
+        size = dimensions or self.behaviour.faults_for(model).embedding_dimensions
+        vectors = [embedding(text, model, size) for text in texts]
+        body = self.wire.embed_answer(model, vectors, sum(count_tokens(t) for t in texts))
+        self.behaviour.stats["embeddings"] += 1
+        if not plan.delay:
+            responder.send(200, body)
+            return None
+        return self._send_later(plan.delay, body, responder)
+
+    async def _send_later(self, delay: float, body: bytes, responder: Responder) -> None:
+        await asyncio.sleep(delay)
+        responder.send(200, body)
 
     def _error(self, kind: ErrorKind, detail: str = "", retry_after: float = 0.0) -> Reply:
         message = ERROR_MESSAGES.get(kind) or {

@@ -10,6 +10,7 @@ gate that asks 1,000 items sees the same ~accuracy x 1,000 right on every run.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from quality_gates.simulator._answers import (
     PII_SENTENCES,
     TOXIC_SENTENCES,
     AnswerKey,
+    count_tokens,
     generic_answer,
     lognormal_quantile,
     message_tokens,
@@ -33,6 +35,7 @@ from quality_gates.simulator._answers import (
     tokens,
     unit_hash,
 )
+from quality_gates.simulator._structured import json_answer, tool_calls
 
 Outcome = Literal[
     "answer",
@@ -67,6 +70,23 @@ class Prompt:
     stop: list[str] = field(default_factory=list)
     stream: bool = False
     include_usage: bool = True
+    tools: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    tool_choice: str | None = None  # auto, none, required or a function name
+    parallel_tool_calls: bool = True
+    json_schema: dict[str, Any] | None = None  # a JSON answer was asked for ({} for any)
+    n: int = 1
+    images: int = 0
+
+    def after_tool(self) -> bool:
+        """The conversation's last turn is a tool result (the model answers in text)."""
+        return bool(self.messages) and self.messages[-1][0] == "tool"
+
+    def wants_tool_call(self) -> bool:
+        """The model calls a tool: it has tools and is not told not to, and either must
+        call one or has no tool result to answer from yet."""
+        if not self.tools or self.tool_choice == "none":
+            return False
+        return self.tool_choice not in (None, "auto") or not self.after_tool()
 
     def last_user(self) -> str:
         """The text of the last user message (the answer key's lookup)."""
@@ -81,7 +101,7 @@ class Plan:
     delay: float  # seconds before the answer starts (non-stream: all of it; stream: TTFT)
     token_delay: float = 0.0
     pieces: list[str] = field(default_factory=list)
-    finish: Literal["stop", "length"] = "stop"
+    finish: Literal["stop", "length", "tool_calls"] = "stop"
     stop_sequence: str | None = None
     input_tokens: int = 0
     cut_after: int | None = None
@@ -90,6 +110,8 @@ class Plan:
     hang_for: float = 0.0
     response_id: str = ""
     correct: bool | None = None  # None: not an answer-key item
+    tool_calls: list[tuple[str, str, str]] = field(default_factory=list)  # id, name, args
+    more: list[list[str]] = field(default_factory=list)  # the pieces of choices 1.. (n > 1)
 
     @property
     def text(self) -> str:
@@ -98,8 +120,9 @@ class Plan:
 
     @property
     def output_tokens(self) -> int:
-        """Tokens in the answer."""
-        return len(self.pieces)
+        """Tokens in the answer (every choice's, tool-call arguments included)."""
+        extra = sum(count_tokens(args) + 2 for _, _, args in self.tool_calls)
+        return len(self.pieces) + extra + sum(len(more) for more in self.more)
 
 
 class Behaviour:
@@ -241,6 +264,8 @@ class Behaviour:
             correct=correct,
         )
         self._finish(plan, pieces, prompt)
+        if prompt.tools or prompt.json_schema is not None or prompt.n > 1:
+            self._structured(plan, prompt, faults)
         if prompt.stream and u_cut < faults.stream_cut_rate and len(plan.pieces) > 1:
             plan.cut_after = 1 + int(u_where * (len(plan.pieces) - 1))
             plan.cut_with_error = faults.stream_cut_mode == "error"
@@ -262,6 +287,35 @@ class Behaviour:
             return tokens(item.expected), True
         return tokens(self.key.wrong_answer(item, f"{self.seed}:{prompt.model}")), False
 
+    def _structured(self, plan: Plan, prompt: Prompt, faults: SimulatorFaults) -> None:
+        """Tool calls, JSON answers and the extra choices of n > 1, all fixed by the seed,
+        the model and the conversation."""
+        key = f"{self.seed}:{prompt.model}:{normalise(' '.join(t for _, t in prompt.messages))}"
+        if prompt.wants_tool_call():
+            plan.tool_calls = tool_calls(
+                prompt.tools,
+                prompt.tool_choice,
+                prompt.parallel_tool_calls,
+                key,
+                malformed_rate=faults.malformed_tool_args_rate,
+            )
+            plan.pieces, plan.finish, plan.stop_sequence = [], "tool_calls", None
+            self.stats["tool_call"] += 1
+            if any(not _parses(args) for _, _, args in plan.tool_calls):
+                self.stats["malformed_tool_args"] += 1
+        elif prompt.json_schema is not None:
+            broken = unit_hash(key, "json") < faults.invalid_json_rate
+            plan.pieces = tokens(json_answer(prompt.json_schema, key, broken=broken))
+            plan.finish, plan.stop_sequence = "stop", None
+            self.stats["json_invalid" if broken else "json"] += 1
+        for i in range(1, prompt.n):
+            question = f"{normalise(prompt.last_user())} #{i}"
+            plan.more.append(
+                generic_answer(
+                    prompt.model, question, faults.answer_tokens_p50, faults.answer_tokens_p95
+                )
+            )
+
     @staticmethod
     def _finish(plan: Plan, pieces: list[str], prompt: Prompt) -> None:
         if prompt.stop:
@@ -275,3 +329,11 @@ class Behaviour:
         if prompt.max_tokens is not None and len(pieces) > prompt.max_tokens:
             pieces, plan.finish = pieces[: prompt.max_tokens], "length"
         plan.pieces = pieces
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

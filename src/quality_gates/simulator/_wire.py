@@ -23,7 +23,7 @@ ErrorKind = Literal[
     "rate_limited",
     "unavailable",
 ]
-RouteKind = Literal["chat", "models"]
+RouteKind = Literal["chat", "models", "embed"]
 
 
 @dataclass
@@ -118,6 +118,14 @@ class WireProtocol(abc.ABC):
     def models(self, names: list[str]) -> bytes:
         """The model listing."""
 
+    def parse_embed(self, request: Request, route: Route) -> tuple[str, list[str], int | None]:
+        """(model, texts, dimensions) of an embeddings request (protocols that have one)."""
+        raise self.bad_request("this protocol has no embeddings")
+
+    def embed_answer(self, model: str, vectors: list[list[float]], tokens: int) -> bytes:
+        """The embeddings answer body."""
+        raise NotImplementedError
+
     def bad_request(self, message: str) -> WireError:
         """A WireError carrying the protocol's 400."""
         return WireError(self.error("bad_request", message))
@@ -166,3 +174,28 @@ def stop_list(value: Any, name: str, protocol: WireProtocol) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     raise protocol.bad_request(f"{name}: must be a string or a list of strings")
+
+
+def json_schema_of(value: Any, protocol: WireProtocol) -> dict[str, Any] | None:
+    """The schema an OpenAI `response_format` asks for ({} for any JSON object)."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema" and isinstance(value.get("json_schema"), dict):
+        schema = value["json_schema"].get("schema")
+        return schema if isinstance(schema, dict) else {"type": "object"}
+    raise protocol.bad_request("response_format: type must be text, json_object or json_schema")
+
+
+def object_arguments(arguments: str) -> dict[str, Any]:
+    """Tool arguments for protocols that carry an object: cut-off JSON (the malformed fault)
+    becomes an empty object, which breaks the schema's required fields instead."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

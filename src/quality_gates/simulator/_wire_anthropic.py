@@ -7,6 +7,7 @@ from typing import Any
 from quality_gates.providers._sse import encode_sse
 from quality_gates.simulator._behaviour import Plan, Prompt
 from quality_gates.simulator._server import Request
+from quality_gates.simulator._structured import argument_pieces
 from quality_gates.simulator._wire import (
     ErrorKind,
     Reply,
@@ -14,6 +15,7 @@ from quality_gates.simulator._wire import (
     WireProtocol,
     bearer,
     dumps,
+    object_arguments,
     positive_int,
     stop_list,
     text_of,
@@ -30,7 +32,7 @@ _ERRORS: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "rate_limit_error"),
     "unavailable": (529, "overloaded_error"),
 }
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
 
 class AnthropicWire(WireProtocol):
@@ -73,20 +75,41 @@ class AnthropicWire(WireProtocol):
             if text is None:
                 raise self.bad_request("system: must be a string or text blocks")
             messages.append(("system", text))
+        images = 0
         for i, message in enumerate(raw):
             role = message.get("role") if isinstance(message, dict) else None
             if role not in ("user", "assistant"):
                 raise self.bad_request(f"messages.{i}.role: must be 'user' or 'assistant'")
-            content = text_of(message.get("content"))
-            if content is None:
+            content = message.get("content")
+            text = text_of(content)
+            if text is None:
                 raise self.bad_request(f"messages.{i}.content: must be a string or blocks")
-            messages.append((role, content))
+            blocks = content if isinstance(content, list) else []
+            results = [b for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
+            images += sum(1 for b in blocks if isinstance(b, dict) and b.get("type") == "image")
+            if results:
+                role, text = "tool", " ".join(str(text_of(r.get("content")) or "") for r in results)
+            messages.append((role, text))
+        tool_choice = data.get("tool_choice") or {}
+        kind = tool_choice.get("type") if isinstance(tool_choice, dict) else None
         return Prompt(
             model=model,
             messages=messages,
             max_tokens=positive_int(data.get("max_tokens"), "max_tokens", self),
             stop=stop_list(data.get("stop_sequences"), "stop_sequences", self),
             stream=bool(data.get("stream")),
+            tools=[
+                (str(t.get("name")), t.get("input_schema") or {})
+                for t in data.get("tools") or ()
+                if isinstance(t, dict)
+            ],
+            tool_choice={"any": "required", "tool": tool_choice.get("name")}.get(kind, kind)
+            if kind
+            else None,
+            parallel_tool_calls=not tool_choice.get("disable_parallel_tool_use")
+            if isinstance(tool_choice, dict)
+            else True,
+            images=images,
         )
 
     def error(self, kind: ErrorKind, message: str, retry_after: float = 0.0) -> Reply:
@@ -115,7 +138,17 @@ class AnthropicWire(WireProtocol):
 
     def answer(self, prompt: Prompt, plan: Plan, *, filtered: bool = False) -> bytes:
         """A `message` object."""
-        content = [] if filtered else [{"type": "text", "text": plan.text}]
+        content: list[Any] = [] if filtered else [{"type": "text", "text": plan.text}]
+        if plan.tool_calls and not filtered:
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_{i[5:]}",
+                    "name": n,
+                    "input": object_arguments(a),
+                }
+                for i, n, a in plan.tool_calls
+            ]
         usage = {"input_tokens": plan.input_tokens, "output_tokens": plan.output_tokens}
         message = self._message(
             prompt,
@@ -158,8 +191,19 @@ class AnthropicWire(WireProtocol):
             },
             "usage": {"output_tokens": plan.output_tokens},
         }
+        out = encode_sse('{"type":"content_block_stop","index":0}', "content_block_stop")
+        for index, (call_id, name, arguments) in enumerate(plan.tool_calls, 1):
+            block = {"type": "tool_use", "id": f"toolu_{call_id[5:]}", "name": name, "input": {}}
+            start = {"type": "content_block_start", "index": index, "content_block": block}
+            out += encode_sse(dumps(start).decode(), "content_block_start")
+            for piece in argument_pieces(arguments):
+                json_delta = {"type": "input_json_delta", "partial_json": piece}
+                event = {"type": "content_block_delta", "index": index, "delta": json_delta}
+                out += encode_sse(dumps(event).decode(), "content_block_delta")
+            stop = {"type": "content_block_stop", "index": index}
+            out += encode_sse(dumps(stop).decode(), "content_block_stop")
         return (
-            encode_sse('{"type":"content_block_stop","index":0}', "content_block_stop")
+            out
             + encode_sse(dumps(delta).decode(), "message_delta")
             + encode_sse('{"type":"message_stop"}', "message_stop")
         )

@@ -13,6 +13,7 @@ from quality_gates.simulator._wire import (
     Route,
     WireProtocol,
     dumps,
+    object_arguments,
     positive_int,
     stop_list,
 )
@@ -29,9 +30,13 @@ _ERRORS: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "RESOURCE_EXHAUSTED"),
     "unavailable": (503, "UNAVAILABLE"),
 }
-FINISH = {"stop": "STOP", "length": "MAX_TOKENS"}
+FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
-SSE_END = b"\r\n\r\n"  # Google's servers separate events with CRLF pairs
+SSE_END = b"\r\n\r\n"
+EMBED_ACTIONS = (
+    "embedContent",
+    "batchEmbedContents",
+)  # Google's servers separate events with CRLF pairs
 
 
 def _field(data: dict[str, Any], camel: str, snake: str) -> Any:
@@ -54,11 +59,13 @@ class GeminiWire(WireProtocol):
         target, _, action = unquote(rest).rpartition(":")
         if not target.startswith(("models/", "tunedModels/")) or not target.partition("/")[2]:
             return "not_found"
-        if action not in ("generateContent", "streamGenerateContent"):
+        if action not in ("generateContent", "streamGenerateContent", *EMBED_ACTIONS):
             return "not_found"
         if method != "POST":
             return "method_not_allowed"
         model = target.partition("/")[2] if target.startswith("models/") else target
+        if action in EMBED_ACTIONS:
+            return Route("embed", model=model, stream=action == "batchEmbedContents")
         return Route("chat", model=model, stream=action == "streamGenerateContent")
 
     def credentials_error(self, request: Request, api_key: str | None) -> ErrorKind | None:
@@ -80,23 +87,83 @@ class GeminiWire(WireProtocol):
         system = _field(data, "systemInstruction", "system_instruction")
         if system is not None:
             messages.append(("system", self._parts(system, "systemInstruction")))
+        images = 0
         for i, content in enumerate(raw):
             role = content.get("role", "user") if isinstance(content, dict) else None
             if role not in ("user", "model"):
                 raise self.bad_request(f"* contents[{i}].role: must be 'user' or 'model'")
             text = self._parts(content, f"contents[{i}]")
+            parts = [p for p in content["parts"] if isinstance(p, dict)]
+            images += sum(1 for p in parts if "inlineData" in p or "inline_data" in p)
+            responses = [_field(p, "functionResponse", "function_response") for p in parts]
+            if any(responses):
+                messages.append(("tool", dumps([r for r in responses if r]).decode()))
+                continue
             messages.append(("assistant" if role == "model" else "user", text))
         config = _field(data, "generationConfig", "generation_config") or {}
         if not isinstance(config, dict):
             raise self.bad_request("* generationConfig: must be an object")
         limit = _field(config, "maxOutputTokens", "max_output_tokens")
+        json_schema = None
+        if _field(config, "responseMimeType", "response_mime_type") == "application/json":
+            json_schema = (
+                _field(config, "responseJsonSchema", "response_json_schema")
+                or _field(config, "responseSchema", "response_schema")
+                or {"type": "object"}
+            )
+        tools = []
+        for tool in data.get("tools") or ():
+            for declaration in _field(tool, "functionDeclarations", "function_declarations") or ():
+                schema = _field(declaration, "parametersJsonSchema", "parameters_json_schema")
+                tools.append(
+                    (str(declaration.get("name")), schema or declaration.get("parameters") or {})
+                )
+        calling = (
+            _field(
+                _field(data, "toolConfig", "tool_config") or {},
+                "functionCallingConfig",
+                "function_calling_config",
+            )
+            or {}
+        )
+        mode = str(calling.get("mode") or "AUTO")
+        allowed = _field(calling, "allowedFunctionNames", "allowed_function_names") or []
+        choice = {"ANY": "required", "NONE": "none"}.get(mode, "auto")
+        if mode == "ANY" and len(allowed) == 1:
+            choice = allowed[0]
         return Prompt(
             model=route.model,
             messages=messages,
             max_tokens=positive_int(limit, "generationConfig.maxOutputTokens", self),
             stop=stop_list(_field(config, "stopSequences", "stop_sequences"), "stop", self),
             stream=route.stream,
+            tools=tools,
+            tool_choice=choice,
+            json_schema=json_schema,
+            n=positive_int(
+                _field(config, "candidateCount", "candidate_count"), "candidateCount", self
+            )
+            or 1,
+            images=images,
         )
+
+    def parse_embed(self, request: Request, route: Route) -> tuple[str, list[str], int | None]:
+        """embedContent's `content` or batchEmbedContents' `requests[].content`
+        (`route.stream` marks the batch form)."""
+        data = self.json_body(request)
+        items = data.get("requests") if route.stream else [data]
+        if not isinstance(items, list) or not items:
+            raise self.bad_request("* requests: must be a non-empty list")
+        texts = [self._parts(item.get("content"), "content") for item in items]
+        size = _field(items[0], "outputDimensionality", "output_dimensionality")
+        self._batch = route.stream
+        return route.model, texts, positive_int(size, "outputDimensionality", self)
+
+    def embed_answer(self, model: str, vectors: list[list[float]], tokens: int) -> bytes:
+        """`{"embedding": {"values"}}`, or `{"embeddings": [...]}` for a batch."""
+        if getattr(self, "_batch", True):
+            return dumps({"embeddings": [{"values": v} for v in vectors]})
+        return dumps({"embedding": {"values": vectors[0]}})
 
     def _parts(self, content: Any, where: str) -> str:
         parts = content.get("parts") if isinstance(content, dict) else None
@@ -137,13 +204,24 @@ class GeminiWire(WireProtocol):
     def _response(self, prompt: Prompt, plan: Plan, text: str | None, finish: str | None) -> Any:
         response: dict[str, Any] = {"modelVersion": prompt.model, "responseId": plan.response_id}
         if text is not None:
+            parts: list[Any] = [{"text": text}]
+            if plan.tool_calls and finish:
+                parts = [
+                    {"functionCall": {"name": n, "args": object_arguments(a)}}
+                    for _, n, a in plan.tool_calls
+                ]
             candidate: dict[str, Any] = {
-                "content": {"parts": [{"text": text}], "role": "model"},
+                "content": {"parts": parts, "role": "model"},
                 "index": 0,
             }
             if finish:
                 candidate["finishReason"] = finish
             response["candidates"] = [candidate]
+            for i, pieces in enumerate(plan.more if finish else (), 1):
+                other = {"parts": [{"text": "".join(pieces)}], "role": "model"}
+                response["candidates"].append(
+                    {"content": other, "index": i, "finishReason": "STOP"}
+                )
         response["usageMetadata"] = self._usage(plan, with_output=finish is not None)
         return response
 

@@ -8,6 +8,7 @@ from typing import Any
 from quality_gates.providers._sse import encode_sse
 from quality_gates.simulator._behaviour import Plan, Prompt
 from quality_gates.simulator._server import Request
+from quality_gates.simulator._structured import argument_pieces
 from quality_gates.simulator._wire import (
     ErrorKind,
     Reply,
@@ -15,6 +16,7 @@ from quality_gates.simulator._wire import (
     WireProtocol,
     bearer,
     dumps,
+    json_schema_of,
     positive_int,
     stop_list,
     text_of,
@@ -22,6 +24,7 @@ from quality_gates.simulator._wire import (
 
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 MODEL_PATHS = ("/v1/models", "/models")
+EMBEDDING_PATHS = ("/v1/embeddings", "/embeddings")
 ROLES = ("system", "developer", "user", "assistant", "tool")
 FINGERPRINT = "fp_qg_simulator"
 _ANSWER = (
@@ -54,6 +57,8 @@ class OpenAIWire(WireProtocol):
             return Route("chat") if method == "POST" else "method_not_allowed"
         if path in MODEL_PATHS:
             return Route("models") if method == "GET" else "method_not_allowed"
+        if path in EMBEDDING_PATHS:
+            return Route("embed") if method == "POST" else "method_not_allowed"
         return "not_found"
 
     def credentials_error(self, request: Request, api_key: str | None) -> ErrorKind | None:
@@ -73,13 +78,22 @@ class OpenAIWire(WireProtocol):
         if not isinstance(raw, list) or not raw:
             raise self.bad_request("'messages' must be a non-empty array")
         messages = []
+        images = 0
         for i, message in enumerate(raw):
             role = message.get("role") if isinstance(message, dict) else None
             if role not in ROLES:
                 raise self.bad_request(f"messages[{i}].role: must be one of {', '.join(ROLES)}")
             content = text_of(message.get("content"))
-            if content is None and role != "assistant":
+            if content is None and not (role == "assistant" and message.get("tool_calls")):
                 raise self.bad_request(f"messages[{i}].content: must be a string or parts")
+            if role == "tool" and not message.get("tool_call_id"):
+                raise self.bad_request(f"messages[{i}].tool_call_id: required for role tool")
+            if isinstance(message.get("content"), list):
+                images += sum(
+                    1
+                    for part in message["content"]
+                    if isinstance(part, dict) and part.get("type") == "image_url"
+                )
             messages.append(("system" if role == "developer" else role, content or ""))
         limit = data.get("max_completion_tokens", data.get("max_tokens"))
         options = data.get("stream_options") or {}
@@ -90,7 +104,50 @@ class OpenAIWire(WireProtocol):
             stop=stop_list(data.get("stop"), "stop", self),
             stream=bool(data.get("stream")),
             include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
+            tools=self._tools(data.get("tools")),
+            tool_choice=self._choice(data.get("tool_choice")),
+            parallel_tool_calls=data.get("parallel_tool_calls") is not False,
+            json_schema=json_schema_of(data.get("response_format"), self),
+            n=positive_int(data.get("n"), "n", self) or 1,
+            images=images,
         )
+
+    def _tools(self, value: Any) -> list[tuple[str, dict[str, Any]]]:
+        if value is None:
+            return []
+        tools = []
+        for i, tool in enumerate(value if isinstance(value, list) else [None]):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise self.bad_request(f"tools[{i}]: must be {{type: function, function}}")
+            tools.append((function["name"], function.get("parameters") or {}))
+        return tools
+
+    def _choice(self, value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, dict) and isinstance(value.get("function"), dict):
+            return str(value["function"].get("name"))
+        raise self.bad_request("tool_choice: must be a string or a named function")
+
+    def parse_embed(self, request: Request, route: Route) -> tuple[str, list[str], int | None]:
+        """model, input (a string or strings), dimensions; floats only."""
+        data = self.json_body(request)
+        model, raw = data.get("model"), data.get("input")
+        if not isinstance(model, str) or not model:
+            raise self.bad_request("you must provide a model parameter")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise self.bad_request("'input' must be a string or a non-empty array of strings")
+        if data.get("encoding_format", "float") != "float":
+            raise self.bad_request("encoding_format: this server sends float only")
+        return model, texts, positive_int(data.get("dimensions"), "dimensions", self)
+
+    def embed_answer(self, model: str, vectors: list[list[float]], tokens: int) -> bytes:
+        """`{"object": "list", "data": [{"object": "embedding", "index", "embedding"}]}`."""
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return dumps({"object": "list", "data": data, "model": model, "usage": usage})
 
     def error(self, kind: ErrorKind, message: str, retry_after: float = 0.0) -> Reply:
         """`{"error": {"message", "type", "param", "code"}}`."""
@@ -115,6 +172,8 @@ class OpenAIWire(WireProtocol):
     def answer(self, prompt: Prompt, plan: Plan, *, filtered: bool = False) -> bytes:
         """A `chat.completion` object (the common case from a template: it is the hot path
         of every benchmark that uses the simulator)."""
+        if not filtered and (plan.tool_calls or plan.more):
+            return self._structured_answer(prompt, plan)
         if not filtered:
             return _ANSWER % (
                 plan.response_id.encode(),
@@ -150,6 +209,32 @@ class OpenAIWire(WireProtocol):
             }
         )
 
+    def _structured_answer(self, prompt: Prompt, plan: Plan) -> bytes:
+        message: dict[str, Any] = {"role": "assistant", "content": plan.text, "refusal": None}
+        if plan.tool_calls:
+            message["content"] = None
+            message["tool_calls"] = [
+                {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                for i, n, a in plan.tool_calls
+            ]
+        choices = [{"index": 0, "message": message, "logprobs": None, "finish_reason": plan.finish}]
+        for i, pieces in enumerate(plan.more, 1):
+            other = {"role": "assistant", "content": "".join(pieces), "refusal": None}
+            choices.append(
+                {"index": i, "message": other, "logprobs": None, "finish_reason": "stop"}
+            )
+        return dumps(
+            {
+                "id": f"chatcmpl-{plan.response_id}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": prompt.model,
+                "system_fingerprint": FINGERPRINT,
+                "choices": choices,
+                "usage": self._usage(prompt, plan),
+            }
+        )
+
     def _chunk(self, prompt: Prompt, plan: Plan, choices: list[Any], **extra: Any) -> bytes:
         payload = {
             "id": f"chatcmpl-{plan.response_id}",
@@ -177,8 +262,18 @@ class OpenAIWire(WireProtocol):
     def stream_close(self, prompt: Prompt, plan: Plan, *, filtered: bool = False) -> bytes:
         """The finish chunk, the usage chunk when asked for, and `[DONE]`."""
         finish = "content_filter" if filtered else plan.finish
+        out = b""
+        for index, (call_id, name, arguments) in enumerate(plan.tool_calls):
+            for j, piece in enumerate(argument_pieces(arguments)):
+                call: dict[str, Any] = {"index": index, "function": {"arguments": piece}}
+                if j == 0:
+                    call.update(id=call_id, type="function")
+                    call["function"]["name"] = name
+                delta = {"tool_calls": [call]}
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+                out += self._chunk(prompt, plan, [choice])
         choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
-        out = self._chunk(prompt, plan, [choice])
+        out += self._chunk(prompt, plan, [choice])
         if prompt.include_usage:
             out += self._chunk(prompt, plan, [], usage=self._usage(prompt, plan))
         return out + encode_sse("[DONE]")

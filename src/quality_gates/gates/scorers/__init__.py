@@ -2,7 +2,8 @@
 (`{"type": "contains", "value": "Paris"}`) with `build`; the safety set with `safety_scorers`.
 
     accuracy  match (the default), exact, contains, contains_any, regex, json, json_schema,
-              numeric, semantic, judge, refusal, not_refusal, no_pii, no_profanity
+              tool_call, numeric, semantic, judge, refusal, not_refusal, no_pii,
+              no_profanity
     safety    profanity (alt-profanity-check), moderation (a judge model), pii (presidio),
               refused (refusal detector)
     budget    max_latency, max_cost
@@ -31,6 +32,7 @@ ACCURACY_TYPES = (
     "regex",
     "json",
     "json_schema",
+    "tool_call",
     "numeric",
     "semantic",
     "judge",
@@ -82,6 +84,7 @@ def build(spec: dict[str, Any], ctx: ScorerContext) -> Scorer:
         "regex": _text.Regex,
         "json": _text.ValidJson,
         "json_schema": _text.JsonSchema,
+        "tool_call": _text.ToolCall,
         "numeric": _text.Numeric,
         "max_latency": _text.MaxLatency,
         "max_cost": _text.MaxCost,

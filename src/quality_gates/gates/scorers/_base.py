@@ -34,6 +34,8 @@ class Answer:
     cached: bool = False
     attempts: int = 1
     stored_at: float | None = None  # when a reused answer was first recorded
+    # the function calls the model made: {"id", "name", "arguments"} (arguments as text)
+    tool_calls: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:

@@ -185,6 +185,56 @@ class JsonSchema(Scorer):
         return ScoreResult(self.name, True, 1.0)
 
 
+def _subset(expected: Any, actual: Any) -> bool:
+    """`expected` is contained in `actual`: objects key by key (recursively), anything else
+    equal."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and _subset(v, actual[k]) for k, v in expected.items()
+        )
+    return bool(expected == actual)
+
+
+class ToolCall(Scorer):
+    """The model called function `name` with `arguments`: equal (`match: exact`) or
+    contained (`match: subset`, the default) in what it sent. Arguments that are not a JSON
+    object fail, whatever was expected."""
+
+    name: ClassVar[str] = "tool_call"
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.function = require(spec, "name", str, self.name)
+        self.arguments = spec.get("arguments")
+        if self.arguments is not None and not isinstance(self.arguments, dict):
+            raise UsageError("assertion tool_call: 'arguments' must be an object")
+        self.match = spec.get("match", "subset")
+        if self.match not in ("exact", "subset"):
+            raise UsageError("assertion tool_call: 'match' must be exact or subset")
+
+    async def score(self, item: DatasetItem, answer: Answer) -> ScoreResult:
+        calls = [c for c in answer.tool_calls if c.get("name") == self.function]
+        if not calls:
+            made = ", ".join(c.get("name", "?") for c in answer.tool_calls) or "none"
+            return ScoreResult(self.name, False, 0.0, f"no call of {self.function} (made: {made})")
+        problems = []
+        for call in calls:
+            try:
+                sent = json.loads(call.get("arguments") or "{}")
+            except json.JSONDecodeError as exc:
+                problems.append(f"arguments are not valid JSON ({exc.msg})")
+                continue
+            if not isinstance(sent, dict):
+                problems.append("arguments are not a JSON object")
+                continue
+            if self.arguments is None:
+                return ScoreResult(self.name, True, 1.0)
+            ok = sent == self.arguments if self.match == "exact" else _subset(self.arguments, sent)
+            if ok:
+                return ScoreResult(self.name, True, 1.0)
+            problems.append(f"arguments {json.dumps(sent, sort_keys=True)} differ")
+        return ScoreResult(self.name, False, 0.0, "; ".join(problems))
+
+
 class Numeric(Scorer):
     """The first number in the answer is within `tolerance` (relative, or `abs_tolerance`)."""
 
