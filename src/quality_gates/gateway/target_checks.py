@@ -2,10 +2,10 @@
 change sends traffic somewhere, that somewhere is probed and its recent record read.
 
 A target is refused when its live probes mostly fail, when a breaker of its deployments is
-forced open (traffic could not flow there), or when the gateways recently saw it fail more
-often than the environment's error-rate threshold while its breaker is open. A breaker that
-opened automatically on old failures and now passes its probes is reported, not refused: it
-half-opens on its own. `--force` moves anyway; the move's reason then records what it was
+forced open by a person (traffic could not flow there), or when a probe failed and the
+gateways saw it fail more often than the environment's error-rate threshold over the last
+15 s while its breaker is open. A breaker that opened on failures that are over (every probe
+passes now) is reported, not refused: it half-opens on its own. `--force` moves anyway; the move's reason then records what it was
 forced past, so the audit says so.
 """
 
@@ -27,7 +27,7 @@ from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
 
 PROBES = 3
-RECENT_S = 60.0  # the recent record: attempts over the last minute
+RECENT_S = 15.0  # the recent record: attempts over the last 15 s (older ones are history)
 MIN_ATTEMPTS = 10
 
 
@@ -119,7 +119,9 @@ def check_provider(
         )
         (check.problems if ok * 2 < PROBES else check.notes).append(line)
     recent_bad = attempts >= MIN_ATTEMPTS and errors / attempts > limit
-    if recent_bad and live_open:
+    # Every probe passing now outweighs an open breaker: it opened on failures that are over
+    # (a provider just back from an outage), and it half-opens by itself.
+    if recent_bad and live_open and ok < PROBES:
         check.problems.append(
             f"{errors}/{attempts} calls failed in the last {RECENT_S:.0f} s "
             f"({errors / attempts:.1%}, over {limit:.1%}) and its breaker is open"

@@ -37,7 +37,8 @@ def review(
 ) -> dict[str, Any]:
     """Everything the review document says, as data. Impact starts at the first affected
     request (one not answered 2xx) within the `lookback` before the first alert's condition
-    held, or at that moment when no request was affected: never before anything happened."""
+    held; without request rows, `lookback` before it but never before the first telemetry
+    (so never before anything happened)."""
     now = time.time() if now is None else now
     row = incidents.get_incident(conn, incident_id)
     detected = float(row["detected_at"])
@@ -47,7 +48,14 @@ def review(
         "AND status <> 'ok'",
         {"env": environment, "a": detected - lookback, "b": detected},
     )
-    start = float(first_bad) if first_bad is not None else detected
+    if first_bad is not None:
+        start = float(first_bad)
+    else:  # no request row to go by: the rule's window, but not before the first telemetry
+        first_minute = conn.scalar(
+            "SELECT MIN(minute) FROM rollups WHERE environment = :env", {"env": environment}
+        )
+        floor = float(first_minute) * 60.0 if first_minute is not None else detected
+        start = max(detected - lookback, min(floor, detected))
     end = float(row["mitigated_at"] or row["resolved_at"] or now)
     during = read_window(conn, Window(start, max(end, start + 1.0), now), environment=environment)
     length = max(end - start, MIN_BASELINE)
