@@ -57,6 +57,7 @@ from quality_gates.providers import ChatRequest, ChatResponse, StreamChunk
 CHARS_PER_TOKEN = 4
 UNKNOWN_ALIAS = "(unknown)"
 AUTH_FAILED = "auth_failed"  # error class of a refused key: counted, never in the roll-ups
+NO_ROUTE = "none"  # the model, provider and cache labels of a request refused before routing
 # A tap sees each answered request (record, prompt text, answer text) after it is answered;
 # it must return at once (the watch plane's sampler only queues a share of them).
 AnswerTap = Callable[[RequestRecord, str, str], None]
@@ -127,7 +128,11 @@ class Gateway:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + s.settings.deadline
-        request = parse_request(raw)
+        try:
+            request = parse_request(raw)
+        except ApiError as invalid:
+            self.refused(invalid)
+            raise
         rec = RequestRecord(
             id=f"chatcmpl-{self._id_prefix}{next(self._ids):012x}",
             ts=time.time(),
@@ -501,6 +506,7 @@ class Gateway:
         `invalid:<hash of the token>` (never the token), kept out of the roll-ups so a flood
         of bad keys cannot dilute the client metrics."""
         self.s.metrics.auth_failures.labels(self._env, reason).inc()
+        self.s.metrics.series(NO_ROUTE, NO_ROUTE).request("401", NO_ROUTE, AUTH_FAILED)
         fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12] if token else None
         rec = RequestRecord(
             id=f"chatcmpl-{self._id_prefix}{next(self._ids):012x}",
@@ -515,12 +521,18 @@ class Gateway:
         if self.s.telemetry is not None:
             self.s.telemetry.record(rec)
 
+    def refused(self, exc: ApiError) -> None:
+        """Count a chat request refused before it had a record (a malformed or oversized
+        body, a wrong method): metrics only, as nothing about it was routed."""
+        error_class = exc.error_class or ("bad_request" if exc.status == 400 else exc.code or "")
+        self.s.metrics.series(NO_ROUTE, NO_ROUTE).request(str(exc.status), NO_ROUTE, error_class)
+
     def finish(self, rec: RequestRecord, started: float) -> None:
         """Close a request's record: latency, metrics, telemetry."""
         s = self.s
         rec.latency_ms = (time.perf_counter() - started) * 1000.0
-        series = s.metrics.series(rec.model_id or "none", rec.provider or "none")
-        series.request(f"{rec.http_status // 100}xx", rec.cache)
+        series = s.metrics.series(rec.model_id or NO_ROUTE, rec.provider or NO_ROUTE)
+        series.request(str(rec.http_status), rec.cache, rec.error_class or "")
         series.duration.observe(rec.latency_ms / 1000.0)
         if rec.stream and rec.ttft_ms is not None:
             series.ttft.observe(rec.ttft_ms / 1000.0)
