@@ -8,6 +8,11 @@ bench/gateway.py move by 10% from run to run. The process's CPU time includes it
 (telemetry, control), not the telemetry writer's process nor the upstream.
 
     python bench/gateway_path.py [--requests 20000] [--rounds 3] [--profile] [--record]
+        [--otel [--sample-ratio 0.05]]
+
+With --otel the GenAI OpenTelemetry export is on (every request in the histograms, the
+sampled share as spans, sent over OTLP/HTTP every second to the nginx stub, which answers
+200 to anything), so the figure includes building and sending them.
 """
 
 from __future__ import annotations
@@ -87,12 +92,23 @@ async def measure(app: Any, secret: str, requests: int, profile: bool) -> float:
     return spent / requests * 1e6
 
 
+def otel_section(bench: Any, ratio: float | None) -> str:
+    """The config's OpenTelemetry export, sent to the nginx stub every second."""
+    extra = f", sample_ratio: {ratio:g}" if ratio is not None else ""
+    return (
+        "observability:\n  opentelemetry: {enabled: true, interval: 1s, "
+        f'endpoint: "http://127.0.0.1:{bench.ports["stub"]}"{extra}}}\n'
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3, help="fresh gateway per round")
     parser.add_argument("--profile", action="store_true", help="cProfile the last round")
     parser.add_argument("--record", action="store_true", help="write BENCHMARKS.md")
+    parser.add_argument("--otel", action="store_true", help="OpenTelemetry GenAI export on")
+    parser.add_argument("--sample-ratio", type=float, default=None, help="with --otel")
     args = parser.parse_args()
     import uvloop
 
@@ -108,29 +124,43 @@ def main() -> None:
         for n in range(args.rounds):
             config, secret = bench.workspace(f"gw-{n}")
             folder = config.parent
+            services: list[Any] = []
+            if args.otel:
+                config.write_text(config.read_text() + otel_section(bench, args.sample_ratio))
+                from quality_gates.watch._genai_export import genai_background
+
+                services.append(genai_background)
             settings = AppSettings(
                 config=load_config(config).config,
                 store_url=StoreURL.parse(f"sqlite:///{folder / '.quality-gates' / 'state.db'}"),
                 environment="production",
             )
             os.chdir(folder)
-            app = create_app(settings)
+            app = create_app(settings, services=services)
             last = args.profile and n == args.rounds - 1
             figures.append(uvloop.run(measure(app, secret, args.requests, last)))
             print(f"round {n + 1}: {figures[-1]:.0f} us of CPU per request", flush=True)
     finally:
         bench.stop_all()
     command = f"python bench/gateway_path.py --requests {args.requests} --rounds {args.rounds}"
+    if args.otel:
+        command += " --otel" + (
+            f" --sample-ratio {args.sample_ratio:g}" if args.sample_ratio is not None else ""
+        )
     body = (
         "| round | CPU per request |\n|---|---:|\n"
         + "".join(f"| {n + 1} | {f:.0f} us |\n" for n, f in enumerate(figures))
         + f"\nMedian {statistics.median(figures):.0f} us of process CPU per request: the chat "
         f"path called as an ASGI app by {CONCURRENCY} concurrent callers (no HTTP server), "
-        "telemetry on, API key checked, against the nginx stub of bench/gateway.py."
+        "telemetry on, API key checked, against the nginx stub of bench/gateway.py"
+        + (", OpenTelemetry GenAI export on." if args.otel else ".")
     )
     print(f"\n$ {command}\n{body}")
     if args.record:
-        record("gateway_path", "Gateway chat path in process (CPU per request)", command, body)
+        key, title = "gateway_path", "Gateway chat path in process (CPU per request)"
+        if args.otel:
+            key, title = "gateway_path_otel", title + ", OpenTelemetry export on"
+        record(key, title, command, body)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,9 @@ NO_ROUTE = "none"  # the model, provider and cache labels of a request refused b
 # A tap sees each answered request (record, prompt text, answer text) after it is answered;
 # it must return at once (the watch plane's sampler only queues a share of them).
 AnswerTap = Callable[[RequestRecord, str, str], None]
+# A record tap sees every finished request record (the OpenTelemetry export); it must return
+# at once and never keep the request waiting.
+RecordTap = Callable[[RequestRecord], None]
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class Services:
     cache_mode: CacheMode = field(default_factory=CacheMode)
     emergency: EmergencyMode | None = None
     answer_tap: AnswerTap | None = None
+    record_tap: RecordTap | None = None
 
 
 class Gateway:
@@ -541,3 +545,5 @@ class Gateway:
         series.cost += rec.cost
         if s.telemetry is not None:
             s.telemetry.record(rec)
+        if s.record_tap is not None:
+            s.record_tap(rec)
