@@ -8,11 +8,12 @@ bench/gateway.py move by 10% from run to run. The process's CPU time includes it
 (telemetry, control), not the telemetry writer's process nor the upstream.
 
     python bench/gateway_path.py [--requests 20000] [--rounds 3] [--profile] [--record]
-        [--otel [--sample-ratio 0.05]]
+        [--otel off|on|both [--sample-ratio 0.01]]
 
-With --otel the GenAI OpenTelemetry export is on (every request in the histograms, the
+With `--otel on` the GenAI OpenTelemetry export is on (every request in the histograms, the
 sampled share as spans, sent over OTLP/HTTP every second to the nginx stub, which answers
-200 to anything), so the figure includes building and sending them.
+200 to anything) and the figure includes building and sending them, up to the last flush at
+shutdown; `both` alternates rounds without and with it, so both see the same machine.
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ async def measure(app: Any, secret: str, requests: int, profile: bool) -> float:
         await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
         if profiler:
             profiler.disable()
-        spent = time.process_time() - cpu
-        if profiler:
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    # The shutdown is counted too: it flushes what background work (telemetry, an export)
+    # still holds for the measured requests.
+    spent = time.process_time() - cpu
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     return spent / requests * 1e6
 
 
@@ -107,8 +110,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="fresh gateway per round")
     parser.add_argument("--profile", action="store_true", help="cProfile the last round")
     parser.add_argument("--record", action="store_true", help="write BENCHMARKS.md")
-    parser.add_argument("--otel", action="store_true", help="OpenTelemetry GenAI export on")
-    parser.add_argument("--sample-ratio", type=float, default=None, help="with --otel")
+    parser.add_argument(
+        "--otel", choices=["off", "on", "both"], default="off", help="GenAI OpenTelemetry export"
+    )
+    parser.add_argument("--sample-ratio", type=float, default=None, help="with --otel on/both")
     args = parser.parse_args()
     import uvloop
 
@@ -118,48 +123,66 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="qg-bench-path-"))
     bench = peers.Bench(work, argparse.Namespace(connections=1, duration=1, litellm=""))
-    figures = []
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.otel]
+    figures: dict[bool, list[float]] = {mode: [] for mode in modes}
     try:
         bench.nginx()
         for n in range(args.rounds):
-            config, secret = bench.workspace(f"gw-{n}")
-            folder = config.parent
-            services: list[Any] = []
-            if args.otel:
-                config.write_text(config.read_text() + otel_section(bench, args.sample_ratio))
-                from quality_gates.watch._genai_export import genai_background
+            for otel in modes:
+                config, secret = bench.workspace(f"gw-{n}-{int(otel)}")
+                folder = config.parent
+                services: list[Any] = []
+                if otel:
+                    config.write_text(config.read_text() + otel_section(bench, args.sample_ratio))
+                    from quality_gates.watch._genai_export import genai_background
 
-                services.append(genai_background)
-            settings = AppSettings(
-                config=load_config(config).config,
-                store_url=StoreURL.parse(f"sqlite:///{folder / '.quality-gates' / 'state.db'}"),
-                environment="production",
-            )
-            os.chdir(folder)
-            app = create_app(settings, services=services)
-            last = args.profile and n == args.rounds - 1
-            figures.append(uvloop.run(measure(app, secret, args.requests, last)))
-            print(f"round {n + 1}: {figures[-1]:.0f} us of CPU per request", flush=True)
+                    services.append(genai_background)
+                settings = AppSettings(
+                    config=load_config(config).config,
+                    store_url=StoreURL.parse(f"sqlite:///{folder / '.quality-gates' / 'state.db'}"),
+                    environment="production",
+                )
+                os.chdir(folder)
+                app = create_app(settings, services=services)
+                last = args.profile and n == args.rounds - 1
+                figures[otel].append(uvloop.run(measure(app, secret, args.requests, last)))
+                label = " (export on)" if otel else ""
+                print(
+                    f"round {n + 1}{label}: {figures[otel][-1]:.0f} us of CPU per request",
+                    flush=True,
+                )
     finally:
         bench.stop_all()
     command = f"python bench/gateway_path.py --requests {args.requests} --rounds {args.rounds}"
-    if args.otel:
-        command += " --otel" + (
+    if args.otel != "off":
+        command += f" --otel {args.otel}" + (
             f" --sample-ratio {args.sample_ratio:g}" if args.sample_ratio is not None else ""
         )
+    columns = [("export off", False), ("export on", True)]
+    columns = [(name, mode) for name, mode in columns if mode in figures]
     body = (
-        "| round | CPU per request |\n|---|---:|\n"
-        + "".join(f"| {n + 1} | {f:.0f} us |\n" for n, f in enumerate(figures))
-        + f"\nMedian {statistics.median(figures):.0f} us of process CPU per request: the chat "
-        f"path called as an ASGI app by {CONCURRENCY} concurrent callers (no HTTP server), "
-        "telemetry on, API key checked, against the nginx stub of bench/gateway.py"
-        + (", OpenTelemetry GenAI export on." if args.otel else ".")
+        "| round | " + " | ".join(name for name, _ in columns) + " |\n"
+        "|---|"
+        + "---:|" * len(columns)
+        + "\n"
+        + "".join(
+            f"| {n + 1} | " + " | ".join(f"{figures[m][n]:.0f} us" for _, m in columns) + " |\n"
+            for n in range(args.rounds)
+        )
+        + "\nMedian "
+        + ", ".join(f"{statistics.median(figures[m]):.0f} us ({name})" for name, m in columns)
+        + f" of process CPU per request: the chat path called as an ASGI app by {CONCURRENCY} "
+        "concurrent callers (no HTTP server), telemetry on, API key checked, against the nginx "
+        "stub of bench/gateway.py."
     )
+    if len(columns) == 2:
+        off, on = (statistics.median(figures[m]) for m in (False, True))
+        body += f" The OpenTelemetry GenAI export costs {(on - off) / off * 100:+.1f}%."
     print(f"\n$ {command}\n{body}")
     if args.record:
         key, title = "gateway_path", "Gateway chat path in process (CPU per request)"
-        if args.otel:
-            key, title = "gateway_path_otel", title + ", OpenTelemetry export on"
+        if args.otel != "off":
+            key, title = "gateway_path_otel", title + " with the OpenTelemetry export"
         record(key, title, command, body)
 
 

@@ -73,6 +73,8 @@ async def test_refused_and_invalid_requests_are_counted_with_status_and_error_cl
         assert (await post_chat(s, url, chat_body(), **auth))[0] == 200
         async with s.get(f"{url}/no/such/path") as resp:
             assert resp.status == 404
+        async with s.post(f"{url}/v1/feedback", json={"score": 3}, headers=auth) as resp:
+            assert resp.status == 400
         async with s.get(f"{url}/metrics") as resp:
             exposition = await resp.text()
     chat = samples(exposition, "qg_gateway_requests_total")
@@ -85,6 +87,7 @@ async def test_refused_and_invalid_requests_are_counted_with_status_and_error_cl
     others = samples(exposition, "qg_gateway_http_requests_total")
     assert total(others, route="/v1/models", code="401", error_class="auth_failed") == 1
     assert total(others, route="/v1/models", code="200", error_class="") == 1
+    assert total(others, route="/v1/feedback", code="400", error_class="bad_request") == 1
     assert total(others, route="other", code="404", error_class="not_found") == 1
     # The body over the limit was refused by the HTTP server, before the app ran.
     assert total(others, route="(server)", code="413", error_class="body_too_large") == 1

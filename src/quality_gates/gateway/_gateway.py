@@ -84,6 +84,16 @@ def parse_emergency(value: object) -> EmergencyMode | None:
     )
 
 
+def error_class_of(exc: ApiError) -> str:
+    """The error class an answer is counted under: the error's own, `bad_request` for a
+    400, else its code (`body_too_large`, `method_not_allowed`, ...) or `http_<status>`."""
+    if exc.error_class:
+        return exc.error_class
+    if exc.status == 400:
+        return "bad_request"
+    return exc.code or f"http_{exc.status}"
+
+
 def estimate_tokens(request: CompletionRequest) -> int:
     """Tokens a request will use, before the provider says (for tpm admission)."""
     return request.prompt_chars() // CHARS_PER_TOKEN + 1 + (request.max_tokens or 0) // 4
@@ -528,8 +538,9 @@ class Gateway:
     def refused(self, exc: ApiError) -> None:
         """Count a chat request refused before it had a record (a malformed or oversized
         body, a wrong method): metrics only, as nothing about it was routed."""
-        error_class = exc.error_class or ("bad_request" if exc.status == 400 else exc.code or "")
-        self.s.metrics.series(NO_ROUTE, NO_ROUTE).request(str(exc.status), NO_ROUTE, error_class)
+        self.s.metrics.series(NO_ROUTE, NO_ROUTE).request(
+            str(exc.status), NO_ROUTE, error_class_of(exc)
+        )
 
     def finish(self, rec: RequestRecord, started: float) -> None:
         """Close a request's record: latency, metrics, telemetry."""

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from quality_gates.gateway._gateway import AUTH_FAILED
+from quality_gates.gateway._gateway import AUTH_FAILED, error_class_of
 from quality_gates.gateway._wire import Answer, ApiError, error_answer
 from quality_gates.gateway.keys import ApiKey, hash_key
 
@@ -33,7 +33,7 @@ def _error(exc: ApiError) -> Answer:
 
 def _error_response(exc: ApiError, request: Request | None = None) -> Response:
     if request is not None:  # the error class /metrics counts this answer under
-        request.scope[ERROR_CLASS_KEY] = exc.error_class or exc.code or ""
+        request.scope[ERROR_CLASS_KEY] = error_class_of(exc)
     return Response(exc.body(), exc.status, exc.headers(), media_type="application/json")
 
 

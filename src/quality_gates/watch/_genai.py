@@ -23,7 +23,6 @@ only with `capture_content`, and then only the redacted text the gateway keeps w
 
 from __future__ import annotations
 
-import logging
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
     from quality_gates.gateway._telemetry import RequestRecord
 
-log = logging.getLogger("quality_gates.watch")
 SCOPE = "quality_gates.gateway"
 OPERATION = "chat"
 # The wire protocol a provider speaks -> the conventions' gen_ai.provider.name.

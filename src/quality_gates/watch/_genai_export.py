@@ -80,7 +80,7 @@ class GenAiExporter:
         self.resource = Resource.create(resource_attributes)
         self.scope = InstrumentationScope(SCOPE)
         self.queue: deque[RequestRecord] = deque()
-        self.dropped = 0
+        self.dropped = self._dropped_reported = 0
         self.started_ns = time.time_ns()
         self._draw = random.random
         self._ids = random.getrandbits
@@ -115,6 +115,14 @@ class GenAiExporter:
                 log.warning("OpenTelemetry export failed: %s", exc)
 
     async def _flush(self, *, metrics: bool) -> None:
+        if self.dropped > self._dropped_reported:
+            log.warning(
+                "OpenTelemetry: %d sampled requests were not traced (the export queue of %d "
+                "was full; lower observability.opentelemetry.sample_ratio?)",
+                self.dropped - self._dropped_reported,
+                MAX_QUEUE,
+            )
+            self._dropped_reported = self.dropped
         batch = [self.queue.popleft() for _ in range(len(self.queue))]
         data = self.counts.metrics_data(self.resource, self.started_ns, time.time_ns())
         if batch or metrics:
