@@ -278,6 +278,6 @@ async def test_serve_adds_the_export_when_enabled(tmp_path: Path) -> None:
             async with app.router.router.lifespan_context(app.router):
                 tap = app.state.gateway.services.record_tap
                 assert tap is not None
-                assert tap.__self__.__class__.__name__ == "GenAiExporter"
+                assert type(tap.__self__).__name__ == "GenAiExporter"
         finally:
             ws.database.close_shared()

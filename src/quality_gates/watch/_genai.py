@@ -11,14 +11,12 @@ gateway request, with the conventions' bucket boundaries. Resource: `service.nam
 opentelemetry-semantic-conventions (0.66b2 marks them as moved to the GenAI conventions
 repository; the names are unchanged).
 
-Off the request path: the gateway hands each finished record to `observe` (a few dict
-updates for the histograms, every request counted; a random draw for the spans, sampled at
-`sample_ratio` into a bounded queue). Spans are built and everything is encoded and sent
-from a worker thread, once a second for spans and every `interval` for the metrics, whose
-data points are built from those counts directly rather than through the SDK's
-instruments (which cost several microseconds per recording). Prompts and answers go out
-only with `capture_content`, and then only the redacted text the gateway keeps with
-`gateway.telemetry.store_text`.
+Off the request path (`_genai_export`): a finished request costs the gateway a few counter
+updates (plain numbers, turned into OTLP data points when sent, rather than the SDK's
+instruments, which cost microseconds per recording) and a random draw for the sampled share
+(`sample_ratio`); spans are built as finished spans, encoded and sent from a worker thread.
+Prompts and answers go out only with `capture_content`, and then only the redacted text the
+gateway keeps with `gateway.telemetry.store_text`.
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ TTFT_BUCKETS = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )  # fmt: skip
 SPAN_FLUSH = 1.0  # seconds between span batches
-MAX_QUEUE = 4096  # sampled records waiting for the worker; beyond, they are dropped
+MAX_QUEUE = 4096  # sampled records waiting while a send is under way; beyond, dropped
 
 
 class Hist:
@@ -97,7 +95,7 @@ class Route:
 
 
 class GenAiCounts:
-    """The four histograms by their attributes, updated on the event loop."""
+    """The four histograms by their attributes, updated and read on the event loop."""
 
     def __init__(self, provider_names: dict[str, str]) -> None:
         self.provider_names = provider_names
@@ -115,22 +113,24 @@ class GenAiCounts:
         return self.provider_names.get(name, name)
 
     def observe(self, rec: RequestRecord) -> None:
-        """Count one finished request and its upstream attempts."""
-        model = request_model(rec)
+        """Count one finished request and its upstream attempts (on the request path, so
+        written for the common case: one route lookup, a few bucket increments)."""
+        alias = rec.alias
+        model = alias if alias and alias[0] != "(" else rec.model_id or "unknown"
         provider, model_id = rec.provider or "", rec.model_id or ""
-        ok = rec.status == "ok"
+        seconds = rec.latency_ms / 1000.0
         route = None
-        if ok:
+        if rec.status == "ok":
             key = (model, provider, model_id)
             route = self.routes.get(key)
             if route is None:
                 route = self.routes[key] = Route()
-            route.server.observe(rec.latency_ms / 1000.0)
+            route.server.observe(seconds)
             if rec.stream and rec.ttft_ms is not None:
                 route.ttft.observe(rec.ttft_ms / 1000.0)
         else:
             error = (model, provider, model_id, rec.error_class or "error")
-            _hist(self.failed_requests, error, DURATION_BUCKETS).observe(rec.latency_ms / 1000.0)
+            _hist(self.failed_requests, error, DURATION_BUCKETS).observe(seconds)
         for a in rec.attempts:
             if a.status != "ok":
                 failed = (a.provider, a.model_id, a.error_class or "error")

@@ -1,7 +1,9 @@
 """The GenAI export as a background service of the gateway app (`serve` adds it when
-`observability.opentelemetry.enabled`): it taps the gateway's finished records, and a task
-hands sampled records and the histograms to a worker thread that builds spans and sends
-them over OTLP/HTTP. See `_genai` for what is exported."""
+`observability.opentelemetry.enabled`). On the request path each finished record is counted
+into the histograms (plain counters) and a random draw keeps the sampled share; once a
+second a worker thread builds their spans and sends them over OTLP/HTTP (the histograms
+every `interval`), unless the last send is still under way. See `_genai` for what is
+exported."""
 
 from __future__ import annotations
 
@@ -45,6 +47,11 @@ class GenAiExporter:
         metric_exporter: Any = None,
     ) -> None:
         try:
+            # Everything the worker thread needs, imported now rather than on its first
+            # batch: an import there would hold the GIL away from the request path.
+            import opentelemetry.sdk.metrics.export
+            import opentelemetry.sdk.trace
+            import opentelemetry.semconv._incubating.metrics.gen_ai_metrics  # noqa: F401
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.util.instrumentation import InstrumentationScope
         except ImportError:
@@ -79,7 +86,7 @@ class GenAiExporter:
         self.span_exporter = span_exporter
         self.resource = Resource.create(resource_attributes)
         self.scope = InstrumentationScope(SCOPE)
-        self.queue: deque[RequestRecord] = deque()
+        self.pending: deque[RequestRecord] = deque()  # sampled, waiting for their spans
         self.dropped = self._dropped_reported = 0
         self.started_ns = time.time_ns()
         self._draw = random.random
@@ -87,15 +94,16 @@ class GenAiExporter:
         self.services: Any = None  # the gateway's, tapped by genai_background
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._sending: asyncio.Future[None] | None = None
 
     def observe(self, rec: RequestRecord) -> None:
-        """The gateway's tap: count every request, queue a sampled share for spans."""
+        """The gateway's tap: count every request, keep a sampled share for spans."""
         self.counts.observe(rec)
         if self.ratio > 0 and self._draw() < self.ratio:
-            if len(self.queue) >= MAX_QUEUE:
+            if len(self.pending) >= MAX_QUEUE:
                 self.dropped += 1
                 return
-            self.queue.append(rec)
+            self.pending.append(rec)
 
     async def start(self) -> None:
         """Begin exporting in the background."""
@@ -110,31 +118,50 @@ class GenAiExporter:
             if due:
                 next_metrics = time.monotonic() + self.settings.interval
             try:
-                await self._flush(metrics=due)
+                self._tick(metrics=due)
             except Exception as exc:  # an exporter's fault never stops the gateway
                 log.warning("OpenTelemetry export failed: %s", exc)
+        for _ in range(2):  # the send under way, then what the last second left
+            if self._sending is not None:
+                with contextlib.suppress(Exception):
+                    await self._sending
+            self._sending = None
+            self._tick(metrics=True)
 
-    async def _flush(self, *, metrics: bool) -> None:
+    def _tick(self, *, metrics: bool) -> None:
+        """Hand the sampled records (and the histograms, when due) to a worker thread,
+        unless the last send is still under way: a slow collector delays the export, never
+        a request."""
         if self.dropped > self._dropped_reported:
             log.warning(
-                "OpenTelemetry: %d sampled requests were not traced (the export queue of %d "
-                "was full; lower observability.opentelemetry.sample_ratio?)",
+                "OpenTelemetry: %d sampled requests were not traced (%d were waiting for a "
+                "slow collector; lower observability.opentelemetry.sample_ratio?)",
                 self.dropped - self._dropped_reported,
                 MAX_QUEUE,
             )
             self._dropped_reported = self.dropped
-        batch = [self.queue.popleft() for _ in range(len(self.queue))]
-        data = self.counts.metrics_data(self.resource, self.started_ns, time.time_ns())
-        if batch or metrics:
-            await asyncio.to_thread(self._export, batch, data if metrics else None)
+        if self._sending is not None and not self._sending.done():
+            return
+        batch = [self.pending.popleft() for _ in range(len(self.pending))]
+        # Built here, on the loop that updates the counts, so each data point is consistent.
+        data = (
+            self.counts.metrics_data(self.resource, self.started_ns, time.time_ns())
+            if metrics
+            else None
+        )
+        if data is not None and not data.resource_metrics[0].scope_metrics[0].metrics:
+            data = None
+        if batch or data is not None:
+            self._sending = asyncio.ensure_future(asyncio.to_thread(self._send, batch, data))
 
-    def _export(self, batch: list[RequestRecord], data: Any) -> None:
+    def _send(self, batch: list[RequestRecord], data: Any) -> None:
+        """In a worker thread: the sampled records' spans, then the histograms."""
         if batch:
             spans: list[Any] = []
             for rec in batch:
                 spans.extend(self._spans(rec))
             self.span_exporter.export(spans)
-        if data is not None and data.resource_metrics[0].scope_metrics[0].metrics:
+        if data is not None:
             self.metric_exporter.export(data)
 
     def _spans(self, rec: RequestRecord) -> list[Any]:
