@@ -121,12 +121,27 @@ class GenAiExporter:
                 self._tick(metrics=due)
             except Exception as exc:  # an exporter's fault never stops the gateway
                 log.warning("OpenTelemetry export failed: %s", exc)
-        for _ in range(2):  # the send under way, then what the last second left
-            if self._sending is not None:
-                with contextlib.suppress(Exception):
-                    await self._sending
+        await self._settle()
+        try:
+            self._tick(metrics=True)  # what the last second left
+        except Exception as exc:
+            log.warning("OpenTelemetry export failed: %s", exc)
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Wait for the send under way."""
+        if self._sending is not None:
+            with contextlib.suppress(Exception):
+                await self._sending
+            self._report(self._sending)
             self._sending = None
-            self._tick(metrics=True)
+
+    @staticmethod
+    def _report(sending: asyncio.Future[None]) -> None:
+        # A refused or unreachable collector is logged by the OTLP exporter itself; this is
+        # for our own faults (a record that does not encode).
+        if sending.done() and not sending.cancelled() and sending.exception() is not None:
+            log.warning("OpenTelemetry export failed: %s", sending.exception())
 
     def _tick(self, *, metrics: bool) -> None:
         """Hand the sampled records (and the histograms, when due) to a worker thread,
@@ -140,8 +155,11 @@ class GenAiExporter:
                 MAX_QUEUE,
             )
             self._dropped_reported = self.dropped
-        if self._sending is not None and not self._sending.done():
-            return
+        if self._sending is not None:
+            if not self._sending.done():
+                return
+            self._report(self._sending)
+            self._sending = None
         batch = [self.pending.popleft() for _ in range(len(self.pending))]
         # Built here, on the loop that updates the counts, so each data point is consistent.
         data = (
