@@ -52,32 +52,31 @@ MAX_QUEUE = 4096  # sampled records waiting while a send is under way; beyond, d
 
 
 class Hist:
-    """Explicit-bucket counts (upper bound inclusive, as OTLP), sum, min and max."""
+    """Explicit-bucket counts (upper bound inclusive, as OTLP) and a sum: two updates per
+    value on the request path; the count is the buckets' total, min and max are left out
+    (both optional in OTLP)."""
 
-    __slots__ = ("bounds", "count", "counts", "high", "low", "total")
+    __slots__ = ("bounds", "counts", "total")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
-        self.count, self.total = 0, 0.0
-        self.low, self.high = float("inf"), float("-inf")
+        self.total = 0.0
+
+    @property
+    def count(self) -> int:
+        """Values counted."""
+        return sum(self.counts)
 
     def add(self, other: Hist) -> None:
         """Add another histogram's counts (same bounds)."""
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
-        self.count += other.count
         self.total += other.total
-        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
 
     def observe(self, value: float) -> None:
         """Count one value."""
         self.counts[bisect_left(self.bounds, value)] += 1
-        self.count += 1
         self.total += value
-        if value < self.low:
-            self.low = value
-        if value > self.high:
-            self.high = value
 
 
 class Route:
@@ -172,8 +171,8 @@ class GenAiCounts:
                     sum=h.total,
                     bucket_counts=list(h.counts),
                     explicit_bounds=list(h.bounds),
-                    min=h.low,
-                    max=h.high,
+                    min=None,  # type: ignore[arg-type]  # optional in OTLP, not tracked
+                    max=None,  # type: ignore[arg-type]
                 )
                 for key, h in list(series.items())
                 if h.count
