@@ -43,8 +43,6 @@ class GenAiExporter:
         resource_attributes: dict[str, str],
         *,
         capture_content: bool = False,
-        span_exporter: Any = None,
-        metric_exporter: Any = None,
     ) -> None:
         try:
             # Everything the worker thread needs, imported now rather than on its first
@@ -71,19 +69,12 @@ class GenAiExporter:
             k: resolve_env(v, needed_by="observability.opentelemetry.headers")
             for k, v in settings.headers.items()
         }
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
         base = settings.endpoint.rstrip("/")
-        if span_exporter is None:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces", headers=headers)
-        if metric_exporter is None:
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-                OTLPMetricExporter,
-            )
-
-            metric_exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics", headers=headers)
-        self.metric_exporter = metric_exporter
-        self.span_exporter = span_exporter
+        self.span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces", headers=headers)
+        self.metric_exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics", headers=headers)
         self.resource = Resource.create(resource_attributes)
         self.scope = InstrumentationScope(SCOPE)
         self.pending: deque[RequestRecord] = deque()  # sampled, waiting for their spans
@@ -273,7 +264,7 @@ class GenAiExporter:
         await asyncio.to_thread(self._shutdown)
 
     def _shutdown(self) -> None:
-        self.span_exporter.shutdown()
+        self.span_exporter.shutdown()  # type: ignore[no-untyped-call]
         self.metric_exporter.shutdown()
 
 
