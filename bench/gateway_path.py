@@ -8,10 +8,17 @@ bench/gateway.py move by 10% from run to run. The process's CPU time includes it
 (telemetry, control), not the telemetry writer's process nor the upstream.
 
     python bench/gateway_path.py [--requests 20000] [--rounds 3] [--profile] [--record] [--tools]
+        [--otel off|on|both [--sample-ratio 0.01]]
 
 `--tools` sends a request with two tool definitions and a tool-call turn with its result in
 the history instead (the stub's answer stays plain text, so this is the request side of
 tools: parsing, validation and translation for the provider).
+
+With `--otel on` the GenAI OpenTelemetry export is on with its defaults (every request in
+the histograms, 1% of them as spans sent each second, the histograms every 15 s and at
+shutdown, over OTLP/HTTP to the nginx stub, which answers 200 to anything); the figure
+includes building and sending them, up to the last flush at shutdown. `both` alternates
+rounds without and with it, so both see the same machine.
 """
 
 from __future__ import annotations
@@ -115,10 +122,21 @@ async def measure(app: Any, secret: str, requests: int, profile: bool, body: byt
         await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
         if profiler:
             profiler.disable()
-        spent = time.process_time() - cpu
-        if profiler:
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    # The shutdown is counted too: it flushes what background work (telemetry, an export)
+    # still holds for the measured requests.
+    spent = time.process_time() - cpu
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     return spent / requests * 1e6
+
+
+def otel_section(bench: Any, ratio: float | None) -> str:
+    """The config's OpenTelemetry export (its defaults otherwise), sent to the nginx stub."""
+    extra = f", sample_ratio: {ratio:g}" if ratio is not None else ""
+    return (
+        "observability:\n  opentelemetry: {enabled: true, "
+        f'endpoint: "http://127.0.0.1:{bench.ports["stub"]}"{extra}}}\n'
+    )
 
 
 def main() -> None:
@@ -128,6 +146,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the last round")
     parser.add_argument("--record", action="store_true", help="write BENCHMARKS.md")
     parser.add_argument("--tools", action="store_true", help="a request with tools and history")
+    parser.add_argument(
+        "--otel", choices=["off", "on", "both"], default="off", help="GenAI OpenTelemetry export"
+    )
+    parser.add_argument("--sample-ratio", type=float, default=None, help="with --otel on/both")
     args = parser.parse_args()
     request_body = (TOOLS_BODY if args.tools else peers.BODY).encode()
     import uvloop
@@ -138,40 +160,78 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="qg-bench-path-"))
     bench = peers.Bench(work, argparse.Namespace(connections=1, duration=1, litellm=""))
-    figures = []
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.otel]
+    figures: dict[bool, list[float]] = {mode: [] for mode in modes}
     try:
         bench.nginx()
         for n in range(args.rounds):
-            config, secret = bench.workspace(f"gw-{n}")
-            folder = config.parent
-            settings = AppSettings(
-                config=load_config(config).config,
-                store_url=StoreURL.parse(f"sqlite:///{folder / '.quality-gates' / 'state.db'}"),
-                environment="production",
-            )
-            os.chdir(folder)
-            app = create_app(settings)
-            last = args.profile and n == args.rounds - 1
-            figures.append(uvloop.run(measure(app, secret, args.requests, last, request_body)))
-            print(f"round {n + 1}: {figures[-1]:.0f} us of CPU per request", flush=True)
+            for otel in modes:
+                config, secret = bench.workspace(f"gw-{n}-{int(otel)}")
+                folder = config.parent
+                services: list[Any] = []
+                if otel:
+                    config.write_text(config.read_text() + otel_section(bench, args.sample_ratio))
+                    from quality_gates.watch._genai_export import genai_background
+
+                    services.append(genai_background)
+                settings = AppSettings(
+                    config=load_config(config).config,
+                    store_url=StoreURL.parse(f"sqlite:///{folder / '.quality-gates' / 'state.db'}"),
+                    environment="production",
+                )
+                os.chdir(folder)
+                app = create_app(settings, services=services)
+                last = args.profile and n == args.rounds - 1
+                figures[otel].append(
+                    uvloop.run(measure(app, secret, args.requests, last, request_body))
+                )
+                label = " (export on)" if otel else ""
+                print(
+                    f"round {n + 1}{label}: {figures[otel][-1]:.0f} us of CPU per request",
+                    flush=True,
+                )
     finally:
         bench.stop_all()
     command = f"python bench/gateway_path.py --requests {args.requests} --rounds {args.rounds}"
     command += " --tools" if args.tools else ""
+    if args.otel != "off":
+        command += f" --otel {args.otel}" + (
+            f" --sample-ratio {args.sample_ratio:g}" if args.sample_ratio is not None else ""
+        )
+    columns = [("export off", False), ("export on", True)]
+    columns = [(name, mode) for name, mode in columns if mode in figures]
     body = (
-        "| round | CPU per request |\n|---|---:|\n"
-        + "".join(f"| {n + 1} | {f:.0f} us |\n" for n, f in enumerate(figures))
-        + f"\nMedian {statistics.median(figures):.0f} us of process CPU per request: the chat "
-        f"path called as an ASGI app by {CONCURRENCY} concurrent callers (no HTTP server), "
-        "telemetry on, API key checked, against the nginx stub of bench/gateway.py."
+        "| round | " + " | ".join(name for name, _ in columns) + " |\n"
+        "|---|"
+        + "---:|" * len(columns)
+        + "\n"
+        + "".join(
+            f"| {n + 1} | " + " | ".join(f"{figures[m][n]:.0f} us" for _, m in columns) + " |\n"
+            for n in range(args.rounds)
+        )
+        + "\nMedian "
+        + ", ".join(f"{statistics.median(figures[m]):.0f} us ({name})" for name, m in columns)
+        + f" of process CPU per request: the chat path called as an ASGI app by {CONCURRENCY} "
+        "concurrent callers (no HTTP server), telemetry on, API key checked, against the nginx "
+        "stub of bench/gateway.py."
     )
+    if len(columns) == 2:
+        off, on = (statistics.median(figures[m]) for m in (False, True))
+        # Each round's pair ran back to back, so its difference is the steadier figure on a
+        # machine whose load drifts.
+        pairs = [(b - a) / a * 100 for a, b in zip(figures[False], figures[True], strict=True)]
+        body += (
+            f" The OpenTelemetry GenAI export costs {(on - off) / off * 100:+.1f}% between the "
+            f"medians, {statistics.median(pairs):+.1f}% as the median of the rounds' pairs."
+        )
     print(f"\n$ {command}\n{body}")
     if args.record:
+        key, title = "gateway_path", "Gateway chat path in process (CPU per request)"
         if args.tools:
-            title = "Gateway chat path in process, a tools request (CPU per request)"
-            record("gateway_path_tools", title, command, body)
-        else:
-            record("gateway_path", "Gateway chat path in process (CPU per request)", command, body)
+            key, title = "gateway_path_tools", "Gateway chat path in process, a tools request"
+        if args.otel != "off":
+            key, title = key + "_otel", title + " with the OpenTelemetry export"
+        record(key, title, command, body)
 
 
 if __name__ == "__main__":

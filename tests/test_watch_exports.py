@@ -185,6 +185,7 @@ async def test_opentelemetry_gauges_and_cycle_spans(sqlite_workspace: Workspace)
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from quality_gates.config import OpenTelemetrySettings
+    from quality_gates.watch._genai import provider_names
     from quality_gates.watch._otel import OtelExporter
 
     now = time.time()
@@ -192,7 +193,10 @@ async def test_opentelemetry_gauges_and_cycle_spans(sqlite_workspace: Workspace)
     config = watch_config(sqlite_workspace, "http://127.0.0.1:9")
     reader, spans = InMemoryMetricReader(), InMemorySpanExporter()
     exporter = OtelExporter(
-        OpenTelemetrySettings(enabled=True), metric_reader=reader, span_exporter=spans
+        OpenTelemetrySettings(enabled=True),
+        metric_reader=reader,
+        span_exporter=spans,
+        provider_names=provider_names(config),
     )
     svc = service(sqlite_workspace, config, Clock(now))
     svc._exporters, svc._exporters_started = [exporter], True
@@ -207,12 +211,24 @@ async def test_opentelemetry_gauges_and_cycle_spans(sqlite_workspace: Workspace)
         for sm in rm.scope_metrics
         for m in sm.metrics
     }
-    assert ({"environment": "production"}, pytest.approx(500.0, rel=0.02)) in gauges[
+    # Base units and the conventions' names: seconds, deployment.environment.name,
+    # gen_ai.provider.name (the config's provider name kept as qg.provider).
+    assert ({"deployment.environment.name": "production"}, pytest.approx(0.5, rel=0.02)) in gauges[
         "qg.watch.p95_latency"
     ]
-    assert ({"environment": "production", "provider": "google"}, pytest.approx(0.9)) in gauges[
-        "qg.watch.provider_availability"
-    ]
+    google = {
+        "deployment.environment.name": "production",
+        "gen_ai.provider.name": "gcp.gemini",
+        "qg.provider": "google",
+    }
+    assert (google, pytest.approx(0.9)) in gauges["qg.watch.provider_availability"]
+    units = {
+        m.name: m.unit
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert units["qg.watch.p95_latency"] == "s"
     (span,) = spans.get_finished_spans()
     assert span.name == "watch.evaluate"
     assert span.attributes["qg.alerts.firing"] >= 1

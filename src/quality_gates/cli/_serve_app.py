@@ -31,6 +31,10 @@ def build(
     from quality_gates.watch.embedded import sampling_background, watch_background
 
     services: list[Any] = [sampling_background]
+    if settings.config.observability.opentelemetry.enabled:
+        from quality_gates.watch._genai_export import genai_background
+
+        services.append(genai_background)
     if watch:
         services.append(
             functools.partial(watch_background, config_dir=config_dir, config_path=config_path)

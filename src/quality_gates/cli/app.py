@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "silence_cmd",
     "rules_cmd",
     "dashboard_cmd",
+    "dashboards_cmd",
     "emergency_cmd",
     "monitor_cmd",
     "routines_cmd",

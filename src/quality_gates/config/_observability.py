@@ -39,8 +39,8 @@ class CloudWatchSettings(StrictModel):
 
 
 class OpenTelemetrySettings(StrictModel):
-    """OTLP/HTTP export of the window metrics (gauges) and of watch spans (evaluations,
-    notifications, incidents)."""
+    """OTLP/HTTP export: the gateway's requests in the GenAI semantic conventions (spans and
+    histograms), the window metrics (gauges) and watch spans (evaluation cycles)."""
 
     enabled: bool = False
     endpoint: str = Field(
@@ -49,6 +49,16 @@ class OpenTelemetrySettings(StrictModel):
     headers: dict[str, str] = Field(default_factory=dict, description="${VAR} allowed")
     service_name: str = "quality-gates"
     interval: Duration = Field(15.0, gt=0)
+    sample_ratio: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="share of gateway requests traced (spans); the GenAI histograms count all",
+    )
+    capture_content: bool = Field(
+        False,
+        description="put the redacted prompt and answer (gateway.telemetry.store_text) on spans",
+    )
 
 
 class LogSettings(StrictModel):

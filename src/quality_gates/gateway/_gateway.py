@@ -58,9 +58,13 @@ from quality_gates.providers import ChatRequest, ChatResponse, StreamChunk
 CHARS_PER_TOKEN = 4
 UNKNOWN_ALIAS = "(unknown)"
 AUTH_FAILED = "auth_failed"  # error class of a refused key: counted, never in the roll-ups
+NO_ROUTE = "none"  # the model, provider and cache labels of a request refused before routing
 # A tap sees each answered request (record, prompt text, answer text) after it is answered;
 # it must return at once (the watch plane's sampler only queues a share of them).
 AnswerTap = Callable[[RequestRecord, str, str], None]
+# A record tap sees every finished request record (the OpenTelemetry export); it must return
+# at once and never keep the request waiting.
+RecordTap = Callable[[RequestRecord], None]
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,16 @@ def parse_emergency(value: object) -> EmergencyMode | None:
     return EmergencyMode(
         str(value["mode"]), str(value.get("reason") or ""), float(value.get("retry_after") or 60)
     )
+
+
+def error_class_of(exc: ApiError) -> str:
+    """The error class an answer is counted under: the error's own, `bad_request` for a
+    400, else its code (`body_too_large`, `method_not_allowed`, ...) or `http_<status>`."""
+    if exc.error_class:
+        return exc.error_class
+    if exc.status == 400:
+        return "bad_request"
+    return exc.code or f"http_{exc.status}"
 
 
 def estimate_tokens(request: CompletionRequest) -> int:
@@ -107,6 +121,7 @@ class Services:
     cache_mode: CacheMode = field(default_factory=CacheMode)
     emergency: EmergencyMode | None = None
     answer_tap: AnswerTap | None = None
+    record_tap: RecordTap | None = None
 
 
 class Gateway:
@@ -131,7 +146,11 @@ class Gateway:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + s.settings.deadline
-        request = parse_request(raw, self._lenient)
+        try:
+            request = parse_request(raw, self._lenient)
+        except ApiError as invalid:
+            self.refused(invalid)
+            raise
         rec = RequestRecord(
             id=f"chatcmpl-{self._id_prefix}{next(self._ids):012x}",
             ts=time.time(),
@@ -554,6 +573,7 @@ class Gateway:
         `invalid:<hash of the token>` (never the token), kept out of the roll-ups so a flood
         of bad keys cannot dilute the client metrics."""
         self.s.metrics.auth_failures.labels(self._env, reason).inc()
+        self.s.metrics.series(NO_ROUTE, NO_ROUTE).request("401", NO_ROUTE, AUTH_FAILED)
         fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12] if token else None
         rec = RequestRecord(
             id=f"chatcmpl-{self._id_prefix}{next(self._ids):012x}",
@@ -568,12 +588,19 @@ class Gateway:
         if self.s.telemetry is not None:
             self.s.telemetry.record(rec)
 
+    def refused(self, exc: ApiError) -> None:
+        """Count a chat request refused before it had a record (a malformed or oversized
+        body, a wrong method): metrics only, as nothing about it was routed."""
+        self.s.metrics.series(NO_ROUTE, NO_ROUTE).request(
+            str(exc.status), NO_ROUTE, error_class_of(exc)
+        )
+
     def finish(self, rec: RequestRecord, started: float) -> None:
         """Close a request's record: latency, metrics, telemetry."""
         s = self.s
         rec.latency_ms = (time.perf_counter() - started) * 1000.0
-        series = s.metrics.series(rec.model_id or "none", rec.provider or "none")
-        series.request(f"{rec.http_status // 100}xx", rec.cache)
+        series = s.metrics.series(rec.model_id or NO_ROUTE, rec.provider or NO_ROUTE)
+        series.request(str(rec.http_status), rec.cache, rec.error_class or "")
         series.duration.observe(rec.latency_ms / 1000.0)
         if rec.stream and rec.ttft_ms is not None:
             series.ttft.observe(rec.ttft_ms / 1000.0)
@@ -582,3 +609,5 @@ class Gateway:
         series.cost += rec.cost
         if s.telemetry is not None:
             s.telemetry.record(rec)
+        if s.record_tap is not None:
+            s.record_tap(rec)

@@ -11,8 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from quality_gates.gateway._gateway import AUTH_FAILED, error_class_of
 from quality_gates.gateway._wire import Answer, ApiError, error_answer
 from quality_gates.gateway.keys import ApiKey, hash_key
 
@@ -30,7 +31,9 @@ def _error(exc: ApiError) -> Answer:
     return error_answer(exc)
 
 
-def _error_response(exc: ApiError) -> Response:
+def _error_response(exc: ApiError, request: Request | None = None) -> Response:
+    if request is not None:  # the error class /metrics counts this answer under
+        request.scope[ERROR_CLASS_KEY] = error_class_of(exc)
     return Response(exc.body(), exc.status, exc.headers(), media_type="application/json")
 
 
@@ -38,23 +41,37 @@ def _authenticate(state: GatewayApp, header: str | None) -> ApiKey | None:
     if not header:
         if state.auth_required():
             raise ApiError(
-                401, "missing API key: send Authorization: Bearer <key>", code="missing_api_key"
+                401,
+                "missing API key: send Authorization: Bearer <key>",
+                code="missing_api_key",
+                error_class=AUTH_FAILED,
             )
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(
-            401, "malformed Authorization header: use Bearer <key>", code="invalid_api_key"
+            401,
+            "malformed Authorization header: use Bearer <key>",
+            code="invalid_api_key",
+            error_class=AUTH_FAILED,
         )
     key = state.keys.get(_token_hash(token.strip()))
     if key is None:
         if not state.auth_required():
             return None
-        raise ApiError(401, "invalid or revoked API key", code="invalid_api_key")
+        raise ApiError(
+            401, "invalid or revoked API key", code="invalid_api_key", error_class=AUTH_FAILED
+        )
     return key
 
 
 CHAT_PATH = "/v1/chat/completions"
+# Routes counted by name in qg_gateway_http_requests_total; any other path counts as `other`,
+# so made-up paths cannot grow the series.
+COUNTED_ROUTES = frozenset({"/v1/models", "/v1/feedback", "/healthz", "/readyz", "/metrics"})
+ERROR_CLASS_KEY = "qg.error_class"
+SERVER_ROUTE = "(server)"  # answered by the HTTP server before the app ran
+_STATUS_CLASSES = {401: AUTH_FAILED, 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
 
 def _scope_headers(scope: Scope) -> dict[str, str]:
@@ -104,6 +121,11 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send, state: Ga
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"the body is over {limit} bytes", code="body_too_large")
         body = await _read_body(receive, limit)
+    except ApiError as exc:
+        state.gateway.refused(exc)
+        await _error(exc)(scope, receive, send)
+        return
+    try:
         cache_control = headers.get("cache-control", "")
         use_cache = "no-cache" not in cache_control and "no-store" not in cache_control
         ask_cache = headers.get("x-qg-cache", "").strip().lower() == "allow"
@@ -131,11 +153,51 @@ class GatewayASGI:
             if scope["method"] == "POST":
                 await chat_completions(scope, receive, send, self.router.state.gateway)
                 return
-            await _error(ApiError(405, f"{CHAT_PATH} takes POST", code="method_not_allowed"))(
-                scope, receive, send
-            )
+            exc = ApiError(405, f"{CHAT_PATH} takes POST", code="method_not_allowed")
+            self.router.state.gateway.gateway.refused(exc)
+            await _error(exc)(scope, receive, send)
             return
-        await self.router(scope, receive, send)
+        if scope["type"] != "http":
+            await self.router(scope, receive, send)
+            return
+        status = 0
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.router(scope, receive, counting_send)
+        finally:
+            if status:
+                self._count(scope, status)
+
+    def count_refusal(self, status: int, error_class: str) -> None:
+        """Count an answer the HTTP server gave before the app ran (a malformed request,
+        a body over the limit, a head too large, a read timeout) under route `(server)`."""
+        gateway = getattr(self.router.state, "gateway", None)
+        if gateway is not None:
+            gateway.services.metrics.http_requests.labels(
+                gateway.services.environment, SERVER_ROUTE, "", str(status), error_class
+            ).inc()
+
+    def _count(self, scope: Scope, status: int) -> None:
+        gateway = getattr(self.router.state, "gateway", None)
+        if gateway is None:
+            return
+        path = scope["path"]
+        error_class = scope.get(ERROR_CLASS_KEY)
+        if error_class is None:
+            error_class = "" if status < 400 else _STATUS_CLASSES.get(status, f"http_{status}")
+        gateway.services.metrics.http_requests.labels(
+            gateway.services.environment,
+            path if path in COUNTED_ROUTES else "other",
+            scope["method"],
+            str(status),
+            error_class,
+        ).inc()
 
 
 async def unknown_route(request: Request, exc: Exception) -> Response:
@@ -161,7 +223,10 @@ async def list_models(request: Request) -> Response:
     try:
         _authenticate(state, request.headers.get("authorization"))
     except ApiError as exc:
-        return _error_response(exc)
+        state.services.metrics.auth_failures.labels(
+            state.services.environment, exc.code or "invalid_api_key"
+        ).inc()
+        return _error_response(exc, request)
     table = state.services.table
     created = int(state.started_at)
     data = [
@@ -241,7 +306,7 @@ async def feedback(request: Request) -> Response:
     state: GatewayApp = request.app.state.gateway
     checked = _checked_key(state, request.headers.get("authorization"))
     if isinstance(checked, ApiError):
-        return _error_response(checked)
+        return _error_response(checked, request)
     try:
         raw = await request.body()
         if len(raw) > MAX_BODY:
@@ -251,7 +316,7 @@ async def feedback(request: Request) -> Response:
             parsed, checked.name if checked is not None else None
         )
     except ApiError as exc:
-        return _error_response(exc)
+        return _error_response(exc, request)
     state.services.metrics.feedback.labels(state.services.environment, str(parsed.score)).inc()
     return JSONResponse(feedback_json(feedback_id, parsed), status_code=201)
 
@@ -296,10 +361,14 @@ async def metrics_endpoint(request: Request) -> Response:
         try:
             key = _authenticate(state, request.headers.get("authorization"))
         except ApiError as exc:
-            return _error_response(exc)
+            state.services.metrics.auth_failures.labels(
+                state.services.environment, exc.code or "invalid_api_key"
+            ).inc()
+            return _error_response(exc, request)
         if key is None or key.role not in OPERATOR_ROLES:
             return _error_response(
-                ApiError(403, "/metrics needs an operator or admin key", code="forbidden")
+                ApiError(403, "/metrics needs an operator or admin key", code="forbidden"),
+                request,
             )
     return Response(
         generate_latest(state.services.metrics.registry), media_type=CONTENT_TYPE_LATEST

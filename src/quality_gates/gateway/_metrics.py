@@ -179,6 +179,13 @@ class GatewayMetrics:
             ["environment", "reason"],
             registry=r,
         )
+        self.http_requests = Counter(
+            "qg_gateway_http_requests",
+            "Answered requests to the endpoints other than chat completions (which "
+            "qg_gateway_requests_total counts), by route, HTTP status and error class",
+            ["environment", "route", "method", "code", "error_class"],
+            registry=r,
+        )
         self.feedback = Counter(
             "qg_gateway_feedback",
             "User feedback received by score",

@@ -63,7 +63,7 @@ class RequestSeries:
 
     def __init__(self, model: str, provider: str) -> None:
         self.model, self.provider = model, provider
-        self.requests: dict[tuple[str, str], int] = {}  # (status class, cache) -> n
+        self.requests: dict[tuple[str, str, str], int] = {}  # (status, cache, error) -> n
         self.attempts: dict[str, int] = {}  # outcome -> n
         self.duration = Hist()
         self.ttft = Hist()
@@ -71,9 +71,9 @@ class RequestSeries:
         self.tokens_in = self.tokens_out = 0
         self.cost = 0.0
 
-    def request(self, code: str, cache: str) -> None:
-        """Count one answered request."""
-        key = (code, cache)
+    def request(self, code: str, cache: str, error_class: str = "") -> None:
+        """Count one answered request: its HTTP status, cache result and error class."""
+        key = (code, cache, error_class)
         self.requests[key] = self.requests.get(key, 0) + 1
 
     def attempt(self, outcome: str, seconds: float) -> None:
@@ -100,8 +100,10 @@ class SeriesBoard:
         """The families, computed now."""
         env = self.environment
         requests = CounterMetricFamily(
-            "qg_gateway_requests", "Chat completion requests answered",
-            labels=["environment", "model", "provider", "code", "cache"],
+            "qg_gateway_requests",
+            "Chat completion requests answered, by HTTP status and error class (refusals "
+            "before routing, such as 400 and 401, have model and provider none)",
+            labels=["environment", "model", "provider", "code", "cache", "error_class"],
         )  # fmt: skip
         attempts = CounterMetricFamily(
             "qg_gateway_upstream_attempts", "Upstream calls by outcome (ok or error class)",
@@ -132,8 +134,8 @@ class SeriesBoard:
             ),
         }
         for s in self.series.values():
-            for (code, cache), n in s.requests.items():
-                requests.add_metric([env, s.model, s.provider, code, cache], n)
+            for (code, cache, error_class), n in s.requests.items():
+                requests.add_metric([env, s.model, s.provider, code, cache, error_class], n)
             for outcome, n in s.attempts.items():
                 attempts.add_metric([env, s.provider, s.model, outcome], n)
             if s.tokens_in or s.tokens_out:

@@ -296,6 +296,9 @@ class _Connection(asyncio.Protocol):
         """Answer an error found while reading a request, then close: what follows on the
         connection cannot be trusted. The requests before it are answered first, in order."""
         self._rejected = True
+        count = getattr(self.server.app, "count_refusal", None)
+        if count is not None:  # the app's metrics count every answer, these included
+            count(status, code)
         answer = _error_bytes(status, message, code)
         if self.busy:
             self.pending.append(_Request({}, answer, False))  # written in its turn

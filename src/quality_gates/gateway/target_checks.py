@@ -5,8 +5,8 @@ A target is refused when its live probes mostly fail, when a breaker of its depl
 forced open by a person (traffic could not flow there), or when a probe failed and the
 gateways saw it fail more often than the environment's error-rate threshold over the last
 15 s while its breaker is open. A breaker that opened on failures that are over (every probe
-passes now) is reported, not refused: it half-opens on its own. `--force` moves anyway; the move's reason then records what it was
-forced past, so the audit says so.
+passes now) is reported, not refused: it half-opens on its own. `--force` moves anyway; the
+move's reason then records what it was forced past, so the audit says so.
 """
 
 from __future__ import annotations

@@ -128,7 +128,10 @@ def exporters_for(config: QualityGatesConfig) -> list[IntervalExporter]:
 
         found.append(CloudWatchExporter(observability.cloudwatch))
     if observability.opentelemetry.enabled:
+        from quality_gates.watch._genai import provider_names
         from quality_gates.watch._otel import OtelExporter
 
-        found.append(OtelExporter(observability.opentelemetry))
+        found.append(
+            OtelExporter(observability.opentelemetry, provider_names=provider_names(config))
+        )
     return found

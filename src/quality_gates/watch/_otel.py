@@ -1,6 +1,12 @@
 """OpenTelemetry export: the key window metrics as gauges and one span per evaluation cycle
 (alert transitions as span events), over OTLP/HTTP to a collector.
 
+The gauges are what the watch's rules read (a window's P95, error rate, ...), in base units
+(seconds, ratios), with `deployment.environment.name` and, per provider,
+`gen_ai.provider.name` (the conventions' name, `aws.bedrock`, ...) and `qg.provider` (the
+config's). Per-request latency and token histograms in the GenAI conventions come from the
+gateway itself (`_genai`).
+
 Providers are private to the exporter (never the global ones), so embedding the watch loop
 in `serve` does not take over an application's own OpenTelemetry set-up.
 """
@@ -17,8 +23,8 @@ if TYPE_CHECKING:
     from quality_gates.watch._service import CycleReport
 
 GAUGE_PREFIX = "qg.watch."
-# CloudWatch unit -> UCUM; the gauges carry our base units (ratios, not percents).
-_UNITS = {"Milliseconds": "ms", "Percent": "1", "Count/Second": "{request}/s"}
+# CloudWatch unit -> (UCUM, factor from our base unit): latency in seconds, ratios not percents.
+_UNITS = {"Milliseconds": ("s", 0.001), "Percent": ("1", 1.0), "Count/Second": ("{request}/s", 1.0)}
 
 
 class OtelExporter(IntervalExporter):
@@ -32,6 +38,7 @@ class OtelExporter(IntervalExporter):
         *,
         metric_reader: Any = None,
         span_exporter: Any = None,
+        provider_names: dict[str, str] | None = None,
     ) -> None:
         super().__init__(settings.interval, 60.0, True)
         try:
@@ -66,6 +73,7 @@ class OtelExporter(IntervalExporter):
 
             span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces", headers=headers)
         resource = Resource.create({"service.name": settings.service_name})
+        self.provider_names = provider_names or {}
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[metric_reader])
         self.tracer_provider = TracerProvider(resource=resource)
         self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
@@ -73,24 +81,28 @@ class OtelExporter(IntervalExporter):
         self._points: list[Point] = []
         meter = self.meter_provider.get_meter("quality_gates.watch")
         for metric, (_name, unit, _scale) in KEY_METRICS.items():
+            ucum, factor = _UNITS[unit]
             meter.create_observable_gauge(
                 GAUGE_PREFIX + metric,
-                callbacks=[self._observe(metric)],
-                unit=_UNITS[unit],
+                callbacks=[self._observe(metric, factor)],
+                unit=ucum,
                 description=f"{metric} over the last window, from the roll-ups",
             )
 
-    def _observe(self, metric: str) -> Any:
+    def _observe(self, metric: str, factor: float) -> Any:
         from opentelemetry.metrics import Observation
 
         def callback(_options: Any) -> Iterable[Observation]:
             for point in self._points:
                 if point.metric != metric:
                     continue
-                attributes = {"environment": point.environment}
+                attributes = {"deployment.environment.name": point.environment}
                 if point.provider:
-                    attributes["provider"] = point.provider
-                yield Observation(point.value, attributes)
+                    attributes["gen_ai.provider.name"] = self.provider_names.get(
+                        point.provider, point.provider
+                    )
+                    attributes["qg.provider"] = point.provider
+                yield Observation(point.value * factor, attributes)
 
         return callback
 

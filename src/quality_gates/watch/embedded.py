@@ -33,19 +33,29 @@ class EmbeddedWatch:
         *,
         config_dir: Path | None = None,
         config_path: Path | None = None,
+        registry: Any = None,
     ) -> None:
         self.database = database
         self.config = config
         self.config_dir = config_dir
         self.config_path = config_path
+        self.registry = registry
+        self.collector: Any = None
         self.service: WatchService | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._restarts: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Begin evaluating in the background."""
+        """Begin evaluating in the background (and show the watch's state on the gateway's
+        /metrics when given its registry)."""
         from quality_gates.watch._service import WatchService
+
+        if self.registry is not None:
+            from quality_gates.watch.metrics import WatchCollector
+
+            self.collector = WatchCollector(self.database)
+            self.registry.register(self.collector)
 
         self.service = WatchService(
             self.database, self.config, config_dir=self.config_dir, config_path=self.config_path
@@ -59,6 +69,9 @@ class EmbeddedWatch:
         self._stop.set()
         if self._task is not None:
             await self._task
+        if self.collector is not None:
+            self.registry.unregister(self.collector)
+            self.collector = None
 
     def take_config(self, config: QualityGatesConfig) -> None:
         """The config file changed (and validated): restart the evaluator on it, after its
@@ -104,7 +117,11 @@ def watch_background(
     with `config_path` the evaluator also runs the routine checks. It restarts on the new
     config when the gateway reloads the file."""
     watch = EmbeddedWatch(
-        state.database, state.settings.config, config_dir=config_dir, config_path=config_path
+        state.database,
+        state.settings.config,
+        config_dir=config_dir,
+        config_path=config_path,
+        registry=state.services.metrics.registry,
     )
     listeners = getattr(state, "config_listeners", None)
     if listeners is not None:

@@ -1,17 +1,22 @@
 """The watch plane on `/metrics`: alert states, open incidents and the outbox, read from the
 store at scrape time (a custom collector, so nothing drifts between scrapes).
 
-Register it on the gateway's registry: `registry.register(WatchCollector(database))`.
+Register it on the gateway's registry: `registry.register(WatchCollector(database))`;
+`serve` does when it runs the watch. A store that does not answer leaves the families out of
+that scrape rather than failing /metrics (the gateway's own `qg_gateway_store_up` says why).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from quality_gates.store.db import Database
 from quality_gates.store.registry import get_meta
+
+log = logging.getLogger("quality_gates.watch")
 
 
 class WatchCollector:
@@ -26,7 +31,15 @@ class WatchCollector:
         return []
 
     def collect(self) -> Iterator[Any]:
-        """Read the store now."""
+        """Read the store now; nothing when it does not answer."""
+        try:
+            families = list(self._families())
+        except Exception:  # the store's, whatever its driver: /metrics must still answer
+            log.warning("the watch metrics were left out of this scrape: the store failed")
+            return iter(())
+        return iter(families)
+
+    def _families(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
         conn = self.database.shared()
