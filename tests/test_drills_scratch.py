@@ -120,7 +120,7 @@ def test_scratch_store_drill_runs_under_a_lease_holder_and_records_in_the_main_s
         "staging",
         "--scratch-store",
         "--duration",
-        "5s",
+        "7s",  # a significant quality drop needs a few seconds of samples
         "--json",
         cwd=root,
         env=env,
