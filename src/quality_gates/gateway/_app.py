@@ -66,6 +66,7 @@ from quality_gates.gateway.runtime import (
     parse_queue,
 )
 from quality_gates.providers import ChatProvider, build_provider
+from quality_gates.store._health import StoreHealthCollector
 from quality_gates.store.db import Database, StoreURL
 
 log = logging.getLogger("quality_gates.gateway")
@@ -282,6 +283,7 @@ async def _open(
         store_ok=lambda: app_().control.store_ok,
     )
     metrics = GatewayMetrics(state)
+    metrics.registry.register(StoreHealthCollector(database.health))  # type: ignore[arg-type]
     table = RouteTable(config, env, snapshot.aliases, snapshot.runtime, snapshot.version)
     provider_limits = _limits(config)
     dispatcher = Dispatcher(

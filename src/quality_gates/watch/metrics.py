@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from quality_gates.errors import StoreError
 from quality_gates.store.db import Database
 from quality_gates.store.registry import get_meta
 
@@ -27,6 +28,13 @@ class WatchCollector:
 
     def collect(self) -> Iterator[Any]:
         """Read the store now."""
+        try:
+            yield from self._collect()
+        except StoreError:
+            # The store is lost: `qg_store_up` says so; a scrape must still answer.
+            return
+
+    def _collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
         conn = self.database.shared()

@@ -20,12 +20,18 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from quality_gates.config import QualityGatesConfig
-from quality_gates.errors import QualityGatesError
+from quality_gates.errors import QualityGatesError, StoreError
 from quality_gates.store.db import Connection, Database, StoreURL
 from quality_gates.web import sessions
 from quality_gates.web.actions import ACTIONS, Context
@@ -93,9 +99,17 @@ class WebApp:
         with self._lock:
             if self._cache is not None and now < self._cache[0]:
                 return self._cache[1]
-        data = public_status(
-            self.conn(), self.settings.config, self.environment, now=now, history=self.history
-        )
+        try:
+            data = public_status(
+                self.conn(), self.settings.config, self.environment, now=now, history=self.history
+            )
+        except StoreError:
+            # The store is lost: the last status read is better than none for a status page;
+            # the connection reopens itself once the store is back.
+            with self._lock:
+                if self._cache is None:
+                    raise
+                return self._cache[1]
         with self._lock:
             self._cache = (now + ttl, data)
         return data
@@ -360,6 +374,15 @@ def _act(web: WebApp, operator: Operator, name: str, form: dict[str, str]) -> Re
     return response
 
 
+async def _store_unreachable(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After while the store is lost (never a 500: nothing here is broken)."""
+    text = f"the store is unreachable: {exc}; this page works again once it is back"
+    headers = {**_headers(private=True), "Retry-After": "5"}
+    if request.url.path.endswith(".json"):
+        return JSONResponse({"error": text}, 503, headers=headers)
+    return PlainTextResponse(text, 503, headers=headers)
+
+
 def create_web_app(settings: WebAppSettings) -> Starlette:
     """The status page and dashboard for `settings.environment`."""
     from quality_gates.store.db import Database
@@ -382,6 +405,6 @@ def create_web_app(settings: WebAppSettings) -> Starlette:
         Route("/actions/{name}", signed_in(_action), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={StoreError: _store_unreachable})
     app.state.web = state
     return app
