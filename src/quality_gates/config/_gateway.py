@@ -116,6 +116,16 @@ class GatewaySettings(StrictModel):
         30.0, description="one upstream try (to the first chunk when streaming)"
     )
     max_body_bytes: PositiveInt = Field(4 * 1024 * 1024, description="largest request body")
+    max_connections: PositiveInt | None = Field(
+        None,
+        description="open client connections per process; past it a new connection gets a "
+        "fast 503 and is counted (qg_gateway_connections_refused_total). Default: serve raises "
+        "the file-descriptor limit to its hard limit and keeps 128 + limits.max_inflight of "
+        "them for upstream calls, the store and files",
+    )
+    header_timeout: Duration = Field(
+        10.0, description="a request head must be complete this long after its first byte (408)"
+    )
     control_poll: PositiveFloat = Field(0.25, description="seconds between control-version polls")
     heartbeat: Duration = Field(2.0, description="gateway_instances heartbeat interval")
     retry: RetrySettings = Field(default_factory=RetrySettings)

@@ -54,6 +54,7 @@ from quality_gates.gateway._limits import (
 )
 from quality_gates.gateway._metrics import GatewayMetrics, GatewayState
 from quality_gates.gateway._routing import RouteTable
+from quality_gates.gateway._server import ConnectionsCollector
 from quality_gates.gateway._shared import SharedBreakers
 from quality_gates.gateway._sink import ProcessSink
 from quality_gates.gateway._telemetry import TelemetryWriter
@@ -293,6 +294,7 @@ async def _open(
     )
     metrics = GatewayMetrics(state)
     metrics.registry.register(StoreHealthCollector(database.health))  # type: ignore[arg-type]
+    metrics.registry.register(ConnectionsCollector())  # type: ignore[arg-type]
     table = RouteTable(config, env, snapshot.aliases, snapshot.runtime, snapshot.version)
     provider_limits = _limits(config)
     dispatcher = Dispatcher(
