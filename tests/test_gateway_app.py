@@ -459,7 +459,7 @@ async def test_a_client_leaving_mid_stream_frees_its_slot_and_is_recorded(
         await wait_until(lambda: admission.inflight == 0, timeout=5.0)
         await wait_until(lambda: count(ws, "SELECT COUNT(*) FROM requests") == 1)
     row = ws.conn.one("SELECT status, http_status, error_class FROM requests")
-    assert row == {"status": "cancelled", "http_status": 499, "error_class": "client_closed"}
+    assert row == {"status": "cancelled", "http_status": 499, "error_class": "client_disconnected"}
 
 
 async def test_unknown_model_names_never_reach_telemetry_verbatim(ws: Workspace) -> None:

@@ -194,7 +194,8 @@ class TelemetryWriter:
             t = self._series_for((int(a.ts // 60), rec.alias, a.model_id, a.provider, "attempt"))
             t.count += 1
             if a.status != "ok":
-                t.errors += 1
+                if a.status == "error":  # a call its client left is no provider error
+                    t.errors += 1
                 if a.error_class:
                     t.errors_by_class[a.error_class] = t.errors_by_class.get(a.error_class, 0) + 1
             t.latency.add(a.latency_ms)
