@@ -275,6 +275,9 @@ def _run(
             "timeout_graceful_shutdown": 30,
             # uvicorn's bound counts connections and requests in flight; past it, 503.
             "limit_concurrency": max_connections,
+            # X-Forwarded-For only from gateway.trusted_proxies (uvicorn trusts 127.0.0.1).
+            "proxy_headers": bool(config.gateway.trusted_proxies),
+            "forwarded_allow_ips": list(config.gateway.trusted_proxies),
         }
         if workers == 1:
             settings = AppSettings(

@@ -123,6 +123,11 @@ class GatewaySettings(StrictModel):
         "the file-descriptor limit to its hard limit and keeps 128 + limits.max_inflight of "
         "them for upstream calls, the store and files",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses whose X-Forwarded-For is believed (uvicorn and granian); none by "
+        "default. The lean server always uses the peer address",
+    )
     header_timeout: Duration = Field(
         10.0, description="a request head must be complete this long after its first byte (408)"
     )

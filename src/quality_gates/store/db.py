@@ -13,6 +13,7 @@ threads, the sampler, the control watcher) never keeps a dead connection.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -358,7 +359,8 @@ def _connect_sqlite(url: StoreURL) -> Any:
     if path is None:
         raise StoreError("SQLite URL without a path")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            create_private(path)
         raw = sqlite3.connect(
             str(path),
             timeout=SQLITE_BUSY_TIMEOUT_S,
@@ -371,6 +373,27 @@ def _connect_sqlite(url: StoreURL) -> Any:
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
     return raw
+
+
+def create_private(path: Path) -> None:
+    """Create an empty SQLite file readable by its owner only (0600; its folder 0700 when new):
+    it holds the web session secret and the API key hashes. SQLite gives the -wal and -shm
+    files the database file's mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def make_private(path: Path) -> list[Path]:
+    """Set an existing SQLite store and its -wal and -shm files to 0600 (for `migrate` on a
+    store an older version created 0644); returns the files changed."""
+    changed = []
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError):
+            if candidate.stat().st_mode & 0o077:
+                candidate.chmod(0o600)
+                changed.append(candidate)
+    return changed
 
 
 def _first_line(exc: BaseException) -> str:
