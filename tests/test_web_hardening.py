@@ -114,3 +114,26 @@ def test_init_and_migrate_leave_the_store_and_its_wal_readable_by_the_owner_only
     result = run_cli("--config", str(work / "quality-gates.yaml"), "migrate", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(store.stat().st_mode) == 0o600
+
+
+def test_a_session_cookie_stops_working_after_logout_even_when_copied(
+    workspace: Workspace,
+) -> None:
+    from starlette.testclient import TestClient
+    from tests.web_support import make_keys
+
+    keys = make_keys(workspace)
+    with TestClient(create_web_app(web_settings(workspace))) as client:
+        page = client.get("/login")
+        signed = client.post(
+            "/login",
+            data={"key": keys.operator, "csrf": csrf_of(page.text)},
+            follow_redirects=False,
+        )
+        assert signed.status_code == 303
+        copied = client.cookies.get("qg_session")
+        assert client.get("/dashboard.json").status_code == 200
+        token = csrf_of(client.get("/").text)
+        client.post("/logout", data={"csrf": token}, follow_redirects=False)
+        client.cookies.set("qg_session", copied)  # as a stolen copy would be replayed
+        assert client.get("/dashboard.json").status_code == 401

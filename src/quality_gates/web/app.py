@@ -266,6 +266,7 @@ def _login(web: WebApp, request: Request, presented: str, token: str) -> Respons
         return _login_form(web, request, str(exc), exc.status)
     ttl = web.settings.config.web.session_ttl
     payload = sessions.session_payload(key, ttl, now)
+    sessions.open_session(web.conn(), payload, now)
     response = RedirectResponse("/", 303)
     _cookie(
         response, web, sessions.SESSION_COOKIE, sessions.sign(secret, "session", payload), int(ttl)
@@ -286,6 +287,8 @@ async def logout(request: Request) -> Response:
     operator = await run_in_threadpool(_operator, web, request)
     response = RedirectResponse("/login", 303)
     if operator is not None and hmac.compare_digest(form.get("csrf", ""), operator.csrf):
+        cookie = request.cookies.get(sessions.SESSION_COOKIE)
+        await run_in_threadpool(lambda: sessions.close_session(web.conn(), web.secret(), cookie))
         response.delete_cookie(sessions.SESSION_COOKIE, path="/")
     return response
 
