@@ -80,7 +80,8 @@ def _detectors() -> tuple[Any, ...]:
     except ImportError:
         return ()
     with default_settings():
-        return tuple(cls() for cls in get_mapping_from_secret_type_to_class().values())
+        classes: list[Any] = list(get_mapping_from_secret_type_to_class().values())
+        return tuple(cls() for cls in classes)
 
 
 def _maintained(text: str) -> str:
