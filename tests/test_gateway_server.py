@@ -526,9 +526,18 @@ def test_past_max_connections_new_clients_get_a_fast_503_and_held_ones_are_serve
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = Running(App(), max_connections=3, keep_alive=30).start()
+    open_now = server.server.connections
+    # start()'s probe may still be in the accept queue: a served request behind it means
+    # it was accepted; then wait for it to be gone.
+    first, reader = server.connect()
+    first.sendall(post("/x", b""))
+    assert read_response(reader)[0] == 200
+    reader.close()
+    first.close()
+    _wait(lambda: not open_now)
     held = [server.connect() for _ in range(3)]
     try:
-        time.sleep(0.2)  # the probe connection of start() has closed
+        _wait(lambda: len(open_now) == 3)
         extra, f = server.connect()
         with extra:
             status, headers, body = read_response(f)
@@ -543,7 +552,7 @@ def test_past_max_connections_new_clients_get_a_fast_503_and_held_ones_are_serve
         gone, gone_reader = held.pop()
         gone_reader.close()  # the socket's descriptor lives as long as its file object
         gone.close()
-        time.sleep(0.2)
+        _wait(lambda: len(open_now) == 2)
         again, f = server.connect()
         with again:
             again.sendall(post("/x", b""))
@@ -566,3 +575,25 @@ def test_thousands_of_pipelined_small_requests_are_all_answered(running: Running
         statuses = [read_response(f)[0] for _ in range(count)]
         sender.join(10)
     assert statuses == [200] * count
+
+
+def test_an_http_1_0_request_with_transfer_encoding_ends_the_connection(
+    running: Running,
+) -> None:
+    conn, f = running.connect()
+    with conn:
+        conn.sendall(
+            b"POST /x HTTP/1.0\r\nhost: t\r\nconnection: keep-alive\r\n"
+            b"transfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+            b"GET /smuggled HTTP/1.1\r\nhost: t\r\n\r\n"
+        )
+        assert read_response(f)[0] == 200
+        assert closed(f)
+    assert "/smuggled" not in running.app.finished
+
+
+def _wait(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.01)

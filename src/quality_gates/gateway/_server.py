@@ -145,6 +145,7 @@ class _Connection(asyncio.Protocol):
         self._in_head = False  # between a request's first byte and the end of its head
         self._raw_head = 0  # bytes fed while the head was still incomplete
         self._begun = 0  # requests begun on this connection
+        self._close_after_this = False  # this request's framing forbids another after it
         self._body_bytes = 0
         self._rejected = False
 
@@ -218,6 +219,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._begun += 1
+        self._close_after_this = False
         self.last_active = self.loop.time()
         self._url = []
         self._headers = []
@@ -257,6 +259,10 @@ class _Connection(asyncio.Protocol):
                 has_body = has_body or value != b"0"
             elif name == b"transfer-encoding":
                 has_body = True
+                if self.parser.get_http_version() == "1.0":
+                    # RFC 9112 6.1: a 1.0 message with Transfer-Encoding ends the connection
+                    # (its framing is not to be trusted for a next request).
+                    self._close_after_this = True
             elif name == b"upgrade":
                 upgrade = True
             elif name == b"expect" and value.lower() == b"100-continue":
@@ -308,7 +314,9 @@ class _Connection(asyncio.Protocol):
         if self.server.state:
             scope["state"] = self.server.state.copy()
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        request = _Request(scope, body, self.parser.should_keep_alive())
+        request = _Request(
+            scope, body, self.parser.should_keep_alive() and not self._close_after_this
+        )
         if self.busy:
             self.pending.append(request)
             if len(self.pending) >= MAX_PIPELINED and not self.reading_paused:

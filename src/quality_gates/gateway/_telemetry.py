@@ -204,6 +204,11 @@ class TelemetryWriter:
             if rec.canary:
                 t.canary += 1
 
+    @property
+    def failing(self) -> bool:
+        """True while writes to the store fail (rows are buffered meanwhile)."""
+        return self._failing_since is not None
+
     def start(self) -> None:
         """Start the background flusher."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="qg-telemetry")

@@ -139,12 +139,19 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> float |
     return float(value)
 
 
+MAX_OUTPUT_TOKENS = 1_000_000  # far above any model's output limit
+
+
 def _positive_int(body: dict[str, Any], name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _bad(f"{name} must be a positive integer, got {value!r}", name)
+    if value > MAX_OUTPUT_TOKENS:
+        # Else it reaches the token quota as an estimate and comes back 429, which clients
+        # retry for ever: it is a bad request, not a busy gateway.
+        raise _bad(f"{name} must be at most {MAX_OUTPUT_TOKENS:,}, got {value:,}", name)
     return value
 
 
@@ -177,8 +184,8 @@ def parse_request(raw: bytes) -> CompletionRequest:
         if body.get(unsupported):
             raise _bad(f"{unsupported} is not supported by this gateway", unsupported)
     n = body.get("n")
-    if n is not None and n != 1:
-        raise _bad("n must be 1: one choice per request", "n")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n != 1):
+        raise _bad(f"n must be the integer 1: one choice per request, got {n!r}", "n")
     stream = body.get("stream", False)
     if stream is None:
         stream = False
