@@ -214,3 +214,25 @@ def test_load_config_reads_a_file_and_refuses_non_utf8(tmp_path: Path) -> None:
     path.write_bytes(b"version: 1\nproject: \xff\xfe\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(path)
+
+
+def test_a_billion_laughs_config_is_refused_before_it_expands(tmp_path: Path) -> None:
+    from quality_gates.config import load_config
+    from quality_gates.errors import ConfigError
+
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    path = tmp_path / "quality-gates.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="expands to over 100,000 YAML nodes"):
+        load_config(path)
+
+
+def test_a_config_over_a_mebibyte_is_refused_unparsed(tmp_path: Path) -> None:
+    from quality_gates.config import load_config
+    from quality_gates.errors import ConfigError
+
+    path = tmp_path / "quality-gates.yaml"
+    path.write_text("# " + "x" * (1024 * 1024) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="a config is at most"):
+        load_config(path)

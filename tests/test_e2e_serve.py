@@ -135,6 +135,11 @@ def test_serve_answers_records_and_stops_cleanly(
         facts: dict[str, Any] = {}
         with serve(ws, extra=("--workers", str(workers)), facts=facts) as url:
             assert (facts["server"], facts["workers"]) == (runs, workers)
+            # serve raised its descriptor limit to the hard one and bounds connections by it.
+            import resource
+
+            assert facts["fd_limit"] == resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            assert 16 <= facts["max_connections"] < facts["fd_limit"]
             results = [chat(url, f"question {i}") for i in range(19)]
             body = json.dumps(
                 {

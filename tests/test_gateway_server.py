@@ -485,3 +485,115 @@ def test_a_failed_startup_stops_the_server_before_it_listens() -> None:
     assert isinstance(server.error, StartupFailed)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1)
+
+
+def test_bytes_without_a_request_do_not_keep_an_idle_connection_open() -> None:
+    server = Running(App(), keep_alive=0.5).start()
+    try:
+        conn, f = server.connect()
+        with conn:
+            conn.sendall(post("/x", b""))
+            assert read_response(f)[0] == 200
+            started = time.monotonic()
+            with contextlib.suppress(OSError):
+                while time.monotonic() - started < 10:  # bare CRLFs, as the flood did
+                    conn.sendall(b"\r\n")
+                    time.sleep(0.1)
+            assert time.monotonic() - started < 10, "the CRLFs kept the connection open"
+            assert closed(f)
+    finally:
+        server.stop()
+
+
+def test_a_head_that_trickles_in_gets_408_at_the_header_timeout() -> None:
+    server = Running(App(), header_timeout=0.5, read_timeout=30).start()
+    try:
+        conn, f = server.connect()
+        with conn:
+            head = b"POST /x HTTP/1.1\r\nhost: t\r\nx-slow: " + b"a" * 200
+            with contextlib.suppress(OSError):
+                for byte in head:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.05)
+            status, _, body = read_response(f)
+            assert status == 408
+            assert b"head was not complete within 0.5 s" in body
+    finally:
+        server.stop()
+
+
+def test_past_max_connections_new_clients_get_a_fast_503_and_held_ones_are_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = Running(App(), max_connections=3, keep_alive=30).start()
+    open_now = server.server.connections
+    # start()'s probe may still be in the accept queue: a served request behind it means
+    # it was accepted; then wait for it to be gone.
+    first, reader = server.connect()
+    first.sendall(post("/x", b""))
+    assert read_response(reader)[0] == 200
+    reader.close()
+    first.close()
+    _wait(lambda: not open_now)
+    held = [server.connect() for _ in range(3)]
+    try:
+        _wait(lambda: len(open_now) == 3)
+        extra, f = server.connect()
+        with extra:
+            status, headers, body = read_response(f)
+            assert status == 503
+            assert headers["retry-after"] == "1"
+            assert json.loads(body)["error"]["code"] == "connection_limit"
+            assert closed(f)
+        for conn, reader in held:  # every client already in is still served
+            conn.sendall(post("/x", b"still here"))
+            assert read_response(reader)[0] == 200
+        assert server.server.refused == 1
+        gone, gone_reader = held.pop()
+        gone_reader.close()  # the socket's descriptor lives as long as its file object
+        gone.close()
+        _wait(lambda: len(open_now) == 2)
+        again, f = server.connect()
+        with again:
+            again.sendall(post("/x", b""))
+            assert read_response(f)[0] == 200
+    finally:
+        for conn, reader in held:
+            reader.close()
+            conn.close()
+        server.stop()
+    assert len([r for r in caplog.records if "connection limit reached" in r.getMessage()]) == 1
+
+
+def test_thousands_of_pipelined_small_requests_are_all_answered(running: Running) -> None:
+    conn, f = running.connect()
+    count = 5000
+    request = b"GET /p HTTP/1.1\r\nhost: t\r\nx-pad: " + b"p" * 40 + b"\r\n\r\n"
+    with conn:
+        sender = threading.Thread(target=conn.sendall, args=(request * count,))
+        sender.start()
+        statuses = [read_response(f)[0] for _ in range(count)]
+        sender.join(10)
+    assert statuses == [200] * count
+
+
+def test_an_http_1_0_request_with_transfer_encoding_ends_the_connection(
+    running: Running,
+) -> None:
+    conn, f = running.connect()
+    with conn:
+        conn.sendall(
+            b"POST /x HTTP/1.0\r\nhost: t\r\nconnection: keep-alive\r\n"
+            b"transfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+            b"GET /smuggled HTTP/1.1\r\nhost: t\r\n\r\n"
+        )
+        assert read_response(f)[0] == 200
+        assert closed(f)
+    assert "/smuggled" not in running.app.finished
+
+
+def _wait(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.01)

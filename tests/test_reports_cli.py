@@ -221,3 +221,28 @@ def test_schema_flag_prints_the_shipped_schema(ws: Workspace) -> None:
         "const": 1,
         "description": schema["properties"]["schema_version"]["description"],
     }
+
+
+@pytest.mark.e2e
+def test_report_output_replaces_a_symlink_instead_of_writing_through_it(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious", encoding="utf-8")
+    link = ws.root / "report.json"
+    link.symlink_to(victim)
+    result = run_cli(*ws.cli_args(), "report", "--output", str(link), cwd=ws.root)
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text(encoding="utf-8") == "precious"
+    assert not link.is_symlink()
+    assert link.read_text(encoding="utf-8").startswith("{")
+
+
+@pytest.mark.e2e
+def test_an_unwritable_output_is_one_clear_line(ws: Workspace) -> None:
+    blocker = ws.root / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    result = run_cli(*ws.cli_args(), "report", "--output", str(blocker / "r.json"), cwd=ws.root)
+    assert result.returncode == 2, result.stderr
+    assert "cannot write the report to" in result.stderr
+    assert "please report it" not in result.stderr

@@ -182,6 +182,21 @@ async def test_control_endpoints_change_behaviour_live() -> None:
                 assert (await r.json())["requests"] == 0
             async with http.get(f"{base}/_sim/nothing") as r:
                 assert r.status == 404
+            # What a web page can send without a preflight is refused, and changes nothing.
+            async with http.post(
+                f"{base}/_sim/faults",
+                data='{"outage": true}',
+                headers={"content-type": "text/plain"},
+            ) as r:
+                assert r.status == 415
+            async with http.put(
+                f"{base}/_sim/faults",
+                json={"outage": True},
+                headers={"origin": "https://evil.test"},
+            ) as r:
+                assert r.status == 403
+            async with http.get(f"{base}/_sim/faults") as r:
+                assert (await r.json())["faults"]["outage"] is False
 
 
 MALFORMED = {

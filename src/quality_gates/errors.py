@@ -9,6 +9,7 @@ into this tree at one seam per library; nothing else catches them.
     ├── ConfigError                       exit 2  http 500   quality-gates.yaml is wrong
     │   └── CredentialMissing             exit 2             a provider's env variable is unset
     ├── StoreError                        exit 4  http 503   the store cannot be reached
+    │   ├── StoreUnavailable              exit 4  http 503   its connection is lost (reconnecting)
     │   ├── StoreSchemaError              exit 2             migrations pending or unknown
     │   └── ConflictError                 exit 1  http 409   a concurrent change won
     ├── RegistryError                     exit 1  http 409   an operation the registry refuses
@@ -90,6 +91,10 @@ class CredentialMissing(ConfigError):
 class StoreError(QualityGatesError):
     exit_code = EXIT_INCOMPLETE
     http_status = 503
+
+
+class StoreUnavailable(StoreError):
+    """The store's connection is lost or cannot be opened; callers retry after a backoff."""
 
 
 class StoreSchemaError(StoreError):

@@ -110,6 +110,10 @@ def migrate(ctx: click.Context, json_output: bool) -> None:
     conn = state.conn(require_current=False)
     before = schema_state(conn)
     applied = upgrade(url) if before.kind in ("empty", "behind") else []
+    if url.path is not None:  # a store an older version created world-readable
+        from quality_gates.store.db import make_private
+
+        make_private(url.path)
     after = schema_state(conn)
     if _context.wants_json(ctx, json_output):
         emit_json(

@@ -116,6 +116,10 @@ def serve(
         admin_url = f"http://{host}:{admin_sock.getsockname()[1]}"
         admin = (AdminServer(web_app(state, env), admin_sock), admin_url)
     redis_url = os.environ.get(REDIS_ENV) or None
+    from quality_gates.gateway._server import default_max_connections, raise_fd_limit
+
+    fds_before, fds = raise_fd_limit()
+    max_connections = gw.max_connections or default_max_connections(fds, gw.limits.max_inflight)
     facts = {
         "listen": listen,
         "environment": env,
@@ -126,6 +130,9 @@ def serve(
         "watch": watch,
         "admin": admin[1] if admin else None,
         "pid": os.getpid(),
+        "fd_limit": fds,
+        "fd_limit_raised_from": fds_before if fds_before != fds else None,
+        "max_connections": max_connections,
     }
     if _context.wants_json(ctx, json_output):
         # One line, flushed before serving starts: a supervisor reads the address from it.
@@ -138,6 +145,8 @@ def serve(
             f"store {store_url.display}{', Redis shared state' if redis_url else ''}"
             f"{', alert evaluator on' if watch else ''})"
         )
+        raised = f", raised from {fds_before}" if fds_before != fds else ""
+        info(f"file descriptors: {fds}{raised}; up to {max_connections} client connections")
         if admin:
             info(f"status page {admin[1]}/status, operator dashboard {admin[1]}/")
     logging.basicConfig(
@@ -159,6 +168,7 @@ def serve(
             store_url.raw,
             watch,
             server,
+            max_connections,
             loaded.digest,
         )
     finally:
@@ -214,6 +224,7 @@ def _run(
     store_raw: str,
     watch: bool,
     server: str,
+    max_connections: int,
     config_digest: str | None = None,
 ) -> None:
     import os
@@ -264,6 +275,11 @@ def _run(
             "http": "httptools",
             "lifespan": "on",
             "timeout_graceful_shutdown": 30,
+            # uvicorn's bound counts connections and requests in flight; past it, 503.
+            "limit_concurrency": max_connections,
+            # X-Forwarded-For only from gateway.trusted_proxies (uvicorn trusts 127.0.0.1).
+            "proxy_headers": bool(config.gateway.trusted_proxies),
+            "forwarded_allow_ips": list(config.gateway.trusted_proxies),
         }
         if workers == 1:
             settings = AppSettings(
@@ -286,7 +302,13 @@ def _run(
                 from quality_gates.gateway import _server as lean
 
                 try:
-                    lean.run(app, sock, max_body=config.gateway.max_body_bytes)
+                    lean.run(
+                        app,
+                        sock,
+                        max_body=config.gateway.max_body_bytes,
+                        max_connections=max_connections,
+                        header_timeout=config.gateway.header_timeout,
+                    )
                 except lean.StartupFailed as exc:
                     raise StoreError(f"the gateway could not start: {exc}") from None
                 return

@@ -134,6 +134,21 @@ class GatewaySettings(StrictModel):
         "image_url, or an OpenAI field the gateway does not carry such as logit_bias); by "
         "default such a request is refused with a 400 naming the field and provider",
     )
+    max_connections: PositiveInt | None = Field(
+        None,
+        description="open client connections per process; past it a new connection gets a "
+        "fast 503 and is counted (qg_gateway_connections_refused_total). Default: serve raises "
+        "the file-descriptor limit to its hard limit and keeps 128 + limits.max_inflight of "
+        "them for upstream calls, the store and files",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses whose X-Forwarded-For is believed (uvicorn and granian); none by "
+        "default. The lean server always uses the peer address",
+    )
+    header_timeout: Duration = Field(
+        10.0, description="a request head must be complete this long after its first byte (408)"
+    )
     control_poll: PositiveFloat = Field(0.25, description="seconds between control-version polls")
     heartbeat: Duration = Field(2.0, description="gateway_instances heartbeat interval")
     retry: RetrySettings = Field(default_factory=RetrySettings)

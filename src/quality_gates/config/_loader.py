@@ -155,12 +155,43 @@ def _located(source: str, lines: _LineMap, finding_path: KeyPath, message: str) 
     return f"{where}: {_format_path(finding_path)}: {message}"
 
 
+# A real config is a few KiB and a few hundred nodes. Past these, the file is refused before
+# it is expanded: a billion-laughs file (aliases of aliases) took 4.3 GB in `config validate`.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_NODES = 100_000  # counted with every alias expanded
+
+
+def _check_expansion(node: yaml.Node, source: str) -> None:
+    """Refuse a document whose expanded size (aliases followed) passes MAX_CONFIG_NODES;
+    stops counting there, so the check itself stays cheap."""
+    seen, stack = 0, [node]
+    while stack:
+        current = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_NODES:
+            raise ConfigError(
+                f"{source}: the document expands to over {MAX_CONFIG_NODES:,} YAML nodes "
+                "(aliases of aliases?); a config is far smaller"
+            )
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack += (key, value)
+        elif isinstance(current, yaml.SequenceNode):
+            stack += current.value
+
+
 def parse_config_text(text: str, source: str) -> LoadedConfig:
     """Validate YAML text; raise ConfigError listing every problem with its file:line."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{source}: {len(text):,} characters; a config is at most {MAX_CONFIG_BYTES:,}"
+        )
     digest = hashlib.sha256(text.encode()).hexdigest()
     loader = yaml.CSafeLoader(text) if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node, source)
         raw = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

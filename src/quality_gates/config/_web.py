@@ -59,4 +59,10 @@ class WebSettings(StrictModel):
     login_attempts: int = Field(
         10, ge=1, description="wrong keys one address may try per 5 minutes"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses whose X-Forwarded-For / X-Forwarded-Proto are believed (the "
+        "login throttle and the audit use the client address); none by default, so a "
+        "same-host proxy cannot be spoofed through",
+    )
     status_page: StatusPageSettings = Field(default_factory=StatusPageSettings)

@@ -60,6 +60,7 @@ from quality_gates.gateway._messages_api import MessagesEndpoint
 from quality_gates.gateway._metrics import GatewayMetrics, GatewayState
 from quality_gates.gateway._reload import ConfigReloader, reload_summary
 from quality_gates.gateway._routing import RouteTable
+from quality_gates.gateway._server import ConnectionsCollector
 from quality_gates.gateway._shared import SharedBreakers
 from quality_gates.gateway._sink import ProcessSink
 from quality_gates.gateway._telemetry import TelemetryWriter
@@ -72,6 +73,7 @@ from quality_gates.gateway.runtime import (
     parse_queue,
 )
 from quality_gates.providers import ChatProvider, build_provider
+from quality_gates.store._health import StoreHealthCollector
 from quality_gates.store.db import Database, StoreURL
 
 log = logging.getLogger("quality_gates.gateway")
@@ -131,6 +133,7 @@ class GatewayApp:
     keys: dict[str, ApiKey] = field(default_factory=dict)
     keys_ever: int = 0
     redis: Any = None
+    redis_link: Any = None  # gateway._redis.RedisLink when Redis is configured
     shared: SharedBreakers | None = None
     feedback_writer: Any = None
     factory: ProviderFactory = default_provider_factory
@@ -260,19 +263,25 @@ async def _open(
     except Exception as exc:
         raise StoreError(f"cannot read the store at {settings.store_url.display}: {exc}") from exc
     instance = writer_id()
-    redis = None
+    redis = link = None
     if settings.redis_url:
-        import redis.asyncio as aioredis
+        from quality_gates.gateway import _redis
 
-        redis = aioredis.from_url(settings.redis_url)
-        await redis.ping()
+        redis = _redis.redis_client(settings.redis_url)
+        link = _redis.RedisLink(redis)
+        try:
+            await redis.ping()
+        except _redis.REDIS_ERRORS as exc:  # Redis accelerates; the gateway starts without it
+            link.lost(exc)
     holder: dict[str, GatewayApp] = {}
     breakers = BreakerBoard(gw.breaker)
     latency = LatencyBoard()
     namespace = redis_namespace(settings.store_url)
-    limiter: RateLimiter = (
-        RedisRateLimiter(redis, namespace) if redis is not None else MemoryRateLimiter()
-    )
+    limiter: RateLimiter = MemoryRateLimiter()
+    if redis is not None and link is not None:
+        limiter = _redis.FallbackRateLimiter(
+            RedisRateLimiter(redis, namespace), MemoryRateLimiter(), link
+        )
     budget = RetryBudget(gw.retry.budget_ratio, gw.retry.budget_min_per_second)
     admission = Admission(gw.limits.max_inflight)
     cache: ResponseCache | None = None
@@ -280,7 +289,9 @@ async def _open(
         use_redis = gw.cache.backend == "redis" or (gw.cache.backend == "auto" and redis)
         if gw.cache.backend == "redis" and redis is None:
             raise StoreError(f"gateway.cache.backend is redis but ${REDIS_ENV} is not set")
-        cache = RedisCache(redis, gw.cache, namespace) if use_redis else MemoryCache(gw.cache)
+        cache = MemoryCache(gw.cache)
+        if use_redis and link is not None:
+            cache = _redis.FallbackCache(RedisCache(redis, gw.cache, namespace), cache, link)
     telemetry = None
     if gw.telemetry.enabled:
         sink = ProcessSink(settings.store_url)
@@ -312,6 +323,8 @@ async def _open(
         store_ok=lambda: app_().control.store_ok,
     )
     metrics = GatewayMetrics(state)
+    metrics.registry.register(StoreHealthCollector(database.health))  # type: ignore[arg-type]
+    metrics.registry.register(ConnectionsCollector())  # type: ignore[arg-type]
     table = RouteTable(config, env, snapshot.aliases, snapshot.runtime, snapshot.version)
     provider_limits = _limits(config)
     dispatcher = Dispatcher(
@@ -370,9 +383,11 @@ async def _open(
         feedback_writer=FeedbackWriter(database.connect),
     )
     holder["app"] = app_state
-    if redis is not None:
-        app_state.shared = SharedBreakers(redis, env, instance, breakers, namespace)
+    if redis is not None and link is not None:
+        app_state.shared = SharedBreakers(redis, env, instance, breakers, namespace, link=link)
         breakers.listener = app_state.shared.on_transition
+        link.on_back.append(app_state.shared.resync)
+        app_state.redis_link = link
     app_state.apply(snapshot)
     return app_state
 
@@ -504,6 +519,8 @@ def create_app(
             for adapter in state.providers.values():
                 with contextlib.suppress(Exception):
                     await adapter.close()
+            if state.redis_link is not None:
+                await state.redis_link.close()
             if state.redis is not None:
                 with contextlib.suppress(Exception):
                     await state.redis.aclose()

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from quality_gates.errors import StoreUnavailable
 from quality_gates.gateway.keys import ApiKey, active_keys, keys_fingerprint
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
@@ -154,14 +155,13 @@ class ControlWatcher:
         try:
             snapshot, keys = await loop.run_in_executor(self._executor, self._poll, beat)
         except Exception as exc:
-            if self.store_ok:
-                log.warning("the store is unreachable (%s); serving with the last routes", exc)
+            # The store's health logs the outage once (`store lost`, `store back after`);
+            # the connection reopens itself, so nothing here but the flag readiness reads.
+            if self.store_ok and not isinstance(exc, StoreUnavailable):
+                log.warning("control poll failed (%s); serving with the last routes", exc)
             self.store_ok = False
             self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self._executor.submit(self._drop_connection)
             return
-        if not self.store_ok:
-            log.warning("the store is reachable again")
         self.store_ok = True
         if keys is not None:
             self.on_keys(keys[0], keys[1])

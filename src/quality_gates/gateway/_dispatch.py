@@ -375,15 +375,31 @@ class Dispatcher:
             outcome, elapsed_ms / 1000.0
         )
 
-    def record_stream_end(self, trip: Trip, elapsed_ms: float, error: ProviderError | None) -> None:
-        """A stream finished (cleanly or broken): update its attempt, breaker and latency."""
+    def record_stream_end(
+        self,
+        trip: Trip,
+        elapsed_ms: float,
+        error: ProviderError | None,
+        *,
+        client_left: bool = False,
+    ) -> None:
+        """A stream finished (cleanly, broken, or left by its client): update its attempt,
+        breaker and latency. A client that left says nothing of the provider: neither a
+        breaker success nor a failure, and no latency sample (its pauses would be in it)."""
         deployment = trip.deployment
         if deployment is None or not trip.attempts:
             return
         attempt = trip.attempts[-1]
         attempt.latency_ms = elapsed_ms
         now = time.time()
-        if error is None:
+        if client_left:
+            attempt.status, attempt.error_class, attempt.http_status = (
+                "cancelled",
+                "client_disconnected",
+                499,
+            )
+            outcome = "client_disconnected"
+        elif error is None:
             self.breakers.record(deployment.id, True, now)
             self.latency.add(deployment.id, now, elapsed_ms)
             outcome = "ok"

@@ -330,7 +330,9 @@ async def healthz(request: Request) -> Response:
 
 
 def readiness(state: GatewayApp) -> tuple[bool, dict[str, Any]]:
-    """Ready: the store answered lately and at least one deployment in use is not open."""
+    """Ready: at least one deployment in use is not open. The gateway serves on its last
+    routes while the store is away, so a lost store does not make it unready; the body says
+    so (without the store's host, user or database: /readyz needs no key)."""
     now = time.time()
     routes = state.services.table.in_use()
     usable = [
@@ -338,10 +340,13 @@ def readiness(state: GatewayApp) -> tuple[bool, dict[str, Any]]:
         for d in routes
         if d.provider in state.providers and not state.services.breakers.is_open(d.id, now)
     ]
-    ready = state.control.store_ok and bool(usable)
+    ready = bool(usable)
+    telemetry = state.services.telemetry
     return ready, {
         "status": "ready" if ready else "not ready",
-        "store": "ok" if state.control.store_ok else f"unreachable: {state.control.last_error}",
+        "store": "ok" if state.control.store_ok else "unreachable",
+        # Reads can work while writes fail (a full disk): telemetry says whether rows land.
+        "telemetry": "failing" if telemetry is not None and telemetry.failing else "ok",
         "usable_deployments": usable,
         "deployments": len(routes),
         "control_version": state.services.table.version,

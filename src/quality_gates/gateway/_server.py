@@ -11,8 +11,13 @@ What it does, as a client of it would expect:
 - HTTP/1.1 keep-alive and HTTP/1.0; pipelined requests answered in order; `Expect:
   100-continue`; `Connection: close` either way;
 - a body over the bound gets 413 before it is read, a malformed request 400, a head over 64 KiB
-  431, a request head or body not complete within the read timeout 408; each closes the
-  connection; every error body is the OpenAI error JSON the gateway answers with;
+  431, a head not complete within the header timeout or a request within the read timeout
+  408; each closes the connection; every error body is the OpenAI error JSON the gateway
+  answers with;
+- at most `max_connections` open connections: past it a new one gets a fast 503 (counted,
+  logged once per episode) and the clients already in keep being served; an idle connection
+  closes after the keep-alive time, which only a request resets (bytes such as bare CRLFs
+  do not);
 - responses framed by content-length when the app gives one or sends one body, chunked
   otherwise; none for HEAD, 204 and 304; write flow control for streams;
 - a client that leaves: `receive()` gives `http.disconnect` and later sends are dropped;
@@ -33,9 +38,10 @@ import logging
 import signal
 import socket
 import time
+import weakref
 from asyncio import FIRST_COMPLETED
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -51,6 +57,10 @@ Message = dict[str, Any]
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Message]], Any], Awaitable[None]]
 
 MAX_HEAD_BYTES = 64 * 1024
+HEADER_TIMEOUT_S = 10.0  # a request head must be complete this long after its first byte
+DEFAULT_MAX_CONNECTIONS = 1000
+# Every live server of this process, for the connection gauges on /metrics.
+SERVERS: weakref.WeakSet[LeanServer] = weakref.WeakSet()
 MAX_PIPELINED = 2  # requests parsed ahead of the one being answered, before reading pauses
 ASGI = {"version": "3.0", "spec_version": "2.3"}
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
@@ -92,6 +102,11 @@ def _error_bytes(status: int, message: str, code: str) -> bytes:
     )
 
 
+OVER_LIMIT_ANSWER = _error_bytes(
+    503, "the gateway is at its connection limit; retry shortly", "connection_limit"
+).replace(b"\r\n\r\n", b"\r\nretry-after: 1\r\n\r\n", 1)
+
+
 class _Request:
     """One parsed request: what the app's scope and receive() need."""
 
@@ -129,6 +144,8 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._in_head = False  # between a request's first byte and the end of its head
         self._raw_head = 0  # bytes fed while the head was still incomplete
+        self._begun = 0  # requests begun on this connection
+        self._close_after_this = False  # this request's framing forbids another after it
         self._body_bytes = 0
         self._rejected = False
 
@@ -136,9 +153,18 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        server = self.server
+        if len(server.connections) >= server.max_connections:
+            # Past the bound: a fast 503, so the clients already served keep their file
+            # descriptors and the load balancer tries elsewhere.
+            self._rejected = self.closed = True
+            server.over_limit()
+            transport.write(OVER_LIMIT_ANSWER)  # type: ignore[attr-defined]
+            transport.close()
+            return
         self.client = transport.get_extra_info("peername")
         self.local = transport.get_extra_info("sockname")
-        self.server.connections.add(self)
+        server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -160,8 +186,9 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._rejected:
             return
-        self.last_active = self.loop.time()
-        was_in_head = self._in_head
+        # Bytes alone are no activity (bare CRLFs between requests would otherwise hold an
+        # idle connection open for good): a request's start is (on_message_begin).
+        begun = self._begun
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -178,9 +205,10 @@ class _Connection(asyncio.Protocol):
                 detail = str(exc) or type(exc).__name__
                 self.reject(400, f"malformed HTTP request: {detail}", "bad_request")
             return
-        if was_in_head and self._in_head and not self._rejected:
+        if self._in_head and begun == self._begun and not self._rejected:
             # httptools calls on_header only once a line ends: one endless header line is
-            # counted here, by the bytes that went into a head still incomplete.
+            # counted here, by the reads that fell wholly inside one incomplete head (a read
+            # that began another request holds pipelined requests besides this head's start).
             self._raw_head += len(data)
             if self._raw_head > MAX_HEAD_BYTES:
                 self.reject(
@@ -190,6 +218,9 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._begun += 1
+        self._close_after_this = False
+        self.last_active = self.loop.time()
         self._url = []
         self._headers = []
         self._body = []
@@ -228,6 +259,10 @@ class _Connection(asyncio.Protocol):
                 has_body = has_body or value != b"0"
             elif name == b"transfer-encoding":
                 has_body = True
+                if self.parser.get_http_version() == "1.0":
+                    # RFC 9112 6.1: a 1.0 message with Transfer-Encoding ends the connection
+                    # (its framing is not to be trusted for a next request).
+                    self._close_after_this = True
             elif name == b"upgrade":
                 upgrade = True
             elif name == b"expect" and value.lower() == b"100-continue":
@@ -279,7 +314,9 @@ class _Connection(asyncio.Protocol):
         if self.server.state:
             scope["state"] = self.server.state.copy()
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        request = _Request(scope, body, self.parser.should_keep_alive())
+        request = _Request(
+            scope, body, self.parser.should_keep_alive() and not self._close_after_this
+        )
         if self.busy:
             self.pending.append(request)
             if len(self.pending) >= MAX_PIPELINED and not self.reading_paused:
@@ -514,13 +551,21 @@ class LeanServer:
         max_body: int = 4 * 1024 * 1024,
         keep_alive: float = 5.0,
         read_timeout: float = 30.0,
+        header_timeout: float = HEADER_TIMEOUT_S,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         grace: float = 30.0,
     ) -> None:
         self.app = app
         self.max_body = max_body
         self.keep_alive = keep_alive
         self.read_timeout = read_timeout
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self.refused = 0  # connections answered 503 past max_connections
+        self._at_limit_since: float | None = None
+        self._refused_before = 0
         self.grace = grace
+        SERVERS.add(self)
         self.clock = _Clock()
         self.connections: set[_Connection] = set()
         self.state: dict[str, Any] = {}
@@ -552,8 +597,20 @@ class LeanServer:
         finally:
             await lifespan.shutdown()
 
+    def over_limit(self) -> None:
+        """Count a connection refused past the bound; log when the bound is first hit."""
+        self.refused += 1
+        if self._at_limit_since is None:
+            self._at_limit_since = self.loop.time()
+            self._refused_before = self.refused - 1
+            log.error(
+                "connection limit reached (%d open, gateway.max_connections): new connections "
+                "get 503 until some close",
+                self.max_connections,
+            )
+
     async def _sweep(self) -> None:
-        """Once a second: close idle keep-alive connections, and 408 slow requests."""
+        """Once a second: close idle keep-alive connections, 408 slow requests and heads."""
         while True:
             await asyncio.sleep(1.0)
             now = self.loop.time()
@@ -561,7 +618,14 @@ class LeanServer:
                 if conn.busy or conn.closed:
                     continue
                 if conn.reading_since is not None:
-                    if now - conn.reading_since > self.read_timeout:
+                    waited = now - conn.reading_since
+                    if conn._in_head and waited > self.header_timeout:
+                        conn.reject(
+                            408,
+                            f"the request head was not complete within {self.header_timeout:g} s",
+                            "request_timeout",
+                        )
+                    elif waited > self.read_timeout:
                         conn.reject(
                             408,
                             f"the request was not complete within {self.read_timeout:g} s",
@@ -569,6 +633,13 @@ class LeanServer:
                         )
                 elif now - conn.last_active > self.keep_alive:
                     conn.close_if_idle()
+            if self._at_limit_since is not None and len(self.connections) < self.max_connections:
+                log.warning(
+                    "below the connection limit again after %.1f s; %d connection(s) refused",
+                    now - self._at_limit_since,
+                    self.refused - self._refused_before,
+                )
+                self._at_limit_since = None
 
     async def _drain(self) -> None:
         """Close idle connections; let answers in flight finish within the grace period."""
@@ -663,11 +734,83 @@ async def serving(
         await asyncio.wait_for(task, stop_timeout)
 
 
-def run(app: ASGIApp, sock: socket.socket, *, max_body: int, grace: float = 30.0) -> None:
+class ConnectionsCollector:
+    """`qg_gateway_connections_open`, `qg_gateway_connections_limit` and
+    `qg_gateway_connections_refused_total` of the lean servers of this process (none under
+    uvicorn or granian, which keep their own)."""
+
+    def describe(self) -> list[object]:
+        """Nothing up front (the registry calls collect)."""
+        return []
+
+    def collect(self) -> Iterator[object]:
+        """The servers' counts now."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        servers = list(SERVERS)
+        if not servers:
+            return
+        yield GaugeMetricFamily(
+            "qg_gateway_connections_open",
+            "Client connections open",
+            value=sum(len(s.connections) for s in servers),
+        )
+        yield GaugeMetricFamily(
+            "qg_gateway_connections_limit",
+            "gateway.max_connections",
+            value=sum(s.max_connections for s in servers),
+        )
+        yield CounterMetricFamily(
+            "qg_gateway_connections_refused",
+            "Connections answered 503 at the connection limit",
+            value=sum(s.refused for s in servers),
+        )
+
+
+FD_RESERVE = 128  # descriptors kept for the store, the telemetry pipes, logs and files
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's soft file-descriptor limit to its hard limit (as nginx's
+    worker_rlimit_nofile would); returns (before, after)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, soft
+        return soft, target
+    return soft, soft
+
+
+def default_max_connections(fd_limit: int, max_inflight: int) -> int:
+    """Client connections that fit in `fd_limit` descriptors, leaving one per upstream call
+    in flight and FD_RESERVE for the rest."""
+    return max(16, fd_limit - FD_RESERVE - max_inflight)
+
+
+def run(
+    app: ASGIApp,
+    sock: socket.socket,
+    *,
+    max_body: int,
+    grace: float = 30.0,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    header_timeout: float = HEADER_TIMEOUT_S,
+) -> None:
     """Serve `app` on `sock` under uvloop until SIGINT or SIGTERM, then drain."""
     import uvloop
 
-    server = LeanServer(app, max_body=max_body, grace=grace)
+    server = LeanServer(
+        app,
+        max_body=max_body,
+        grace=grace,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+    )
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

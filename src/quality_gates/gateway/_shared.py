@@ -9,6 +9,7 @@ case a message was missed, so a breaker opened by one replica is open on all of 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -29,8 +30,10 @@ class SharedBreakers:
         instance: str,
         board: BreakerBoard,
         namespace: str = "qg:",
+        link: Any = None,
     ) -> None:
         self.client = client
+        self.link = link  # a RedisLink: its state is logged there, once per change
         self.key = f"{namespace}breaker:{environment}"
         self.instance = instance
         self.board = board
@@ -50,7 +53,20 @@ class SharedBreakers:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    def _down(self) -> bool:
+        return self.link is not None and not self.link.up
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        if self.link is not None:
+            self.link.lost(exc)  # logs once per outage
+        else:
+            log.warning("%s through Redis failed: %s", what, exc)
+
     async def _publish(self, deployment: str, message: str) -> None:
+        # While Redis is down the transition stays local; the hash is rewritten by the next
+        # transition, and the others re-read it when Redis is back.
+        if self._down():
+            return
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.hset(self.key, deployment, message)
@@ -58,7 +74,7 @@ class SharedBreakers:
             await pipe.execute()
             self.published += 1
         except Exception as exc:
-            log.warning("could not share a breaker transition through Redis: %s", exc)
+            self._failed("sharing a breaker transition", exc)
 
     def _apply(self, raw: bytes | str) -> None:
         try:
@@ -80,7 +96,11 @@ class SharedBreakers:
 
     async def start(self) -> None:
         """Read the shared states and start listening."""
-        await self.resync()
+        if not self._down():
+            try:
+                await self.resync()
+            except Exception as exc:
+                self._failed("reading the shared breakers", exc)
         self._tasks = [
             asyncio.get_running_loop().create_task(self._listen(), name="qg-breaker-sub"),
             asyncio.get_running_loop().create_task(self._resync_loop(), name="qg-breaker-sync"),
@@ -98,17 +118,20 @@ class SharedBreakers:
                 await pubsub.aclose()
                 raise
             except Exception as exc:
-                log.warning("breaker subscription lost (%s); retrying", exc)
-                await pubsub.aclose()
+                self._failed("the breaker subscription", exc)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
                 await asyncio.sleep(1.0)
 
     async def _resync_loop(self) -> None:
         while True:
             await asyncio.sleep(RESYNC_S)
+            if self._down():
+                continue
             try:
                 await self.resync()
             except Exception as exc:
-                log.warning("breaker resync from Redis failed: %s", exc)
+                self._failed("resynchronising the breakers", exc)
 
     async def close(self) -> None:
         """Stop listening."""

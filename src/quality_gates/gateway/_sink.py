@@ -190,4 +190,7 @@ if __name__ == "__main__":
     # flushes its last batches through this process, which leaves when its stdin closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from quality_gates.store._health import quiet
+
+    quiet()
     serve(sys.stdin.buffer, sys.stdout.buffer)

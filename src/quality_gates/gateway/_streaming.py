@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from quality_gates.gateway._gateway import Gateway
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# How a request the client left is recorded: status, HTTP status (nginx's 499), error class.
+CLIENT_DISCONNECTED = ("cancelled", 499, "client_disconnected")
+# A send that waited longer than this was held by the client's flow control.
+CLIENT_WAIT_S = 0.05
 
 
 class LiveStream:
@@ -62,13 +66,31 @@ class LiveStream:
         self.error: ProviderError | None = None
         self.final: StreamChunk | None = None
         self.tool_calls = False
+        self.client_gone = False  # the client disconnected (or was cut for not reading)
         self._done = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         headers = {**SSE_HEADERS, **self.gateway.headers(self.rec)}
         response = StreamingResponse(self._relay(), media_type="text/event-stream", headers=headers)
+        loop = asyncio.get_running_loop()
+
+        async def watched_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+            return message
+
+        async def timed_send(message: Any) -> None:
+            # Time the client makes us wait (it stopped reading) is not the provider's: the
+            # deadline moves by it, so only the server's cut of that client ends the stream.
+            before = loop.time()
+            await send(message)
+            waited = loop.time() - before
+            if waited > CLIENT_WAIT_S:
+                self.deadline += waited
+
         try:
-            await response(scope, receive, send)
+            await response(scope, watched_receive, timed_send)
         finally:
             await self._finish()
 
@@ -116,9 +138,10 @@ class LiveStream:
             if self.error is not None or self.final is None:
                 error = self.error or StreamInterrupted("the stream ended without data")
                 self.error = error
-                self.gateway.s.metrics.stream_interrupted.labels(
-                    rec.environment, self.deployment.provider
-                ).inc()
+                if not self.client_gone:
+                    self.gateway.s.metrics.stream_interrupted.labels(
+                        rec.environment, self.deployment.provider
+                    ).inc()
                 yield error_event(
                     f"the upstream stream from {self.deployment.provider} broke after "
                     f"{len(self.parts)} chunks: {error.message}",
@@ -129,7 +152,7 @@ class LiveStream:
                 yield event
         except BaseException:
             if self.error is None and self.final is None:
-                rec.status, rec.http_status, rec.error_class = "cancelled", 499, "client_closed"
+                self.client_gone = True
             raise
         finally:
             await self._finish()
@@ -173,11 +196,16 @@ class LiveStream:
             return
         self._done = True
         s, rec = self.gateway.s, self.rec
-        if self.final is None and self.error is None and rec.status != "cancelled":
-            rec.status, rec.http_status, rec.error_class = "cancelled", 499, "client_closed"
+        if self.final is None and (self.error is None or self.client_gone):
+            # The client left before the end: its fault, whatever the upstream did after
+            # (a deadline that ran out while it held the stream, a cut iterator), so never
+            # the provider's error, breaker trip or SLO burn.
+            rec.status, rec.http_status, rec.error_class = CLIENT_DISCONNECTED
         cancelled = rec.status == "cancelled"
         elapsed = (time.perf_counter() - self.attempt_started) * 1000.0
-        s.dispatcher.record_stream_end(self.trip, elapsed, None if cancelled else self.error)
+        s.dispatcher.record_stream_end(
+            self.trip, elapsed, None if cancelled else self.error, client_left=cancelled
+        )
         if self.error is not None and not cancelled:
             rec.status, rec.http_status = "error", 502
             rec.error_class = self.error.error_class

@@ -138,6 +138,7 @@ class TelemetryWriter:
         self.written_attempts = 0
         self.write_errors = 0
         self.last_error: str | None = None
+        self._failing_since: float | None = None
 
     @property
     def buffered(self) -> int:
@@ -193,7 +194,8 @@ class TelemetryWriter:
             t = self._series_for((int(a.ts // 60), rec.alias, a.model_id, a.provider, "attempt"))
             t.count += 1
             if a.status != "ok":
-                t.errors += 1
+                if a.status == "error":  # a call its client left is no provider error
+                    t.errors += 1
                 if a.error_class:
                     t.errors_by_class[a.error_class] = t.errors_by_class.get(a.error_class, 0) + 1
             t.latency.add(a.latency_ms)
@@ -201,6 +203,11 @@ class TelemetryWriter:
                 t.ttft.add(a.ttft_ms)
             if rec.canary:
                 t.canary += 1
+
+    @property
+    def failing(self) -> bool:
+        """True while writes to the store fail (rows are buffered meanwhile)."""
+        return self._failing_since is not None
 
     def start(self) -> None:
         """Start the background flusher."""
@@ -235,12 +242,21 @@ class TelemetryWriter:
                     self._series[key].dirty = True
                 self.write_errors += 1
                 self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if self._failing_since is None:  # one line per outage, not per retry
+                    self._failing_since = time.monotonic()
+                    log.warning(
+                        "telemetry writes failing (%s); buffering up to %d rows and retrying",
+                        self.last_error,
+                        self.settings.buffer,
+                    )
+                return False
+            if self._failing_since is not None:
                 log.warning(
-                    "telemetry write failed (%s); %d rows buffered",
-                    self.last_error,
+                    "telemetry writes resumed after %.1f s; %d rows still buffered",
+                    time.monotonic() - self._failing_since,
                     self._rows_pending,
                 )
-                return False
+                self._failing_since = None
             self.written_requests += len(batch)
             self.written_attempts += sum(len(r.attempts) for r in batch)
             self._forget_old()

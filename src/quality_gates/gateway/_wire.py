@@ -141,12 +141,19 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> float |
     return float(value)
 
 
+MAX_OUTPUT_TOKENS = 1_000_000  # far above any model's output limit
+
+
 def _positive_int(body: dict[str, Any], name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _bad(f"{name} must be a positive integer, got {value!r}", name)
+    if value > MAX_OUTPUT_TOKENS:
+        # Else it reaches the token quota as an estimate and comes back 429, which clients
+        # retry for ever: it is a bad request, not a busy gateway.
+        raise _bad(f"{name} must be at most {MAX_OUTPUT_TOKENS:,}, got {value:,}", name)
     return value
 
 

@@ -118,7 +118,7 @@ def check_health(
     limit = env.thresholds.error_rate if env else 0.02
     result = probe(provider)
     row = conn.one(
-        "SELECT COUNT(*) AS n, SUM(CASE WHEN status <> 'ok' AND (error_class IS NULL OR "
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN status = 'error' AND (error_class IS NULL OR "
         "error_class NOT IN ('bad_request', 'content_filtered')) THEN 1 ELSE 0 END) AS e "
         "FROM attempts WHERE environment = :env AND provider = :p AND ts >= :since",
         {"env": environment, "p": provider, "since": since},

@@ -112,7 +112,7 @@ def drills(
 
 def _onset(conn: Connection, provider: str, alert_at: float) -> float | None:
     value = conn.scalar(
-        "SELECT MIN(ts) FROM attempts WHERE provider = :p AND status <> 'ok' AND ts >= :a "
+        "SELECT MIN(ts) FROM attempts WHERE provider = :p AND status = 'error' AND ts >= :a "
         "AND ts <= :b",
         {"p": provider, "a": alert_at - ONSET_LOOKBACK_S, "b": alert_at},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -49,26 +50,56 @@ def to_json(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, default=str) + "\n"
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder, renamed over it:
+    a reader never sees half a report, and a symlink at `path` is replaced, never followed
+    (a shared folder could point it at another file of the user's)."""
+    import os
+    import tempfile
+
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 def render_file(document: dict[str, Any], path: Path) -> Path:
-    """Render `document` into `path` in the format its extension names."""
+    """Render `document` into `path` in the format its extension names; an unwritable path
+    is a UsageError naming it."""
+    try:
+        return _render_file(document, path)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the report to {path}: {exc.strerror or exc}",
+            hint="pass --output a path in a folder you can write to",
+        ) from None
+
+
+def _render_file(document: dict[str, Any], path: Path) -> Path:
     fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "json":
-        path.write_text(to_json(document), encoding="utf-8")
+        _write_atomic(path, to_json(document).encode())
         return path
     charts = _charts.draw(document) if _charts.available() else []
     note = None if _charts.available() else NO_MATPLOTLIB
     if fmt == "html":
-        path.write_text(_html.render(document, charts, note), encoding="utf-8")
+        _write_atomic(path, _html.render(document, charts, note).encode())
         return path
     images: dict[str, tuple[str, str]] = {}
     if charts:
         folder = charts_dir(path)
         folder.mkdir(exist_ok=True)
         for chart in charts:
-            (folder / f"{chart.id}.png").write_bytes(chart.png)
+            _write_atomic(folder / f"{chart.id}.png", chart.png)
             images[chart.section] = (chart.title, f"{folder.name}/{chart.id}.png")
-    path.write_text(_markdown.render(document, images, note), encoding="utf-8")
+    _write_atomic(path, _markdown.render(document, images, note).encode())
     return path
 
 

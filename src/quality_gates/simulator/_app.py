@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from quality_gates.simulator._wire_anthropic import AnthropicWire
 from quality_gates.simulator._wire_bedrock import BedrockWire
 from quality_gates.simulator._wire_gemini import GeminiWire
 from quality_gates.simulator._wire_openai import OpenAIWire
+
+log = logging.getLogger("quality_gates.simulator")
 
 WIRES: dict[str, type[WireProtocol]] = {
     "openai": OpenAIWire,
@@ -221,6 +224,25 @@ class SimulatorApp:
 
     def _control(self, request: Request, responder: Responder) -> None:
         path, method = request.path.rstrip("/"), request.method
+        if method not in ("GET", "HEAD"):
+            # A web page can POST text/plain to localhost without a preflight: a change
+            # must be JSON and must not come from a browser page (the CLI sends no Origin).
+            if "origin" in request.headers:
+                responder.send(403, dumps({"error": "control changes are refused from a web page"}))
+                return
+            content_type = request.headers.get("content-type", "")
+            if request.body and not content_type.startswith("application/json"):
+                responder.send(
+                    415, dumps({"error": "control changes must be sent as application/json"})
+                )
+                return
+            log.info(  # who changed what, for the drill's record
+                "simulator %s: %s %s %s",
+                self.spec.name,
+                method,
+                path,
+                request.body[:200].decode("utf-8", "replace"),
+            )
         try:
             if path == "/_sim/health":
                 body: Any = {"ok": True, "provider": self.spec.name, "protocol": self.spec.protocol}

@@ -4,26 +4,46 @@ SQL is written once with `:name` parameters; for PostgreSQL they become `%(name)
 `Connection.write()` opens a transaction that serialises writers: `BEGIN IMMEDIATE` on
 SQLite; on PostgreSQL callers lock the rows they change (`Connection.for_update`).
 Foreign errors become StoreError / ConflictError here and nowhere else.
+
+A Connection outlives its socket: when the store drops it (PostgreSQL cut or restarted), the
+statement fails with StoreUnavailable, the store is marked down once (see `_health`), and the
+next statement reconnects, with backoff, so a long-lived holder (the watch, the dashboard's
+threads, the sampler, the control watcher) never keeps a dead connection.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from quality_gates.errors import ConflictError, StoreError, UsageError
+from quality_gates.errors import ConflictError, StoreError, StoreUnavailable, UsageError
+from quality_gates.store._health import StoreHealth, health_of
 
 Row = dict[str, Any]
 Params = Mapping[str, Any] | None
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
 SQLITE_BUSY_TIMEOUT_S = 30.0
+PG_CONNECT_TIMEOUT_S = 5
+# A silently dropped peer (no RST) is noticed by TCP keepalives and the user timeout within
+# about 10 s instead of the kernel's two hours.
+PG_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 10_000,
+}
+# SQLite errors that mean the file cannot be reached at all, as opposed to a busy lock or a
+# constraint: the connection is reopened after them.
+_SQLITE_LOST = ("unable to open database", "disk i/o error")
 
 
 @dataclass(frozen=True)
@@ -96,10 +116,21 @@ def _translate(exc: Exception, sql: str) -> Exception:
 class Connection:
     """One database connection; not shared between threads."""
 
-    def __init__(self, url: StoreURL, raw: Any) -> None:
+    def __init__(
+        self,
+        url: StoreURL,
+        raw: Any,
+        *,
+        reopen: Callable[[], Any] | None = None,
+        health: StoreHealth | None = None,
+    ) -> None:
         self.url = url
         self.dialect = url.dialect
         self._raw = raw
+        self._reopen = reopen
+        self._health = health
+        self._epoch = health.outages if health is not None else 0
+        self._broken = False
         self._in_tx = False
         self._sql_cache: dict[str, str] = {}
 
@@ -124,6 +155,19 @@ class Connection:
 
     def execute(self, sql: str, params: Params = None) -> list[Row]:
         """Run one statement; rows (as dicts) if it returns any."""
+        if self._broken and not self._in_tx:
+            self._reconnect()
+        try:
+            return self._execute(sql, params)
+        except StoreUnavailable:
+            if not self._stale() or self._in_tx:
+                raise
+        # The connection predates an outage that is already over: reconnect and run the
+        # statement once more (outside a transaction nothing was half done).
+        self._reconnect()
+        return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Params) -> list[Row]:
         try:
             cursor = self._raw.execute(self._sql(sql), dict(params or {}))
             if cursor.description is None:
@@ -137,7 +181,46 @@ class Connection:
         except Exception as exc:
             if not _is_db_error(exc):
                 raise
-            raise _translate(exc, sql) from exc
+            raise self._failed(exc, sql) from exc
+
+    def _failed(self, exc: Exception, sql: str) -> Exception:
+        """Translate `exc`; when it means the connection is gone, mark it for reopening and
+        the store down (unless the connection merely predates an outage already over)."""
+        if not self._is_lost(exc):
+            return _translate(exc, sql)
+        self._broken = True
+        reason = _first_line(exc)
+        if self._health is not None and not self._stale():
+            self._health.lost(reason)
+        return StoreUnavailable(f"the store is unreachable: {reason}")
+
+    def _is_lost(self, exc: Exception) -> bool:
+        if self.is_sqlite:
+            return isinstance(exc, sqlite3.OperationalError) and any(
+                marker in str(exc).lower() for marker in _SQLITE_LOST
+            )
+        return bool(getattr(self._raw, "closed", False) or getattr(self._raw, "broken", False))
+
+    def _stale(self) -> bool:
+        # Opened before the last outage began, and that outage is over.
+        health = self._health
+        return health is not None and health.up and self._epoch < health.outages
+
+    def _reconnect(self) -> None:
+        if self._reopen is None:
+            raise StoreUnavailable("the store connection was lost and cannot be reopened")
+        old, self._raw = self._raw, None
+        with suppress(Exception):
+            old.close()
+        self._raw = self._reopen()
+        self._broken = False
+        self._epoch = self._health.outages if self._health is not None else 0
+        self._sql_cache.clear()
+
+    @property
+    def healthy(self) -> bool:
+        """False once the connection was lost (the next statement reconnects)."""
+        return not self._broken
 
     def one(self, sql: str, params: Params = None) -> Row | None:
         """The first row, or None."""
@@ -151,6 +234,8 @@ class Connection:
 
     def executemany(self, sql: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """Run one statement for many parameter sets."""
+        if self._broken and not self._in_tx:
+            self._reconnect()
         try:
             if self.is_sqlite:
                 self._raw.executemany(sql, [dict(r) for r in rows])
@@ -160,7 +245,7 @@ class Connection:
         except Exception as exc:
             if not _is_db_error(exc):
                 raise
-            raise _translate(exc, sql) from exc
+            raise self._failed(exc, sql) from exc
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -168,6 +253,10 @@ class Connection:
         if self._in_tx:
             yield self
             return
+        if self._broken or self._stale():
+            # A transaction cannot be replayed, so a connection that may have died in an
+            # outage already over is replaced before it starts.
+            self._reconnect()
         self._in_tx = True
         try:
             if self.is_sqlite:
@@ -175,7 +264,8 @@ class Connection:
                 try:
                     yield self
                 except BaseException:
-                    self._raw.execute("ROLLBACK")
+                    with suppress(sqlite3.Error):
+                        self._raw.execute("ROLLBACK")
                     raise
                 self.execute("COMMIT")
             else:
@@ -184,13 +274,15 @@ class Connection:
                         yield self
                 except Exception as exc:
                     if _is_db_error(exc):
-                        raise _translate(exc, "COMMIT") from exc
+                        raise self._failed(exc, "COMMIT") from exc
                     raise
         finally:
             self._in_tx = False
 
     def close(self) -> None:
         """Close the connection."""
+        if self._raw is None:
+            return
         try:
             self._raw.close()
         except Exception:
@@ -216,6 +308,7 @@ class Database:
     def __init__(self, url: StoreURL) -> None:
         self.url = url
         self._local = threading.local()
+        self.health = health_of(url.raw, url.display)
 
     @property
     def dialect(self) -> str:
@@ -223,26 +316,27 @@ class Database:
         return self.url.dialect
 
     def connect(self) -> Connection:
-        """A new connection with the store's settings applied."""
-        if self.url.dialect == "sqlite":
-            path = self.url.path
-            if path is None:
-                raise StoreError("SQLite URL without a path")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                raw = sqlite3.connect(
-                    str(path),
-                    timeout=SQLITE_BUSY_TIMEOUT_S,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                raw.execute("PRAGMA journal_mode=WAL")
-                raw.execute("PRAGMA synchronous=NORMAL")
-                raw.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
-            return Connection(self.url, raw)
-        return Connection(self.url, _connect_postgres(self.url))
+        """A new connection with the store's settings applied; it reopens itself after the
+        store drops it."""
+        return Connection(self.url, self._open_raw(), reopen=self._open_raw, health=self.health)
+
+    def _open_raw(self) -> Any:
+        health = self.health
+        if not health.may_connect():
+            raise StoreUnavailable(
+                f"the store is unreachable ({health.reason}); "
+                f"next reconnect in {health.retry_in():.1f} s"
+            )
+        try:
+            if self.url.dialect == "sqlite":
+                raw = _connect_sqlite(self.url)
+            else:
+                raw = _connect_postgres(self.url)
+        except StoreError as exc:
+            health.lost(str(exc))
+            raise StoreUnavailable(str(exc)) from exc
+        health.back()
+        return raw
 
     def shared(self) -> Connection:
         """This thread's long-lived connection (opened on first use)."""
@@ -260,6 +354,53 @@ class Database:
             self._local.conn = None
 
 
+def _connect_sqlite(url: StoreURL) -> Any:
+    path = url.path
+    if path is None:
+        raise StoreError("SQLite URL without a path")
+    try:
+        if not path.exists():
+            create_private(path)
+        raw = sqlite3.connect(
+            str(path),
+            timeout=SQLITE_BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("PRAGMA synchronous=NORMAL")
+        raw.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
+    return raw
+
+
+def create_private(path: Path) -> None:
+    """Create an empty SQLite file readable by its owner only (0600; its folder 0700 when new):
+    it holds the web session secret and the API key hashes. SQLite gives the -wal and -shm
+    files the database file's mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def make_private(path: Path) -> list[Path]:
+    """Set an existing SQLite store and its -wal and -shm files to 0600 (for `migrate` on a
+    store an older version created 0644); returns the files changed."""
+    changed = []
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError):
+            if candidate.stat().st_mode & 0o077:
+                candidate.chmod(0o600)
+                changed.append(candidate)
+    return changed
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _connect_postgres(url: StoreURL) -> Any:
     try:
         import psycopg
@@ -268,14 +409,18 @@ def _connect_postgres(url: StoreURL) -> Any:
         raise StoreError(
             "PostgreSQL needs psycopg: pip install 'quality-gates[postgres]'"
         ) from None
-    options: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "connect_timeout": 5}
+    options: dict[str, Any] = {
+        "autocommit": True,
+        "row_factory": dict_row,
+        "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        **PG_KEEPALIVE,
+    }
     if url.schema:
         options["options"] = f"-csearch_path={url.schema}"
     try:
         return psycopg.connect(url.conninfo or "", **options)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreError(f"cannot reach PostgreSQL at {url.display}: {first}") from exc
+        raise StoreError(f"cannot reach PostgreSQL at {url.display}: {_first_line(exc)}") from exc
 
 
 def in_clause(prefix: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:

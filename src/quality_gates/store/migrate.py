@@ -107,7 +107,12 @@ def upgrade(url: StoreURL) -> list[str]:
     if url.schema:
         connect_args["options"] = f"-csearch_path={url.schema}"
     if url.path is not None:
-        url.path.parent.mkdir(parents=True, exist_ok=True)
+        from quality_gates.store.db import create_private, make_private
+
+        if url.path.exists():
+            make_private(url.path)
+        else:
+            create_private(url.path)
     engine = create_engine(url.sqlalchemy_url(), connect_args=connect_args)
     if url.dialect == "sqlite":
 

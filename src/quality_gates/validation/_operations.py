@@ -14,7 +14,7 @@ PERFORMANCE_WINDOW_S = 300.0
 
 def _attempt_rate(conn: Any, environment: str, provider: str, since: float) -> tuple[int, int]:
     row = conn.one(
-        "SELECT COUNT(*) AS n, SUM(CASE WHEN status <> 'ok' AND (error_class IS NULL OR "
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN status = 'error' AND (error_class IS NULL OR "
         "error_class NOT IN ('bad_request', 'content_filtered')) THEN 1 ELSE 0 END) AS e "
         "FROM attempts WHERE environment = :env AND provider = :p AND ts >= :since",
         {"env": environment, "p": provider, "since": since},

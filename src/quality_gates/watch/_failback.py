@@ -180,7 +180,7 @@ def _hand_over(
 
 def _error_rate(conn: Connection, environment: str, provider: str, since: float) -> float | None:
     row = conn.one(
-        "SELECT COUNT(*) AS n, SUM(CASE WHEN status <> 'ok' AND (error_class IS NULL OR "
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN status = 'error' AND (error_class IS NULL OR "
         "error_class NOT IN ('bad_request', 'content_filtered')) THEN 1 ELSE 0 END) AS e "
         "FROM attempts WHERE environment = :env AND provider = :p AND ts >= :since",
         {"env": environment, "p": provider, "since": since},

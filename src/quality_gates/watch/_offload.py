@@ -43,6 +43,9 @@ def _init(parent: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from quality_gates.store._health import quiet
+
+    quiet()
 
     def watch_parent() -> None:
         while os.getppid() == parent:

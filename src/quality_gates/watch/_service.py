@@ -43,6 +43,9 @@ logger = logging.getLogger("quality_gates.watch")
 LEASE_PERIODS = 3  # a lease lasts this many evaluation intervals (at least MIN_LEASE_SECONDS)
 MIN_LEASE_SECONDS = 15.0
 MAX_DELIVERY_ROUNDS = 10
+# While the store is unreachable the loop tries again this often (each try is cheap: the
+# store's backoff makes it fail fast), so it resumes within about this plus the backoff.
+STORE_RETRY_S = 1.0
 
 
 @dataclass
@@ -56,6 +59,7 @@ class CycleReport:
     remediation: list[ActionReport] = field(default_factory=list)
     routines: list[Claim] = field(default_factory=list)
     error: str | None = None
+    store_down: bool = False
 
 
 class WatchService:
@@ -93,6 +97,7 @@ class WatchService:
         self.leader = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qg-watch-store")
         self._conn: Connection | None = None
+        self._paused_at: float | None = None
         self._session: aiohttp.ClientSession | None = None
         self._exporters: list[Any] = []
         self._exporters_started = False
@@ -166,17 +171,53 @@ class WatchService:
             for exporter in self._exporters:
                 await exporter.maybe_export(self, now)
         except Exception as exc:
-            from quality_gates.errors import QualityGatesError
+            from quality_gates.errors import QualityGatesError, StoreUnavailable
 
             if not isinstance(exc, QualityGatesError | OSError):
                 raise
             report.error = str(exc)
-            log_event(logger, logging.ERROR, "ERROR", f"watch cycle failed: {exc}")
+            report.store_down = isinstance(exc, StoreUnavailable)
+            if report.store_down:
+                self._store_paused(now)
+            else:
+                log_event(logger, logging.ERROR, "ERROR", f"watch cycle failed: {exc}")
+        else:
+            self._store_resumed()
         for exporter in self._exporters:
             exporter.on_cycle(report)
         if self.on_cycle is not None:
             self.on_cycle(report)
         return report
+
+    def _store_paused(self, now: float) -> None:
+        # One line when the watch stops for want of a store (the store's own line says why),
+        # none per failed cycle; it retries every STORE_RETRY_S meanwhile.
+        if self._paused_at is None:
+            self._paused_at = time.monotonic()
+            log_event(
+                logger,
+                logging.ERROR,
+                "SYSTEM",
+                "watch paused: the store is unreachable; no alerts, incidents or notifications "
+                f"until it is back (retrying every {STORE_RETRY_S:g} s)",
+            )
+
+    def _store_resumed(self) -> None:
+        if self._paused_at is not None:
+            paused = time.monotonic() - self._paused_at
+            self._paused_at = None
+            log_event(
+                logger,
+                logging.WARNING,
+                "SYSTEM",
+                f"watch resumed after {paused:.1f} s without the store",
+                paused_seconds=round(paused, 1),
+            )
+
+    @property
+    def store_paused(self) -> bool:
+        """True while the watch waits for the store to come back."""
+        return self._paused_at is not None
 
     def _evaluate(self, conn: Connection, now: float) -> EvaluationReport:
         return evaluate(conn, self.config, now, specs=self.specs, live=self.live)
@@ -237,7 +278,8 @@ class WatchService:
                         exc_info=True,
                         extra={"category": "ERROR"},
                     )
-                delay = max(0.0, self.interval - (time.monotonic() - started))
+                interval = STORE_RETRY_S if self.store_paused else self.interval
+                delay = max(0.0, min(self.interval, interval) - (time.monotonic() - started))
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                 except TimeoutError:

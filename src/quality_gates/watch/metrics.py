@@ -31,7 +31,7 @@ class WatchCollector:
         return []
 
     def collect(self) -> Iterator[Any]:
-        """Read the store now; nothing when it does not answer."""
+        """Read the store now; nothing when it does not answer (`qg_store_up` says why)."""
         try:
             families = list(self._families())
         except Exception:  # the store's, whatever its driver: /metrics must still answer

@@ -30,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from quality_gates.errors import StoreUnavailable
 from quality_gates.store.db import Connection, Database, StoreURL
 from quality_gates.watch._offload import ScoringProcess, ScoringUnavailable
 
@@ -114,6 +115,7 @@ class LiveSampler:
         self.dropped = 0
         self.scored = 0
         self.lost = 0  # handed to a scoring process that died before writing them
+        self.waiting_for_store = False
         self._rng = random.Random()
         self._scoring = ScoringProcess()  # spawned by `start` (or the first batch)
         self._task: asyncio.Task[None] | None = None
@@ -152,6 +154,22 @@ class LiveSampler:
             return 0
         try:
             await self._scoring.run(score_and_write, self.database.url, batch)
+        except StoreUnavailable as exc:
+            # The store is lost (its own line says so once): keep the batch for the next
+            # second, within the queue's bound, rather than drop it.
+            room = max(0, self.settings.queue - len(self.queue))
+            kept = batch[:room]
+            self.queue.extendleft(reversed(kept))
+            self.dropped += len(batch) - len(kept)
+            if not self.waiting_for_store:
+                self.waiting_for_store = True
+                log.warning(
+                    "live answer scoring waits for the store (%s); keeping up to %d answers",
+                    exc,
+                    self.settings.queue,
+                    extra={"category": "SYSTEM"},
+                )
+            return 0
         except ScoringUnavailable as exc:
             self.lost += len(batch)
             log.error(
@@ -161,6 +179,9 @@ class LiveSampler:
                 extra={"category": "ERROR"},
             )
             return 0
+        if self.waiting_for_store:
+            self.waiting_for_store = False
+            log.warning("live answer scoring resumed", extra={"category": "SYSTEM"})
         self.scored += len(batch)
         return len(batch)
 
@@ -175,6 +196,12 @@ class LiveSampler:
         try:
             while self.queue:
                 await self.flush()
+                if self.waiting_for_store:
+                    log.error(
+                        "live answer scoring: %d sampled answers not written (store lost)",
+                        len(self.queue),
+                    )
+                    break
         except Exception as exc:
             log.error("live answer scoring failed at shutdown: %s", exc)
         await self._scoring.close()

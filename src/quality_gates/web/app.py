@@ -19,13 +19,20 @@ from typing import Any
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from quality_gates.config import QualityGatesConfig
-from quality_gates.errors import QualityGatesError
+from quality_gates.errors import QualityGatesError, StoreError
 from quality_gates.store.db import Connection, Database, StoreURL
 from quality_gates.web import sessions
 from quality_gates.web.actions import ACTIONS, Context
@@ -93,9 +100,17 @@ class WebApp:
         with self._lock:
             if self._cache is not None and now < self._cache[0]:
                 return self._cache[1]
-        data = public_status(
-            self.conn(), self.settings.config, self.environment, now=now, history=self.history
-        )
+        try:
+            data = public_status(
+                self.conn(), self.settings.config, self.environment, now=now, history=self.history
+            )
+        except StoreError:
+            # The store is lost: the last status read is better than none for a status page;
+            # the connection reopens itself once the store is back.
+            with self._lock:
+                if self._cache is None:
+                    raise
+                return self._cache[1]
         with self._lock:
             self._cache = (now + ttl, data)
         return data
@@ -156,9 +171,19 @@ async def _form(request: Request) -> dict[str, str]:
     """An urlencoded form (the only kind these pages send), bounded in size."""
     from urllib.parse import parse_qsl
 
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return {}
+    # Bounded before it is read: a declared length over the bound is refused unread, and an
+    # undeclared one is read only up to the bound (a large POST /login, which needs no
+    # sign-in, once took the process from 304 to 1,077 MiB).
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise HTTPException(413, f"the form is over {MAX_FORM_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            raise HTTPException(413, f"the form is over {MAX_FORM_BYTES} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
@@ -241,6 +266,7 @@ def _login(web: WebApp, request: Request, presented: str, token: str) -> Respons
         return _login_form(web, request, str(exc), exc.status)
     ttl = web.settings.config.web.session_ttl
     payload = sessions.session_payload(key, ttl, now)
+    sessions.open_session(web.conn(), payload, now)
     response = RedirectResponse("/", 303)
     _cookie(
         response, web, sessions.SESSION_COOKIE, sessions.sign(secret, "session", payload), int(ttl)
@@ -261,6 +287,8 @@ async def logout(request: Request) -> Response:
     operator = await run_in_threadpool(_operator, web, request)
     response = RedirectResponse("/login", 303)
     if operator is not None and hmac.compare_digest(form.get("csrf", ""), operator.csrf):
+        cookie = request.cookies.get(sessions.SESSION_COOKIE)
+        await run_in_threadpool(lambda: sessions.close_session(web.conn(), web.secret(), cookie))
         response.delete_cookie(sessions.SESSION_COOKIE, path="/")
     return response
 
@@ -360,6 +388,15 @@ def _act(web: WebApp, operator: Operator, name: str, form: dict[str, str]) -> Re
     return response
 
 
+async def _store_unreachable(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After while the store is lost (never a 500: nothing here is broken)."""
+    text = f"the store is unreachable: {exc}; this page works again once it is back"
+    headers = {**_headers(private=True), "Retry-After": "5"}
+    if request.url.path.endswith(".json"):
+        return JSONResponse({"error": text}, 503, headers=headers)
+    return PlainTextResponse(text, 503, headers=headers)
+
+
 def create_web_app(settings: WebAppSettings) -> Starlette:
     """The status page and dashboard for `settings.environment`."""
     from quality_gates.store.db import Database
@@ -382,6 +419,6 @@ def create_web_app(settings: WebAppSettings) -> Starlette:
         Route("/actions/{name}", signed_in(_action), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={StoreError: _store_unreachable})
     app.state.web = state
     return app

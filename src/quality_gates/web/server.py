@@ -23,8 +23,20 @@ def bind(host: str, port: int) -> socket.socket:
 def _server(app: Any) -> Any:
     import uvicorn
 
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: behind nothing, or behind a
+    # proxy on the same host, anyone could then pick the address the login throttle and the
+    # audit see. Only web.trusted_proxies are believed.
+    trusted = list(app.state.web.settings.config.web.trusted_proxies)
     return uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", loop="asyncio")
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="asyncio",
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted or [],
+        )
     )
 
 

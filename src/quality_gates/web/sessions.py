@@ -30,12 +30,13 @@ from typing import Any
 from quality_gates.gateway.keys import ApiKey, active_keys, hash_key
 from quality_gates.store import audit
 from quality_gates.store.db import Connection
-from quality_gates.store.registry import get_meta
+from quality_gates.store.registry import get_meta, set_meta
 
 SESSION_COOKIE = "qg_session"
 LOGIN_COOKIE = "qg_login"
 FLASH_COOKIE = "qg_flash"
 SECRET_KEY = "web_session_secret"
+SESSION_ROW = "web_session:"  # + sha256 of the session nonce, in qg_meta: key id, expiry
 DASHBOARD_ROLES = ("operator", "admin")
 THROTTLE_WINDOW_S = 300.0
 THROTTLE_ADDRESSES = 10_000
@@ -178,11 +179,45 @@ def session_payload(key: ApiKey, ttl: float, now: float) -> dict[str, Any]:
     return {"k": key.id, "n": key.name, "x": now + ttl, "r": new_nonce()}
 
 
+def _session_row(nonce: str) -> str:
+    # The row is named by a hash of the cookie's nonce, so reading the store is not enough
+    # to forge a session (the cookie must also carry the signature).
+    return SESSION_ROW + hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def open_session(conn: Connection, payload: dict[str, Any], now: float) -> None:
+    """Record a session server-side (so logging out can end it) and forget expired ones."""
+    with conn.write():
+        for row in conn.execute(
+            "SELECT key, value FROM qg_meta WHERE key LIKE :p", {"p": SESSION_ROW + "%"}
+        ):
+            if float(str(row["value"]).rpartition(":")[2] or 0) < now:
+                conn.execute("DELETE FROM qg_meta WHERE key = :k", {"k": row["key"]})
+        set_meta(conn, _session_row(str(payload["r"])), f"{payload['k']}:{payload['x']}")
+
+
+def close_session(conn: Connection, secret: bytes, cookie: str | None) -> bool:
+    """End the session of `cookie` in the store (logout): the cookie stops working even if
+    it was copied. True if there was one."""
+    payload = unsign(secret, "session", cookie)
+    if payload is None:
+        return False
+    with conn.write():
+        gone = conn.execute(
+            "DELETE FROM qg_meta WHERE key = :k RETURNING key",
+            {"k": _session_row(str(payload.get("r", "")))},
+        )
+    return bool(gone)
+
+
 def operator_of(conn: Connection, secret: bytes, cookie: str | None, now: float) -> Operator | None:
-    """The operator of a valid, unexpired session whose key is still active and allowed."""
+    """The operator of a valid, unexpired, not logged-out session whose key is still active
+    and allowed."""
     payload = unsign(secret, "session", cookie)
     if payload is None or float(payload.get("x", 0)) < now:
         return None
+    if get_meta(conn, _session_row(str(payload.get("r", "")))) is None:
+        return None  # logged out (or never opened here)
     row = conn.one(
         "SELECT id, name, role FROM api_keys WHERE id = :id AND revoked_at IS NULL",
         {"id": int(payload.get("k", -1))},
