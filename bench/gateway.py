@@ -357,7 +357,7 @@ def scoring_rss(db: Path) -> int:
 def latency_only(bench: Bench, args: argparse.Namespace) -> None:
     """Added latency at 500 req/s: direct, then the gateway under each server, per round."""
     bench.nginx()
-    servers = ("lean", "uvicorn", "granian")
+    servers = tuple(args.servers.split(","))
     folders = {s: bench.gateway(s) for s in servers}
     keys = {s: (f / "key").read_text() for s, f in folders.items()}
     path = "/v1/chat/completions"
@@ -434,6 +434,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved wrk rounds (median)")
     parser.add_argument("--litellm", default=DEFAULT_LITELLM)
     parser.add_argument("--latency-seconds", type=int, default=20)
+    parser.add_argument(
+        "--servers", default="lean,uvicorn,granian", help="with --latency-only: which servers"
+    )
     parser.add_argument(
         "--clients",
         type=int,

@@ -105,3 +105,14 @@ async def test_the_cache_rule_does_not_evaluate_while_the_cache_serves_nothing(
         assert report.evaluation.transitions == []
     finally:
         await svc.close()
+
+
+def test_the_welch_test_needs_no_scipy_and_matches_it() -> None:
+    """The watch shares the gateway's event loop: its t distribution is pure Python."""
+    from scipy import stats
+
+    from quality_gates.watch._metrics import student_t_sf
+
+    for t in (0.0, 0.3, 1.0, 1.7, 2.5, 4.0, 12.0):
+        for dof in (1.0, 2.5, 7.0, 18.3, 120.0, 5000.0):
+            assert student_t_sf(t, dof) == pytest.approx(stats.t.sf(t, dof), abs=1e-10)

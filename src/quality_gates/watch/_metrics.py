@@ -423,10 +423,9 @@ def drop_is_significant(
     alpha: float = QUALITY_DROP_ALPHA,
 ) -> bool:
     """One-sided Welch t-test that the mean score fell from `before` to `now`, each given as
-    (mean, samples, sample variance)."""
+    (mean, samples, sample variance). Pure Python: the watch shares the gateway's event
+    loop in `serve`, and importing scipy.stats there would stall every request for ~0.5 s."""
     import math
-
-    from scipy import stats
 
     (m0, n0, v0), (m1, n1, v1) = before, now
     if m1 >= m0 or n0 < 2 or n1 < 2:
@@ -436,4 +435,43 @@ def drop_is_significant(
         return True  # no spread on either side and a lower mean: every sample says so
     t = (m0 - m1) / math.sqrt(se2)
     dof = se2**2 / ((v0 / n0) ** 2 / (n0 - 1) + (v1 / n1) ** 2 / (n1 - 1) or 1e-300)
-    return bool(stats.t.sf(t, dof) < alpha)
+    return student_t_sf(t, dof) < alpha
+
+
+def student_t_sf(t: float, dof: float) -> float:
+    """P(T > t) for Student's t with `dof` degrees of freedom (t >= 0), through the
+    regularized incomplete beta function: P = I_x(dof/2, 1/2) / 2 with x = dof/(dof+t^2)."""
+    x = dof / (dof + t * t)
+    return 0.5 * _betainc(dof / 2.0, 0.5, x)
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b) by its continued fraction (modified Lentz)."""
+    import math
+
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return front * f / a
