@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,20 @@ def sqlite_workspace(tmp_path: Path) -> Iterator[Workspace]:
     ws = make_workspace(tmp_path / "ws", f"sqlite:///{tmp_path / 'ws' / 'state.db'}")
     yield ws
     ws.database.close_shared()
+
+
+@pytest.fixture
+async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """A notification receiver (Slack, PagerDuty, webhook paths) on a free port, with the
+    PagerDuty routing key the watch tests' channels refer to."""
+    from tests.receivers import Receiver
+    from tests.watch_setup import PD_KEY, PD_KEY_VARIABLE
+
+    monkeypatch.setenv(PD_KEY_VARIABLE, PD_KEY)
+    rx = Receiver()
+    await rx.start()
+    yield rx
+    await rx.stop()
 
 
 @pytest.fixture

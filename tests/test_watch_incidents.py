@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from tests.conftest import Workspace
 from tests.receivers import Receiver
 from tests.telemetry_rows import put_traffic
-from tests.watch_setup import PD_KEY, PD_KEY_VARIABLE, Clock, service, watch_config
+from tests.watch_setup import PD_KEY, Clock, service, watch_config
 
 from quality_gates.store import audit
 from quality_gates.watch import current_incident, incidents, record_event
 
 T0 = 29_000_000 * 60.0 + 30.0  # half a minute into a whole minute
-
-
-@pytest.fixture
-async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
-    monkeypatch.setenv(PD_KEY_VARIABLE, PD_KEY)
-    rx = Receiver()
-    await rx.start()
-    yield rx
-    await rx.stop()
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float) -> None:

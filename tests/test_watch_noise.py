@@ -3,27 +3,16 @@ change; info and efficiency rules notify but open no incident and never move tra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from tests.conftest import Workspace
 from tests.receivers import Receiver
 from tests.telemetry_rows import put_rollup
-from tests.watch_setup import PD_KEY, PD_KEY_VARIABLE, Clock, service, watch_config
+from tests.watch_setup import Clock, service, watch_config
 
 from quality_gates.watch._metrics import drop_is_significant
 from quality_gates.watch.incidents import list_incidents
 
 T0 = 29_100_000 * 60.0 + 30.0
-
-
-@pytest.fixture
-async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
-    monkeypatch.setenv(PD_KEY_VARIABLE, PD_KEY)
-    rx = Receiver()
-    await rx.start()
-    yield rx
-    await rx.stop()
 
 
 def test_a_dip_in_a_handful_of_scores_is_not_a_drop() -> None:

@@ -3,14 +3,12 @@ provider failover that fails back in steps once the provider stayed healthy."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from tests.conftest import Workspace
 from tests.receivers import Receiver
 from tests.telemetry_rows import put_rollup
-from tests.watch_setup import PD_KEY, PD_KEY_VARIABLE, Clock, service, watch_config
+from tests.watch_setup import Clock, service, watch_config
 
 from quality_gates.config import QualityGatesConfig
 from quality_gates.gateway.failover import current_weights
@@ -31,15 +29,6 @@ RULES = [
         "keep_firing_for": "0s",
     },
 ]
-
-
-@pytest.fixture
-async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
-    monkeypatch.setenv(PD_KEY_VARIABLE, PD_KEY)
-    rx = Receiver()
-    await rx.start()
-    yield rx
-    await rx.stop()
 
 
 def config_for(ws: Workspace, base: str, **remediation: Any) -> QualityGatesConfig:

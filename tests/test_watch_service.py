@@ -4,13 +4,12 @@ rates, the status data, gateway heartbeats and job runs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from tests.conftest import Workspace
 from tests.receivers import Receiver
 from tests.telemetry_rows import put_rollup, put_traffic
-from tests.watch_setup import PD_KEY, PD_KEY_VARIABLE, Clock, service, watch_config
+from tests.watch_setup import Clock, service, watch_config
 
 from quality_gates.watch import jobs, silences
 from quality_gates.watch._leader import WATCH_LEASE, acquire, current_holder, release
@@ -20,15 +19,6 @@ from quality_gates.watch.incidents import list_incidents
 from quality_gates.watch.status import watch_status
 
 T0 = 29_000_000 * 60.0 + 30.0
-
-
-@pytest.fixture
-async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
-    monkeypatch.setenv(PD_KEY_VARIABLE, PD_KEY)
-    rx = Receiver()
-    await rx.start()
-    yield rx
-    await rx.stop()
 
 
 def test_only_one_evaluator_holds_the_lease_until_it_lapses(workspace: Workspace) -> None:

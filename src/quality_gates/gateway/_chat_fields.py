@@ -86,9 +86,9 @@ MAX_N = 8
 
 
 def _bad(message: str, param: str | None = None) -> ApiError:
-    from quality_gates.gateway._wire import ApiError
+    from quality_gates.gateway._wire import _bad as bad  # one 400 shape (_wire imports us)
 
-    return ApiError(400, message, param=param, code="invalid_value" if param else None)
+    return bad(message, param)
 
 
 def _text_or_parts(value: Any, where: str, *, images: bool) -> tuple[str, tuple[Image, ...]]:

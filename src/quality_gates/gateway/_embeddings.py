@@ -158,27 +158,23 @@ class Embeddings:
                 "", "stop", done.usage, done.latency_ms, done.latency_ms, done.provider, call.model
             )
 
-        placeholder = ChatRequest(
+        # The dispatcher's trip (deployments in order, retries, breakers, attempt records)
+        # is the same for embeddings; it builds each attempt's model and timeout from this
+        # carrier, and `invoke` makes the embeddings call instead of a chat completion.
+        carrier = ChatRequest(
             model=plan.model_id, messages=(Message("user", ""),), request_id=rec.id
         )
         try:
             trip = await s.dispatcher.run(
                 plan,
-                placeholder,
+                carrier,
                 stream=False,
                 deadline=deadline,
                 tokens_estimate=tokens,
                 invoke=invoke,
             )
         except NoDeployment as exc:
-            status = 429 if exc.error_class == "rate_limited" else 503
-            raise ApiError(
-                status,
-                f"no deployment can take {request.model!r} now: {exc}",
-                code=exc.error_class,
-                retry_after=exc.retry_after,
-                error_class=exc.error_class,
-            ) from None
+            raise gw.no_deployment_error(request.model, exc) from None
         rec.attempts, rec.hops = trip.attempts, trip.hops
         deployment = trip.deployment
         done = results.get("last")

@@ -339,14 +339,7 @@ class Gateway:
             stale = await self._stale(key_hash, request, rec, started)
             if stale is not None:
                 return stale
-            status = 429 if exc.error_class == "rate_limited" else 503
-            raise ApiError(
-                status,
-                f"no deployment can take {request.model!r} now: {exc}",
-                code=exc.error_class,
-                retry_after=exc.retry_after,
-                error_class=exc.error_class,
-            ) from None
+            raise self.no_deployment_error(request.model, exc) from None
         rec.attempts, rec.hops = trip.attempts, trip.hops
         deployment = trip.deployment
         if deployment is None:
@@ -363,6 +356,18 @@ class Gateway:
         if trip.response is None:
             raise self._upstream_error(plan, ServerError("no answer"), len(trip.attempts))
         return await self._complete(request, rec, deployment, trip.response, started, key_hash)
+
+    @staticmethod
+    def no_deployment_error(requested: str, exc: NoDeployment) -> ApiError:
+        """Nothing could be tried (every breaker open, every quota spent): 429 when quotas
+        refused it (a client may retry after), else 503."""
+        return ApiError(
+            429 if exc.error_class == "rate_limited" else 503,
+            f"no deployment can take {requested!r} now: {exc}",
+            code=exc.error_class,
+            retry_after=exc.retry_after,
+            error_class=exc.error_class,
+        )
 
     def _upstream_error(self, plan: RoutePlan, error: ProviderError, attempts: int) -> ApiError:
         client_fault = error.error_class in ("bad_request", "content_filtered")

@@ -14,7 +14,13 @@ from typing import Any
 
 import orjson
 
-from quality_gates.gateway._chat_fields import PLAIN_FIELDS, ROLES, parse_extras, rich_message
+from quality_gates.gateway._chat_fields import (
+    PLAIN_FIELDS,
+    ROLES,
+    _number,
+    parse_extras,
+    rich_message,
+)
 from quality_gates.providers import Message, RequestExtras
 
 MAX_STOP = 4
@@ -128,17 +134,6 @@ def _content(value: Any, index: int) -> str:
         f"messages[{index}].content must be a string or a list of text parts",
         f"messages[{index}].content",
     )
-
-
-def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _bad(f"{name} must be a number between {low:g} and {high:g}", name)
-    if not low <= value <= high:
-        raise _bad(f"{name} {value!r} is out of range: use {low:g} to {high:g}", name)
-    return float(value)
 
 
 MAX_OUTPUT_TOKENS = 1_000_000  # far above any model's output limit

@@ -117,14 +117,7 @@ def check_health(
     env = config.environment(environment)
     limit = env.thresholds.error_rate if env else 0.02
     result = probe(provider)
-    row = conn.one(
-        "SELECT COUNT(*) AS n, SUM(CASE WHEN status = 'error' AND (error_class IS NULL OR "
-        "error_class NOT IN ('bad_request', 'content_filtered')) THEN 1 ELSE 0 END) AS e "
-        "FROM attempts WHERE environment = :env AND provider = :p AND ts >= :since",
-        {"env": environment, "p": provider, "since": since},
-    )
-    attempts = int(row["n"] or 0) if row else 0
-    errors = int(row["e"] or 0) if row else 0
+    attempts, errors = provider_attempts(conn, environment, provider, since)
     open_breakers = open_breakers_of(conn, environment, provider)
     reasons = []
     if not result.healthy:
@@ -144,6 +137,21 @@ def check_health(
         open_breakers,
         "; ".join(reasons) or "healthy",
     )
+
+
+def provider_attempts(
+    conn: Connection, environment: str, provider: str, since: float
+) -> tuple[int, int]:
+    """(upstream attempts, the provider's failures among them) since `since`. Only attempts
+    recorded `error` count: a client's own faults (bad request, content filter) and clients
+    that left (499) are not the provider's."""
+    row = conn.one(
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN status = 'error' AND (error_class IS NULL OR "
+        "error_class NOT IN ('bad_request', 'content_filtered')) THEN 1 ELSE 0 END) AS e "
+        "FROM attempts WHERE environment = :env AND provider = :p AND ts >= :since",
+        {"env": environment, "p": provider, "since": since},
+    )
+    return (int(row["n"] or 0), int(row["e"] or 0)) if row else (0, 0)
 
 
 def open_breakers_of(conn: Connection, environment: str, provider: str) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from quality_gates.config import QualityGatesConfig
 from quality_gates.errors import RegistryError
-from quality_gates.gateway.failover import HEARTBEAT_FRESH_S, Probe
+from quality_gates.gateway.failover import Probe, open_breakers_of, provider_attempts
 from quality_gates.gateway.runtime import (
     AUTO_REMEDIATION_ACTOR,
     BREAKER_PREFIX,
@@ -87,17 +87,9 @@ def check_provider(
     named = deployments or [f"{m.provider}/{m.id}" for m in config.models if m.provider == provider]
     results = [probe(provider) for _ in range(PROBES)]
     ok = sum(r.healthy for r in results)
-    row = conn.one(
-        "SELECT COUNT(*) AS n, SUM(CASE WHEN status <> 'ok' AND (error_class IS NULL OR "
-        "error_class NOT IN ('bad_request', 'content_filtered', 'client_disconnected')) "
-        "THEN 1 ELSE 0 END) AS e FROM attempts WHERE environment = :env AND provider = :p "
-        "AND ts >= :since",
-        {"env": environment, "p": provider, "since": now - RECENT_S},
-    )
-    attempts = int(row["n"] or 0) if row else 0
-    errors = int(row["e"] or 0) if row else 0
+    attempts, errors = provider_attempts(conn, environment, provider, now - RECENT_S)
     forced, by_watch = _forced_open(conn, environment, named)
-    live_open = _open_breakers(conn, environment, named, now)
+    live_open = [d for d in open_breakers_of(conn, environment, provider) if d in named]
     check = TargetCheck(provider, named, ok, PROBES, attempts, errors, forced, live_open)
     if ok * 2 < PROBES:
         failed = next(r for r in results if not r.healthy)
@@ -187,20 +179,3 @@ def _forced_open(
                 deployment
             )
     return by_person, by_watch
-
-
-def _open_breakers(
-    conn: Connection, environment: str, deployments: list[str], now: float
-) -> list[str]:
-    import json
-
-    rows = conn.execute(
-        "SELECT breakers FROM gateway_instances WHERE environment = :env AND heartbeat_at >= :t",
-        {"env": environment, "t": now - HEARTBEAT_FRESH_S},
-    )
-    found = set()
-    for row in rows:
-        for view in json.loads(row["breakers"] or "[]"):
-            if view.get("state") == "open" and view.get("deployment") in deployments:
-                found.add(str(view["deployment"]))
-    return sorted(found)

@@ -176,8 +176,9 @@ class HttpChatProvider(ChatProvider):
         raise refusal(self.name, "embeddings", f"the {self.protocol} protocol has no embeddings")
 
     def read_embeddings(self, data: Any, request: EmbedRequest) -> tuple[list[list[float]], int]:
-        """Vectors and input tokens (0 when not counted) from one decoded answer."""
-        raise NotImplementedError
+        """Vectors and input tokens (0 when not counted) from one decoded answer; an adapter
+        that gives `embed_wires` gives this too (the default refuses like `embed_wires`)."""
+        raise refusal(self.name, "embeddings", f"the {self.protocol} protocol has no embeddings")
 
     async def embed(self, request: EmbedRequest) -> EmbedResponse:
         """Every input's vector, under `request.timeout`; raises a ProviderError."""

@@ -123,8 +123,9 @@ class WireProtocol(abc.ABC):
         raise self.bad_request("this protocol has no embeddings")
 
     def embed_answer(self, model: str, vectors: list[list[float]], tokens: int) -> bytes:
-        """The embeddings answer body."""
-        raise NotImplementedError
+        """The embeddings answer body; a protocol that parses embeddings gives this too (the
+        default refuses like `parse_embed`)."""
+        raise self.bad_request("this protocol has no embeddings")
 
     def bad_request(self, message: str) -> WireError:
         """A WireError carrying the protocol's 400."""

@@ -12,23 +12,17 @@ RECENT_S = 900.0
 PERFORMANCE_WINDOW_S = 300.0
 
 
-def _attempt_rate(conn: Any, environment: str, provider: str, since: float) -> tuple[int, int]:
-    row = conn.one(
-        "SELECT COUNT(*) AS n, SUM(CASE WHEN status = 'error' AND (error_class IS NULL OR "
-        "error_class NOT IN ('bad_request', 'content_filtered')) THEN 1 ELSE 0 END) AS e "
-        "FROM attempts WHERE environment = :env AND provider = :p AND ts >= :since",
-        {"env": environment, "p": provider, "since": since},
-    )
-    return (int(row["n"] or 0), int(row["e"] or 0)) if row else (0, 0)
-
-
 @check("post-failover", "after a failover: the new route is healthy", order=80)
 def post_failover(ctx: ValidationContext) -> list[CheckResult]:
     """With --post-failover: the last traffic move away from a provider, the health of where
     its traffic went (probe, error rate since the move), and what is left to fail back."""
     if not ctx.options.get("post_failover"):
         return []
-    from quality_gates.gateway.failover import current_weights, describe_weights
+    from quality_gates.gateway.failover import (
+        current_weights,
+        describe_weights,
+        provider_attempts,
+    )
 
     conn = ctx.conn()
     env = ctx.environment
@@ -45,7 +39,7 @@ def post_failover(ctx: ValidationContext) -> list[CheckResult]:
     moved_to = [p for p, w in weights.items() if w > 0]
     results = []
     for provider in moved_to:
-        total, errors = _attempt_rate(conn, env, provider, float(row["ts"]))
+        total, errors = provider_attempts(conn, env, provider, float(row["ts"]))
         probe = ctx.probes.get(provider)
         limit = ctx.config.environment(env).thresholds.error_rate  # type: ignore[union-attr]
         rate = errors / total if total else 0.0

@@ -179,14 +179,10 @@ def _hand_over(
 
 
 def _error_rate(conn: Connection, environment: str, provider: str, since: float) -> float | None:
-    row = conn.one(
-        "SELECT COUNT(*) AS n, SUM(CASE WHEN status = 'error' AND (error_class IS NULL OR "
-        "error_class NOT IN ('bad_request', 'content_filtered')) THEN 1 ELSE 0 END) AS e "
-        "FROM attempts WHERE environment = :env AND provider = :p AND ts >= :since",
-        {"env": environment, "p": provider, "since": since},
-    )
-    n = int(row["n"] or 0) if row else 0
-    return int(row["e"] or 0) / n if row and n >= MIN_ATTEMPTS_FOR_RATE else None
+    from quality_gates.gateway.failover import provider_attempts
+
+    n, errors = provider_attempts(conn, environment, provider, since)
+    return errors / n if n >= MIN_ATTEMPTS_FOR_RATE else None
 
 
 def _set_weights(
