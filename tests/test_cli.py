@@ -247,3 +247,12 @@ def test_a_rollback_that_weights_override_says_so(qg, simulated_workspace: Works
     )
     reset = qg(*args, "config", "set", "--traffic-distribution", "reset")
     assert "route: current -> gemini-1-5-flash: google/gemini-1-5-flash 100%" in reset.out
+
+
+def test_status_never_says_ok_when_no_evaluator_looked(qg, sqlite_workspace: Workspace) -> None:  # type: ignore[no-untyped-def]
+    result = qg(*sqlite_workspace.cli_args(), "status")
+    assert result.code == 0, result.err
+    first = result.out.splitlines()[0]
+    assert first.startswith("UNWATCHED")
+    assert "no alert evaluator has run" in first
+    assert "0 alerts firing" in first

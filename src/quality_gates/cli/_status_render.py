@@ -256,8 +256,16 @@ def summary(report: dict[str, Any]) -> str:
     failing = [r for r in report.get("routines", []) if r.get("failing")]
     critical = any(a["severity"] == "critical" for _, a in firing) or emergencies
     state = "CRITICAL" if critical else ("ATTENTION" if firing or incidents or failing else "OK")
-    colour = {"CRITICAL": "bold red", "ATTENTION": "bold yellow", "OK": "bold green"}[state]
-    detail = []
+    watched = _watched(report)
+    if state == "OK" and watched is not None:
+        state = "UNWATCHED"  # no alert firing means nothing when no evaluator looked
+    colour = {
+        "CRITICAL": "bold red",
+        "ATTENTION": "bold yellow",
+        "UNWATCHED": "bold yellow",
+        "OK": "bold green",
+    }[state]
+    detail = [watched] if watched else []
     if emergencies:
         detail.append(f"emergency mode in {', '.join(emergencies)}")
     detail.append(f"{len(firing)} alert{'s' if len(firing) != 1 else ''} firing")
@@ -302,6 +310,20 @@ def summary(report: dict[str, Any]) -> str:
         tail = f"; providers out: {', '.join(down)}" if down else ""
         out.print(f"{env['name']}  {route}; traffic {weights or '-'}{tail}", markup=False)
     return state
+
+
+STALE_EVALUATION_S = 60.0  # an evaluator quieter than this is not watching (default cycle 5 s)
+
+
+def _watched(report: dict[str, Any]) -> str | None:
+    """Why the alert count cannot be trusted (no evaluator, or a stale one), or None."""
+    evaluator = (report.get("watch") or {}).get("evaluator") or {}
+    since = evaluator.get("seconds_since")
+    if since is None:
+        return "no alert evaluator has run (start `quality-gates serve` or `watch`)"
+    if since > STALE_EVALUATION_S:
+        return f"the alert evaluator last ran {_age(float(since))} ago"
+    return None
 
 
 def _last_hour(report: dict[str, Any]) -> list[str]:
