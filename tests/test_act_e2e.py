@@ -330,7 +330,7 @@ async def test_provider_outage_fails_over_without_client_errors_and_fails_back_i
         from quality_gates.config import load_config
 
         weights = current_weights(conn, load_config(ws.config_path).config, "production")
-        assert weights == {"bedrock": 100.0}
+        assert weights == {"bedrock": 100.0, "google": 100.0, "meta": 100.0}
         moves = conn.execute("SELECT mode, step, source FROM traffic_history ORDER BY id")
         assert [m["mode"] for m in moves] == ["failover:auto", "failback:auto", "failback:auto"]
         assert {m["source"] for m in moves} == {"auto"}

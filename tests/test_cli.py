@@ -235,18 +235,33 @@ def test_rollback_onto_a_provider_in_outage_is_refused_unless_forced(
     assert "forced past a failed target check" in json.dumps(entry)
 
 
-def test_a_rollback_that_weights_override_says_so(qg, simulated_workspace: Workspace) -> None:  # type: ignore[no-untyped-def]
+def test_weights_never_override_a_rollback(qg, simulated_workspace: Workspace) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16: after a failover, a rollback to gemini and the failback, `current` named
+    gemini-1-5-flash and every request went to claude-3-haiku on bedrock. The failback now
+    writes back the weights from before (every provider keeps its own), and every command
+    that moves traffic prints the route the gateway takes for each alias."""
     args = simulated_workspace.cli_args()
-    assert qg(*args, "config", "set", "--traffic-distribution", "bedrock:100").code == 0
+    out = qg(*args, "failover", "--from", "bedrock", "--to", "google", "--reason", "outage")
+    assert out.code == 0, out.err
+    assert "route: current -> claude-3-5-haiku: google/gemini-1-5-flash 100%" in out.out
     moved = qg(*args, "rollback", "--model-id", "current", "--previous-model", "backup",
                "--reason", "provider outage")  # fmt: skip
     assert moved.code == 0, moved.err
-    assert "route: current -> gemini-1-5-flash: bedrock/claude-3-haiku 100%" in moved.out
-    assert "`current` names gemini-1-5-flash, yet its requests go first to" in (
-        moved.err.replace("\n", " ")
+    assert "route: current -> gemini-1-5-flash: google 100%; chain llama-3-1-70b" in moved.out
+    back = qg(*args, "failback", "--provider", "bedrock", "--mode", "immediate", "--pause", "0")
+    assert back.code == 0, back.out + back.err
+    assert "route: current -> gemini-1-5-flash: google 100%" in back.out
+    assert "yet" not in back.err
+    left_out = qg(*args, "config", "set", "--traffic-distribution", "bedrock:100")
+    assert left_out.code == 0, left_out.err
+    said = " ".join((left_out.out + left_out.err).split())
+    assert "route: current -> gemini-1-5-flash: bedrock/claude-3-haiku 100%" in said
+    assert "`current` names gemini-1-5-flash; bedrock/claude-3-haiku 100% of its requests" in (
+        said
     )
+    assert "the weights bedrock:100 leave google 0% of its models' requests" in said
     reset = qg(*args, "config", "set", "--traffic-distribution", "reset")
-    assert "route: current -> gemini-1-5-flash: google/gemini-1-5-flash 100%" in reset.out
+    assert "route: current -> gemini-1-5-flash: google 100%" in reset.out
 
 
 def test_status_never_says_ok_when_no_evaluator_looked(qg, sqlite_workspace: Workspace) -> None:  # type: ignore[no-untyped-def]

@@ -121,7 +121,8 @@ def test_traffic_changes_check_their_targets_add_up_to_100_and_reset(
     changed = json.loads(reset.out)["traffic"]
     assert changed["reset"] is True
     assert changed["from"] == {"google": 70.0, "meta": 30.0}
-    assert changed["to"] == {"bedrock": 100.0}  # the starter config's weights
+    # the starter config has none: every provider keeps all of its own models' requests
+    assert changed["to"] == {"bedrock": 100.0, "google": 100.0, "meta": 100.0}
     assert sqlite_workspace.conn.scalar("SELECT COUNT(*) FROM runtime_settings") == 0
 
 
@@ -155,7 +156,7 @@ def test_failover_immediate_and_breaker_from_the_cli(qg, sqlite_workspace: Works
     assert result.code == 0, result.err
     data = json.loads(result.out)
     assert data["completed"]
-    assert data["final"] == {"bedrock": 0.0, "google": 100.0}
+    assert data["final"] == {"bedrock": 0.0, "google": 200.0, "meta": 100.0}
     result = qg(
         *args,
         "breaker",

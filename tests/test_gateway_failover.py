@@ -12,6 +12,8 @@ from quality_gates.errors import RegistryError, UsageError
 from quality_gates.gateway.failover import current_weights, failback, failover
 from quality_gates.providers import ProbeResult
 
+ALL_AT_100 = {"bedrock": 100.0, "google": 100.0, "meta": 100.0}  # no weights: each keeps its own
+
 
 class Probes:
     """A fake live probe: healthy unless told otherwise; counts calls per provider."""
@@ -52,13 +54,13 @@ def history(ws: Workspace) -> list[dict]:  # type: ignore[type-arg]
 def test_immediate_failover_moves_all_weight_in_one_audited_step(workspace: Workspace) -> None:
     move = run_failover(workspace, Probes())
     assert move.completed
-    assert move.before == {"bedrock": 100.0}
-    assert move.final == {"bedrock": 0.0, "google": 100.0}
+    assert move.before == ALL_AT_100
+    assert move.final == {"bedrock": 0.0, "google": 200.0, "meta": 100.0}
     config = load_config(workspace.config_path).config
-    assert current_weights(workspace.conn, config, "production") == {"google": 100.0}
+    assert current_weights(workspace.conn, config, "production") == {"google": 200.0, "meta": 100.0}
     rows = history(workspace)
     assert [r["mode"] for r in rows] == ["failover:immediate"]
-    assert json.loads(rows[0]["previous"]) == {"bedrock": 100.0}
+    assert json.loads(rows[0]["previous"]) == ALL_AT_100
     audit = workspace.conn.execute(
         "SELECT action, actor FROM audit_log WHERE action = 'traffic.set'"
     )
@@ -89,27 +91,28 @@ def test_canary_failover_stops_and_restores_on_a_failed_check(workspace: Workspa
     probes.fail_from_call["google"] = 3
     move = run_failover(workspace, probes, mode="canary")
     assert not move.completed
-    assert [round(s.weights["google"], 2) for s in move.steps] == [5.0, 10.0, 25.0]
-    assert move.final == {"bedrock": 100.0}
+    assert [round(s.weights["google"], 2) for s in move.steps] == [105.0, 110.0, 125.0]
+    assert move.final == ALL_AT_100
     rows = history(workspace)
     assert rows[-1]["step"] == "reverted"
     assert rows[-1]["source"] == "auto"
-    assert json.loads(rows[-1]["weights"]) == {"bedrock": 100.0}
+    assert json.loads(rows[-1]["weights"]) == ALL_AT_100
 
 
 def test_canary_failover_runs_all_six_steps_when_healthy(workspace: Workspace) -> None:
     move = run_failover(workspace, Probes(), mode="canary")
     assert move.completed
-    assert [round(s.weights["google"]) for s in move.steps] == [5, 10, 25, 50, 75, 100]
+    assert [round(s.weights["google"]) for s in move.steps] == [105, 110, 125, 150, 175, 200]
 
 
 def test_failover_refuses_what_would_move_nothing(workspace: Workspace) -> None:
-    with pytest.raises(RegistryError, match="carries no traffic"):
-        run_failover(workspace, Probes(), source="meta", target="google")
     with pytest.raises(UsageError, match="unknown provider"):
         run_failover(workspace, Probes(), target="azure")
     with pytest.raises(UsageError, match="same provider"):
         run_failover(workspace, Probes(), target="bedrock")
+    run_failover(workspace, Probes())
+    with pytest.raises(RegistryError, match="carries no traffic"):
+        run_failover(workspace, Probes(), target="meta")  # bedrock is already at 0
 
 
 def test_failback_restores_the_weights_from_before_the_failover(workspace: Workspace) -> None:
@@ -132,7 +135,7 @@ def test_failback_restores_the_weights_from_before_the_failover(workspace: Works
     assert move.completed, move.outcome
     assert health["success_rate"] == 1.0
     assert health["probes"] == 20
-    assert current_weights(workspace.conn, config, "production") == {"bedrock": 100.0}
+    assert current_weights(workspace.conn, config, "production") == ALL_AT_100
     assert [r["mode"] for r in history(workspace)][-1] == "failback:canary"
 
 
@@ -158,7 +161,7 @@ def test_failback_waits_while_the_provider_is_below_the_threshold(workspace: Wor
     assert not move.completed
     assert health["success_rate"] == pytest.approx(0.95)
     assert "below the 99.0% threshold" in move.outcome
-    assert current_weights(workspace.conn, config, "production") == {"google": 100.0}
+    assert current_weights(workspace.conn, config, "production") == {"google": 200.0, "meta": 100.0}
 
 
 def test_failback_needs_a_recorded_failover(workspace: Workspace) -> None:

@@ -142,7 +142,7 @@ async def test_provider_outage_fails_over_and_back_in_steps(
         assert [(r.action, r.state) for r in report.remediation] == [("failover", "active")]
         weights = current_weights(conn, svc.config, "production")
         assert weights.get("bedrock", 0.0) == 0.0
-        assert weights["google"] == 100.0
+        assert weights["google"] == 200.0  # keeps its own and takes bedrock's
         forced = runtime_settings.get(conn, "production", "breaker:bedrock/claude-3-5-haiku")
         assert forced["state"] == "open"
         # The outage data ages out of the window; the probes pass from now on.
@@ -154,7 +154,11 @@ async def test_provider_outage_fails_over_and_back_in_steps(
             if "failback:restored" in states:
                 break
         assert states == ["failback:failing_back", "failback:failing_back", "failback:restored"]
-        assert current_weights(conn, svc.config, "production") == {"bedrock": 100.0}
+        assert current_weights(conn, svc.config, "production") == {
+            "bedrock": 100.0,
+            "google": 100.0,
+            "meta": 100.0,
+        }
         assert runtime_settings.get(conn, "production", "breaker:bedrock/claude-3-5-haiku") is None
         assert set(probes) == {"bedrock"}
         moves = conn.execute("SELECT mode, step, source FROM traffic_history ORDER BY id")
@@ -267,7 +271,7 @@ async def test_the_watch_never_fails_over_onto_a_forced_open_provider(
         (report,) = (await svc.run_once()).remediation
         assert (report.action, report.state) == ("failover", "active")
         weights = current_weights(conn, svc.config, "production")
-        assert weights.get("google", 0.0) == 0.0
-        assert weights["meta"] == 100.0  # the next in the chain, past the forced-open google
+        assert weights["meta"] == 200.0  # the next in the chain, past the forced-open google
+        assert weights["google"] == 100.0  # its own weight; bob's forced breaker keeps it out
     finally:
         await svc.close()

@@ -381,6 +381,16 @@ def test_only_an_admin_may_revoke_keys(
 def test_a_failover_from_a_provider_without_traffic_is_refused_before_confirmation(
     workspace: Workspace, client: TestClient, keys: Keys
 ) -> None:
+    from quality_gates.gateway.runtime import set_traffic
+
+    set_traffic(
+        workspace.conn,
+        environment="production",
+        weights={"bedrock": 50.0, "google": 50.0},  # meta left out: it keeps nothing
+        current={},
+        actor="alice",
+    )
+    before = runtime_settings.get(workspace.conn, "production", "traffic")
     sign_in(client, keys.operator)
     token = csrf_of(client.get("/").text)
     response = client.post(
@@ -389,4 +399,4 @@ def test_a_failover_from_a_provider_without_traffic_is_refused_before_confirmati
     )
     assert "carries no traffic" in response.text
     assert 'id="confirm"' not in response.text
-    assert runtime_settings.get(workspace.conn, "production", "traffic") is None
+    assert runtime_settings.get(workspace.conn, "production", "traffic") == before

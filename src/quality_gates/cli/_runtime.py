@@ -170,9 +170,6 @@ def apply(ctx: click.Context, values: dict[str, Any], actor_name: str | None) ->
             "checks": [c.to_json() for c in checks],
             "forced": bool(forced),
         }
-        ignored = _weights_ignored(config, env)
-        if ignored:
-            changed["traffic"]["note"] = ignored
         _route_into(changed["traffic"], conn, config, env)
     elif transition is not None:
         raise UsageError("--transition-duration goes with --traffic-distribution")
@@ -207,15 +204,20 @@ def apply(ctx: click.Context, values: dict[str, Any], actor_name: str | None) ->
 
 
 def _route_into(traffic: dict[str, Any], conn: Any, config: Any, environment: str) -> None:
-    """Where `current` goes with the new weights, and a warning when they pick its model."""
-    from quality_gates.gateway.route_view import alias_route
+    """Where every alias's requests go with the new weights (the gateway's own routing), why
+    when an alias's model does not answer them, and a note when the weights move none."""
+    from quality_gates.gateway.route_view import alias_routes
 
-    route = alias_route(conn, config, environment)
-    if route is not None:
-        traffic["route"] = route.describe()
-        warning = route.warning()
-        if warning:
-            traffic["warning"] = warning
+    routes = alias_routes(conn, config, environment)
+    traffic["routes"] = [r.describe() for r in routes]
+    traffic["warnings"] = [w for w in (r.warning() for r in routes) if w]
+    if routes and not traffic["warnings"] and not traffic.get("reset"):
+        traffic["note"] = (
+            "these weights move no alias's requests: every alias's model keeps answering on "
+            "its own provider. Weights drain a provider lowered below its reference "
+            "(failover) and choose among a model's own deployments; they never pick another "
+            "model than the alias names"
+        )
 
 
 def _check_targets(conn: Any, config: Any, environment: str, providers: list[str]) -> list[Any]:
@@ -224,19 +226,6 @@ def _check_targets(conn: Any, config: Any, environment: str, providers: list[str
 
     probe = live_probe(config)
     return [check_provider(conn, config, environment, p, probe=probe) for p in providers]
-
-
-def _weights_ignored(config: Any, environment: str) -> str | None:
-    """Why the weights will not decide, when the environment's strategy ignores them."""
-    env = config.environment(environment)
-    if env is not None and env.routing != "weighted":
-        return (
-            f"{environment} routes by {env.routing}, which orders providers by "
-            + ("recent latency" if env.routing == "latency" else "the chain's order")
-            + f" and ignores weights (set environments.{environment}.routing weighted to "
-            "use them)"
-        )
-    return None
 
 
 def runtime_settings_value(conn: Any, environment: str, key: str) -> Any:
@@ -267,12 +256,12 @@ def render(changed: dict[str, Any]) -> list[str]:
                 + (" (FORCED past: " + "; ".join(check["problems"]) + ")" if t.get("forced")
                    and check["problems"] else "")
             )  # fmt: skip
+        for route in t.get("routes", []):
+            lines.append(f"  route: {route}")
+        for warning in t.get("warnings", []):
+            lines.append(f"  warning: {warning}")
         if t.get("note"):
             lines.append(f"  note: {t['note']}")
-        if t.get("route"):
-            lines.append(f"  route: {t['route']}")
-        if t.get("warning"):
-            lines.append(f"  warning: {t['warning']}")
     if "cache" in changed:
         c = changed["cache"]
         lines.append(f"{env} cache: {c['mode']}, serve stale {'on' if c['serve_stale'] else 'off'}")

@@ -87,8 +87,9 @@ def failover(report: dict[str, Any]) -> None:
     out = console()
     for env in report["environments"]:
         state = env.get("failover") or {}
-        weights = ", ".join(f"{k} {v:g}%" for k, v in env.get("traffic_in_force", {}).items())
-        out.print(f"[bold cyan]{env['name']}[/bold cyan]  traffic: {weights or '-'}")
+        weights = ", ".join(f"{k}:{v:g}" for k, v in env.get("traffic_in_force", {}).items())
+        out.print(f"[bold cyan]{env['name']}[/bold cyan]  weights: {weights or '-'}")
+        _route_lines(env, indent="  route: ")
         for chain in state.get("chains", []):
             out.print(f"  chain: {' -> '.join(chain)}", markup=False)
         for deployment, forced in state.get("forced_breakers", {}).items():
@@ -110,6 +111,19 @@ def failover(report: dict[str, Any]) -> None:
             out.print("  no failover in progress")
 
 
+def _route_lines(env: dict[str, Any], indent: str) -> None:
+    """Every alias's route (the gateway's routing function), then why an alias's model does
+    not answer all of its requests."""
+    out = console()
+    for route in env.get("routes", []):
+        out.print(f"{indent}{route['route']}", markup=False)
+    for route in env.get("routes", []):
+        if route["why"]:
+            out.print(f"  {route['why']}", style="yellow", markup=False)
+    if env.get("routes_error"):
+        out.print(f"  {env['routes_error']}", markup=False)
+
+
 def live(report: dict[str, Any]) -> None:
     """The live sections under the aliases of each environment."""
     out = console()
@@ -126,8 +140,9 @@ def live(report: dict[str, Any]) -> None:
         if "providers" not in env:
             continue
         out.print(f"\n[bold cyan]{env['name']}[/bold cyan] live")
-        weights = ", ".join(f"{k} {v:g}%" for k, v in env["traffic_in_force"].items())
-        out.print(f"  traffic in force: {weights or '-'}", markup=False)
+        weights = ", ".join(f"{k}:{v:g}" for k, v in env["traffic_in_force"].items())
+        out.print(f"  weights in force: {weights or '-'}", markup=False)
+        _route_lines(env, indent="  route: ")
         if env.get("emergency"):
             e = env["emergency"]
             out.print(
@@ -298,17 +313,19 @@ def summary(report: dict[str, Any]) -> str:
     for line in changes[:8]:
         out.print(f"  {line}", markup=False)
     for env in report["environments"]:
-        aliases = {a["alias"]: a for a in env.get("aliases", [])}
-        current = aliases.get("current")
-        route = f"current -> {current['model']} ({current['provider'] or '?'})" if current else ""
-        weights = ", ".join(f"{k} {v:g}%" for k, v in env.get("traffic_in_force", {}).items())
         down = [
             p["provider"]
             for p in env.get("providers", [])
             if p["breaker"] in ("open", "half_open") or "open" in (p.get("forced") or {}).values()
         ]
         tail = f"; providers out: {', '.join(down)}" if down else ""
-        out.print(f"{env['name']}  {route}; traffic {weights or '-'}{tail}", markup=False)
+        routes = {r["alias"]: r for r in env.get("routes", [])}
+        current = routes.get("current")
+        head = current["route"] if current else env.get("routes_error", "no current alias")
+        out.print(f"{env['name']}  {head}{tail}", markup=False)
+        for route in env.get("routes", []):
+            if route["why"]:
+                out.print(f"  {route['why']}", style="yellow", markup=False)
     return state
 
 

@@ -89,21 +89,25 @@ def _report(move: TrafficMove, extra: dict[str, Any] | None, json_output: bool) 
             f"{describe_weights(move.before)} -> {describe_weights(move.final)} "
             f"(operation {move.operation_id})"
         )
-        if extra and extra.get("route"):
-            console().print(f"  route: {extra['route']}", markup=False)
-        if extra and extra.get("route_warning"):
-            warn(str(extra["route_warning"]))
+        for route in (extra or {}).get("routes", []):
+            console().print(f"  route: {route}", markup=False)
+        for warning in (extra or {}).get("route_warnings", []):
+            warn(str(warning))
     return 0 if move.completed else 1
 
 
-def _route(state: Any, environment: str) -> dict[str, Any]:
-    """Where `current` goes after the move, and a warning when weights pick another model."""
-    from quality_gates.gateway.route_view import alias_route
+def _route(
+    state: Any, environment: str, weights: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Where every alias's requests go after the move (or would go with `weights`), as the
+    gateway routes them, and why an alias's model does not answer all of them."""
+    from quality_gates.gateway.route_view import alias_routes
 
-    route = alias_route(state.conn(), state.loaded().config, environment)
-    if route is None:
-        return {}
-    return {"route": route.describe(), "route_warning": route.warning()}
+    routes = alias_routes(state.conn(), state.loaded().config, environment, weights=weights)
+    return {
+        "routes": [r.describe() for r in routes],
+        "route_warnings": [w for w in (r.warning() for r in routes) if w],
+    }
 
 
 @click.command()
@@ -128,6 +132,11 @@ def _route(state: Any, environment: str) -> dict[str, Any]:
     is_flag=True,
     help="Move even when the target provider fails its health check (recorded as forced).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the weights and every alias's route the move would give; change nothing.",
+)
 @environment_option("production")
 @actor_option
 @json_option
@@ -140,6 +149,7 @@ def failover(
     reason: str,
     pause: str | None,
     force: bool,
+    dry_run: bool,
     environment: str,
     actor_name: str | None,
     json_output: bool,
@@ -156,6 +166,8 @@ def failover(
     config = state.loaded().config
     conn = state.conn()
     json_mode = _context.wants_json(ctx, json_output)
+    if dry_run:
+        ctx.exit(_dry_run(state, environment, source, target, json_mode))
     probe = live_probe(config)
     if config.provider(target) is not None:
         check = check_provider(conn, config, environment, target, probe=probe)
@@ -180,6 +192,37 @@ def failover(
         progress=_progress(json_mode),
     )
     ctx.exit(_report(move, _route(state, environment), json_mode))
+
+
+def _dry_run(state: Any, environment: str, source: str, target: str, json_mode: bool) -> int:
+    """`failover --dry-run`: the weights and routes after the move, with nothing changed."""
+    from quality_gates.cli._output import console, emit_json
+    from quality_gates.gateway.failover import (
+        check_move,
+        current_weights,
+        describe_weights,
+        moved,
+    )
+
+    config = state.loaded().config
+    conn = state.conn()
+    check_move(conn, config, environment, source, target)
+    before = current_weights(conn, config, environment)
+    after = moved(before, source, target, 1.0)
+    routes = _route(state, environment, after)
+    if json_mode:
+        emit_json({"dry_run": True, "before": before, "after": after, **routes})
+        return 0
+    console().print(
+        f"dry run: failover {source} -> {target} in {environment} would set "
+        f"{describe_weights(before)} -> {describe_weights(after)}; nothing changed",
+        markup=False,
+    )
+    for route in routes["routes"]:
+        console().print(f"  route: {route}", markup=False)
+    for warning in routes["route_warnings"]:
+        console().print(f"  {warning}", markup=False)
+    return 0
 
 
 @click.command()

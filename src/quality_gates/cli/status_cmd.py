@@ -94,6 +94,7 @@ def status(
         model_id=resolved.model_id if resolved else None,
         store_display=state.store_url().display,
     )
+    _add_routes(state, report)
     if resolved and resolved.alias:
         report["model_ref"] = {
             "given": model_id,
@@ -112,6 +113,7 @@ def status(
                 "quotas": quota_check,
                 "failover": failover_status,
                 "traffic_in_force": failover_status,
+                "routes": failover_status,
             }
             report["environments"] = [
                 {"name": e["name"], **{k: e.get(k) for k, on in wanted.items() if on}}
@@ -146,6 +148,24 @@ def status(
         from quality_gates.errors import EXIT_FAILED
 
         ctx.exit(EXIT_FAILED)
+
+
+def _add_routes(state: Any, report: dict[str, Any]) -> None:
+    """Each environment's alias routes as the gateway computes them (`route_view`), why an
+    alias is answered by its chain, if it is; skipped (and said) when the config does not
+    load."""
+    from quality_gates.errors import QualityGatesError
+    from quality_gates.gateway.route_view import alias_routes
+
+    try:
+        config = state.loaded().config
+    except QualityGatesError as exc:
+        for env in report["environments"]:
+            env["routes_error"] = f"routes not computed: {exc}"
+        return
+    for env in report["environments"]:
+        if config.environment(env["name"]) is not None:
+            env["routes"] = [r.to_json() for r in alias_routes(state.conn(), config, env["name"])]
 
 
 def _probe(ctx: click.Context, name: str) -> dict[str, Any]:

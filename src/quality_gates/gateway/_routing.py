@@ -1,13 +1,15 @@
-"""Routing: the request's `model` -> alias -> model -> failover chain -> ordered deployments.
+"""Routing: the request's `model` -> alias -> model -> its deployments -> its failover chain.
 
 A route table is an immutable snapshot of the config, the environment's aliases and its
 runtime settings; the control watcher swaps in a new one when the control version moves.
 Planning a request is pure (randomness and health are passed in), so tests can check
-weights and strategies exactly.
+weights and strategies exactly, and `status`, the route views and `failover --dry-run`
+compute the same route the gateway takes (`RouteTable.plan` and `first_choice_shares`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,9 @@ from quality_gates.providers import Usage
 
 CANARY_ALIAS = "current"
 RUNBOOK_SUFFIX = "-model"  # the runbook writes `current-model` for alias `current`
+FULL = 100.0  # the weight at which a provider keeps all of its own models' requests
+
+
 
 
 @dataclass(frozen=True)
@@ -47,13 +52,26 @@ class Deployment:
 
 @dataclass(frozen=True)
 class RoutePlan:
-    """Where one request goes: deployments in the order they will be tried."""
+    """Where one request goes: deployments in the order they will be tried.
+
+    `fallback` is true when the first deployment serves another model than `model_id`
+    (none of the model's own deployments could serve: open, drained)."""
 
     requested: str
     alias: str
     model_id: str
     deployments: tuple[Deployment, ...]
     canary: bool = False
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class _Tier:
+    """Deployments of equal rank: `weights` given, the first is drawn by weight (the rest
+    follow in order); otherwise they are tried in order."""
+
+    deployments: tuple[Deployment, ...]
+    weights: tuple[float, ...] | None = None
 
 
 def deployment_id(provider: str, model_id: str) -> str:
@@ -95,6 +113,7 @@ class RouteTable:
         self.canary: CanarySetting | None = parse_canary(self.runtime.get(CANARY))
         if self.canary is not None and self.canary.model not in self.deployments:
             self.canary = None
+        self.providers = sorted({d.provider for d in self.deployments.values()})
 
     def chain(self, model_id: str) -> tuple[Deployment, ...]:
         """The model's failover chain as deployments (the model alone if it has none)."""
@@ -105,6 +124,11 @@ class RouteTable:
             cached = tuple(self.deployments[n] for n in names if n in self.deployments)
             self._chains[model_id] = cached
         return cached
+
+    def deployments_of(self, model_id: str) -> tuple[Deployment, ...]:
+        """The providers that serve this model (one per model in today's config)."""
+        own = self.deployments.get(model_id)
+        return (own,) if own is not None else ()
 
     def in_use(self) -> list[Deployment]:
         """Every deployment some alias, chain or canary of this environment can reach."""
@@ -124,6 +148,15 @@ class RouteTable:
         if self.traffic is not None:
             return self.traffic.at(now)
         return dict(self.env.traffic)
+
+    def admission(self, now: float) -> dict[str, float]:
+        """provider -> the share of its own models' requests it keeps, for every provider
+        the weights in force take below 100 (see `plan`); empty without weights."""
+        weights = self.weights(now)
+        if not weights:
+            return {}
+        kept = {p: max(0.0, min(1.0, weights.get(p, 0.0) / FULL)) for p in self.providers}
+        return {p: share for p, share in kept.items() if share < 1.0}
 
     def resolve(self, name: str) -> tuple[str, str]:
         """(alias or model id as named, model id); NotFound names what is accepted."""
@@ -156,75 +189,171 @@ class RouteTable:
         """Order the deployments for a request naming `name`.
 
         `draw` returns uniform numbers in [0, 1); `is_open` says whether a deployment's
-        breaker refuses traffic now; `p95` gives its recent P95 latency (ms) if known.
+        breaker refuses traffic now (forced states included); `p95` gives its recent P95
+        latency (ms) if known.
+
+        Routing precedence, highest first (the same text is in docs/routing.md):
+
+        1. Emergency mode: a shut-down gateway answers 503 before routing; stale serving answers
+           only after every deployment of the route failed.
+        2. Forced breaker states: a deployment forced open (by a person or the watch) never serves;
+           one forced closed serves even if its own breaker tripped.
+        3. Alias -> model: the alias names the model. The canary share of `current` goes to the
+           candidate model instead, and the rest of this list applies to that model.
+        4. That model's deployments: among the providers that serve this model, those whose breaker
+           is closed and that the provider weights do not drain, ordered by the weights (or by the
+           strategy: priority, latency).
+        5. The model's failover chain, only when none of its deployments can serve (breaker open,
+           drained, or failed during this request). One chain member per provider is drawn
+           first, in proportion to what the weights put above 100 (a failover's target), or
+           to the weights when none is above 100; the rest follow in the strategy's order.
+
+        Provider weights (live, else the config's; none by default) say how much of its own
+        models' requests each provider keeps, out of 100: at 100 or more it keeps them all,
+        at 40 it keeps 40% and sheds the rest, and a provider the weights leave out keeps
+        none. What a provider sheds goes down each model's own failover chain, to the chain
+        members whose providers the weights raise above 100, or else have weight, in
+        proportion. With no weights every provider keeps all of its models' requests. A
+        failover from bedrock to google writes bedrock:0, google:200, meta:100 (google keeps
+        its own and takes bedrock's); the failback writes back the weights from before. So
+        provider weights never pick another model than the alias names unless they take that
+        model's provider below 100: a failover, or a distribution an operator set, which
+        every command that moves traffic prints per alias. Drained deployments stay a last
+        resort after the chain, and deployments behind open breakers come last (panic
+        routing may still try those whose breaker opened on its own).
         """
         alias, model_id = self.resolve(name)
         canary = self.canary
+        is_canary = False
         if canary is not None and alias == CANARY_ALIAS and draw() * 100.0 < canary.percent:
-            return RoutePlan(name, alias, canary.model, self.chain(canary.model), canary=True)
-        chain = self.chain(model_id)
-        if len(chain) > 1:
-            chain = self._order(chain, now=now, draw=draw, is_open=is_open, p95=p95)
-        return RoutePlan(name, alias, model_id, chain)
+            model_id, is_canary = canary.model, True
+        admission = self.admission(now)
+        point = draw() if admission else 0.0
+        ordered: list[Deployment] = []
+        for tier in self.tiers(model_id, point, now=now, is_open=is_open, p95=p95):
+            members = list(tier.deployments)
+            if tier.weights is not None and len(members) > 1:
+                members.insert(0, members.pop(_weighted_index(tier.weights, draw())))
+            ordered.extend(members)
+        first = ordered[0] if ordered else None
+        return RoutePlan(
+            name,
+            alias,
+            model_id,
+            tuple(ordered),
+            canary=is_canary,
+            fallback=first is not None and first.model_id != model_id,
+        )
 
-    def _order(
+    def tiers(
         self,
-        chain: tuple[Deployment, ...],
+        model_id: str,
+        point: float,
         *,
         now: float,
-        draw: Callable[[], float],
         is_open: Callable[[str], bool],
         p95: Callable[[str], float | None],
-    ) -> tuple[Deployment, ...]:
-        healthy = [d for d in chain if not is_open(d.id)]
-        refused = [d for d in chain if is_open(d.id)]
-        if self.strategy == "priority":
-            return (*healthy, *refused)
-        if self.strategy == "latency":
-            known = [(p95(d.id), i, d) for i, d in enumerate(healthy)]
-            ranked = sorted(known, key=lambda t: (t[0] is None, t[0] or 0.0, t[1]))
-            return (*(d for _, _, d in ranked), *refused)
+    ) -> list[_Tier]:
+        """The ranks a request for `model_id` tries in turn, for the drain draw `point`
+        (a deployment is drained for this request when `point` >= its provider's
+        admission): the model's serving deployments, then its chain, then drained
+        deployments, then those behind open breakers."""
+        admission = self.admission(now)
+        own = self.deployments_of(model_id)
+        seen = {d.id for d in own}
+        others: list[Deployment] = []
+        for member in self.chain(model_id):
+            for deployment in self.deployments_of(member.model_id):
+                if deployment.id not in seen:
+                    seen.add(deployment.id)
+                    others.append(deployment)
+
+        def serving(deployment: Deployment) -> bool:
+            return point < admission.get(deployment.provider, 1.0)
+
+        closed_own = [d for d in own if not is_open(d.id)]
+        closed_others = [d for d in others if not is_open(d.id)]
+        tiers = [self._rank(tuple(d for d in closed_own if serving(d)), now=now, p95=p95)]
+        drained = [d for d in closed_own if not serving(d)]
         weights = self.weights(now)
-        if not weights:
-            return (*healthy, *refused)
-        candidates: list[tuple[Deployment, float]] = []
-        providers_seen: set[str] = set()
-        for deployment in healthy:
-            if deployment.provider in providers_seen:
-                continue
-            providers_seen.add(deployment.provider)
-            weight = weights.get(deployment.provider, 0.0)
-            if weight > 0:
-                candidates.append((deployment, weight))
-        if not candidates:
-            return (*healthy, *refused)
-        point = draw() * sum(w for _, w in candidates)
-        picked = candidates[-1][0]
-        for deployment, weight in candidates:
-            point -= weight
-            if point < 0:
-                picked = deployment
-                break
-        return (picked, *(d for d in healthy if d is not picked), *refused)
+        if weights:
+            # the chain, ordered by the weights: one member per provider with weight drawn
+            # first, then the rest of those; members on providers at 0 are drained
+            pull = _pull(weights, {d.provider for d in closed_others})
+            firsts: dict[str, Deployment] = {}
+            for deployment in closed_others:
+                if pull.get(deployment.provider, 0.0) > 0:
+                    firsts.setdefault(deployment.provider, deployment)
+            chosen = tuple(firsts.values())
+            tiers.append(_Tier(chosen, tuple(pull[d.provider] for d in chosen)))
+            rest = [d for d in closed_others if weights.get(d.provider, 0.0) > 0]
+            tiers.append(self._rank(tuple(d for d in rest if d not in chosen), now=now, p95=p95))
+            drained += [d for d in closed_others if weights.get(d.provider, 0.0) <= 0]
+        else:
+            tiers.append(self._rank(tuple(closed_others), now=now, p95=p95, weighted=False))
+        tiers.append(_Tier(tuple(drained)))
+        tiers.append(_Tier(tuple(d for d in (*own, *others) if is_open(d.id))))
+        return [t for t in tiers if t.deployments]
+
+    def _rank(
+        self,
+        deployments: tuple[Deployment, ...],
+        *,
+        now: float,
+        p95: Callable[[str], float | None],
+        weighted: bool = True,
+    ) -> _Tier:
+        """One tier in the strategy's order: latency by recent P95 (unknown last),
+        priority as listed, weighted by the provider weights in force (as listed when
+        none of them has weight)."""
+        if len(deployments) < 2:
+            return _Tier(deployments)
+        if self.strategy == "latency":
+            known = [(p95(d.id), i, d) for i, d in enumerate(deployments)]
+            ranked = sorted(known, key=lambda t: (t[0] is None, t[0] or 0.0, t[1]))
+            return _Tier(tuple(d for _, _, d in ranked))
+        if self.strategy == "weighted" and weighted:
+            weights = self.weights(now)
+            chosen = tuple(d for d in deployments if weights.get(d.provider, 0.0) > 0)
+            if chosen:
+                rest = tuple(d for d in deployments if d not in chosen)
+                return _Tier((*chosen, *rest), tuple(weights[d.provider] for d in chosen))
+        return _Tier(deployments)
+
+
+def _pull(weights: Mapping[str, float], providers: set[str]) -> dict[str, float]:
+    """How strongly each of `providers` draws shed requests: what the weights put above 100
+    (a failover's target) where any of them is above it, else the weights themselves."""
+    above = {p: weights.get(p, 0.0) - FULL for p in providers if weights.get(p, 0.0) > FULL}
+    return above or {p: weights.get(p, 0.0) for p in providers if weights.get(p, 0.0) > 0}
+
+
+def _weighted_index(weights: tuple[float, ...], point: float) -> int:
+    """The index a uniform `point` in [0, 1) picks with probability weight / total."""
+    target = point * sum(weights)
+    for index, weight in enumerate(weights):
+        target -= weight
+        if target < 0:
+            return index
+    return len(weights) - 1
 
 
 def effective_weights(
     config: QualityGatesConfig,
     environment: str,
     runtime: Mapping[str, Any],
-    current_model: str | None,
     now: float,
 ) -> dict[str, float]:
-    """The provider weights in force; with none configured, all traffic at the provider of
-    the `current` model (what the gateway does when traffic is empty)."""
+    """The provider weights in force: the live setting, the config's, or with neither every
+    provider at 100 (each keeps all of its own models' requests; what the gateway does).
+    Providers at 0 are left out (a provider left out keeps nothing)."""
     traffic = TrafficSetting.from_json(runtime.get(TRAFFIC))
     if traffic is not None:
         return {k: v for k, v in traffic.at(now).items() if v > 0}
     env = config.environment(environment)
     if env is not None and env.traffic:
         return {k: v for k, v in env.traffic.items() if v > 0}
-    model = config.model(current_model) if current_model else None
-    return {model.provider: 100.0} if model else {}
+    return {p.name: FULL for p in config.providers}
 
 
 def first_choice_shares(
@@ -235,49 +364,46 @@ def first_choice_shares(
     is_open: Callable[[str], bool],
     p95: Callable[[str], float | None] = lambda _d: None,
 ) -> dict[str, float]:
-    """deployment id -> the share of requests naming `name` whose first try goes there, as
-    `plan` draws it (canary share, weights or strategy, open breakers last)."""
+    """deployment id -> the share of requests naming `name` whose first try goes there,
+    exactly as `plan` draws it (canary share, drains, weights or strategy, open breakers
+    last)."""
     alias, model_id = table.resolve(name)
     shares: dict[str, float] = {}
 
-    def add(chain: tuple[Deployment, ...], share: float) -> None:
-        for deployment, part in _chain_shares(table, chain, now, is_open, p95).items():
+    def add(model: str, share: float) -> None:
+        for deployment, part in _model_shares(table, model, now, is_open, p95).items():
             shares[deployment] = shares.get(deployment, 0.0) + share * part
 
     canary = table.canary
     rest = 1.0
     if canary is not None and alias == CANARY_ALIAS:
-        add(table.chain(canary.model), canary.percent / 100.0)
+        add(canary.model, canary.percent / 100.0)
         rest -= canary.percent / 100.0
-    add(table.chain(model_id), rest)
-    return shares
+    add(model_id, rest)
+    return {d: s for d, s in shares.items() if s > 0}
 
 
-def _chain_shares(
+def _model_shares(
     table: RouteTable,
-    chain: tuple[Deployment, ...],
+    model_id: str,
     now: float,
     is_open: Callable[[str], bool],
     p95: Callable[[str], float | None],
 ) -> dict[str, float]:
-    if not chain:
-        return {}
-    if len(chain) == 1:
-        return {chain[0].id: 1.0}
-    ordered = table._order(chain, now=now, draw=lambda: 0.0, is_open=is_open, p95=p95)
-    if table.strategy != "weighted":
-        return {ordered[0].id: 1.0}
-    weights = table.weights(now)
-    seen: set[str] = set()
-    candidates = []
-    for deployment in chain:
-        if is_open(deployment.id) or deployment.provider in seen:
+    # The drain draw changes the tiers only where it crosses a provider's admission, so
+    # the share is exact: integrate the first choice over the intervals between them.
+    cuts = sorted({0.0, 1.0, *(a for a in table.admission(now).values() if 0.0 < a < 1.0)})
+    shares: dict[str, float] = {}
+    for low, high in itertools.pairwise(cuts):
+        tiers = table.tiers(model_id, low, now=now, is_open=is_open, p95=p95)
+        if not tiers:
             continue
-        seen.add(deployment.provider)
-        weight = weights.get(deployment.provider, 0.0)
-        if weight > 0:
-            candidates.append((deployment.id, weight))
-    total = sum(w for _, w in candidates)
-    if not candidates or total <= 0:
-        return {ordered[0].id: 1.0}
-    return {d: w / total for d, w in candidates}
+        first = tiers[0]
+        if first.weights is not None and len(first.deployments) > 1:
+            total = sum(first.weights)
+            parts = {d.id: w / total for d, w in zip(first.deployments, first.weights, strict=True)}
+        else:
+            parts = {first.deployments[0].id: 1.0}
+        for deployment, part in parts.items():
+            shares[deployment] = shares.get(deployment, 0.0) + (high - low) * part
+    return shares

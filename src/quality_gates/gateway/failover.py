@@ -90,11 +90,6 @@ class TrafficMove:
     final: dict[str, float] = field(default_factory=dict)
 
 
-def _normalised(weights: dict[str, float]) -> dict[str, float]:
-    total = sum(weights.values())
-    return {k: round(v * 100.0 / total, 4) for k, v in weights.items()} if total > 0 else {}
-
-
 def moved(weights: dict[str, float], source: str, target: str, share: float) -> dict[str, float]:
     """`weights` with `share` of the source's weight moved to the target."""
     result = dict(weights)
@@ -173,15 +168,14 @@ def open_breakers_of(conn: Connection, environment: str, provider: str) -> list[
 def current_weights(
     conn: Connection, config: QualityGatesConfig, environment: str, *, config_only: bool = False
 ) -> dict[str, float]:
-    """The weights in force (live setting, config, or all at the current model's provider);
+    """The weights in force (live setting, config, or every provider at 100);
     `config_only`: what they would be without the live setting."""
     from quality_gates.gateway.runtime import TRAFFIC
 
-    aliases = {a.name: a.model_id for a in list_aliases(conn, environment)}
     runtime = runtime_settings.get_all(conn, environment)
     if config_only:
         runtime.pop(TRAFFIC, None)
-    return effective_weights(config, environment, runtime, aliases.get("current"), time.time())
+    return effective_weights(config, environment, runtime, time.time())
 
 
 def _check_names(
@@ -274,6 +268,23 @@ def _run_steps(
     return move
 
 
+def check_move(
+    conn: Connection, config: QualityGatesConfig, environment: str, source: str, target: str
+) -> dict[str, float]:
+    """Refuse a failover that names the same or unknown providers, or a source that keeps
+    nothing already; returns the weights in force."""
+    if source == target:
+        raise UsageError("--from and --to name the same provider")
+    _check_names(config, conn, environment, source, target)
+    before = current_weights(conn, config, environment)
+    if before.get(source, 0.0) <= 0:
+        raise RegistryError(
+            f"{source} carries no traffic in {environment} (weights now: "
+            f"{_describe(before)}); nothing to fail over",
+        )
+    return before
+
+
 def failover(
     conn: Connection,
     config: QualityGatesConfig,
@@ -292,17 +303,9 @@ def failover(
     """Move the source provider's traffic to the target, as `mode` says."""
     if mode not in MODES:
         raise UsageError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
-    if source == target:
-        raise UsageError("--from and --to name the same provider")
     if not reason.strip():
         raise UsageError("a failover needs --reason (it goes into the audit log)")
-    _check_names(config, conn, environment, source, target)
-    before = current_weights(conn, config, environment)
-    if before.get(source, 0.0) <= 0:
-        raise RegistryError(
-            f"{source} carries no traffic in {environment} (weights now: "
-            f"{_describe(before)}); nothing to fail over",
-        )
+    before = check_move(conn, config, environment, source, target)
     shares = {"immediate": (1.0,), "gradual": GRADUAL_MOVED, "canary": CANARY_MOVED}[mode]
     plan = []
     for share in shares:
@@ -481,5 +484,6 @@ def _describe(weights: dict[str, float]) -> str:
 
 
 def describe_weights(weights: dict[str, float]) -> str:
-    """`bedrock:50, google:50` (shares in percent)."""
-    return _describe({k: v for k, v in _normalised(weights).items() if v > 0})
+    """`bedrock:0, google:200, meta:100`: each provider's weight as set (100 keeps all of its
+    own models' requests; see `RouteTable.plan`), providers left out at 0."""
+    return _describe({k: round(v, 2) for k, v in weights.items()})

@@ -40,19 +40,19 @@ def live_weights(value: Any, now: float) -> dict[str, float] | None:
 
 
 def traffic_in_force(
-    runtime: dict[str, Any], env_config: dict[str, Any], current_provider: str | None, now: float
+    runtime: dict[str, Any], env_config: dict[str, Any], providers: list[str], now: float
 ) -> dict[str, float]:
-    """Provider weights now: the live setting (mid-transition if one runs), the config's, or
-    everything on the current model's provider."""
+    """Provider weights now, as `gateway._routing.effective_weights` reads them: the live
+    setting (mid-transition if one runs), the config's, or every provider at 100 (each keeps
+    all of its own models' requests). Providers at 0 are left out."""
     live = live_weights(runtime.get("traffic"), now)
     if live is not None:
         weights = live
     else:
         weights = {str(k): float(v) for k, v in (env_config.get("traffic") or {}).items()}
-        if not weights and current_provider:
-            weights = {current_provider: 100.0}
-    total = sum(w for w in weights.values() if w > 0)
-    return {k: round(v * 100.0 / total, 2) for k, v in weights.items() if v > 0} if total else {}
+        if not weights:
+            weights = dict.fromkeys(providers, 100.0)
+    return {k: round(v, 2) for k, v in weights.items() if v > 0}
 
 
 def _provider_windows(conn: Connection, environment: str, now: float) -> dict[str, dict[str, Any]]:
@@ -218,12 +218,11 @@ def environment_live(
 
     gateway = gateway_status(conn, environment).get(environment, {})
     runtime = settings.get_all(conn, environment)
-    models = {m.get("id"): m.get("provider") for m in config.data.get("models", [])}
-    current = aliases.get("current")
+    providers = [str(p.get("name")) for p in config.data.get("providers", [])]
     emergency = runtime.get("emergency") if isinstance(runtime.get("emergency"), dict) else None
     return {
         "traffic_in_force": traffic_in_force(
-            runtime, config.environment(environment) or {}, models.get(current), now
+            runtime, config.environment(environment) or {}, providers, now
         ),
         "providers": provider_health(conn, config, environment, gateway, now),
         "quotas": quota_use(conn, config, environment, now),

@@ -204,6 +204,7 @@ def _failover_names(ctx: Context, form: Form) -> tuple[str, str, str]:
 
 def _failover_preview(ctx: Context, form: Form) -> Preview:
     from quality_gates.gateway.failover import current_weights, describe_weights, moved
+    from quality_gates.gateway.route_view import alias_routes
 
     source, target, reason = _failover_names(ctx, form)
     if source == target:
@@ -219,11 +220,13 @@ def _failover_preview(ctx: Context, form: Form) -> Preview:
             f"{describe_weights(before) or 'none'}); nothing to fail over"
         )
     after = moved(before, source, target, 1.0)
+    routes = alias_routes(ctx.conn, ctx.config, ctx.environment, weights=after)
     return Preview(
         f"Fail over from {source} to {target}?",
         [
-            f"Traffic now: {describe_weights(before) or 'none'}",
-            f"Traffic after: {describe_weights(after) or 'none'} (immediately, in one step)",
+            f"Weights now: {describe_weights(before) or 'none'}",
+            f"Weights after: {describe_weights(after) or 'none'} (immediately, in one step)",
+            *(f"Route after: {r.describe()}" for r in routes),
             f"Reason: {reason}",
             "For gradual or canary steps with health checks, use `quality-gates failover "
             "--mode gradual|canary`.",

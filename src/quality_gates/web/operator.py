@@ -16,6 +16,7 @@ from quality_gates.config import ConfigSnapshot, QualityGatesConfig
 from quality_gates.gates.runs import gate_status
 from quality_gates.gateway.failover import current_weights
 from quality_gates.gateway.keys import list_keys
+from quality_gates.gateway.route_view import AliasRoute, alias_routes
 from quality_gates.gateway.status import gateway_status
 from quality_gates.store import audit
 from quality_gates.store import settings as runtime_settings
@@ -129,7 +130,7 @@ def dashboard_view(
     watch = watch_status(conn, targets, environment=environment, now=now)
     weights = current_weights(conn, config, environment)
     aliases = list_aliases(conn, environment)
-    total = sum(weights.values())
+    routes = alias_routes(conn, config, environment)
     view: dict[str, Any] = {
         "environment": environment,
         "generated_at": iso(now),
@@ -156,13 +157,10 @@ def dashboard_view(
             for a in aliases
         ],
         "rollback_targets": rollback_targets(aliases),
-        "traffic": {
-            name: round(weight * 100.0 / total, 2) for name, weight in sorted(weights.items())
-        }
-        if total > 0
-        else {},
+        "traffic": {name: round(weight, 2) for name, weight in sorted(weights.items())},
+        "routes": [r.to_json() for r in routes],
         "providers": [p.name for p in config.providers],
-        "failover_from": max(weights, key=lambda p: weights[p]) if weights else None,
+        "failover_from": _first_provider(routes),
         "models": [m.id for m in config.models],
         "silences": silences.listing(conn, now=now),
         "gate_runs": gate_status(conn, environment=environment, limit=10)["recent"],
@@ -190,3 +188,13 @@ def dashboard_view(
             for k in list_keys(conn)
         ]
     return view
+
+
+def _first_provider(routes: list[AliasRoute]) -> str | None:
+    """The provider answering most of `current`'s requests first: the failover form's
+    default source."""
+    for route in routes:
+        if route.alias == "current" and route.shares:
+            top = max(route.shares, key=lambda d: route.shares[d])
+            return top.split("/", 1)[0]
+    return None
