@@ -71,6 +71,7 @@ def main() -> None:
     plan += [
         ("latency-spike", ("--provider", "bedrock", "-e", "production")),
         ("quality-regression", ("-e", "production")),
+        ("two-provider-outage", ("--provider", "bedrock", "-e", "production")),
         ("multi-provider-outage", ("-e", "production")),
     ]
     header = "| scenario | " + " | ".join(t for _, t in FIGURES) + " | lost | runbook | missed |"

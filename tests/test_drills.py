@@ -150,3 +150,13 @@ def test_drill_list_says_when_there_is_nothing_yet(qg, sqlite_workspace: Workspa
     result = qg(*sqlite_workspace.cli_args(), "drill", "list")
     assert result.code == 0
     assert "no drill runs yet" in result.out
+
+
+def test_a_scenarios_own_project_target_replaces_the_general_one() -> None:
+    rows = targets.verdicts({"detection_s": 4.0, "failover_s": 11.0}, ("detection_s", "failover_s"),
+                            "latency-spike")  # fmt: skip
+    assert rows["detection_s"]["project_met"] is True  # <= 5 s for a latency spike
+    assert rows["failover_s"]["project_target"] == "<= 10 s (traffic moved)"
+    assert rows["failover_s"]["project_met"] is False
+    general = targets.verdicts({"detection_s": 4.0}, ("detection_s",), "provider-outage")
+    assert general["detection_s"]["project_met"] is False  # <= 2 s

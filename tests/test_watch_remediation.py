@@ -172,6 +172,56 @@ async def test_provider_outage_fails_over_and_back_in_steps(
         await svc.close()
 
 
+async def test_two_automatic_failovers_fail_back_in_any_order_to_the_weights_before(
+    workspace: Workspace, receiver: Receiver
+) -> None:
+    """Issue 16: bedrock out (traffic to google), then google out (traffic to meta), then
+    both back: bedrock's failback "stopped: an operator changed the weights" and traffic
+    stayed on meta with both breakers forced open. Each failback now takes back its own
+    change, so both finish and every provider ends where it began."""
+    conn = workspace.conn
+    clock = Clock(T0)
+    svc = service(workspace, config_for(workspace, receiver.base), clock)
+
+    async def probe(provider: str, timeout: float = 10.0) -> ProbeResult:
+        return ProbeResult(provider, True, 5.0)
+
+    svc.pool.probe = probe  # type: ignore[method-assign]
+    try:
+        put_rollup(conn, ts=T0, provider="bedrock", kind="attempt", count=100, errors=60)
+        assert [(r.action, r.target) for r in (await svc.run_once()).remediation] == [
+            ("failover", "bedrock")
+        ]
+        clock.now += 1
+        put_rollup(conn, ts=clock.now, provider="google", kind="attempt", count=100, errors=60)
+        reports = [(r.action, r.target) for r in (await svc.run_once()).remediation]
+        assert ("failover", "google") in reports
+        weights = current_weights(conn, svc.config, "production")
+        assert weights == {"meta": 300.0}  # bedrock and google both out
+        states: list[str] = []
+        for _ in range(120):
+            clock.now += 2
+            for r in (await svc.run_once()).remediation:
+                states.append(f"{r.action}:{r.target}:{r.state}")
+            done = remedies.find(conn, action="failover", states=("restored",))
+            if len(done) == 2:
+                break
+        assert "failback:bedrock:superseded" not in states, states
+        assert {r.target for r in remedies.find(conn, action="failover", states=("restored",))} == {
+            "bedrock",
+            "google",
+        }
+        assert current_weights(conn, svc.config, "production") == {
+            "bedrock": 100.0,
+            "google": 100.0,
+            "meta": 100.0,
+        }
+        for deployment in ("bedrock/claude-3-5-haiku", "google/gemini-1-5-flash"):
+            assert runtime_settings.get(conn, "production", f"breaker:{deployment}") is None
+    finally:
+        await svc.close()
+
+
 async def test_a_failed_check_during_failback_returns_the_traffic(
     workspace: Workspace, receiver: Receiver
 ) -> None:

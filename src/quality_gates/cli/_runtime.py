@@ -237,7 +237,7 @@ def runtime_settings_value(conn: Any, environment: str, key: str) -> Any:
 
 def render(changed: dict[str, Any]) -> list[str]:
     """One line per change."""
-    from quality_gates.gateway.failover import describe_weights
+    from quality_gates.gateway._routing import describe_weights
 
     env = changed["environment"]
     lines = []

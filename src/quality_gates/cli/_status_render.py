@@ -120,8 +120,6 @@ def _route_lines(env: dict[str, Any], indent: str) -> None:
     for route in env.get("routes", []):
         if route["why"]:
             out.print(f"  {route['why']}", style="yellow", markup=False)
-    if env.get("routes_error"):
-        out.print(f"  {env['routes_error']}", markup=False)
 
 
 def live(report: dict[str, Any]) -> None:
@@ -321,7 +319,7 @@ def summary(report: dict[str, Any]) -> str:
         tail = f"; providers out: {', '.join(down)}" if down else ""
         routes = {r["alias"]: r for r in env.get("routes", [])}
         current = routes.get("current")
-        head = current["route"] if current else env.get("routes_error", "no current alias")
+        head = current["route"] if current else "no current alias"
         out.print(f"{env['name']}  {head}{tail}", markup=False)
         for route in env.get("routes", []):
             if route["why"]:

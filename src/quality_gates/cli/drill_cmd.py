@@ -14,6 +14,7 @@ SCENARIO_NAMES = (
     "provider-outage",
     "latency-spike",
     "quality-regression",
+    "two-provider-outage",
     "multi-provider-outage",
 )
 
@@ -85,6 +86,8 @@ _SUMMARIES = {
     "it fails back in steps",
     "latency-spike": "the provider's P95 goes over the threshold; remediation moves traffic",
     "quality-regression": "the current model's accuracy drops; `current` rolls back",
+    "two-provider-outage": "the current model's provider and the next in its chain down; the "
+    "third serves every request",
     "multi-provider-outage": "every provider down; degraded service serves stale answers",
 }
 for _name in SCENARIO_NAMES:

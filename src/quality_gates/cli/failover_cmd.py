@@ -35,7 +35,7 @@ def _pause(value: str | None, default: float) -> float:
 
 def _progress(json_output: bool) -> Any:
     from quality_gates.cli._output import info
-    from quality_gates.gateway.failover import describe_weights
+    from quality_gates.gateway._routing import describe_weights
 
     def show(step: Step) -> None:
         if json_output:
@@ -53,7 +53,7 @@ def _progress(json_output: bool) -> Any:
 
 def _report(move: TrafficMove, extra: dict[str, Any] | None, json_output: bool) -> int:
     from quality_gates.cli._output import console, emit_json
-    from quality_gates.gateway.failover import describe_weights
+    from quality_gates.gateway._routing import describe_weights
 
     if json_output:
         emit_json(
@@ -96,9 +96,7 @@ def _report(move: TrafficMove, extra: dict[str, Any] | None, json_output: bool) 
     return 0 if move.completed else 1
 
 
-def _route(
-    state: Any, environment: str, weights: dict[str, float] | None = None
-) -> dict[str, Any]:
+def _route(state: Any, environment: str, weights: dict[str, float] | None = None) -> dict[str, Any]:
     """Where every alias's requests go after the move (or would go with `weights`), as the
     gateway routes them, and why an alias's model does not answer all of them."""
     from quality_gates.gateway.route_view import alias_routes
@@ -197,12 +195,8 @@ def failover(
 def _dry_run(state: Any, environment: str, source: str, target: str, json_mode: bool) -> int:
     """`failover --dry-run`: the weights and routes after the move, with nothing changed."""
     from quality_gates.cli._output import console, emit_json
-    from quality_gates.gateway.failover import (
-        check_move,
-        current_weights,
-        describe_weights,
-        moved,
-    )
+    from quality_gates.gateway._routing import describe_weights
+    from quality_gates.gateway.failover import check_move, current_weights, moved
 
     config = state.loaded().config
     conn = state.conn()

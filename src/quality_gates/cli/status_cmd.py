@@ -94,7 +94,7 @@ def status(
         model_id=resolved.model_id if resolved else None,
         store_display=state.store_url().display,
     )
-    _add_routes(state, report)
+    _add_routes(conn, snapshot, report)
     if resolved and resolved.alias:
         report["model_ref"] = {
             "given": model_id,
@@ -150,22 +150,15 @@ def status(
         ctx.exit(EXIT_FAILED)
 
 
-def _add_routes(state: Any, report: dict[str, Any]) -> None:
-    """Each environment's alias routes as the gateway computes them (`route_view`), why an
-    alias is answered by its chain, if it is; skipped (and said) when the config does not
-    load."""
-    from quality_gates.errors import QualityGatesError
+def _add_routes(conn: Any, snapshot: Any, report: dict[str, Any]) -> None:
+    """Each environment's alias routes as the gateway computes them (`route_view`, from the
+    config snapshot: no pydantic on `status`'s path), and why an alias is answered by its
+    chain, if it is."""
     from quality_gates.gateway.route_view import alias_routes
 
-    try:
-        config = state.loaded().config
-    except QualityGatesError as exc:
-        for env in report["environments"]:
-            env["routes_error"] = f"routes not computed: {exc}"
-        return
     for env in report["environments"]:
-        if config.environment(env["name"]) is not None:
-            env["routes"] = [r.to_json() for r in alias_routes(state.conn(), config, env["name"])]
+        if snapshot.environment(env["name"]) is not None:
+            env["routes"] = [r.to_json() for r in alias_routes(conn, snapshot, env["name"])]
 
 
 def _probe(ctx: click.Context, name: str) -> dict[str, Any]:

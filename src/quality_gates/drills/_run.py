@@ -279,7 +279,7 @@ def _run(
             incident["store"] = "scratch"
     figures = _figures(scenario, provider, obs, load.outcomes if load else [])
     figures["notifications"] = sum(n["count"] for n in (incident or {}).get("notifications", []))
-    judged = targets.verdicts(figures, scenario.judged)
+    judged = targets.verdicts(figures, scenario.judged, scenario.name)
     missed_runbook = targets.missed(judged, "runbook")
     missed_project = targets.missed(judged, "project")
     details.update(
@@ -401,7 +401,11 @@ async def _drive(
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
     ):
         await wait_for_leader(stack, holder=lambda: other_watch(conn))
-        faulted = list(stack.simulators) if scenario.every_provider else [str(provider)]
+        faulted = (
+            list(stack.simulators)
+            if scenario.every_provider
+            else _chain_providers(loaded, env, model.id, str(provider), scenario.providers_down)
+        )
         info: dict[str, Any] = {
             "substitutions": stack.tuned.substitutions,
             "tuning": stack.tuned.tuning,
@@ -463,6 +467,29 @@ async def _drive(
                 _emergency(conn, loaded, env, on=False)
                 obs.degraded_off = time.time()
     return load, info
+
+
+def _chain_providers(
+    loaded: LoadedConfig, env: str, model_id: str, first: str, n: int
+) -> list[str]:
+    """`first`, then the next providers of the model's failover chain, `n` in all; a
+    DrillCannotRun when the chain has fewer (the drill would leave no provider to serve)."""
+    found = [first]
+    environment = loaded.config.environment(env)
+    chain = environment.chain_for(model_id) if environment is not None else None
+    for member in chain.models if chain is not None else []:
+        model = loaded.config.model(member)
+        if model is not None and model.provider not in found and len(found) < n:
+            found.append(model.provider)
+    providers = {
+        m.provider for m in loaded.config.models if chain is not None and m.id in chain.models
+    }
+    if n > 1 and (len(found) < n or len(providers - set(found)) == 0):
+        raise DrillCannotRun(
+            f"{model_id}'s failover chain in {env} spans {len(providers)} provider(s): "
+            f"taking {n} down would leave none to serve; add a chain member on another provider"
+        )
+    return found
 
 
 async def _put_faults(session: Any, stack: Stack, provider: str, body: dict[str, Any]) -> None:

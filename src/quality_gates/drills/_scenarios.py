@@ -18,6 +18,7 @@ class Scenario:
     judged: tuple[str, ...]
     every_provider: bool = False
     per_model: bool = False  # the fault is laid on the current model only
+    providers_down: int = 1  # how many providers of the current model's chain fail
 
     def fault(self, provider_model: str | None) -> dict[str, Any]:
         """The body of PUT /_sim/faults that injects the fault."""
@@ -49,6 +50,13 @@ SCENARIOS: dict[str, Scenario] = {
             "`current` rolls back to previous-stable",
             ("detection_s", "rollback_s", "recovery_s", "total_recovery_s", "failed_pct"),
             per_model=True,
+        ),
+        Scenario(
+            "two-provider-outage",
+            "the current model's provider and the next provider of its failover chain answer "
+            "503 to everything; the last provider of the chain serves every request",
+            ("detection_s", "failover_s", "recovery_s", "total_recovery_s", "failed_pct"),
+            providers_down=2,
         ),
         Scenario(
             "multi-provider-outage",

@@ -62,12 +62,25 @@ PROJECT: dict[str, Target] = {
 }
 
 
-def verdicts(figures: dict[str, Any], judged: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+# Where a scenario's own project target differs from the general one (issue 16's list).
+PROJECT_BY_SCENARIO: dict[str, dict[str, Target]] = {
+    "latency-spike": {
+        "detection_s": Target(5.0, False, "<= 5 s"),
+        "failover_s": Target(10.0, False, "<= 10 s (traffic moved)"),
+    },
+    "quality-regression": {"rollback_s": Target(5.0, False, "<= 5 s")},
+}
+
+
+def verdicts(
+    figures: dict[str, Any], judged: tuple[str, ...], scenario: str | None = None
+) -> dict[str, dict[str, Any]]:
     """Each judged figure against its targets (the JSON stored in `drill_runs.verdicts`)."""
     out: dict[str, dict[str, Any]] = {}
+    own = PROJECT_BY_SCENARIO.get(scenario or "", {})
     for name in judged:
         value = figures.get(name)
-        runbook, project = RUNBOOK.get(name), PROJECT.get(name)
+        runbook, project = RUNBOOK.get(name), own.get(name, PROJECT.get(name))
         out[name] = {
             "value": value,
             "runbook_target": runbook.text if runbook else None,

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from quality_gates.config import Environment, QualityGatesConfig
 from quality_gates.errors import NotFound
 from quality_gates.gateway.runtime import (
     CANARY,
@@ -25,11 +24,12 @@ from quality_gates.gateway.runtime import (
 )
 from quality_gates.providers import Usage
 
+if TYPE_CHECKING:
+    from quality_gates.config import ConfigSnapshot, QualityGatesConfig
+
 CANARY_ALIAS = "current"
 RUNBOOK_SUFFIX = "-model"  # the runbook writes `current-model` for alias `current`
 FULL = 100.0  # the weight at which a provider keeps all of its own models' requests
-
-
 
 
 @dataclass(frozen=True)
@@ -79,48 +79,110 @@ def deployment_id(provider: str, model_id: str) -> str:
     return f"{provider}/{model_id}"
 
 
+@dataclass(frozen=True)
+class RouteSpec:
+    """What routing reads of one environment's config, as plain data: built from the
+    validated config (the gateway) or from its stored snapshot (`status`, without pydantic).
+    """
+
+    routing: str = "weighted"
+    traffic: dict[str, float] = field(default_factory=dict)
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # primary -> chain
+    allow_model_ids: bool = True
+    cache_serve: str | None = None
+    models: tuple[Deployment, ...] = ()
+    providers: tuple[str, ...] = ()
+
+    def chain_for(self, model_id: str) -> tuple[str, ...] | None:
+        """The failover chain whose primary is `model_id` (primary first)."""
+        return self.chains.get(model_id)
+
+    @property
+    def primaries(self) -> list[str]:
+        """The models that head a failover chain."""
+        return list(self.chains)
+
+    @classmethod
+    def of(cls, config: QualityGatesConfig | ConfigSnapshot, environment: str) -> RouteSpec:
+        """From the validated config or its snapshot (the same effective values)."""
+        from quality_gates.config import ConfigSnapshot
+
+        if isinstance(config, ConfigSnapshot):
+            return cls.from_data(config.data, environment)
+        env = config.environment(environment)
+        return cls.from_data(
+            {
+                "environments": {environment: env.model_dump(mode="json")} if env else {},
+                "models": [m.model_dump(mode="json") for m in config.models],
+                "providers": [{"name": p.name} for p in config.providers],
+            },
+            environment,
+        )
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], environment: str) -> RouteSpec:
+        """From the effective config as JSON-ready data (defaults filled in)."""
+        env = (data.get("environments") or {}).get(environment) or {}
+        models = []
+        for model in data.get("models") or []:
+            price = model.get("price") or {}
+            models.append(
+                Deployment(
+                    deployment_id(str(model["provider"]), str(model["id"])),
+                    str(model["provider"]),
+                    str(model["id"]),
+                    str(model.get("name") or model["id"]),
+                    float(price.get("input_per_1k") or 0.0),
+                    float(price.get("output_per_1k") or 0.0),
+                )
+            )
+        chains = {}
+        for chain in env.get("failover_chains") or []:
+            members = [chain.get(k) for k in ("primary", "secondary", "tertiary")]
+            chains[str(chain["primary"])] = tuple(str(m) for m in members if m)
+        return cls(
+            routing=str(env.get("routing") or "weighted"),
+            traffic={str(k): float(v) for k, v in (env.get("traffic") or {}).items()},
+            chains=chains,
+            allow_model_ids=bool(env.get("allow_model_ids", True)),
+            cache_serve=env.get("cache_serve"),
+            models=tuple(models),
+            providers=tuple(str(p["name"]) for p in data.get("providers") or []),
+        )
+
+
 class RouteTable:
     """The routing snapshot of one environment."""
 
     def __init__(
         self,
-        config: QualityGatesConfig,
+        config: QualityGatesConfig | ConfigSnapshot | RouteSpec,
         environment: str,
         aliases: Mapping[str, str],
         runtime: Mapping[str, Any],
         version: int = 0,
     ) -> None:
-        env = config.environment(environment)
+        spec = config if isinstance(config, RouteSpec) else RouteSpec.of(config, environment)
         self.environment = environment
         self.version = version
-        self.env: Environment = env if env is not None else Environment()
-        self.strategy = self.env.routing
+        self.env = spec
+        self.strategy = spec.routing
         self.aliases = dict(aliases)
         self.runtime = dict(runtime)
-        self.deployments: dict[str, Deployment] = {}
-        for model in config.models:
-            self.deployments[model.id] = Deployment(
-                deployment_id(model.provider, model.id),
-                model.provider,
-                model.id,
-                model.provider_model,
-                model.price.input_per_1k,
-                model.price.output_per_1k,
-            )
+        self.deployments: dict[str, Deployment] = {d.model_id: d for d in spec.models}
         self.by_id = {d.id: d for d in self.deployments.values()}
         self._chains: dict[str, tuple[Deployment, ...]] = {}
         self.traffic = TrafficSetting.from_json(self.runtime.get(TRAFFIC))
         self.canary: CanarySetting | None = parse_canary(self.runtime.get(CANARY))
         if self.canary is not None and self.canary.model not in self.deployments:
             self.canary = None
-        self.providers = sorted({d.provider for d in self.deployments.values()})
+        self.providers = sorted({*spec.providers, *(d.provider for d in spec.models)})
 
     def chain(self, model_id: str) -> tuple[Deployment, ...]:
         """The model's failover chain as deployments (the model alone if it has none)."""
         cached = self._chains.get(model_id)
         if cached is None:
-            spec = self.env.chain_for(model_id)
-            names = spec.models if spec else [model_id]
+            names = self.env.chain_for(model_id) or (model_id,)
             cached = tuple(self.deployments[n] for n in names if n in self.deployments)
             self._chains[model_id] = cached
         return cached
@@ -137,7 +199,7 @@ class RouteTable:
         if self.canary is not None:
             targets.append(self.canary.model)
         if self.env.allow_model_ids:
-            targets += [c.primary for c in self.env.failover_chains]
+            targets += self.env.primaries
         for model_id in targets:
             for deployment in self.chain(model_id):
                 seen.setdefault(deployment.id, deployment)
@@ -339,7 +401,7 @@ def _weighted_index(weights: tuple[float, ...], point: float) -> int:
 
 
 def effective_weights(
-    config: QualityGatesConfig,
+    config: QualityGatesConfig | ConfigSnapshot,
     environment: str,
     runtime: Mapping[str, Any],
     now: float,
@@ -350,10 +412,10 @@ def effective_weights(
     traffic = TrafficSetting.from_json(runtime.get(TRAFFIC))
     if traffic is not None:
         return {k: v for k, v in traffic.at(now).items() if v > 0}
-    env = config.environment(environment)
-    if env is not None and env.traffic:
-        return {k: v for k, v in env.traffic.items() if v > 0}
-    return {p.name: FULL for p in config.providers}
+    spec = RouteSpec.of(config, environment)
+    if spec.traffic:
+        return {k: v for k, v in spec.traffic.items() if v > 0}
+    return dict.fromkeys(spec.providers, FULL)
 
 
 def first_choice_shares(
@@ -407,3 +469,10 @@ def _model_shares(
         for deployment, part in parts.items():
             shares[deployment] = shares.get(deployment, 0.0) + (high - low) * part
     return shares
+
+
+def describe_weights(weights: Mapping[str, float]) -> str:
+    """`bedrock:0, google:200, meta:100`: each provider's weight as routing reads it (100
+    keeps all of its own models' requests; see `RouteTable.plan`; below 0 reads 0)."""
+    shown = {k: round(max(0.0, v), 2) for k, v in sorted(weights.items())}
+    return ", ".join(f"{k}:{v:g}" for k, v in shown.items()) or "none"

@@ -6,9 +6,10 @@ steps, every step audited and recorded in `traffic_history`.
   50, 75, 100% of P's weight with a check after each step (a failed check restores the
   weights from before the failover).
 - failback --provider P: finds the last failover away from P, checks P's health
-  against the threshold (live probes plus P's recent attempts), then restores the weights
-  from before that failover (canary steps by default; a failed check returns to the
-  failed-over weights).
+  against the threshold (live probes plus P's recent attempts), then takes back what that
+  failover changed, on the weights in force (canary steps by default; a failed check returns
+  to the weights before the failback). Moves add up, so failovers of several providers fail
+  back in any order.
 
 A health check of a provider: a live probe, its attempts in the gateway's telemetry since the
 step began (error rate against the environment's threshold, client faults excluded), and the
@@ -26,8 +27,9 @@ from typing import Any
 
 from quality_gates.config import QualityGatesConfig
 from quality_gates.errors import RegistryError, UsageError
-from quality_gates.gateway._routing import RouteTable, effective_weights
+from quality_gates.gateway._routing import RouteTable, describe_weights, effective_weights
 from quality_gates.gateway.runtime import set_traffic
+from quality_gates.gateway.status import open_breakers_of
 from quality_gates.providers import ProbeResult
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
@@ -37,7 +39,6 @@ MODES = ("immediate", "gradual", "canary")
 GRADUAL_MOVED = (0.5, 0.75, 1.0)  # P keeps 50%, 25%, 0% of its weight
 CANARY_MOVED = (0.05, 0.10, 0.25, 0.50, 0.75, 1.0)
 MIN_ATTEMPTS_FOR_RATE = 10
-HEARTBEAT_FRESH_S = 15.0
 CLIENT_FAULTS = ("bad_request", "content_filtered")
 
 Probe = Callable[[str], ProbeResult]
@@ -149,22 +150,6 @@ def provider_attempts(
     return (int(row["n"] or 0), int(row["e"] or 0)) if row else (0, 0)
 
 
-def open_breakers_of(conn: Connection, environment: str, provider: str) -> list[str]:
-    """Deployments of `provider` whose breaker a live gateway reports open."""
-    rows = conn.execute(
-        "SELECT breakers FROM gateway_instances WHERE environment = :env AND heartbeat_at >= :t",
-        {"env": environment, "t": time.time() - HEARTBEAT_FRESH_S},
-    )
-    found = set()
-    for row in rows:
-        for view in json.loads(row["breakers"] or "[]"):
-            if view.get("state") == "open" and str(view.get("deployment", "")).startswith(
-                provider + "/"
-            ):
-                found.add(view["deployment"])
-    return sorted(found)
-
-
 def current_weights(
     conn: Connection, config: QualityGatesConfig, environment: str, *, config_only: bool = False
 ) -> dict[str, float]:
@@ -176,6 +161,32 @@ def current_weights(
     if config_only:
         runtime.pop(TRAFFIC, None)
     return effective_weights(config, environment, runtime, time.time())
+
+
+def raw_weights(conn: Connection, config: QualityGatesConfig, environment: str) -> dict[str, float]:
+    """The weights in force as stored, zero and below included (automatic failovers and
+    failbacks add and take back their own changes, which may take a provider below 0 while
+    another failover holds it there; routing reads anything at or below 0 as 0)."""
+    from quality_gates.gateway.runtime import TRAFFIC, TrafficSetting
+
+    live = TrafficSetting.from_json(runtime_settings.get(conn, environment, TRAFFIC))
+    if live is not None:
+        return live.at(time.time())
+    return current_weights(conn, config, environment)
+
+
+def change_of(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What a move changed: provider -> after - before (non-zero only)."""
+    names = set(before) | set(after)
+    delta = {n: round(after.get(n, 0.0) - before.get(n, 0.0), 6) for n in names}
+    return {n: v for n, v in delta.items() if v}
+
+
+def undo(weights: dict[str, float], change: dict[str, float], share: float) -> dict[str, float]:
+    """`weights` with `share` of a move's `change` taken back. Changes add up, so moves
+    taken back in any order leave the weights as they would be had they never happened."""
+    names = set(weights) | set(change)
+    return {n: round(weights.get(n, 0.0) - change.get(n, 0.0) * share, 6) for n in names}
 
 
 def _check_names(
@@ -280,7 +291,7 @@ def check_move(
     if before.get(source, 0.0) <= 0:
         raise RegistryError(
             f"{source} carries no traffic in {environment} (weights now: "
-            f"{_describe(before)}); nothing to fail over",
+            f"{describe_weights(before)}); nothing to fail over",
         )
     return before
 
@@ -335,7 +346,8 @@ def failover(
 
 
 def last_failover_from(conn: Connection, environment: str, provider: str) -> dict[str, Any]:
-    """The weights before the latest failover away from `provider` and that failover's id."""
+    """The weights before and after the latest failover away from `provider`, and that
+    failover's id."""
     rows = conn.execute(
         "SELECT operation_id, previous, weights, ts FROM traffic_history WHERE environment = "
         ":env AND mode LIKE 'failover:%' ORDER BY id DESC LIMIT 200",
@@ -349,10 +361,16 @@ def last_failover_from(conn: Connection, environment: str, provider: str) -> dic
                 "LIMIT 1",
                 {"op": row["operation_id"]},
             )
-            if first is not None:
+            last = conn.one(
+                "SELECT weights FROM traffic_history WHERE operation_id = :op ORDER BY id DESC "
+                "LIMIT 1",
+                {"op": row["operation_id"]},
+            )
+            if first is not None and last is not None:
                 return {
                     "operation_id": row["operation_id"],
                     "before": json.loads(first["previous"]),
+                    "after": json.loads(last["weights"]),
                     "at": first["ts"],
                 }
     raise RegistryError(
@@ -413,7 +431,8 @@ def failback(
     sleep: Sleep = time.sleep,
     progress: Callable[[Step], None] | None = None,
 ) -> tuple[TrafficMove, dict[str, Any]]:
-    """Return traffic to `provider` once its health reaches `threshold`."""
+    """Return traffic to `provider` once its health reaches `threshold`: take back, in
+    steps, what the latest failover away from it changed."""
     if mode not in MODES:
         raise UsageError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     _check_names(config, conn, environment, provider)
@@ -449,18 +468,15 @@ def failback(
         )
         move.final = now_weights
         return move, health
-    target = origin["before"]
+    # take back what that failover changed, on the weights in force: other moves made since
+    # (another provider's failover) keep theirs
+    change = change_of(origin["before"], origin["after"])
+    raw = raw_weights(conn, config, environment)
     shares = {"immediate": (1.0,), "gradual": GRADUAL_MOVED, "canary": CANARY_MOVED}[mode]
-    plan = []
-    for share in shares:
-        names = set(target) | set(now_weights)
-        step = {
-            n: round(
-                now_weights.get(n, 0.0) + (target.get(n, 0.0) - now_weights.get(n, 0.0)) * share, 6
-            )
-            for n in names
-        }
-        plan.append((f"{provider} back to {share:.0%} of its share", step))
+    plan = [
+        (f"{provider} back to {share:.0%} of its share", undo(raw, change, share))
+        for share in shares
+    ]
     move = _run_steps(
         conn,
         config,
@@ -477,13 +493,3 @@ def failback(
         progress=progress,
     )
     return move, health
-
-
-def _describe(weights: dict[str, float]) -> str:
-    return ", ".join(f"{k}:{v:g}" for k, v in sorted(weights.items())) or "none"
-
-
-def describe_weights(weights: dict[str, float]) -> str:
-    """`bedrock:0, google:200, meta:100`: each provider's weight as set (100 keeps all of its
-    own models' requests; see `RouteTable.plan`), providers left out at 0."""
-    return _describe({k: round(v, 2) for k, v in weights.items()})

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from quality_gates.config import QualityGatesConfig
-from quality_gates.gateway._routing import RouteTable, first_choice_shares
-from quality_gates.gateway.failover import describe_weights, open_breakers_of
+from quality_gates.gateway._routing import RouteTable, describe_weights, first_choice_shares
 from quality_gates.gateway.runtime import forced_breakers
+from quality_gates.gateway.status import open_breakers_of
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import list_aliases
+
+if TYPE_CHECKING:
+    from quality_gates.config import ConfigSnapshot, QualityGatesConfig
 
 
 @dataclass
@@ -99,7 +102,7 @@ def _pct(share: float) -> str:
 
 def alias_routes(
     conn: Connection,
-    config: QualityGatesConfig,
+    config: QualityGatesConfig | ConfigSnapshot,
     environment: str,
     aliases_wanted: list[str] | None = None,
     *,
@@ -149,7 +152,10 @@ def alias_routes(
 
 
 def alias_route(
-    conn: Connection, config: QualityGatesConfig, environment: str, alias: str = "current"
+    conn: Connection,
+    config: QualityGatesConfig | ConfigSnapshot,
+    environment: str,
+    alias: str = "current",
 ) -> AliasRoute | None:
     """The alias's route now (breakers as the running gateways report them)."""
     routes = alias_routes(conn, config, environment, [alias])

@@ -89,3 +89,19 @@ def gateway_status(conn: Connection, environment: str | None = None) -> dict[str
             ],
         }
     return out
+
+
+def open_breakers_of(conn: Connection, environment: str, provider: str) -> list[str]:
+    """Deployments of `provider` whose breaker a live gateway reports open."""
+    rows = conn.execute(
+        "SELECT breakers FROM gateway_instances WHERE environment = :env AND heartbeat_at >= :t",
+        {"env": environment, "t": time.time() - HEARTBEAT_FRESH_S},
+    )
+    found = set()
+    for row in rows:
+        for view in json.loads(row["breakers"] or "[]"):
+            if view.get("state") == "open" and str(view.get("deployment", "")).startswith(
+                provider + "/"
+            ):
+                found.add(view["deployment"])
+    return sorted(found)

@@ -17,12 +17,13 @@ from typing import Any
 
 from quality_gates.config import QualityGatesConfig
 from quality_gates.errors import RegistryError
-from quality_gates.gateway.failover import Probe, open_breakers_of, provider_attempts
+from quality_gates.gateway.failover import Probe, provider_attempts
 from quality_gates.gateway.runtime import (
     AUTO_REMEDIATION_ACTOR,
     BREAKER_PREFIX,
     forced_breakers,
 )
+from quality_gates.gateway.status import open_breakers_of
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
 

@@ -18,11 +18,8 @@ def post_failover(ctx: ValidationContext) -> list[CheckResult]:
     its traffic went (probe, error rate since the move), and what is left to fail back."""
     if not ctx.options.get("post_failover"):
         return []
-    from quality_gates.gateway.failover import (
-        current_weights,
-        describe_weights,
-        provider_attempts,
-    )
+    from quality_gates.gateway._routing import describe_weights
+    from quality_gates.gateway.failover import current_weights, provider_attempts
 
     conn = ctx.conn()
     env = ctx.environment

@@ -35,22 +35,9 @@ MIN_ATTEMPTS_FOR_RATE = 10
 WEIGHT_TOLERANCE = 0.01  # percentage points: weights this close are the same weights
 
 
-def blend(after: dict[str, float], before: dict[str, float], share: float) -> dict[str, float]:
-    """The failed-over weights moved `share` of the way back to the weights before."""
-    names = set(after) | set(before)
-    return {
-        n: round(after.get(n, 0.0) + (before.get(n, 0.0) - after.get(n, 0.0)) * share, 6)
-        for n in names
-    }
-
-
 def _same(a: dict[str, float], b: dict[str, float]) -> bool:
-    def norm(w: dict[str, float]) -> dict[str, float]:
-        total = sum(w.values())
-        return {k: v * 100.0 / total for k, v in w.items() if v > 0} if total > 0 else {}
-
-    na, nb = norm(a), norm(b)
-    return set(na) == set(nb) and all(abs(na[k] - nb[k]) <= WEIGHT_TOLERANCE for k in na)
+    names = set(a) | set(b)
+    return all(abs(a.get(k, 0.0) - b.get(k, 0.0)) <= WEIGHT_TOLERANCE for k in names)
 
 
 class Failback:
@@ -91,8 +78,8 @@ def step(
     now: float,
 ) -> ActionReport | None:
     """Advance one failover's failback by what the probe and the store say now."""
-    from quality_gates.gateway.failover import current_weights
-    from quality_gates.watch.remediation import failing_providers
+    from quality_gates.gateway.failover import raw_weights
+    from quality_gates.watch.remediation import ACTOR, failing_providers
 
     with conn.write():
         remedy = store.get(conn, remedy_id)
@@ -100,9 +87,13 @@ def step(
             return None
         env, provider, d = remedy.environment, remedy.target, dict(remedy.details)
         policy = config.remediation.policy(env).failback
-        weights_now = current_weights(conn, config, env)
+        weights_now = raw_weights(conn, config, env)
         if d.get("superseded_by") is None and not _same(weights_now, d.get("last_weights", {})):
-            d["superseded_by"] = _last_weight_change(conn, env, weights_now)
+            change = _last_weight_change(conn, env, weights_now)
+            if change["actor"] == ACTOR:
+                d["last_weights"] = weights_now  # another automatic move: changes add up
+            else:
+                d["superseded_by"] = change
         if d.get("superseded_by") is not None and remedy.state != "active":
             return _hand_over(conn, remedy, d, now)
         firing = failing_providers(load_states(conn, active_only=True), config, env).get(provider)
@@ -159,7 +150,7 @@ def _hand_over(
 ) -> ActionReport:
     """Someone else set the weights: return the breakers this failover forced open to
     automatic, leave the weights alone, and say exactly that."""
-    from quality_gates.gateway.failover import describe_weights
+    from quality_gates.gateway._routing import describe_weights
     from quality_gates.watch.remediation import ACTOR
 
     env, provider = remedy.environment, remedy.target
@@ -238,15 +229,18 @@ def _apply_step(
     index: int,
     now: float,
 ) -> ActionReport:
-    from quality_gates.gateway.failover import current_weights, describe_weights
+    from quality_gates.gateway._routing import describe_weights
+    from quality_gates.gateway.failover import change_of, raw_weights, undo
 
     env, provider = remedy.environment, remedy.target
     policy = config.remediation.policy(env).failback
     share = policy.steps[index]
     if index == 0:
         _breakers(conn, env, list(d.get("breakers", [])), None)
-    current = current_weights(conn, config, env)
-    weights = blend(d.get("after", {}), d.get("before", {}), share)
+    current = raw_weights(conn, config, env)
+    taken_back = float(d.get("taken_back") or 0.0)
+    change = change_of(d.get("before", {}), d.get("after", {}))
+    weights = undo(current, change, share - taken_back)
     label = f"{provider} back to {share:.0%} of its share"
     healthy_for = now - float(d.get("healthy_since") or now)
     message = (
@@ -256,7 +250,7 @@ def _apply_step(
     _set_weights(
         conn, env, weights, current, step=label, reason=message, incident_id=remedy.incident_id
     )
-    d.update(step_index=index, step_at=now, last_weights=weights)
+    d.update(step_index=index, step_at=now, last_weights=weights, taken_back=share)
     return _event(conn, remedy, "failing_back", d, now, message, label)
 
 
@@ -268,26 +262,30 @@ def _revert(
     now: float,
     why: str,
 ) -> ActionReport:
-    from quality_gates.gateway.failover import current_weights
+    from quality_gates.gateway.failover import change_of, raw_weights, undo
 
     env, provider = remedy.environment, remedy.target
-    after = d.get("after", {})
     message = (
         f"failback of {provider} in {env} stopped at step {int(d.get('step_index', 0)) + 1}: "
         f"{why}; traffic back on {d.get('to')}"
     )
+    current = raw_weights(conn, config, env)
+    change = change_of(d.get("before", {}), d.get("after", {}))
+    weights = undo(current, change, -float(d.get("taken_back") or 0.0))  # the move, whole again
     _set_weights(
         conn,
         env,
-        after,
-        current_weights(conn, config, env),
+        weights,
+        current,
         step=f"{provider} at 0%",
         reason=message,
         incident_id=remedy.incident_id,
     )
     if config.remediation.policy(env).failover.open_breakers:
         _breakers(conn, env, list(d.get("breakers", [])), "open")
-    d.update(step_index=None, step_at=None, healthy_since=None, last_weights=after)
+    d.update(
+        step_index=None, step_at=None, healthy_since=None, last_weights=weights, taken_back=0.0
+    )
     return _event(conn, remedy, "active", d, now, message, f"{provider} at 0%")
 
 

@@ -512,7 +512,8 @@ def _rollback(
 def _failover(
     conn: Connection, config: QualityGatesConfig, decision: Decision, now: float
 ) -> ActionReport:
-    from quality_gates.gateway.failover import current_weights, describe_weights, moved
+    from quality_gates.gateway._routing import describe_weights
+    from quality_gates.gateway.failover import moved, raw_weights
     from quality_gates.gateway.runtime import force_breaker, set_traffic
 
     alert = decision.alert
@@ -521,7 +522,7 @@ def _failover(
     operation_id = uuid.uuid4().hex[:12]
     reason = f"automatic failover: {_describe_alert(alert)}"
     with conn.write():
-        before = current_weights(conn, config, env)
+        before = raw_weights(conn, config, env)
         after = moved(before, provider, target, 1.0) if before.get(provider, 0.0) > 0 else before
         deployments = list(decision.details.get("deployments", []))
         details: dict[str, Any] = {

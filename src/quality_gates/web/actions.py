@@ -203,7 +203,8 @@ def _failover_names(ctx: Context, form: Form) -> tuple[str, str, str]:
 
 
 def _failover_preview(ctx: Context, form: Form) -> Preview:
-    from quality_gates.gateway.failover import current_weights, describe_weights, moved
+    from quality_gates.gateway._routing import describe_weights
+    from quality_gates.gateway.failover import current_weights, moved
     from quality_gates.gateway.route_view import alias_routes
 
     source, target, reason = _failover_names(ctx, form)
@@ -236,7 +237,8 @@ def _failover_preview(ctx: Context, form: Form) -> Preview:
 
 
 def _failover_run(ctx: Context, form: Form) -> str:
-    from quality_gates.gateway.failover import describe_weights, failover, live_probe
+    from quality_gates.gateway._routing import describe_weights
+    from quality_gates.gateway.failover import failover, live_probe
     from quality_gates.watch.incidents import record_event
 
     source, target, reason = _failover_names(ctx, form)
