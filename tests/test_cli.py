@@ -256,9 +256,7 @@ def test_weights_never_override_a_rollback(qg, simulated_workspace: Workspace) -
     assert left_out.code == 0, left_out.err
     said = " ".join((left_out.out + left_out.err).split())
     assert "route: current -> gemini-1-5-flash: bedrock/claude-3-haiku 100%" in said
-    assert "`current` names gemini-1-5-flash; bedrock/claude-3-haiku 100% of its requests" in (
-        said
-    )
+    assert "`current` names gemini-1-5-flash; bedrock/claude-3-haiku 100% of its requests" in (said)
     assert "the weights bedrock:100 leave google 0% of its models' requests" in said
     reset = qg(*args, "config", "set", "--traffic-distribution", "reset")
     assert "route: current -> gemini-1-5-flash: google 100%" in reset.out

@@ -62,11 +62,14 @@ PROJECT: dict[str, Target] = {
 }
 
 
-# Where a scenario's own project target differs from the general one (issue 16's list).
-PROJECT_BY_SCENARIO: dict[str, dict[str, Target]] = {
+# Where a scenario's own project target differs from the general one (issue 16's list);
+# None: the project sets none for that figure in that scenario (a latency spike's alerts
+# end when the slow calls leave the rule's window, whatever the gateway does).
+PROJECT_BY_SCENARIO: dict[str, dict[str, Target | None]] = {
     "latency-spike": {
         "detection_s": Target(5.0, False, "<= 5 s"),
         "failover_s": Target(10.0, False, "<= 10 s (traffic moved)"),
+        "recovery_s": None,
     },
     "quality-regression": {"rollback_s": Target(5.0, False, "<= 5 s")},
 }
@@ -80,7 +83,8 @@ def verdicts(
     own = PROJECT_BY_SCENARIO.get(scenario or "", {})
     for name in judged:
         value = figures.get(name)
-        runbook, project = RUNBOOK.get(name), own.get(name, PROJECT.get(name))
+        runbook = RUNBOOK.get(name)
+        project = own[name] if name in own else PROJECT.get(name)
         out[name] = {
             "value": value,
             "runbook_target": runbook.text if runbook else None,

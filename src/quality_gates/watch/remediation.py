@@ -108,19 +108,26 @@ def _firing_triggers(
 
 
 def failing_providers(
-    states: dict[str, AlertState], config: QualityGatesConfig, environment: str
+    states: dict[str, AlertState],
+    config: QualityGatesConfig,
+    environment: str,
+    *,
+    pending: bool = False,
 ) -> dict[str, str]:
-    """provider -> the failover-trigger alert firing on it in `environment`."""
+    """provider -> the failover-trigger alert firing on it in `environment` (with
+    `pending`, also one that holds and waits out its `for`: "rule (pending)")."""
     policy = config.remediation.policy(environment)
     out: dict[str, str] = {}
     for alert in states.values():
         if (
             alert.environment == environment
-            and alert.state == "firing"
             and alert.rule in policy.failover.triggers
             and alert.labels.get("provider")
         ):
-            out.setdefault(alert.labels["provider"], alert.rule)
+            if alert.state == "firing":
+                out[alert.labels["provider"]] = alert.rule
+            elif pending and alert.state == "pending":
+                out.setdefault(alert.labels["provider"], f"{alert.rule} (pending)")
     return out
 
 
@@ -179,12 +186,23 @@ def _plan_rollback(
     if target == current:
         return decision.refuse("same_target", f"{policy.rollback.target} is {current} itself")
     if alert.metric not in QUALITY_METRICS:
-        down = failing_providers(states, config, env)
+        # A provider trigger that holds, even before its `for` ends, says the provider is
+        # the cause: its failover comes, and a rollback (often onto the same provider)
+        # would only stall the watch on probing a slow or failing target.
+        down = failing_providers(states, config, env, pending=True)
         if down:
             listing = ", ".join(f"{p} ({r})" for p, r in sorted(down.items()))
             return decision.refuse(
                 "provider_alerts",
-                f"provider alerts are firing ({listing}): failover, not a rollback",
+                f"provider alerts are firing or pending ({listing}): failover, not a rollback",
+            )
+        moving = store.find(conn, environment=env, action="failover", states=store.ACTIVE_FAILOVER)
+        if moving:
+            names = ", ".join(sorted({r.target for r in moving}))
+            return decision.refuse(
+                "failover_active",
+                f"the automatic failover of {names} is in force: the symptoms it leaves "
+                "(slow or failed calls still in the window) are not the model's",
             )
     recent = store.find(
         conn, environment=env, action="rollback", states=("done",), since=now - policy.cooldown
@@ -222,7 +240,7 @@ def target_failing(
             return f"{alert.rule} is firing for it"
     model = config.model(model_id)
     if model is not None:
-        down = failing_providers(states, config, environment)
+        down = failing_providers(states, config, environment, pending=True)
         if model.provider in down:
             return f"its provider {model.provider} is failing ({down[model.provider]})"
         forced = runtime_settings.get(conn, environment, f"breaker:{model.provider}/{model_id}")
