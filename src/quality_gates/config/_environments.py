@@ -74,7 +74,9 @@ class Environment(StrictModel):
     )
     failover_chains: list[FailoverChain] = Field(default_factory=list)
     traffic: dict[str, float] = Field(
-        default_factory=dict, description="provider -> weight; empty sends all to the primary"
+        default_factory=dict,
+        description="provider -> the share of its own models' requests it keeps (100: all); "
+        "empty: every provider keeps all (docs/routing.md)",
     )
     routing: RoutingStrategy = "weighted"
     allow_model_ids: bool = Field(

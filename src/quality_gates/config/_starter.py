@@ -87,8 +87,9 @@ environments:
       - {{primary: claude-3-haiku, secondary: gemini-1-5-flash, tertiary: llama-3-1-70b}}
       - {{primary: gemini-1-5-flash, secondary: llama-3-1-70b, tertiary: claude-3-haiku}}
       - {{primary: llama-3-1-70b, secondary: gemini-1-5-flash, tertiary: claude-3-haiku}}
-    # Share traffic across the chain's providers, e.g. {{bedrock: 50, google: 30, meta: 20}};
-    # empty sends everything to the primary. Change it live with
+    # Provider weights: how much of its own models' requests each provider keeps, out of
+    # 100 (what it sheds goes down each model's failover chain; docs/routing.md). Empty:
+    # every provider keeps all. Change them live with
     # `quality-gates config set --traffic-distribution "bedrock:50,google:50"`.
     traffic: {{}}
     routing: weighted            # weighted | priority | latency (fastest healthy P95)

@@ -136,10 +136,13 @@ def check_model(
     probe: Probe,
 ) -> TargetCheck:
     """The provider that serves `model_id`, and that model's deployment."""
+    from quality_gates.gateway._routing import RouteTable, describe_weights
+    from quality_gates.store.registry import list_aliases
+
     model = config.model(model_id)
     if model is None:
         raise RegistryError(f"model {model_id!r} is not in the config")
-    return check_provider(
+    check = check_provider(
         conn,
         config,
         environment,
@@ -147,6 +150,22 @@ def check_model(
         probe=probe,
         deployments=[f"{model.provider}/{model.id}"],
     )
+    # The weights in force may drain the model's provider: then the alias moved onto it
+    # would be answered by its chain instead, which is not what the move says.
+    aliases = {a.name: a.model_id for a in list_aliases(conn, environment)}
+    table = RouteTable(config, environment, aliases, runtime_settings.get_all(conn, environment))
+    now = time.time()
+    kept = table.admission(now).get(model.provider)
+    if kept is not None:
+        line = (
+            f"the weights in force ({describe_weights(table.weights(now))}) leave "
+            f"{model.provider} {kept:.0%} of its models' requests, so {model_id} would answer "
+            f"{kept:.0%} of them and its failover chain the rest (`quality-gates failback "
+            f"--provider {model.provider}` or `config set --traffic-distribution reset` "
+            "returns them)"
+        )
+        (check.problems if kept <= 0 else check.notes).append(line)
+    return check
 
 
 def refuse_unhealthy(action: str, checks: list[TargetCheck], *, force: bool) -> str | None:
