@@ -174,3 +174,22 @@ def test_failover_immediate_and_breaker_from_the_cli(qg, sqlite_workspace: Works
     status = gateway_status(sqlite_workspace.conn, "production")["production"]
     assert status["runtime"]["forced_breakers"]["google/gemini-1-5-flash"]["state"] == "open"
     assert status["traffic_moves"][0]["mode"] == "failover:immediate"
+
+
+def test_failover_dry_run_prints_the_routes_and_changes_nothing(
+    qg, sqlite_workspace: Workspace
+) -> None:  # type: ignore[no-untyped-def]
+    _no_provider_listens(sqlite_workspace)  # a dry run probes nothing
+    args = sqlite_workspace.cli_args()
+    move = ("failover", "--from", "bedrock", "--to", "meta", "--reason", "x", "--dry-run")
+    result = qg(*args, *move)
+    assert result.code == 0, result.err
+    text = " ".join(result.out.split())
+    assert "bedrock:100, google:100, meta:100 -> bedrock:0, google:100, meta:200" in text
+    assert "nothing changed" in text
+    assert "route: current -> claude-3-5-haiku: meta/llama-3-1-70b 100%" in text
+    assert "route: backup -> gemini-1-5-flash: google 100%" in text
+    assert sqlite_workspace.conn.scalar("SELECT COUNT(*) FROM traffic_history") == 0
+    data = json.loads(qg(*args, *move, "--json").out)
+    assert data["dry_run"] is True
+    assert data["after"] == {"bedrock": 0.0, "google": 100.0, "meta": 200.0}
