@@ -150,8 +150,9 @@ def check_model(
         probe=probe,
         deployments=[f"{model.provider}/{model.id}"],
     )
-    # The weights in force may drain the model's provider: then the alias moved onto it
-    # would be answered by its chain instead, which is not what the move says.
+    # The weights in force may drain the model's provider (a failover in force): then the
+    # alias moved onto it is answered by its chain until the provider fails back. That is
+    # not a sick target, so the move goes ahead, and says so.
     aliases = {a.name: a.model_id for a in list_aliases(conn, environment)}
     table = RouteTable(config, environment, aliases, runtime_settings.get_all(conn, environment))
     now = time.time()
@@ -160,11 +161,11 @@ def check_model(
         line = (
             f"the weights in force ({describe_weights(table.weights(now))}) leave "
             f"{model.provider} {kept:.0%} of its models' requests, so {model_id} would answer "
-            f"{kept:.0%} of them and its failover chain the rest (`quality-gates failback "
-            f"--provider {model.provider}` or `config set --traffic-distribution reset` "
-            "returns them)"
+            f"{kept:.0%} of them and its failover chain the rest until the provider fails back "
+            f"(`quality-gates failback --provider {model.provider}` or `config set "
+            "--traffic-distribution reset` returns them)"
         )
-        (check.problems if kept <= 0 else check.notes).append(line)
+        check.notes.append(line)
     return check
 
 
