@@ -101,8 +101,9 @@ def main() -> None:
         "< 1%, automatic rollback < 30 s. The `missed` column lists the project's own targets "
         "missed (detection <= 2 s, no request lost, recovery <= 10 s; latency spike: detection "
         "<= 5 s and traffic moved <= 10 s, no recovery target; quality regression: rollback "
-        "<= 5 s). Drill timescale: rule windows <= 10 s, `for` <= 1 s, evaluation every 0.5 s, "
-        "failback after 2 s healthy in steps 1.5 s apart (docs/drills.md).\n"
+        "<= 5 s, no detection target). Drill timescale: rule windows <= 10 s, `for` <= 1 s, "
+        "evaluation every 0.5 s, failback after 1.5 s healthy in three steps 1 s apart and a "
+        "last check 1 s later (4.5 s of the recovery are these waits; docs/drills.md).\n"
     )
     command = f"python bench/drills.py --runs {args.runs} --duration {args.duration}"
     print(f"\n{command}")
