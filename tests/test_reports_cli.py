@@ -30,7 +30,7 @@ SECRETS = {
 
 def gateway_config(ports: dict[str, int]) -> str:
     data = yaml.safe_load(render_starter("reports", {f"port_{n}": ports[n] for n in PROVIDERS}))
-    data["environments"]["production"]["traffic"] = dict.fromkeys(PROVIDERS, 1)
+    data["environments"]["production"]["traffic"] = {"bedrock": 34, "google": 33, "meta": 33}
     data["gateway"] = {"telemetry": {"flush_interval": "0.1s"}, "heartbeat": "0.5s"}
     return yaml.safe_dump(data, sort_keys=False)
 

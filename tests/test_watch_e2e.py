@@ -42,7 +42,7 @@ def e2e_config(ports: dict[str, int], receiver: str) -> str:
             {f"port_{name}": ports[name] for name in PROVIDERS},
         )
     )
-    data["environments"]["production"]["traffic"] = dict.fromkeys(PROVIDERS, 1)
+    data["environments"]["production"]["traffic"] = {"bedrock": 34, "google": 33, "meta": 33}
     data["alerts"] = {
         "evaluation_interval": "0.5s",
         "rules": [

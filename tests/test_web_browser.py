@@ -86,7 +86,7 @@ async def component_status(page: Any, component: str) -> str:
 
 def outage_config(ports: dict[str, int]) -> str:
     data = yaml.safe_load(render_starter("web", {f"port_{n}": ports[n] for n in PROVIDERS}))
-    data["environments"]["production"]["traffic"] = dict.fromkeys(PROVIDERS, 1)
+    data["environments"]["production"]["traffic"] = {"bedrock": 34, "google": 33, "meta": 33}
     data["gateway"] = {
         "heartbeat": "0.3s",
         "control_poll": 0.1,

@@ -90,7 +90,15 @@ class Environment(StrictModel):
     @field_validator("traffic", mode="before")
     @classmethod
     def _parse_traffic(cls, value: Any) -> dict[str, float]:
-        return parse_traffic(value)
+        weights = parse_traffic(value)
+        total = sum(weights.values())
+        if weights and abs(total - 100.0) > 1e-6:
+            raise ValueError(
+                f"traffic weights add up to {total:g}, not 100 (nothing is rescaled: each is "
+                "the share of its own models' requests a provider keeps, docs/routing.md); "
+                "leave traffic empty for every provider to keep all of its own"
+            )
+        return weights
 
     def chain_for(self, model_id: str) -> FailoverChain | None:
         """The failover chain whose primary is `model_id`."""
