@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _chaos_load import Load, Outcome
 from _chaos_stack import PRIMARY, ROOT, Stack, stack
+from _record import machine
 
 RELIABILITY = ROOT / "RELIABILITY.md"
 WARM = 1.0  # load before the fault
