@@ -107,10 +107,16 @@ async def mid_stream_cut(st: Stack, load: Load, duration: float) -> Effect:
 
 
 async def connection_refused(st: Stack, load: Load, duration: float) -> Effect:
+    stopped = time.monotonic()
     await asyncio.to_thread(st.stop_simulator, PRIMARY)
     await asyncio.sleep(duration)
     await asyncio.to_thread(st.start_simulator, PRIMARY)
-    return Effect(watch_target=None)
+    # Streams already flowing from the provider when its process went away are cut after
+    # their first byte, like a mid-stream cut: no healthy path. Anything started later had
+    # the other providers.
+    return Effect(
+        watch_target=None, no_path=lambda o: o.kind == "stream_error" and o.started < stopped
+    )
 
 
 async def store_cut(st: Stack, load: Load, duration: float) -> Effect:
