@@ -16,9 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.conftest import Workspace, make_workspace  # noqa: E402
-from tests.processes import clean_env  # noqa: E402
+from tests.conftest import Workspace, fresh_schema, make_workspace  # noqa: E402
+from tests.processes import clean_env, ready  # noqa: E402
 from tests.receivers import Receiver  # noqa: E402
 from tests.tcp_proxy import TcpProxy  # noqa: E402
 
@@ -237,30 +234,6 @@ class Stack:
             return None
 
 
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def pg_schema(base: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema, dropped afterwards (the tests' isolation)."""
-    import psycopg
-
-    schema = f"qg_chaos_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}schema={schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
 @contextlib.asynccontextmanager
 async def stack(
     root: Path, backend: str, pg_url: str | None = None, redis_url: str | None = None
@@ -275,7 +248,7 @@ async def stack(
     with contextlib.ExitStack() as exits:
         if backend == "postgres":
             assert pg_url is not None
-            db_url = exits.enter_context(pg_schema(pg_url))
+            db_url = exits.enter_context(fresh_schema(pg_url, "qg_chaos"))
             proxy: TcpProxy | None = exits.enter_context(TcpProxy.for_url(db_url, 5432))
         else:
             db_url = f"sqlite:///{root / 'state.db'}"

@@ -358,15 +358,14 @@ def stored(st: Stack, ids: list[str]) -> set[str]:
     return found
 
 
-async def rows_missing(st: Stack, answers: list[str], killed: str | None) -> tuple[int, int]:
-    """(missing of the survivors' answers, missing of the killed process's answers)."""
+async def rows_missing(st: Stack, answers: list[str]) -> int:
+    """How many of `answers` have no row in `requests` after up to FLUSH_WAIT seconds."""
     deadline = time.monotonic() + FLUSH_WAIT
     while True:
         missing = set(answers) - await asyncio.to_thread(stored, st, answers)
         if not missing or time.monotonic() > deadline:
-            break
+            return len(missing)
         await asyncio.sleep(0.5)
-    return len(missing), 0 if killed is None else len(missing)
 
 
 def integrity(st: Stack) -> str:
@@ -397,7 +396,7 @@ async def run_fault(st: Stack, fault: Fault, duration: float) -> dict[str, Any]:
     by_killed = effect.by_killed or (lambda o: False)
     killed_answers = [o.request_id for o in outcomes if o.request_id and by_killed(o)]
     survivors = [a for a in answers if a not in set(killed_answers)]
-    lost, _ = await rows_missing(st, survivors, None)
+    lost = await rows_missing(st, survivors)
     lost_killed = len(set(killed_answers) - await asyncio.to_thread(stored, st, killed_answers))
     new_keys = st.receiver.keys[len(keys_before) :]
     duplicates = sum(1 for k in new_keys if k and (k in keys_before or new_keys.count(k) > 1))

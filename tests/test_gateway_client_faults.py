@@ -51,12 +51,18 @@ class EndlessProvider(ScriptedProvider):
 
 
 @contextlib.asynccontextmanager
-async def gateway(tmp_path: Path, read_timeout: float) -> AsyncIterator[tuple[int, Any, Any]]:
+async def gateway(
+    tmp_path: Path,
+    read_timeout: float,
+    bedrock: ScriptedProvider | None = None,
+    server: str = "lean",
+    deadline: str = "2s",
+) -> AsyncIterator[tuple[int, Any, Any]]:
     # A 2 s deadline that runs out while the client holds the stream: before, that was
     # recorded as the provider's timeout.
-    ws = gateway_workspace(tmp_path / "ws", extra=FAST_GATEWAY + "  deadline: 2s\n")
+    ws = gateway_workspace(tmp_path / "ws", extra=FAST_GATEWAY + f"  deadline: {deadline}\n")
     providers: dict[str, Any] = fakes()
-    providers["bedrock"] = EndlessProvider("bedrock")
+    providers["bedrock"] = bedrock or EndlessProvider("bedrock")
     settings = AppSettings(
         config=load_config(ws.config_path).config,
         store_url=StoreURL.parse(ws.db_url, base_dir=ws.root),
@@ -64,13 +70,25 @@ async def gateway(tmp_path: Path, read_timeout: float) -> AsyncIterator[tuple[in
     )
     app = create_app(settings, providers=providers)
     sock = free_socket()
-    server = LeanServer(app, read_timeout=read_timeout)
-    task = asyncio.get_running_loop().create_task(server.serve(sock))
-    await asyncio.wait_for(server.listening.wait(), 20)
+    if server == "lean":
+        lean = LeanServer(app, read_timeout=read_timeout)
+        task = asyncio.get_running_loop().create_task(lean.serve(sock))
+        await asyncio.wait_for(lean.listening.wait(), 20)
+        stop: Any = lean.stop
+    else:
+        import uvicorn
+
+        other = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+        task = asyncio.get_running_loop().create_task(other.serve(sockets=[sock]))
+        await wait_until(lambda: other.started, 20)
+
+        def stop() -> None:
+            other.should_exit = True
+
     try:
         yield sock.getsockname()[1], app, (ws, providers["bedrock"])
     finally:
-        server.stop()
+        stop()
         await asyncio.wait_for(task, 30)
         sock.close()
 
@@ -150,46 +168,12 @@ class SlowProvider(ScriptedProvider):
         raise AssertionError("the call should have been cancelled")
 
 
-@contextlib.asynccontextmanager
-async def slow_gateway(tmp_path: Path, server: str) -> AsyncIterator[tuple[int, Any, Any]]:
-    ws = gateway_workspace(tmp_path / "ws", extra=FAST_GATEWAY + "  deadline: 30s\n")
-    providers: dict[str, Any] = fakes()
-    providers["bedrock"] = SlowProvider("bedrock")
-    settings = AppSettings(
-        config=load_config(ws.config_path).config,
-        store_url=StoreURL.parse(ws.db_url, base_dir=ws.root),
-        environment="production",
-    )
-    app = create_app(settings, providers=providers)
-    sock = free_socket()
-    if server == "lean":
-        lean = LeanServer(app, read_timeout=30.0)
-        task = asyncio.get_running_loop().create_task(lean.serve(sock))
-        await asyncio.wait_for(lean.listening.wait(), 20)
-        stop: Any = lean.stop
-    else:
-        import uvicorn
-
-        other = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
-        task = asyncio.get_running_loop().create_task(other.serve(sockets=[sock]))
-        await wait_until(lambda: other.started, 20)
-
-        def stop() -> None:
-            other.should_exit = True
-
-    try:
-        yield sock.getsockname()[1], app, (ws, providers["bedrock"])
-    finally:
-        stop()
-        await asyncio.wait_for(task, 30)
-        sock.close()
-
-
 @pytest.mark.parametrize("server", ["lean", "uvicorn"])
 async def test_a_client_that_leaves_before_a_plain_answer_cancels_the_upstream_call(
     tmp_path: Path, server: str
 ) -> None:
-    async with slow_gateway(tmp_path, server) as (port, app, (ws, provider)):
+    slow = SlowProvider("bedrock")
+    async with gateway(tmp_path, 30.0, slow, server, "30s") as (port, app, (ws, provider)):
         state = app.state.gateway
         body = json.dumps(chat_body()).encode()
         client = socket.socket()
