@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 EXTRAS ?= dev,postgres,redis,aws,otel,semantic,safety,reports
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format bench clean
+.PHONY: demo test test-fast lint format bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench: $(STAMP)
 	$(PY) bench/gateway.py
 	$(PY) bench/web_status.py
 	$(PY) bench/drills.py
+
+chaos: $(STAMP)  ## the chaos matrix into RELIABILITY.md; PostgreSQL + Redis too when QG_TEST_DATABASE_URL / QG_TEST_REDIS_URL are set
+	$(PY) bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache test-artifacts

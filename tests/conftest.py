@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -37,15 +38,12 @@ def postgres_url() -> str | None:
     return os.environ.get(PG_ENV) or None
 
 
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
-    """A PostgreSQL URL with a fresh schema of its own, dropped afterwards."""
-    base = postgres_url()
-    if not base:
-        pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run)")
+@contextlib.contextmanager
+def fresh_schema(base: str, prefix: str = "qg_test") -> Iterator[str]:
+    """`base` with a fresh PostgreSQL schema of its own, dropped afterwards."""
     import psycopg
 
-    schema = f"qg_test_{uuid.uuid4().hex[:10]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     separator = "&" if "?" in base else "?"
@@ -54,6 +52,16 @@ def pg_schema_url() -> Iterator[str]:
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL with a fresh schema of its own, dropped afterwards."""
+    base = postgres_url()
+    if not base:
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run)")
+    with fresh_schema(base) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import REDIS_ENV, Workspace, make_workspace
-from tests.processes import clean_env, cli_process
+from tests.processes import clean_env, cli_process, ready
 from tests.test_gateway_simulator import INSTANT
 
 from quality_gates.config import parse_config_text, render_starter
@@ -74,14 +74,6 @@ def serve(
             assert time.monotonic() < deadline, "the gateway did not become ready in 30 s"
             time.sleep(0.1)
         yield url
-
-
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 def chat(url: str, text: str) -> tuple[int, dict[str, str]]:

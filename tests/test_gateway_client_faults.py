@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.gateway_support import (
     FAST_GATEWAY,
     ScriptedProvider,
@@ -50,12 +51,18 @@ class EndlessProvider(ScriptedProvider):
 
 
 @contextlib.asynccontextmanager
-async def gateway(tmp_path: Path, read_timeout: float) -> AsyncIterator[tuple[int, Any, Any]]:
+async def gateway(
+    tmp_path: Path,
+    read_timeout: float,
+    bedrock: ScriptedProvider | None = None,
+    server: str = "lean",
+    deadline: str = "2s",
+) -> AsyncIterator[tuple[int, Any, Any]]:
     # A 2 s deadline that runs out while the client holds the stream: before, that was
     # recorded as the provider's timeout.
-    ws = gateway_workspace(tmp_path / "ws", extra=FAST_GATEWAY + "  deadline: 2s\n")
+    ws = gateway_workspace(tmp_path / "ws", extra=FAST_GATEWAY + f"  deadline: {deadline}\n")
     providers: dict[str, Any] = fakes()
-    providers["bedrock"] = EndlessProvider("bedrock")
+    providers["bedrock"] = bedrock or EndlessProvider("bedrock")
     settings = AppSettings(
         config=load_config(ws.config_path).config,
         store_url=StoreURL.parse(ws.db_url, base_dir=ws.root),
@@ -63,13 +70,25 @@ async def gateway(tmp_path: Path, read_timeout: float) -> AsyncIterator[tuple[in
     )
     app = create_app(settings, providers=providers)
     sock = free_socket()
-    server = LeanServer(app, read_timeout=read_timeout)
-    task = asyncio.get_running_loop().create_task(server.serve(sock))
-    await asyncio.wait_for(server.listening.wait(), 20)
+    if server == "lean":
+        lean = LeanServer(app, read_timeout=read_timeout)
+        task = asyncio.get_running_loop().create_task(lean.serve(sock))
+        await asyncio.wait_for(lean.listening.wait(), 20)
+        stop: Any = lean.stop
+    else:
+        import uvicorn
+
+        other = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+        task = asyncio.get_running_loop().create_task(other.serve(sockets=[sock]))
+        await wait_until(lambda: other.started, 20)
+
+        def stop() -> None:
+            other.should_exit = True
+
     try:
         yield sock.getsockname()[1], app, (ws, providers["bedrock"])
     finally:
-        server.stop()
+        stop()
         await asyncio.wait_for(task, 30)
         sock.close()
 
@@ -132,3 +151,47 @@ async def test_a_client_that_hangs_up_mid_stream_cancels_the_upstream_call(
         assert state.services.breakers.get(DEPLOYMENT).window_errors == 0
     row = ws.conn.one("SELECT status, http_status, error_class FROM requests")
     assert row == {"status": "cancelled", "http_status": 499, "error_class": "client_disconnected"}
+
+
+class SlowProvider(ScriptedProvider):
+    """Answers after a long wait; notes when the gateway cancels the call."""
+
+    cancelled = False
+
+    async def complete(self, request: ChatRequest) -> Any:
+        self.calls.append(request)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("the call should have been cancelled")
+
+
+@pytest.mark.parametrize("server", ["lean", "uvicorn"])
+async def test_a_client_that_leaves_before_a_plain_answer_cancels_the_upstream_call(
+    tmp_path: Path, server: str
+) -> None:
+    slow = SlowProvider("bedrock")
+    async with gateway(tmp_path, 30.0, slow, server, "30s") as (port, app, (ws, provider)):
+        state = app.state.gateway
+        body = json.dumps(chat_body()).encode()
+        client = socket.socket()
+        client.connect(("127.0.0.1", port))
+        client.sendall(
+            (
+                f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+        await wait_until(lambda: len(provider.calls) == 1, 10)
+        client.close()  # the client gives up before the answer
+        await wait_until(lambda: provider.cancelled, 10)
+        await wait_until(lambda: state.services.admission.inflight == 0, 10)
+        await wait_until(lambda: state.services.telemetry.written_requests == 1, 10)
+        assert state.services.breakers.get(DEPLOYMENT).window_errors == 0
+    row = ws.conn.one("SELECT status, http_status, error_class FROM requests")
+    assert row == {"status": "cancelled", "http_status": 499, "error_class": "client_disconnected"}
+    assert ws.conn.scalar("SELECT COUNT(*) FROM attempts WHERE status = 'error'") == 0
+    assert ws.conn.scalar("SELECT SUM(errors) FROM rollups") == 0

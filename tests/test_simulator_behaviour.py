@@ -271,3 +271,27 @@ def test_the_configured_answer_key_file_loads_relative_to_the_config(tmp_path: P
         Behaviour(
             profile=None, faults=instant(answer_key="missing.jsonl"), seed=1, base_dir=tmp_path
         )
+
+
+@pytest.mark.integration
+async def test_a_live_answer_key_outside_the_config_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "config"
+    (folder / "datasets").mkdir(parents=True)
+    (folder / "datasets" / "golden.jsonl").write_text('{"input": "2+2?", "expected": "4"}\n')
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text('{"input": "key?", "expected": "hunter2"}\n')
+    (folder / "datasets" / "link.jsonl").symlink_to(secret)
+    sim = spec("openai", base_dir=folder)
+    async with run_simulators([sim]) as sims, aiohttp.ClientSession() as http:
+        url = sims["openai"].base_url + "/_sim/faults"
+        for outside in (str(secret), "../secret.jsonl", "datasets/link.jsonl"):
+            async with http.put(url, json={"answer_key": outside}) as response:
+                assert response.status == 400
+                error = (await response.json())["error"]
+                assert "outside the config's folder" in error
+                assert "hunter2" not in error
+        async with http.get(sims["openai"].base_url + "/_sim/answers") as response:
+            assert (await response.json())["items"] == 0  # nothing was read
+        async with http.put(url, json={"answer_key": "datasets/golden.jsonl"}) as response:
+            assert response.status == 200
+            assert (await response.json())["answer_key_items"] == 1

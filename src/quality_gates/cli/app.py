@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "registry_cmd",
     "config_cmd",
     "audit_cmd",
+    "store_cmd",
     "simulate_cmd",
     "validate_cmd",
     "gates_cmd",

@@ -73,7 +73,7 @@ if TYPE_CHECKING:
         RollbackPolicy,
         SamplingSettings,
     )
-    from quality_gates.config._root import QualityGatesConfig, StoreSettings
+    from quality_gates.config._root import QualityGatesConfig, StoreRetention, StoreSettings
     from quality_gates.config._simulator import SimulatorFaults, profile_faults
     from quality_gates.config._starter import render_starter
     from quality_gates.config._web import StatusPageSettings, WebSettings
@@ -126,7 +126,7 @@ _LAZY = {
         "RollbackPolicy",
         "SamplingSettings",
     ),
-    "_root": ("QualityGatesConfig", "StoreSettings"),
+    "_root": ("QualityGatesConfig", "StoreRetention", "StoreSettings"),
     "_simulator": ("SimulatorFaults", "profile_faults"),
     "_starter": ("render_starter",),
     "_web": ("StatusPageSettings", "WebSettings"),
@@ -186,6 +186,7 @@ __all__ = [
     "SimulatorFaults",
     "Slo",
     "StatusPageSettings",
+    "StoreRetention",
     "StoreSettings",
     "TelemetrySettings",
     "Thresholds",

@@ -40,7 +40,9 @@ def _latency(value: Any) -> float:
     raise ValueError(f"expected a latency such as 1500ms or 1.5s, got {value!r}")
 
 
-Duration = Annotated[float, BeforeValidator(_duration), PlainSerializer(lambda v: f"{v:g}s")]
+# 15 significant digits, so a long duration (a 400-day retention) is written without an
+# exponent that the duration parser would refuse on the way back.
+Duration = Annotated[float, BeforeValidator(_duration), PlainSerializer(lambda v: f"{v:.15g}s")]
 """Seconds; written as `30s`, `5m`, `2h` (a bare number is seconds)."""
 
 Ratio = Annotated[float, BeforeValidator(_ratio)]

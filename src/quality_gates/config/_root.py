@@ -12,6 +12,7 @@ from quality_gates._suggest import did_you_mean
 from quality_gates.config._alerts import AlertSettings
 from quality_gates.config._base import (
     ENV_VAR_PATTERN,
+    Duration,
     StrictModel,
     is_env_reference,
     looks_like_secret,
@@ -31,12 +32,32 @@ Path = tuple[str | int, ...]
 SIMULATOR_ONLY_FIELDS = ("protocol", "port", "profile", "seed", "faults")
 
 
+class StoreRetention(StrictModel):
+    """How long telemetry is kept, per kind; null keeps it for good. The audit log is
+    append-only and never pruned; incidents, their timelines and gate runs are records and
+    are kept too."""
+
+    requests: Duration | None = Field(
+        30 * 86400.0, description="request rows and their attempts (roll-ups keep the figures)"
+    )
+    rollups: Duration | None = Field(400 * 86400.0, description="per-minute roll-ups")
+    quality_samples: Duration | None = Field(30 * 86400.0, description="scored live answers")
+    feedback: Duration | None = Field(90 * 86400.0, description="user feedback rows")
+    alert_events: Duration | None = Field(180 * 86400.0, description="alert state changes")
+    notifications: Duration | None = Field(
+        90 * 86400.0, description="delivered, failed or skipped notifications (never pending)"
+    )
+    job_runs: Duration | None = Field(180 * 86400.0, description="routine runs")
+    interval: Duration = Field(3600.0, gt=0, description="how often the watch leader prunes")
+
+
 class StoreSettings(StrictModel):
     """Where state lives: SQLite beside the config by default, or a PostgreSQL URL."""
 
     url: str | None = Field(
         None, description="sqlite:///path.db or postgresql://user@host/db; ${VAR} allowed"
     )
+    retention: StoreRetention = Field(default_factory=StoreRetention)
 
 
 class QualityGatesConfig(StrictModel):

@@ -40,7 +40,7 @@ from quality_gates.gateway._limits import (
 from quality_gates.gateway._metrics import GatewayMetrics
 from quality_gates.gateway._redact import redact
 from quality_gates.gateway._routing import Deployment, RoutePlan, RouteTable
-from quality_gates.gateway._streaming import SSE_HEADERS, LiveStream
+from quality_gates.gateway._streaming import CLIENT_DISCONNECTED, SSE_HEADERS, LiveStream
 from quality_gates.gateway._telemetry import RequestRecord, TelemetryWriter
 from quality_gates.gateway._wire import (
     DONE_EVENT,
@@ -190,6 +190,13 @@ class Gateway:
         except ApiError as exc:
             s.admission.release()
             self._finish_error(rec, exc, started)
+            raise
+        except asyncio.CancelledError:
+            # The client left before the answer (see _http.chat_completions): its upstream
+            # call is cancelled with it, and no attempt says anything about the provider.
+            s.admission.release()
+            rec.status, rec.http_status, rec.error_class = CLIENT_DISCONNECTED
+            self.finish(rec, started)
             raise
         except BaseException:
             s.admission.release()

@@ -3,8 +3,10 @@ endpoints (/v1/models, /healthz, /readyz, /metrics) through Starlette."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -125,15 +127,55 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send, state: Ga
         state.gateway.refused(exc)
         await _error(exc)(scope, receive, send)
         return
+    task = asyncio.current_task()
+    left = False
+
+    def client_left() -> None:
+        nonlocal left
+        left = True
+        if task is not None:
+            task.cancel()
+
+    stop_watching = _watch_disconnect(receive, client_left)
     try:
         cache_control = headers.get("cache-control", "")
         use_cache = "no-cache" not in cache_control and "no-store" not in cache_control
         ask_cache = headers.get("x-qg-cache", "").strip().lower() == "allow"
         response = await state.gateway.chat(body, key, use_cache=use_cache, ask_cache=ask_cache)
     except ApiError as exc:
+        stop_watching()
         await _error(exc)(scope, receive, send)
         return
+    except asyncio.CancelledError:
+        stop_watching()
+        if not left or task is None:
+            raise
+        task.uncancel()  # our own cancellation: the client is gone, nothing to answer
+        return
+    stop_watching()
     await response(scope, receive, send)
+
+
+def _watch_disconnect(receive: Receive, on_left: Callable[[], None]) -> Callable[[], None]:
+    """Call `on_left` if the client disconnects while its answer is being made; returns the
+    function that stops watching. The lean server offers a callback on the connection (no
+    task per request); any other ASGI server is watched by a task reading `receive()`."""
+    watch = getattr(getattr(receive, "__self__", None), "watch_disconnect", None)
+    if watch is not None:
+        return watch(on_left)  # type: ignore[no-any-return]
+
+    async def reader() -> None:
+        # After the whole body an ASGI server's receive() waits for the disconnect; anything
+        # else (a caller that is not a server) means there is nothing to watch.
+        if (await receive())["type"] == "http.disconnect":
+            on_left()
+
+    watcher = asyncio.get_running_loop().create_task(reader())
+
+    def stop() -> None:
+        watcher.cancel()
+
+    return stop
 
 
 class GatewayASGI:

@@ -67,6 +67,10 @@ _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) f
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
+def _nothing() -> None:
+    """Nothing to stop."""
+
+
 def _status_line(status: int) -> bytes:
     line = _STATUS_LINES.get(status)
     if line is None:
@@ -430,6 +434,27 @@ class _Cycle:
         self.head_only = request.scope["method"] == "HEAD"
         self.chunked = False
         self.left: int | None = None  # body bytes still due under content-length
+
+    def watch_disconnect(self, on_left: Callable[[], None]) -> Callable[[], None]:
+        """Call `on_left` when the client's connection closes (before `complete`); returns
+        the function that stops watching. A callback on the connection, not a task."""
+        conn = self.conn
+        if conn.closed:
+            conn.loop.call_soon(on_left)
+            return _nothing
+        if conn.disconnected is None or conn.disconnected.done():
+            conn.disconnected = conn.loop.create_future()
+        future = conn.disconnected
+
+        def fire(_: asyncio.Future[None]) -> None:
+            if not self.complete:
+                on_left()
+
+        def stop() -> None:
+            future.remove_done_callback(fire)
+
+        future.add_done_callback(fire)
+        return stop
 
     async def receive(self) -> Message:
         if not self.delivered:

@@ -179,8 +179,25 @@ class Behaviour:
             base = profile_faults(profile)
         if "seed" in changes:
             seed = int(changes.pop("seed"))
+        if changes.get("answer_key") is not None:
+            self._check_live_key(str(changes["answer_key"]))
         faults = base.updated(changes) if changes else base
         self._apply(profile, faults, seed)
+
+    def _check_live_key(self, name: str) -> None:
+        """A live change (`PUT /_sim/faults`) may name the configured answer key or a file
+        under the config's folder, never any path the process can read."""
+        configured = self._configured[1].answer_key
+        if configured is not None and name == configured:
+            return
+        path = Path(name)
+        folder = self.base_dir.resolve()
+        resolved = (path if path.is_absolute() else folder / path).resolve()
+        if not resolved.is_relative_to(folder):
+            raise ValueError(
+                f"answer_key: {name} is outside the config's folder {folder}; a live change "
+                "may name a dataset file under that folder (or the configured answer key)"
+            )
 
     def snapshot(self) -> dict[str, Any]:
         """The live settings as JSON (what `GET /_sim/faults` returns)."""

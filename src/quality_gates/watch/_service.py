@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from quality_gates.store.db import Connection, Database
+from quality_gates.store.retention import prune_if_due
 from quality_gates.watch import _leader
 from quality_gates.watch._evaluate import (
     EvaluationReport,
@@ -155,6 +156,7 @@ class WatchService:
             report.remediation = await self.remediator.react(self._db, self.clock())
             if self.routines is not None:
                 report.routines = await self.routines.tick(self._db, self.clock())
+            await self._db(prune_if_due, self.config.store.retention, self.clock())
             for transition in report.evaluation.transitions:
                 log_event(
                     logger,
