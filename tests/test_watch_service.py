@@ -265,3 +265,34 @@ async def test_watch_collector_exposes_alerts_incidents_and_the_outbox(
     )
     assert 'qg_watch_notifications{channel="pagerduty",status="sent"} 1.0' in text
     assert "qg_watch_last_evaluation_age_seconds" in text
+
+
+def test_a_lease_held_by_a_dead_process_on_this_host_is_taken_at_once(
+    sqlite_workspace: Workspace,
+) -> None:
+    """Chaos matrix (issue 17): after a SIGKILL the other evaluator waited out the lease
+    (15 s). A holder on this host and PID namespace whose process is gone is not waited
+    out; a live one is."""
+    import subprocess
+    import sys
+    import time
+
+    from quality_gates.watch import _leader
+
+    conn = sqlite_workspace.conn
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        me = _leader.holder_id()
+        parts = me.split(":")
+        theirs = ":".join([parts[0], str(child.pid), parts[2], "abcdef"])
+        now = time.time()
+        assert _leader.acquire(conn, "test-lease", theirs, 60.0, now)
+        assert not _leader.acquire(conn, "test-lease", me, 60.0, now)  # alive: wait it out
+        child.kill()
+        child.wait(10)
+        assert _leader.acquire(conn, "test-lease", me, 60.0, now)  # gone: taken at once
+        elsewhere = "another-host:1:1:abcdef"
+        assert _leader.acquire(conn, "other-lease", elsewhere, 60.0, now)
+        assert not _leader.acquire(conn, "other-lease", me, 60.0, now)  # not judged here
+    finally:
+        child.kill()
