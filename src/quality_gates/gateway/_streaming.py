@@ -20,6 +20,12 @@ from starlette.responses import StreamingResponse
 from quality_gates.errors import ProviderError, ProviderTimeout, StreamInterrupted
 from quality_gates.gateway._cache import CachedAnswer
 from quality_gates.gateway._chat_answers import tool_chunk_event, usage_chunk_event
+from quality_gates.gateway._output_check import (
+    answer_with_calls,
+    check_output,
+    streamed_calls,
+    wants_check,
+)
 from quality_gates.gateway._redact import redact
 from quality_gates.gateway._routing import Deployment
 from quality_gates.gateway._telemetry import RequestRecord
@@ -29,7 +35,7 @@ from quality_gates.gateway._wire import (
     chunk_event,
     error_event,
 )
-from quality_gates.providers import StreamChunk
+from quality_gates.providers import StreamChunk, ToolCallDelta
 
 if TYPE_CHECKING:
     from quality_gates.gateway._dispatch import Trip
@@ -66,6 +72,9 @@ class LiveStream:
         self.error: ProviderError | None = None
         self.final: StreamChunk | None = None
         self.tool_calls = False
+        # Tool-call deltas kept only when the request asks for structured output (checked
+        # at the end); a plain stream keeps nothing.
+        self.deltas: list[ToolCallDelta] | None = [] if wants_check(request.extras) else None
         self.client_gone = False  # the client disconnected (or was cut for not reading)
         self._done = False
 
@@ -130,6 +139,8 @@ class LiveStream:
                     yield chunk_event(rec.id, created, model, content=chunk.text)
                 if chunk.tool_calls:
                     self.tool_calls = True
+                    if self.deltas is not None:
+                        self.deltas.extend(chunk.tool_calls)
                     yield tool_chunk_event(rec.id, created, model, chunk.tool_calls)
                 if chunk.is_final:
                     self.final = chunk
@@ -209,6 +220,11 @@ class LiveStream:
         if self.error is not None and not cancelled:
             rec.status, rec.http_status = "error", 502
             rec.error_class = self.error.error_class
+        calls = streamed_calls(self.deltas) if self.deltas else []
+        if self.deltas is not None and rec.status == "ok" and self.final is not None:
+            rec.output_check = check_output(
+                self.request.extras, "".join(self.parts), calls, self.final.finish_reason
+            )
         if s.settings.telemetry.store_text:
             rec.answer = redact("".join(self.parts), s.settings.telemetry.max_text_chars)
         close = getattr(self.iterator, "aclose", None)
@@ -218,4 +234,6 @@ class LiveStream:
         self.gateway.finish(rec, self.started)
         s.admission.release()
         if s.answer_tap is not None and rec.status == "ok":
-            s.answer_tap(rec, self.request.prompt_text(), "".join(self.parts))
+            s.answer_tap(
+                rec, self.request.prompt_text(), answer_with_calls("".join(self.parts), calls)
+            )

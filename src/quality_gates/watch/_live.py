@@ -40,6 +40,8 @@ _NUMBERS = (
     "cache_misses",
     "failovers",
     "canary",
+    "outputs_checked",
+    "outputs_invalid",
 )
 # minute, environment, alias, model, provider, kind, writer
 RowKey = tuple[int, str, str, str, str, str, str]
