@@ -153,9 +153,10 @@ async def burst(url: str, streams: int, headers: dict[str, str]) -> list[Stream]
 
 async def steady(
     url: str, streams: int, headers: dict[str, str], seconds: float, stream_s: float
-) -> list[Stream]:
+) -> tuple[list[Stream], int]:
     """`streams` clients opening streams back to back for `seconds`, their first starts
-    spread over `stream_s`; the streams that started after the ramp (one `stream_s`)."""
+    spread over `stream_s`: the streams that started after the ramp (one `stream_s`), and
+    the content chunks of every stream (what the proxy's CPU relayed meanwhile)."""
     async with _session() as session:
         begin = time.perf_counter()
         stop = begin + stream_s + seconds
@@ -168,7 +169,8 @@ async def steady(
             return done
 
         results = await asyncio.gather(*(client(i) for i in range(streams)))
-    return [s for r in results for s in r if s.started >= begin + stream_s]
+    every = [s for r in results for s in r]
+    return [s for s in every if s.started >= begin + stream_s], sum(s.chunks for s in every)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -284,7 +286,7 @@ def main() -> None:
                 for load in loads:
                     before = cpu_seconds(path.procs)
                     if load == "steady":
-                        got = asyncio.run(
+                        got, relayed = asyncio.run(
                             steady(path.url, args.streams, path.headers, args.seconds, stream_s)
                         )
                     else:
@@ -292,8 +294,7 @@ def main() -> None:
                     spent = cpu_seconds(path.procs) - before
                     figures.setdefault((name, load), []).append(summary(got))
                     if load == "steady" and path.procs:
-                        chunks = figures[(name, load)][-1]["chunks"]
-                        per_cpu.setdefault(name, []).append(chunks / max(spent, 1e-9))
+                        per_cpu.setdefault(name, []).append(relayed / max(spent, 1e-9))
                 print(
                     f"round {n + 1} {name}: steady ttft p99 "
                     f"{figures[(name, 'steady')][-1]['ttft_p99']:.1f} ms",

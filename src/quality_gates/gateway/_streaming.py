@@ -77,6 +77,13 @@ class LiveStream:
         self.deltas: list[ToolCallDelta] | None = [] if wants_check(request.extras) else None
         self.client_gone = False  # the client disconnected (or was cut for not reading)
         self._done = False
+        # The deadline is kept by one timer per stream (`_watch`), not a timeout context per
+        # chunk: that cost a timer handle, a task lookup and a cancel for every chunk, about
+        # a seventh of the relay's CPU.
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None  # the task that relays
+        self._waiting = False  # it awaits the upstream's next chunk
+        self._expired = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         headers = {**SSE_HEADERS, **self.gateway.headers(self.rec)}
@@ -103,12 +110,38 @@ class LiveStream:
         finally:
             await self._finish()
 
+    def _watch(self) -> None:
+        """At the deadline (which a client's slow reading moves): cut the wait for the
+        upstream's next chunk, or let the next wait see the deadline passed."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.deadline:
+            self._watchdog = loop.call_at(self.deadline, self._watch)
+            return
+        self._watchdog = None
+        self._expired = True
+        if self._waiting and self._task is not None:
+            self._task.cancel()
+
     async def _next(self, loop: asyncio.AbstractEventLoop) -> StreamChunk | None:
         """The next upstream chunk, or None with `self.error` set."""
         provider = self.deployment.provider
         try:
-            async with asyncio.timeout(max(0.0, self.deadline - loop.time())):
+            if self._expired or loop.time() >= self.deadline:
+                raise TimeoutError
+            if self._task is None:
+                self._task = asyncio.current_task()
+                self._watchdog = loop.call_at(self.deadline, self._watch)
+            self._waiting = True
+            try:
                 return await self.iterator.__anext__()
+            except asyncio.CancelledError:
+                # Ours when the watchdog fired and nobody else cancelled the task too.
+                task = self._task
+                if not self._expired or task is None or task.uncancel() > 0:
+                    raise
+                raise TimeoutError from None
+            finally:
+                self._waiting = False
         except StopAsyncIteration:
             self.error = StreamInterrupted(
                 f"{provider}: the stream ended without a finish reason", provider=provider
@@ -206,6 +239,9 @@ class LiveStream:
         if self._done:
             return
         self._done = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         s, rec = self.gateway.s, self.rec
         if self.final is None and (self.error is None or self.client_gone):
             # The client left before the end: its fault, whatever the upstream did after
