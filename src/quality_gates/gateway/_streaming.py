@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import StreamingResponse
+import orjson
 
 from quality_gates.errors import ProviderError, ProviderTimeout, StreamInterrupted
 from quality_gates.gateway._cache import CachedAnswer
@@ -33,6 +33,7 @@ from quality_gates.gateway._wire import (
     DONE_EVENT,
     CompletionRequest,
     chunk_event,
+    content_event_frame,
     error_event,
 )
 from quality_gates.providers import StreamChunk, ToolCallDelta
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from quality_gates.gateway._gateway import Gateway
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+SSE_MEDIA_TYPE = b"text/event-stream; charset=utf-8"
 # How a request the client left is recorded: status, HTTP status (nginx's 499), error class.
 CLIENT_DISCONNECTED = ("cancelled", 499, "client_disconnected")
 # A send that waited longer than this was held by the client's flow control.
@@ -86,28 +88,43 @@ class LiveStream:
         self._expired = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        headers = {**SSE_HEADERS, **self.gateway.headers(self.rec)}
-        response = StreamingResponse(self._relay(), media_type="text/event-stream", headers=headers)
+        """Relay in this task while a watcher task waits for the client to leave (then
+        cancels the relay): no task group and no extra task hop before the first byte."""
+        headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in {**SSE_HEADERS, **self.gateway.headers(self.rec)}.items()
+        ]
+        headers.append((b"content-type", SSE_MEDIA_TYPE))
         loop = asyncio.get_running_loop()
+        relay = asyncio.current_task()
+        if relay is None:
+            raise RuntimeError("a live stream is relayed from a task")
 
-        async def watched_receive() -> Any:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self.client_gone = True
-            return message
+        async def watch_receive() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.client_gone = True
+            relay.cancel()
 
-        async def timed_send(message: Any) -> None:
-            # Time the client makes us wait (it stopped reading) is not the provider's: the
-            # deadline moves by it, so only the server's cut of that client ends the stream.
-            before = loop.time()
-            await send(message)
-            waited = loop.time() - before
-            if waited > CLIENT_WAIT_S:
-                self.deadline += waited
-
+        watcher = loop.create_task(watch_receive())
+        events = self._relay()
         try:
-            await response(scope, watched_receive, timed_send)
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            async for event in events:
+                # Time the client makes us wait (it stopped reading) is not the provider's:
+                # the deadline moves by it, so only the server's cut of that client ends it.
+                before = loop.time()
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+                waited = loop.time() - before
+                if waited > CLIENT_WAIT_S:
+                    self.deadline += waited
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not (self.client_gone and watcher.done() and relay.uncancel() == 0):
+                raise  # not the client leaving: the server is stopping
         finally:
+            watcher.cancel()
+            await events.aclose()
             await self._finish()
 
     def _watch(self) -> None:
@@ -159,17 +176,26 @@ class LiveStream:
             )
         return None
 
-    async def _relay(self) -> AsyncIterator[bytes]:
+    async def _relay(self) -> AsyncGenerator[bytes, None]:
         rec, model = self.rec, self.deployment.model_id
         created = int(rec.ts)
         loop = asyncio.get_running_loop()
+        head, tail = content_event_frame(rec.id, created, model)
+        dumps = orjson.dumps
         try:
-            yield chunk_event(rec.id, created, model, role=True, content="")
+            # The role chunk goes out with the first text in one write.
+            opening: bytes | None = chunk_event(rec.id, created, model, role=True, content="")
             chunk = self.trip.first
             while chunk is not None:
                 if chunk.text:
                     self.parts.append(chunk.text)
-                    yield chunk_event(rec.id, created, model, content=chunk.text)
+                    event = head + dumps(chunk.text) + tail
+                    if opening is not None:
+                        event, opening = opening + event, None
+                    yield event
+                elif opening is not None:
+                    yield opening
+                    opening = None
                 if chunk.tool_calls:
                     self.tool_calls = True
                     if self.deltas is not None:
