@@ -143,3 +143,10 @@ def test_an_answer_of_only_tool_calls_reads_as_its_calls() -> None:
     assert answer_with_calls("", calls) == 'get_weather({"city": "Paris"})'
     assert answer_with_calls("Checking.", calls) == 'Checking.\nget_weather({"city": "Paris"})'
     assert answer_with_calls("Hi", []) == "Hi"
+
+
+def test_a_schema_the_validator_cannot_read_judges_nothing() -> None:
+    broken = RequestExtras(tools=(Tool("f", parameters={"type": "no-such-type"}),))
+    for _ in range(2):  # the second time from the cache
+        assert check_output(broken, "", [call("{}", "f")], "tool_calls") == "valid"
+    assert check_output(broken, "", [call("[1]", "f")], "tool_calls") == "tool_arguments_not_json"

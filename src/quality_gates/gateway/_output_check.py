@@ -33,18 +33,11 @@ import orjson
 from quality_gates.providers import ChatResponse, RequestExtras, ToolCall, ToolCallDelta
 
 VALID = "valid"
-INVALID = (
-    "tool_arguments_not_json",
-    "tool_arguments_schema",
-    "unknown_tool",
-    "tool_call_missing",
-    "output_not_json",
-    "output_schema",
-)
 UNCHECKED_FINISH = frozenset({"length", "content_filter", "error"})
 MAX_VALIDATORS = 512  # schemas kept compiled; past it the cache starts over
-_validators: dict[bytes, Any] = {}
+_validators: dict[bytes, Any] = {}  # schema text -> validator (None: a schema it cannot read)
 _BAD = object()  # text that is not JSON at all
+_UNKNOWN = object()
 
 
 def warm() -> None:
@@ -110,19 +103,20 @@ def _parse(text: str) -> Any:
 
 def _valid(schema: dict[str, Any], value: Any) -> bool:
     key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
-    validator = _validators.get(key)
-    if validator is None:
+    validator = _validators.get(key, _UNKNOWN)
+    if validator is _UNKNOWN:
         import jsonschema  # normally already imported by `warm`'s thread
 
         cls = jsonschema.validators.validator_for(schema)
         try:
             cls.check_schema(schema)
+            validator = cls(schema)
         except jsonschema.SchemaError:
-            return True  # a schema the validator cannot read judges nothing
+            validator = None  # a schema the validator cannot read judges nothing
         if len(_validators) >= MAX_VALIDATORS:
             _validators.clear()
-        validator = _validators[key] = cls(schema)
-    return bool(validator.is_valid(value))
+        _validators[key] = validator
+    return validator is None or bool(validator.is_valid(value))
 
 
 def check_answer(extras: RequestExtras | None, response: ChatResponse) -> str | None:
