@@ -147,9 +147,9 @@ class Bench:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
 
-    def nginx(self) -> None:
+    def nginx(self, answer: str = STUB_ANSWER) -> None:
         conf = self.work / "nginx.conf"
-        answer = STUB_ANSWER.replace("'", "\\'")
+        answer = answer.replace("\\", "\\\\").replace("'", "\\'")  # nginx's escapes
         conf.write_text(
             NGINX.format(
                 dir=self.work, stub=self.ports["stub"], hop=self.ports["hop"], answer=answer

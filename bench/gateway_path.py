@@ -8,11 +8,14 @@ bench/gateway.py move by 10% from run to run. The process's CPU time includes it
 (telemetry, control), not the telemetry writer's process nor the upstream.
 
     python bench/gateway_path.py [--requests 20000] [--rounds 3] [--profile] [--record] [--tools]
+        [--tool-answer]
         [--otel off|on|both [--sample-ratio 0.01]]
 
 `--tools` sends a request with two tool definitions and a tool-call turn with its result in
 the history instead (the stub's answer stays plain text, so this is the request side of
-tools: parsing, validation and translation for the provider).
+tools: parsing, validation and translation for the provider). `--tool-answer` (with
+`--tools`) has the stub answer with a tool call instead, so the figure also holds reading
+the call back and checking it against the tool's schema (`invalid_output_rate`).
 
 With `--otel on` the GenAI OpenTelemetry export is on with its defaults (every request in
 the histograms, 1% of them as spans sent each second, the histograms every 15 s and at
@@ -71,6 +74,38 @@ TOOLS_BODY = json.dumps(
         ],
         "tool_choice": "auto",
     }
+)
+
+# A tool call valid against get_forecast's schema, as an OpenAI-compatible upstream sends it.
+TOOL_ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "stub-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_2",
+                            "type": "function",
+                            "function": {
+                                "name": "get_forecast",
+                                "arguments": '{"city":"Bergen","unit":"celsius"}',
+                            },
+                        }
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 40, "completion_tokens": 12, "total_tokens": 52},
+    },
+    separators=(",", ":"),
 )
 
 
@@ -147,11 +182,16 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="write BENCHMARKS.md")
     parser.add_argument("--tools", action="store_true", help="a request with tools and history")
     parser.add_argument(
+        "--tool-answer", action="store_true", help="with --tools: the stub answers a tool call"
+    )
+    parser.add_argument(
         "--otel", choices=["off", "on", "both"], default="off", help="GenAI OpenTelemetry export"
     )
     parser.add_argument("--sample-ratio", type=float, default=None, help="with --otel on/both")
     args = parser.parse_args()
     request_body = (TOOLS_BODY if args.tools else peers.BODY).encode()
+    if args.tool_answer and not args.tools:
+        parser.error("--tool-answer needs --tools")
     import uvloop
 
     from quality_gates.config import load_config
@@ -163,7 +203,7 @@ def main() -> None:
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.otel]
     figures: dict[bool, list[float]] = {mode: [] for mode in modes}
     try:
-        bench.nginx()
+        bench.nginx(TOOL_ANSWER if args.tool_answer else peers.STUB_ANSWER)
         for n in range(args.rounds):
             for otel in modes:
                 config, secret = bench.workspace(f"gw-{n}-{int(otel)}")
@@ -194,6 +234,7 @@ def main() -> None:
         bench.stop_all()
     command = f"python bench/gateway_path.py --requests {args.requests} --rounds {args.rounds}"
     command += " --tools" if args.tools else ""
+    command += " --tool-answer" if args.tool_answer else ""
     if args.otel != "off":
         command += f" --otel {args.otel}" + (
             f" --sample-ratio {args.sample_ratio:g}" if args.sample_ratio is not None else ""
@@ -229,6 +270,8 @@ def main() -> None:
         key, title = "gateway_path", "Gateway chat path in process (CPU per request)"
         if args.tools:
             key, title = "gateway_path_tools", "Gateway chat path in process, a tools request"
+        if args.tool_answer:
+            key, title = key + "_answer", title + " answered by a tool call"
         if args.otel != "off":
             key, title = key + "_otel", title + " with the OpenTelemetry export"
         record(key, title, command, body)

@@ -54,7 +54,14 @@ class Hang:
     """Script step: never answer (until cancelled)."""
 
 
-Step = ProviderError | Cut | Hang | None
+@dataclass
+class Stall:
+    """Script step: stream `after` chunks, then send nothing more (until cancelled)."""
+
+    after: int = 1
+
+
+Step = ProviderError | Cut | Hang | Stall | None
 
 
 @dataclass
@@ -116,6 +123,8 @@ class ScriptedProvider(ChatProvider):
                 raise StreamInterrupted(
                     f"{self.name}: connection reset mid-stream", provider=self.name
                 )
+            if isinstance(step, Stall) and index >= step.after:
+                await asyncio.sleep(3600)
             if self.latency:
                 await asyncio.sleep(self.latency)
             yield StreamChunk(text=piece)

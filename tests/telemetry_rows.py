@@ -32,6 +32,8 @@ def put_rollup(
     cache_hits: int = 0,
     cache_stale: int = 0,
     cache_misses: int = 0,
+    outputs_checked: int = 0,
+    outputs_invalid: int = 0,
 ) -> None:
     """Store (replace) the roll-up row of the minute containing `ts`."""
     latency = LatencyHistogram.of(latencies)
@@ -58,9 +60,11 @@ def put_rollup(
         conn.execute(
             "INSERT INTO rollups (minute, environment, alias, model_id, provider, kind, writer, "
             "count, errors, errors_by_class, latency_hist, ttft_hist, input_tokens, output_tokens, "
-            "cost, cache_hits, cache_stale, cache_misses, failovers, canary, updated_at) VALUES "
+            "cost, cache_hits, cache_stale, cache_misses, failovers, canary, outputs_checked, "
+            "outputs_invalid, updated_at) VALUES "
             "(:minute, :env, :alias, :model, :provider, :kind, :writer, :count, :errors, :classes, "
-            ":latency, :ttft, :input, :output, :cost, :hits, :stale, :misses, 0, 0, :ts)",
+            ":latency, :ttft, :input, :output, :cost, :hits, :stale, :misses, 0, 0, :checked, "
+            ":invalid, :ts)",
             {
                 "minute": int(ts // 60),
                 "env": environment,
@@ -80,6 +84,8 @@ def put_rollup(
                 "hits": cache_hits,
                 "stale": cache_stale,
                 "misses": cache_misses,
+                "checked": outputs_checked,
+                "invalid": outputs_invalid,
                 "ts": ts,
             },
         )

@@ -471,3 +471,33 @@ def test_an_undecided_canary_is_recorded_as_conditional(workspace: Workspace) ->
     [completed] = audit.entries(workspace.conn, action="gate.canary.completed")
     assert completed.details["verdict"] == "CONDITIONAL"
     assert settings.get(workspace.conn, "production", "canary")["percent"] == 0.0
+
+
+def test_a_significantly_higher_share_of_unusable_outputs_rejects() -> None:
+    """Tool arguments that are not JSON and JSON that breaks its schema fail the candidate
+    (the gateway's `output_check` on each answer), even though every call answered 200."""
+    spec = {"invalid_output_rate": CanaryMetric(min_effect=0.02)}
+    data = rows(200, canary=True, model=CANDIDATE, latency=100, seed=7) + rows(
+        200, canary=False, model=BASELINE, latency=100, seed=8
+    )
+    rng = random.Random(9)
+    for row in data:
+        bad = row["canary"] and rng.random() < 0.3
+        row["output_check"] = "tool_arguments_not_json" if bad else "valid"
+    look = analyze(data, metrics=spec, alpha=0.05)
+    (invalid,) = look.metrics
+    assert invalid.outcome == "fail", invalid
+    assert invalid.test == "two-proportion z (one-sided)"
+    assert (invalid.n_canary, invalid.n_baseline) == (200, 200)
+    assert invalid.canary is not None
+    assert invalid.canary > 0.2
+    assert invalid.baseline == 0.0
+    assert look.verdict(final=False) is GateVerdict.REJECT
+    assert look.sides["canary"]["outputs_invalid"] == round(invalid.canary * 200)
+
+    for row in data:  # the same share on both sides is no evidence against the candidate
+        row["output_check"] = "output_schema" if rng.random() < 0.1 else "valid"
+    assert analyze(data, metrics=spec, alpha=0.05).metrics[0].outcome == "pass"
+    for row in data:  # plain requests: nothing checked, no verdict on it
+        row["output_check"] = None
+    assert analyze(data, metrics=spec, alpha=0.05).metrics[0].outcome == "nodata"

@@ -151,3 +151,20 @@ def test_the_named_field_is_reported(gateway_port: int) -> None:
     error = json.loads(raw)["error"]
     assert error["param"] == "temperature"
     assert "0 to 2" in error["message"]
+
+
+@given(
+    request_id=st.text(max_size=40),
+    created=st.integers(min_value=0, max_value=2**40),
+    model=st.text(max_size=40),
+    text=st.text(max_size=200),
+)
+def test_a_streamed_text_chunk_framed_once_per_stream_is_the_full_event(
+    request_id: str, created: int, model: str, text: str
+) -> None:
+    import orjson
+
+    from quality_gates.gateway._wire import chunk_event, content_event_frame
+
+    head, tail = content_event_frame(request_id, created, model)
+    assert head + orjson.dumps(text) + tail == chunk_event(request_id, created, model, content=text)

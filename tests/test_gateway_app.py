@@ -15,6 +15,7 @@ from tests.gateway_support import (
     FAST_GATEWAY,
     Cut,
     Hang,
+    Stall,
     chat_body,
     fakes,
     gateway_workspace,
@@ -154,6 +155,30 @@ async def test_cut_stream_ends_with_sse_error_not_a_clean_finish(ws: Workspace) 
     assert row == {"status": "error", "error_class": "stream_interrupted", "http_status": 502}
     attempt = ws.conn.one("SELECT status, error_class FROM attempts")
     assert attempt == {"status": "error", "error_class": "stream_interrupted"}
+
+
+async def test_a_stream_that_stalls_past_the_deadline_ends_with_a_timeout_event(
+    tmp_path: Path,
+) -> None:
+    ws = gateway_workspace(tmp_path / "ws", extra=FAST_GATEWAY + "  deadline: 1s\n")
+    providers = fakes()
+    providers["bedrock"].chunks = 4
+    providers["bedrock"].text = "one two three four"
+    providers["bedrock"].then(Stall(after=1))
+    async with running_gateway(ws, providers) as (url, _), aiohttp.ClientSession() as s:
+        async with asyncio.timeout(30):  # the stall lasts an hour: only the deadline ends it
+            status, _, events = await post_chat(s, url, chat_body(stream=True))
+        await wait_until(lambda: count(ws, "SELECT COUNT(*) FROM requests") == 1)
+        # The next stream on the same gateway is not hurt by the cut one.
+        again = await post_chat(s, url, chat_body(stream=True))
+    assert status == 200
+    assert events[1]["choices"][0]["delta"]["content"] == "one "
+    assert events[-1]["error"]["code"] == "timeout"
+    assert "ran out mid-stream" in events[-1]["error"]["message"]
+    row = ws.conn.one("SELECT status, error_class, http_status FROM requests")
+    assert row == {"status": "error", "error_class": "timeout", "http_status": 502}
+    assert again[0] == 200
+    assert again[2][-1] == "[DONE]"
 
 
 async def test_cache_answers_only_when_asked_or_configured(tmp_path: Path) -> None:

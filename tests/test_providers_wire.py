@@ -7,6 +7,8 @@ import datetime
 import io
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from quality_gates.errors import (
     AuthError,
@@ -106,6 +108,19 @@ def test_sse_decoder_handles_any_chunking_and_line_ending() -> None:
             ("delta", "line one\nline two"),
             ("", "[DONE]"),
         ]
+
+
+@given(st.lists(st.text(alphabet=st.characters(exclude_characters="\r\n")), max_size=4))
+def test_whole_data_events_read_the_same_on_the_fast_path_and_byte_by_byte(
+    datas: list[str],
+) -> None:
+    raw = [b"data: " + data.encode("utf-8", "surrogatepass") + b"\n\n" for data in datas]
+    whole = [e for chunk in raw for e in SseDecoder().feed(chunk)]
+    slow = SseDecoder()
+    byte_by_byte = [
+        e for chunk in raw for i in range(len(chunk)) for e in slow.feed(chunk[i : i + 1])
+    ]
+    assert whole == byte_by_byte
 
 
 @pytest.mark.parametrize(

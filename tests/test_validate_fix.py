@@ -54,8 +54,11 @@ def broken_workspace(root: Path, ports: dict[str, int], hook_port: int):  # type
         reason="a manual deploy",
         actor=Actor("tester"),
     )
-    with conn.write():  # the store is one migration behind the code
+    with conn.write():  # the store is behind the code: 0007 and 0008 undone
         conn.execute("DROP TABLE drill_runs")
+        conn.execute("ALTER TABLE requests DROP COLUMN output_check")
+        conn.execute("ALTER TABLE rollups DROP COLUMN outputs_checked")
+        conn.execute("ALTER TABLE rollups DROP COLUMN outputs_invalid")
         conn.execute("UPDATE alembic_version SET version_num = '0006'")
     return ws
 

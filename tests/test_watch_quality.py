@@ -11,7 +11,7 @@ from tests.conftest import Workspace
 from quality_gates.errors import UsageError
 from quality_gates.watch._metrics import MetricEngine
 from quality_gates.watch.monitor import parse_alert_threshold, unusual_keys
-from quality_gates.watch.sampling import Sampled, score_rows
+from quality_gates.watch.sampling import LiveSampler, Sampled, score_rows
 from quality_gates.watch.security import injection
 
 
@@ -159,3 +159,20 @@ def test_live_answers_are_scored_in_a_process_of_their_own(sqlite_workspace: Wor
     by_scorer = {r["scorer"]: (r["n"], r["passed"]) for r in rows}
     assert by_scorer["prompt_pii"] == (5, 0)  # the e-mail address in every prompt
     assert by_scorer["refused"] == (5, 5)
+
+
+def test_the_sampler_never_scores_an_empty_answer_as_clean(workspace: Workspace) -> None:
+    from types import SimpleNamespace
+
+    from quality_gates.config import SamplingSettings
+
+    sampler = LiveSampler(workspace.database, SamplingSettings(share=1.0, max_per_second=50))
+    rec = SimpleNamespace(id="r1", cache="miss", environment="production", model_id="m",
+                          provider="p")  # fmt: skip
+    sampler.offer(rec, "weather in Paris?", "")
+    sampler.offer(rec, "weather in Paris?", "  \n")
+    assert not sampler.queue
+    assert sampler.skipped == {"empty_answer": 2}
+    # An answer that is only tool calls arrives as its calls, and is scored as such.
+    sampler.offer(rec, "weather in Paris?", 'get_weather({"city": "Paris"})')
+    assert [item.answer for item in sampler.queue] == ['get_weather({"city": "Paris"})']

@@ -204,3 +204,18 @@ def test_answers_other_than_2xx_count_refusals_as_well_as_errors() -> None:
 
     agg = Aggregate(count=100, errors=2, errors_by_class={"shutdown": 10, "server_error": 2})
     assert not_2xx(agg) == (12, {"server_error": 2, "shutdown": 10})
+
+
+def test_invalid_output_rate_is_over_checked_outputs_with_a_minimum_sample(
+    workspace: Workspace,
+) -> None:
+    conn = workspace.conn
+    # 100 requests, of which 40 asked for tools or JSON and 10 of those came back unusable.
+    put_rollup(conn, ts=T0 - 120, count=100, outputs_checked=40, outputs_invalid=10)
+    put_rollup(conn, ts=T0 - 120, provider="google", count=100)  # plain traffic only
+    engine = MetricEngine(conn, T0)
+    samples = engine.samples("invalid_output_rate", 180.0, ["provider"], min_requests=20)
+    assert values(samples, provider="bedrock") == pytest.approx(0.25)
+    assert values(samples, provider="google") is None  # nothing checked: no verdict
+    few = engine.samples("invalid_output_rate", 180.0, ["provider"], min_requests=50)
+    assert values(few, provider="bedrock") is None  # 40 checked < 50: noise, not a verdict

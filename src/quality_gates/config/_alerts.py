@@ -32,6 +32,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "pii_rate": ("ratio", "answers with PII / scored answers"),
     "refusal_rate": ("ratio", "sampled live answers that decline / scored answers"),
     "prompt_injection_rate": ("ratio", "sampled prompts that look like injection attempts"),
+    "invalid_output_rate": (
+        "ratio",
+        "answers to tools / response_format requests whose tool arguments or JSON are "
+        "unusable / such answers checked",
+    ),
     "satisfaction": ("score", "mean 1-5 user feedback"),
     "cost_per_minute": ("usd", "spend per minute"),
     "cost_increase": ("ratio", "relative rise of cost per minute against its baseline"),
@@ -249,6 +254,18 @@ def _runbook_rules() -> list[AlertRule]:
             min_requests=10,
         ),
         rule("cost-increase-info", "cost_increase > 20%", "info", "cost", window=900),
+        # Structured outputs an application cannot parse (malformed tool arguments, JSON that
+        # breaks its schema): worth a look, not a page, and only on a real sample.
+        rule(
+            "invalid-output-rate-warning",
+            "invalid_output_rate > 5%",
+            "warning",
+            "quality",
+            window=300,
+            group_by=["environment", "model_id"],
+            min_requests=50,
+            incident=False,
+        ),
         # The failover triggers: a provider answering 5xx or 429, or slow for five minutes.
         rule(
             "provider-server-errors-critical",

@@ -60,6 +60,8 @@ def _default_canary_metrics() -> dict[str, CanaryMetric]:
         "cost": CanaryMetric(min_effect=0.20, critical=False),
         "error_rate": CanaryMetric(min_effect=0.01),
         "refusal_rate": CanaryMetric(min_effect=0.02, critical=False),
+        # Tool arguments or JSON an application cannot use: as bad as an error for it.
+        "invalid_output_rate": CanaryMetric(min_effect=0.02),
     }
 
 

@@ -144,6 +144,10 @@ alerts:
        min_requests: 10}}
     - {{name: cost-increase-info, expr: "cost_increase > 20%", severity: info, type: cost,
        window: 15m}}
+    # Tool-call arguments or JSON answers an application cannot parse: notify, no incident.
+    - {{name: invalid-output-rate-warning, expr: "invalid_output_rate > 5%",
+       severity: warning, type: quality, window: 5m, group_by: [environment, model_id],
+       min_requests: 50, incident: false}}
     # The failover triggers: a provider answering 5xx or 429, or slow for five minutes.
     - {{name: provider-server-errors-critical, expr: "server_error_rate > 10%",
        severity: critical, type: provider}}

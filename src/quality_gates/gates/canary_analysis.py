@@ -3,10 +3,11 @@ model's outcome (see `canary_samples`).
 
 Each metric has a bad direction, a minimum effect that matters and a critical flag.
 Continuous metrics (latency, TTFT, tokens, cost) use a one-sided Mann-Whitney U test;
-rates (errors, refusals) a one-sided two-proportion z-test. A metric FAILs only when the test
-rejects at the look's alpha AND the effect reaches the minimum (so a statistically clear but
-tiny change passes). Sequential looks split alpha evenly (Bonferroni over looks), which keeps
-the overall false-failure rate at alpha however many looks stop early.
+rates (errors, refusals, unusable structured outputs) a one-sided two-proportion z-test. A
+metric FAILs only when the test rejects at the look's alpha AND the effect reaches the
+minimum (so a statistically clear but tiny change passes). Sequential looks split alpha
+evenly (Bonferroni over looks), which keeps the overall false-failure rate at alpha however
+many looks stop early.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from quality_gates.config import CanaryMetric
 
 CONTINUOUS = ("latency_ms", "ttft_ms", "output_tokens", "input_tokens", "cost")
-RATES = ("error_rate", "refusal_rate")
+RATES = ("error_rate", "refusal_rate", "invalid_output_rate")
 # Judged on the models' own upstream attempts; the others on the answers they gave.
 FROM_ATTEMPTS = ("error_rate", "latency_ms", "ttft_ms")
 
@@ -190,5 +191,17 @@ def analyze(
             c, b = canary.refusals, baseline.refusals
             result.metrics.append(
                 compare_rates(sum(c), len(c), sum(b), len(b), spec, per_look, name)
+            )
+        elif name == "invalid_output_rate":
+            result.metrics.append(
+                compare_rates(
+                    canary.outputs_invalid,
+                    canary.outputs_checked,
+                    baseline.outputs_invalid,
+                    baseline.outputs_checked,
+                    spec,
+                    per_look,
+                    name,
+                )
             )
     return result

@@ -12,7 +12,9 @@ model's own outcome, read from the request's attempt rows:
   open, provider over its quota) or that first attempt failed (errors before any retry or
   failover, by class); a request answered by another model after failover is such a failure;
 - the model's latency and TTFT are those of its own successful attempts;
-- tokens, cost and refusals are those of the answers the model gave.
+- tokens, cost, refusals and unusable structured outputs (tool arguments that are not JSON
+  or break the tool's schema, JSON that breaks the requested schema: the gateway's
+  `output_check`) are those of the answers the model gave.
 
 Client-visible outcomes (the status and latency the client got, how many requests another
 model answered) are kept beside, for the report; they do not decide.
@@ -53,6 +55,8 @@ class Side:
     input_tokens: list[float] = field(default_factory=list)
     cost: list[float] = field(default_factory=list)
     refusals: list[bool] = field(default_factory=list)
+    outputs_checked: int = 0  # its answers to tools / response_format requests
+    outputs_invalid: int = 0  # of them, unusable
     client_errors: int = 0  # requests the client saw fail (5xx)
     answered_by_other: int = 0  # the client got another model's answer
     client_latency_ms: list[float] = field(default_factory=list)
@@ -101,6 +105,10 @@ class Side:
         self.output_tokens.append(float(row.get("output_tokens") or 0))
         self.input_tokens.append(float(row.get("input_tokens") or 0))
         self.cost.append(float(row.get("cost") or 0.0))
+        verdict = row.get("output_check")
+        if verdict is not None:
+            self.outputs_checked += 1
+            self.outputs_invalid += verdict != "valid"
         answer = row.get("answer")
         if answer is not None:
             from quality_gates.gates.scorers._text import is_refusal
@@ -126,6 +134,8 @@ class Side:
             "attempts": self.attempts,
             "attempt_errors": self.attempt_errors,
             "latency_p50_ms": _median(self.latency_ms),
+            "outputs_checked": self.outputs_checked,
+            "outputs_invalid": self.outputs_invalid,
             "client": {
                 "error_rate": self.client_errors / judged if judged else None,
                 "answered_by_other": self.answered_by_other,

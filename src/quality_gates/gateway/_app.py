@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from quality_gates.config import LoadedConfig, Model, Provider, QualityGatesConfig
 from quality_gates.errors import QualityGatesError, StoreError
+from quality_gates.gateway import _output_check as output_check
 from quality_gates.gateway._breaker import BreakerBoard
 from quality_gates.gateway._cache import MemoryCache, RedisCache, ResponseCache
 from quality_gates.gateway._control import (
@@ -420,7 +421,7 @@ class _Task:
 def _background(state: GatewayApp, extra: Sequence[ServiceFactory]) -> list[BackgroundService]:
     """BACKGROUND SERVICES: everything that runs beside the request path, in start order
     (they stop in reverse). The watch plane's evaluator plugs in through `extra`."""
-    services: list[BackgroundService] = []
+    services: list[BackgroundService] = [_Task(output_check.warm, lambda: None)]
     telemetry = state.services.telemetry
     if telemetry is not None:
         services.append(_Task(telemetry.start, telemetry.close))

@@ -38,6 +38,7 @@ from quality_gates.gateway._limits import (
     RetryBudget,
 )
 from quality_gates.gateway._metrics import GatewayMetrics
+from quality_gates.gateway._output_check import answer_with_calls, check_answer
 from quality_gates.gateway._redact import redact
 from quality_gates.gateway._routing import Deployment, RoutePlan, RouteTable
 from quality_gates.gateway._streaming import CLIENT_DISCONNECTED, SSE_HEADERS, LiveStream
@@ -412,6 +413,8 @@ class Gateway:
         rec.cost = deployment.cost(usage)
         rec.finish_reason = response.finish_reason
         rec.ttft_ms = response.ttft_ms or None
+        if request.extras is not None:
+            rec.output_check = check_answer(request.extras, response)
         if s.settings.telemetry.store_text:
             rec.answer = redact(response.text, s.settings.telemetry.max_text_chars)
         if key_hash is not None and s.cache is not None and response.finish_reason != "error":
@@ -442,7 +445,9 @@ class Gateway:
             body = completion_json(rec.id, int(rec.ts), deployment.model_id, response)
         self._finish_ok(rec, started)
         if s.answer_tap is not None:
-            s.answer_tap(rec, request.prompt_text(), response.text)
+            s.answer_tap(
+                rec, request.prompt_text(), answer_with_calls(response.text, response.tool_calls)
+            )
         return Answer(200, body, self.headers(rec))
 
     def _stream(
@@ -619,6 +624,8 @@ class Gateway:
         series.tokens_in += rec.input_tokens
         series.tokens_out += rec.output_tokens
         series.cost += rec.cost
+        if rec.output_check is not None:
+            series.output(rec.output_check)
         if s.telemetry is not None:
             s.telemetry.record(rec)
         if s.record_tap is not None:

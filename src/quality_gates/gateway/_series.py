@@ -53,6 +53,7 @@ class RequestSeries:
         "cost",
         "duration",
         "model",
+        "outputs",
         "provider",
         "requests",
         "tokens_in",
@@ -65,6 +66,7 @@ class RequestSeries:
         self.model, self.provider = model, provider
         self.requests: dict[tuple[str, str, str], int] = {}  # (status, cache, error) -> n
         self.attempts: dict[str, int] = {}  # outcome -> n
+        self.outputs: dict[str, int] = {}  # structured-output verdict -> n
         self.duration = Hist()
         self.ttft = Hist()
         self.upstream = Hist()
@@ -75,6 +77,10 @@ class RequestSeries:
         """Count one answered request: its HTTP status, cache result and error class."""
         key = (code, cache, error_class)
         self.requests[key] = self.requests.get(key, 0) + 1
+
+    def output(self, verdict: str) -> None:
+        """Count one checked structured output: `valid` or why it is unusable."""
+        self.outputs[verdict] = self.outputs.get(verdict, 0) + 1
 
     def attempt(self, outcome: str, seconds: float) -> None:
         """Count one upstream call."""
@@ -116,6 +122,12 @@ class SeriesBoard:
         cost = CounterMetricFamily(
             "qg_gateway_cost_usd", "Cost in USD", labels=["environment", "provider", "model"]
         )
+        outputs = CounterMetricFamily(
+            "qg_gateway_structured_outputs",
+            "Answers to tools / response_format requests by verdict: valid, or why the "
+            "output is unusable (tool_arguments_not_json, output_schema, ...)",
+            labels=["environment", "model", "provider", "verdict"],
+        )
         hists = {
             "duration": HistogramMetricFamily(
                 "qg_gateway_request_duration_seconds",
@@ -143,6 +155,8 @@ class SeriesBoard:
                 tokens.add_metric([env, s.provider, s.model, "output"], s.tokens_out)
             if s.cost:
                 cost.add_metric([env, s.provider, s.model], s.cost)
+            for verdict, n in s.outputs.items():
+                outputs.add_metric([env, s.model, s.provider, verdict], n)
             for name, family in hists.items():
                 hist: Hist = getattr(s, name)
                 if hist.counts[-1] or any(hist.counts):
@@ -153,4 +167,5 @@ class SeriesBoard:
         yield attempts
         yield tokens
         yield cost
+        yield outputs
         yield from hists.values()

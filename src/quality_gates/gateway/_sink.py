@@ -25,7 +25,7 @@ REQUEST_COLUMNS = (
     "id", "ts", "environment", "alias", "model_id", "provider", "deployment", "key_name",
     "status", "http_status", "error_class", "latency_ms", "ttft_ms", "input_tokens",
     "output_tokens", "cost", "cache", "attempts", "hops", "stream", "canary", "finish_reason",
-    "prompt", "answer",
+    "prompt", "answer", "output_check",
 )  # fmt: skip
 ATTEMPT_COLUMNS = (
     "request_id", "attempt", "ts", "environment", "provider", "model_id", "deployment",
@@ -42,17 +42,20 @@ INSERT_ATTEMPT = (
 UPSERT_ROLLUP = (
     "INSERT INTO rollups (minute, environment, alias, model_id, provider, kind, writer, count, "
     "errors, errors_by_class, latency_hist, ttft_hist, input_tokens, output_tokens, cost, "
-    "cache_hits, cache_stale, cache_misses, failovers, canary, updated_at) VALUES (:minute, "
+    "cache_hits, cache_stale, cache_misses, failovers, canary, outputs_checked, outputs_invalid, "
+    "updated_at) VALUES (:minute, "
     ":environment, :alias, :model_id, :provider, :kind, :writer, :count, :errors, "
     ":errors_by_class, :latency_hist, :ttft_hist, :input_tokens, :output_tokens, :cost, "
-    ":cache_hits, :cache_stale, :cache_misses, :failovers, :canary, :updated_at) "
+    ":cache_hits, :cache_stale, :cache_misses, :failovers, :canary, :outputs_checked, "
+    ":outputs_invalid, :updated_at) "
     "ON CONFLICT (minute, environment, alias, model_id, provider, kind, writer) DO UPDATE SET "
     "count = excluded.count, errors = excluded.errors, errors_by_class = "
     "excluded.errors_by_class, latency_hist = excluded.latency_hist, ttft_hist = "
     "excluded.ttft_hist, input_tokens = excluded.input_tokens, output_tokens = "
     "excluded.output_tokens, cost = excluded.cost, cache_hits = excluded.cache_hits, "
     "cache_stale = excluded.cache_stale, cache_misses = excluded.cache_misses, failovers = "
-    "excluded.failovers, canary = excluded.canary, updated_at = excluded.updated_at"
+    "excluded.failovers, canary = excluded.canary, outputs_checked = excluded.outputs_checked, "
+    "outputs_invalid = excluded.outputs_invalid, updated_at = excluded.updated_at"
 )
 
 

@@ -76,6 +76,7 @@ class RequestRecord:
     finish_reason: str | None = None
     prompt: str | None = None
     answer: str | None = None
+    output_check: str | None = None  # structured output: valid or why not (_output_check)
     attempts: list[AttemptRecord] = field(default_factory=list)
 
 
@@ -94,13 +95,15 @@ class _Series:
         "input_tokens",
         "latency",
         "output_tokens",
+        "outputs_checked",
+        "outputs_invalid",
         "ttft",
     )
 
     def __init__(self) -> None:
         self.count = self.errors = self.input_tokens = self.output_tokens = 0
         self.cache_hits = self.cache_stale = self.cache_misses = self.failovers = 0
-        self.canary = 0
+        self.canary = self.outputs_checked = self.outputs_invalid = 0
         self.cost = 0.0
         self.errors_by_class: dict[str, int] = {}
         self.latency = LatencyHistogram()
@@ -190,6 +193,10 @@ class TelemetryWriter:
             s.failovers += 1
         if rec.canary:
             s.canary += 1
+        if rec.output_check is not None:
+            s.outputs_checked += 1
+            if rec.output_check != "valid":
+                s.outputs_invalid += 1
         for a in rec.attempts:
             t = self._series_for((int(a.ts // 60), rec.alias, a.model_id, a.provider, "attempt"))
             t.count += 1
@@ -315,6 +322,8 @@ class TelemetryWriter:
                 "cache_misses": s.cache_misses,
                 "failovers": s.failovers,
                 "canary": s.canary,
+                "outputs_checked": s.outputs_checked,
+                "outputs_invalid": s.outputs_invalid,
                 "updated_at": now,
             }
         return rows
@@ -334,7 +343,7 @@ class TelemetryWriter:
                 r.id, r.ts, r.environment, r.alias, r.model_id, r.provider, r.deployment,
                 r.key_name, r.status, r.http_status, r.error_class, r.latency_ms, r.ttft_ms,
                 r.input_tokens, r.output_tokens, r.cost, r.cache, len(r.attempts), r.hops,
-                int(r.stream), int(r.canary), r.finish_reason, r.prompt, r.answer,
+                int(r.stream), int(r.canary), r.finish_reason, r.prompt, r.answer, r.output_check,
             ))  # fmt: skip
             for a in r.attempts:
                 attempts.append((

@@ -310,6 +310,16 @@ def chunk_event(
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+def content_event_frame(request_id: str, created: int, model: str) -> tuple[bytes, bytes]:
+    """(head, tail) of a stream's text chunks: `head + orjson.dumps(text) + tail` is
+    `chunk_event(..., content=text)`, with the fixed part encoded once per stream."""
+    prefix = orjson.dumps(
+        {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
+    )
+    head = b"data: " + prefix[:-1] + b',"choices":[{"index":0,"delta":{"content":'
+    return head, b'},"finish_reason":null,"logprobs":null}]}\n\n'
+
+
 def error_event(message: str, error_class: str, status: int = 502) -> bytes:
     """The SSE event that ends a stream broken after its first byte (never a clean finish)."""
     return (

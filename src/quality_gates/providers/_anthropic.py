@@ -13,11 +13,11 @@ input comes back as the answer's text.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 
 from quality_gates.errors import ContentFiltered, ProviderError
 from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
@@ -235,7 +235,7 @@ class AnthropicProvider(HttpChatProvider):
             kind = event.event
             if kind in ("ping", "") or not event.data:
                 continue
-            data = json.loads(event.data)
+            data = orjson.loads(event.data)
             if kind == "error":
                 message, error_type = _error_fields(data)
                 named = ERROR_TYPES.get(error_type, "server_error")

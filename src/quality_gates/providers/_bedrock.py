@@ -14,12 +14,12 @@ one tool (`json_response`) with the requested schema, and its input is the answe
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 
 from quality_gates.errors import AuthError, ContentFiltered, ProviderError
 from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
@@ -323,7 +323,7 @@ class BedrockProvider(HttpChatProvider):
                     raise make_error(ERROR_CLASSES[named], self.name, 200, text)
                 event = message.event_type
                 if event == "contentBlockDelta":
-                    data = json.loads(message.payload)
+                    data = orjson.loads(message.payload)
                     delta = data["delta"]
                     text = delta.get("text")
                     if text:
@@ -336,18 +336,18 @@ class BedrockProvider(HttpChatProvider):
                         if index is not None:
                             yield ToolCallDelta(index, arguments=piece)
                 elif event == "contentBlockStart":
-                    data = json.loads(message.payload)
+                    data = orjson.loads(message.payload)
                     use = (data.get("start") or {}).get("toolUse")
                     if isinstance(use, dict) and not json_mode:
                         index = tools.open(int(data.get("contentBlockIndex") or 0))
                         yield ToolCallDelta(index, str(use["toolUseId"]), str(use["name"]))
                 elif event == "messageStop":
-                    stop = json.loads(message.payload).get("stopReason")
+                    stop = orjson.loads(message.payload).get("stopReason")
                     finish = FINISH.get(str(stop), "other")
                     if json_mode and finish == "tool_calls":
                         finish = "stop"
                 elif event == "metadata":
-                    usage = _usage(json.loads(message.payload).get("usage"))
+                    usage = _usage(orjson.loads(message.payload).get("usage"))
         if decoder.pending:
             raise ValueError(f"event stream ended inside a message ({decoder.pending} bytes)")
         if finish is not None:

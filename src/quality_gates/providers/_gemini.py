@@ -13,11 +13,11 @@ n is `candidateCount`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 
 from quality_gates.errors import ContentFiltered, ProviderError
 from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
@@ -288,7 +288,7 @@ class GeminiProvider(HttpChatProvider):
         async for event in self.sse_events(response):
             if not event.data:
                 continue
-            data = json.loads(event.data)
+            data = orjson.loads(event.data)
             if isinstance(data, dict) and isinstance(data.get("error"), dict):
                 error = data["error"]
                 named = STATUSES.get(str(error.get("status")), "server_error")

@@ -6,11 +6,11 @@ Groq. Errors are `{"error": {"message", "type", "code"}}`; vLLM puts the fields 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 
 from quality_gates.errors import ContentFiltered, Overloaded, ProviderError
 from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, Wire, dumps
@@ -263,7 +263,7 @@ class OpenAIProvider(HttpChatProvider):
                 break
             if not event.data:
                 continue
-            data = json.loads(event.data)
+            data = orjson.loads(event.data)
             if isinstance(data, dict) and data.get("error"):
                 message, kind, code = _error_fields(data)
                 named = ERROR_TYPES.get(code) or ERROR_TYPES.get(kind) or "server_error"

@@ -27,6 +27,18 @@ class SseDecoder:
 
     def feed(self, chunk: bytes) -> Iterator[ServerSentEvent]:
         """Events completed by `chunk`; raises ValueError if one grows unreasonably large."""
+        if (
+            not self._pending
+            and not self._data
+            and not self._event
+            and chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+        ):
+            # The common case of a streaming API: one whole `data:` event per read.
+            yield ServerSentEvent("", chunk[6:-2].decode("utf-8", "replace"))
+            return
         buffer = self._pending + chunk
         lines = buffer.splitlines(keepends=True)
         self._pending = b""

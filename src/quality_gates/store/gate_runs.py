@@ -194,7 +194,8 @@ def alias_requests(
     analysis splits into the candidate's and the baseline's own outcomes."""
     rows = conn.execute(
         "SELECT r.id, r.canary, r.model_id, r.status, r.error_class, r.cache, r.latency_ms, "
-        "r.ttft_ms, r.input_tokens, r.output_tokens, r.cost, r.answer, a.attempt AS a_n, "
+        "r.ttft_ms, r.input_tokens, r.output_tokens, r.cost, r.answer, r.output_check, "
+        "a.attempt AS a_n, "
         "a.model_id AS a_model, a.status AS a_status, a.error_class AS a_class, "
         "a.latency_ms AS a_latency, a.ttft_ms AS a_ttft FROM requests r LEFT JOIN attempts a "
         "ON a.request_id = r.id WHERE r.environment = :env AND r.alias = :alias "

@@ -191,6 +191,9 @@ requests = Table(
     Column("finish_reason", String(20)),
     Column("prompt", Text),
     Column("answer", Text),
+    # Structured output (tools, response_format JSON): `valid` or why it is unusable; NULL
+    # when there was nothing to check (gateway/_output_check.py).
+    Column("output_check", String(40)),
     Index("ix_requests_ts", "ts"),
     Index("ix_requests_env_ts", "environment", "ts"),
 )
@@ -242,6 +245,8 @@ rollups = Table(
     Column("cache_misses", Integer, nullable=False),
     Column("failovers", Integer, nullable=False),
     Column("canary", Integer, nullable=False),
+    Column("outputs_checked", Integer, nullable=False, server_default="0"),
+    Column("outputs_invalid", Integer, nullable=False, server_default="0"),
     Column("updated_at", Float, nullable=False),
     PrimaryKeyConstraint(
         "minute", "environment", "alias", "model_id", "provider", "kind", "writer"

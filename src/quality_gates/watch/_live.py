@@ -19,6 +19,7 @@ from typing import Any
 from quality_gates.store.db import Connection
 from quality_gates.telemetry import LatencyHistogram
 from quality_gates.watch._windows import (
+    _NUMBERS,
     MINUTE,
     Aggregate,
     SeriesKey,
@@ -29,18 +30,6 @@ from quality_gates.watch._windows import (
 )
 
 LIVE_SPAN = 600.0  # slices are kept this long; longer windows come from whole minutes
-_NUMBERS = (
-    "count",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cost",
-    "cache_hits",
-    "cache_stale",
-    "cache_misses",
-    "failovers",
-    "canary",
-)
 # minute, environment, alias, model, provider, kind, writer
 RowKey = tuple[int, str, str, str, str, str, str]
 

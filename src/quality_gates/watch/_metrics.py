@@ -394,6 +394,10 @@ def _cache_hit_rate(agg: Aggregate, _s: float) -> tuple[float | None, float]:
     return _ratio(agg.cache_hits, cacheable), cacheable
 
 
+def _invalid_output_rate(agg: Aggregate, _s: float) -> tuple[float | None, float]:
+    return _ratio(agg.outputs_invalid, agg.outputs_checked), agg.outputs_checked
+
+
 def _cost_per_minute(agg: Aggregate, seconds: float) -> tuple[float | None, float]:
     return agg.cost / (seconds / 60.0), agg.count
 
@@ -408,6 +412,7 @@ _SIMPLE: dict[str, tuple[str, Callable[[Aggregate, float], tuple[float | None, f
     "throughput": ("request", _throughput, False),
     "cache_hit_rate": ("request", _cache_hit_rate, False),
     "cost_per_minute": ("request", _cost_per_minute, False),
+    "invalid_output_rate": ("request", _invalid_output_rate, False),
     "provider_availability": ("attempt", _availability, False),
     "rate_limited_rate": ("attempt", _class_rate("rate_limited"), False),
     "server_error_rate": ("attempt", _class_rate("server_error", "overloaded"), False),

@@ -35,6 +35,7 @@ TTFT = "qg_gateway_time_to_first_token_seconds"
 ATTEMPTS = "qg_gateway_upstream_attempts_total"
 CACHE = "qg_gateway_cache_lookups_total"
 COST = "qg_gateway_cost_usd_total"
+OUTPUTS = "qg_gateway_structured_outputs_total"
 # Refused keys are counted but, as in the watch's roll-ups, never dilute a client metric.
 COUNTED = 'error_class!="auth_failed"'
 # A controlled emergency stop answers 503 on purpose: the watch does not count it as failed.
@@ -146,6 +147,9 @@ def query(spec: RuleSpec, scrape_interval: float = DEFAULT_SCRAPE_INTERVAL) -> Q
         cacheable = _sel(CACHE, 'result=~"hit|stale|miss"')
         value = _ratio(_sel(CACHE, 'result="hit"'), cacheable, by, w)
         volume = cacheable
+    elif metric == "invalid_output_rate":
+        value = _ratio(_sel(OUTPUTS, 'verdict!="valid"'), OUTPUTS, by, w)
+        volume = OUTPUTS
     elif metric == "cost_per_minute":
         value = f"{_sum(by, f'rate({COST}[{w}])')} * 60"
     elif metric == "cost_increase":

@@ -153,6 +153,7 @@ METRIC_WORDS = {
     "pii_rate": "PII rate",
     "refusal_rate": "refusal rate",
     "prompt_injection_rate": "prompt-injection rate",
+    "invalid_output_rate": "invalid structured-output rate",
     "satisfaction": "user satisfaction",
     "cost_per_minute": "spend",
     "cost_increase": "cost rise",

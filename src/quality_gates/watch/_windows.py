@@ -36,6 +36,8 @@ _NUMBERS = (
     "cache_misses",
     "failovers",
     "canary",
+    "outputs_checked",
+    "outputs_invalid",
 )
 
 
@@ -122,6 +124,8 @@ class Aggregate:
     cache_misses: float = 0.0
     failovers: float = 0.0
     canary: float = 0.0
+    outputs_checked: float = 0.0  # answers whose structured output was checked
+    outputs_invalid: float = 0.0  # of them, unusable (bad tool arguments, invalid JSON)
 
     def merge(self, other: Aggregate) -> None:
         """Add another aggregate's counts."""

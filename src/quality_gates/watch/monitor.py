@@ -45,6 +45,7 @@ METRIC_NAMES = {
     "toxicity_rate": "toxicity_rate",
     "pii_rate": "pii_rate",
     "refusal_rate": "refusal_rate",
+    "invalid_output_rate": "invalid_output_rate",
 }
 DEFAULT_METRICS = ("error_rate", "p95_latency", "throughput", "provider_availability")
 QUALITY_METRICS = ("quality_score",)

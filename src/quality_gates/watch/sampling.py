@@ -11,6 +11,10 @@ of its own, which scores them and writes the rows:
     prompt_pii  personal data in the prompt
     injection   the prompt looks like a prompt-injection attempt (patterns and a classifier)
 
+An answer that is only tool calls reaches the tap as its calls (`name(arguments)` lines), so
+they are what is scored; an answer with nothing to read (no text, no call) is skipped and
+counted in `skipped` by reason, never scored as a clean answer.
+
 Each becomes a `quality_samples` row (`passed` = 0 when flagged) that the watch plane's
 `refusal_rate`, `toxicity_rate`, `pii_rate` and `prompt_injection_rate` read; none of them
 counts toward `quality_score`, which golden probes feed. Text is never stored.
@@ -26,7 +30,7 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("quality_gates.watch")
 PROFANITY_THRESHOLD = 0.5
 FRESH = ("miss", "bypass", "record")  # answers that came from a provider just now
+EMPTY_ANSWER = "empty_answer"  # skip reason: no text and no tool call to score
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,7 @@ class LiveSampler:
         self.settings = settings
         self.queue: deque[Sampled] = deque()
         self.dropped = 0
+        self.skipped: Counter[str] = Counter()  # kept for scoring but nothing to score, by reason
         self.scored = 0
         self.lost = 0  # handed to a scoring process that died before writing them
         self.waiting_for_store = False
@@ -123,6 +129,9 @@ class LiveSampler:
     def offer(self, rec: Any, prompt: str, answer: str) -> None:
         """Keep a share of answered requests (O(1); called on the request path)."""
         if rec.cache not in FRESH or self._rng.random() >= self.settings.share:
+            return
+        if not answer.strip():
+            self.skipped[EMPTY_ANSWER] += 1
             return
         if len(self.queue) >= self.settings.queue:
             self.dropped += 1
