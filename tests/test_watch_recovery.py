@@ -148,7 +148,8 @@ def test_an_active_alert_is_judged_on_its_latest_samples() -> None:
         0.0, 0.95, 0.0, 0.0, "",
     )  # fmt: skip
     assert judged(spec, 0.5, 1.0, None) == 1.0  # the latest samples pass: no new alert
-    assert judged(spec, 0.5, 0.0, None) == 0.5
+    assert judged(spec, 0.5, 0.0, None) == 0.0  # both break it: how the provider does now
+    assert judged(spec, 0.97, 0.0, None) == 0.97  # two failed samples open no alert
     assert judged(spec, None, 0.0, None) is None  # too few samples for a new alert
     assert judged(spec, None, 0.0, firing) == 0.0  # ... but enough to keep one firing
     assert judged(spec, None, None, firing) is None  # no data is not still firing

@@ -17,6 +17,8 @@ SRE workbook, "Alerting on SLOs"):
 - A pending or firing alert whose window has fewer samples than `min_requests` (the probes
   of a provider traffic left) is judged on `recent`, so it keeps firing while the probes
   fail. A new alert still needs `min_requests` samples to fire.
+- When both break the threshold, the alert's value is the worse of the two: how the provider
+  does now, which the incident's title and the severity table ("every provider down") read.
 - No sample at all is no data, which never holds.
 """
 
@@ -70,5 +72,12 @@ def judged(
     """The value a provider alert is judged on (see the module's docstring)."""
     if recent is not None and not spec.holds(recent):
         return recent
-    active = previous is not None and previous.state in (PENDING, FIRING)
-    return recent if active and value is None else value
+    if value is None:
+        active = previous is not None and previous.state in (PENDING, FIRING)
+        return recent if active else None
+    if recent is not None and spec.holds(value):
+        # Both break the threshold: say how bad it is now. A window that still holds the
+        # minutes before an outage reads 85% while every recent call fails; the severity
+        # table's "every provider down" reads this value.
+        return min(value, recent) if spec.op in ("<", "<=") else max(value, recent)
+    return value
