@@ -19,7 +19,7 @@ from quality_gates.units import format_duration
 from quality_gates.watch._incident_flow import check_timers, sync_alerts
 from quality_gates.watch._live import LiveTail
 from quality_gates.watch._metrics import PROBED_METRICS, MetricEngine, Quota, Sample
-from quality_gates.watch._recovery import judged, recent_values, recovery_window
+from quality_gates.watch._recovery import Recent, judged, recent_values, recovery_window
 from quality_gates.watch._rules import (
     FIRING,
     INACTIVE,
@@ -196,8 +196,8 @@ def evaluate(
     if live is not None:
         live.observe(conn, now)
     engine = MetricEngine(conn, now, quotas=quotas(config), live=live)
-    # rule, labels, value, and for provider health the value of its latest samples
-    observed: list[tuple[RuleSpec, dict[str, str], float | None, float | None]] = []
+    # rule, labels, value, and for provider health its latest samples
+    observed: list[tuple[RuleSpec, dict[str, str], float | None, Recent | None]] = []
     notes: dict[str, str] = {}  # fingerprint -> a summary better than the rule's own
     for spec in specs:
         if spec.metric == ROUTINE_METRIC:

@@ -313,7 +313,7 @@ def _refresh(
         ]
         worst = _worst(levels) if levels else row["severity"]
         if SEVERITY_LEVELS.index(worst) < SEVERITY_LEVELS.index(row["severity"]):
-            _raise_severity(conn, config, row, worst, active, now)
+            _raise_severity(conn, config, specs, row, worst, active, now)
         if row["mitigated_at"] is not None and row["opened_by"] == WATCH_ACTOR:
             conn.execute(
                 "UPDATE incidents SET mitigated_at = NULL, state = 'investigating', "
@@ -365,6 +365,7 @@ def _refresh(
 def _raise_severity(
     conn: Connection,
     config: QualityGatesConfig,
+    specs: Mapping[str, RuleSpec],
     row: Row,
     severity: str,
     active: list[AlertState],
@@ -372,13 +373,14 @@ def _raise_severity(
 ) -> None:
     incident_id = int(row["id"])
     lead = min(active, key=lambda a: (SEVERITY_RANK.get(a.severity, 9), a.fired_at or now))
+    title = _title(specs.get(lead.rule), lead)  # a sentence, as when it opened
     conn.execute(
         "UPDATE incidents SET severity = :severity, type = :type, title = :title, "
         "updated_at = :now WHERE id = :id",
         {
             "severity": severity,
             "type": lead.type,
-            "title": lead.summary,
+            "title": title,
             "now": now,
             "id": incident_id,
         },

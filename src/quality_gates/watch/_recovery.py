@@ -19,13 +19,18 @@ SRE workbook, "Alerting on SLOs"):
   fail. A new alert still needs `min_requests` samples to fire.
 - When both break the threshold, the alert's value is the worse of the two: how the provider
   does now, which the incident's title and the severity table ("every provider down") read.
+- An alert resolved on healthy samples fires again only on samples in its recovery window
+  itself (`Recent.fresh`): a provider with no new sample since (no traffic, no probe) is not
+  paged again for the old outage still in its window.
 - No sample at all is no data, which never holds.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from quality_gates.watch._metrics import Labels, MetricEngine
-from quality_gates.watch._rules import FIRING, PENDING, AlertState, RuleSpec
+from quality_gates.watch._rules import FIRING, PENDING, RESOLVED, AlertState, RuleSpec
 
 # Two good samples in a row close a circuit breaker (close_after's default): the same two,
 # with none failing, end a provider alert.
@@ -48,36 +53,52 @@ def recovery_window(window: float, probe_interval: float) -> float:
     return min(window, max(window / RECOVERY_SHARE, 2.0 * probe_round_gap(probe_interval)))
 
 
-def recent_values(engine: MetricEngine, spec: RuleSpec) -> dict[Labels, float | None]:
-    """Per group: the metric over the shortest of the recovery window, twice it, four times
-    it, ... (up to the rule's window) that holds RECOVERY_MIN_SAMPLES samples; None when even
-    the window holds fewer."""
+@dataclass(frozen=True)
+class Recent:
+    """A group's latest samples: the metric over the shortest of the recovery window, twice
+    it, four times it, ... (up to the rule's window) that holds RECOVERY_MIN_SAMPLES samples
+    (`value`, None when even the window holds fewer), and whether the recovery window itself
+    held them (`fresh`)."""
+
+    value: float | None
+    fresh: bool
+
+
+def recent_values(engine: MetricEngine, spec: RuleSpec) -> dict[Labels, Recent]:
+    """Per group, its latest samples (see `Recent`)."""
     seconds = min(spec.recovery_window or spec.window / RECOVERY_SHARE, spec.window)
-    out: dict[Labels, float | None] = {}
+    out: dict[Labels, Recent] = {}
+    fresh = True
     while True:
         samples = engine.samples(
             spec.metric, seconds, spec.group_by, min_requests=RECOVERY_MIN_SAMPLES
         )
         for sample in samples:
-            if out.get(sample.labels) is None:
-                out[sample.labels] = sample.value
-        if seconds >= spec.window or all(v is not None for v in out.values()):
+            known = out.get(sample.labels)
+            if known is None or known.value is None:
+                out[sample.labels] = Recent(sample.value, fresh and sample.value is not None)
+        if seconds >= spec.window or all(r.value is not None for r in out.values()):
             return out
-        seconds = min(seconds * 2.0, spec.window)
+        seconds, fresh = min(seconds * 2.0, spec.window), False
 
 
 def judged(
-    spec: RuleSpec, value: float | None, recent: float | None, previous: AlertState | None
+    spec: RuleSpec, value: float | None, recent: Recent | None, previous: AlertState | None
 ) -> float | None:
     """The value a provider alert is judged on (see the module's docstring)."""
-    if recent is not None and not spec.holds(recent):
-        return recent
+    latest = recent.value if recent is not None else None
+    if latest is not None and not spec.holds(latest):
+        return latest
+    active = previous is not None and previous.state in (PENDING, FIRING)
     if value is None:
-        active = previous is not None and previous.state in (PENDING, FIRING)
-        return recent if active else None
-    if recent is not None and spec.holds(value):
+        return latest if active else None
+    if previous is not None and previous.state == RESOLVED and not (recent and recent.fresh):
+        # Resolved on healthy samples, and nothing new since: what still breaks the
+        # threshold is the old outage in the window, not a new one.
+        return None
+    if latest is not None and spec.holds(value):
         # Both break the threshold: say how bad it is now. A window that still holds the
         # minutes before an outage reads 85% while every recent call fails; the severity
         # table's "every provider down" reads this value.
-        return min(value, recent) if spec.op in ("<", "<=") else max(value, recent)
+        return min(value, latest) if spec.op in ("<", "<=") else max(value, latest)
     return value
