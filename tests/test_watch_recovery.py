@@ -191,6 +191,9 @@ def test_production_defaults_resolve_within_90_s_and_the_drills_within_10_s(
         "provider-availability-critical",
         "provider-server-errors-critical",
         "provider-rate-limited-critical",
+        "provider-p95-latency-critical",
+        "p95-latency-critical",
+        "p95-latency-warning",
     }
     assert defaults == dict.fromkeys(defaults, 20.0 + 5.0 + 60.0 + 0.5)
     assert max(defaults.values()) <= 90.0
@@ -199,6 +202,32 @@ def test_production_defaults_resolve_within_90_s_and_the_drills_within_10_s(
     drills = bound(drilled.config, DRILL_FLUSH)
     assert drills
     assert max(drills.values()) <= 10.0, drills
+
+
+def test_a_latency_alert_ends_when_the_latest_answers_are_fast_again(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    data = provider_config(ws).model_dump(mode="json", by_alias=True)
+    data["alerts"]["rules"] = [
+        {
+            "name": "p95-latency-critical",
+            "expr": "p95_latency > 3000ms",
+            "severity": "critical",
+            "keep_firing_for": "0s",
+        }
+    ]
+    config = QualityGatesConfig.model_validate(data)
+    put_rollup(ws.conn, ts=T0 + 1, count=100, latencies=[6000.0] * 100)
+    evaluate(ws.conn, config, now=T0 + 59)
+    states = ws.conn.execute("SELECT state FROM alert_states")
+    assert [r["state"] for r in states] == [FIRING]
+    # Fast answers for the last 30 s: the 1 min window's P95 is still the spike's.
+    put_rollup(ws.conn, ts=T0 + 61, count=100, latencies=[300.0] * 100)
+    evaluate(ws.conn, config, now=T0 + 90)
+    states = ws.conn.execute("SELECT state, value FROM alert_states")
+    assert [r["state"] for r in states] == [RESOLVED]
+    assert states[0]["value"] < 3000.0
 
 
 def test_the_gateway_rolls_probes_up_apart_with_no_row_of_their_own() -> None:

@@ -3,8 +3,8 @@
 Everything a cycle changes commits in one transaction, so two evaluators can never half-apply
 a cycle; leadership (see `_leader`) keeps a second one from acting at all.
 
-Provider health alerts end when the problem ends, with or without client traffic: see
-`_recovery`.
+Provider health and latency alerts end when the problem ends, with or without client
+traffic: see `_recovery`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,14 @@ from quality_gates.store.registry import set_meta
 from quality_gates.units import format_duration
 from quality_gates.watch._incident_flow import check_timers, sync_alerts
 from quality_gates.watch._live import LiveTail
-from quality_gates.watch._metrics import PROBED_METRICS, MetricEngine, Quota, Sample
-from quality_gates.watch._recovery import Recent, judged, recent_values, recovery_window
+from quality_gates.watch._metrics import MetricEngine, Quota, Sample
+from quality_gates.watch._recovery import (
+    RECOVERING_METRICS,
+    Recent,
+    judged,
+    recent_values,
+    recovery_window,
+)
 from quality_gates.watch._rules import (
     FIRING,
     INACTIVE,
@@ -81,7 +87,7 @@ def rule_specs(config: QualityGatesConfig) -> list[RuleSpec]:
                 opens_incident=rule.opens_incident,
                 baseline_floor=rule.floor,
                 recovery_window=recovery_window(rule.window, probe_interval)
-                if rule.metric in PROBED_METRICS
+                if rule.metric in RECOVERING_METRICS
                 else None,
             )
         )
@@ -218,7 +224,7 @@ def evaluate(
                 baseline=spec.baseline_window,
                 floor=spec.baseline_floor,
             )
-        recent = recent_values(engine, spec) if spec.metric in PROBED_METRICS else {}
+        recent = recent_values(engine, spec) if spec.metric in RECOVERING_METRICS else {}
         for sample in samples:
             labels = {**spec.labels, **dict(sample.labels)}
             observed.append((spec, labels, sample.value, recent.get(sample.labels)))
@@ -230,7 +236,7 @@ def evaluate(
         for spec, labels, value, latest in observed:
             key = fingerprint(spec.name, labels)
             seen.add(key)
-            if spec.metric in PROBED_METRICS:
+            if spec.metric in RECOVERING_METRICS:
                 value = judged(spec, value, latest, states.get(key))
             new, transition = step(spec, labels, value, states.get(key), now)
             if new is not None and key in notes:

@@ -1,11 +1,13 @@
-"""Provider health alerts end when the problem ends, with or without client traffic.
+"""Provider health and latency alerts end when the problem ends, with or without traffic.
 
 A provider whose traffic failed over still gets the gateways' active probes, and those count
 as samples of its health metrics (`PROBED_METRICS`: availability, 5xx and 429 rates). The
-rule's window alone would still hold the outage's failures for a whole window after the
-provider recovered, so each of these rules is also judged on its latest samples, the way
-the short window of a multiwindow burn-rate alert resets it when the problem ends (Google's
-SRE workbook, "Alerting on SLOs"):
+rule's window alone would still hold the outage's failures (or a latency spike's slow
+answers) for a whole window after the provider recovered, so each rule on these metrics and
+on latency (`RECOVERING_METRICS`; latency counts client requests only, never probes) is
+also judged on its latest samples, the way the short window of a multiwindow burn-rate
+alert resets it when the problem ends (Google's SRE workbook, "Alerting on SLOs"); a new
+alert, too, needs both windows to break the threshold:
 
 - `recent`: the rule's metric over its recovery window (`recovery_window`: a sixth of its
   window, and at least two of the slowest probe rounds, so that two probes always fall in
@@ -29,9 +31,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quality_gates.watch._metrics import Labels, MetricEngine
+from quality_gates.watch._metrics import PROBED_METRICS, Labels, MetricEngine
 from quality_gates.watch._rules import FIRING, PENDING, RESOLVED, AlertState, RuleSpec
 
+RECOVERING_METRICS = PROBED_METRICS | frozenset(
+    {"p50_latency", "p95_latency", "p99_latency", "ttft_p95"}
+)
 # Two good samples in a row close a circuit breaker (close_after's default): the same two,
 # with none failing, end a provider alert.
 RECOVERY_MIN_SAMPLES = 2.0
