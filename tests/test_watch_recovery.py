@@ -19,7 +19,7 @@ from tests.telemetry_rows import put_probes, put_rollup
 from quality_gates.config import QualityGatesConfig, load_config
 from quality_gates.watch._evaluate import evaluate, rule_specs
 from quality_gates.watch._metrics import MetricEngine
-from quality_gates.watch._recovery import Recent, judged, recovery_window
+from quality_gates.watch._recovery import judged, recovery_window
 from quality_gates.watch._rules import FIRING, RESOLVED, AlertState, RuleSpec
 from quality_gates.watch._windows import Window, read_window
 
@@ -149,18 +149,17 @@ def test_an_active_alert_is_judged_on_its_latest_samples() -> None:
         0.0, 0.95, 0.0, 0.0, "",
     )  # fmt: skip
     resolved = replace(firing, state=RESOLVED)
-    ok, failing = Recent(1.0, fresh=True), Recent(0.0, fresh=True)
-    assert judged(spec, 0.5, ok, None) == 1.0  # the latest samples pass: no new alert
-    assert judged(spec, 0.5, failing, None) == 0.0  # both break it: how it does now
-    assert judged(spec, 0.97, failing, None) == 0.97  # two failed samples open no alert
-    assert judged(spec, None, failing, None) is None  # too few samples for a new alert
-    assert judged(spec, None, failing, firing) == 0.0  # ... but enough to keep one firing
-    assert judged(spec, None, None, firing) is None  # no data is not still firing
-    assert judged(spec, 0.2, ok, firing) == 1.0
-    # Resolved, then only the old outage in the window (no sample of its own since).
-    assert judged(spec, 0.5, Recent(0.0, fresh=False), resolved) is None
+    assert judged(spec, 0.5, 1.0, None) == 1.0  # the latest samples pass: no new alert
+    assert judged(spec, 0.5, 0.0, None) == 0.0  # both break it: how it does now
+    assert judged(spec, 0.97, 0.0, None) == 0.97  # two failed samples open no alert
+    assert judged(spec, None, 0.0, None) is None  # too few samples for a new alert
+    assert judged(spec, None, 0.0, firing) == 0.0  # ... but enough to keep one firing
+    assert judged(spec, 0.2, 1.0, firing) == 1.0
+    # Nothing in the recovery window (traffic gone, no probe): no data, never firing, and
+    # the old outage still in the window does not page again.
+    assert judged(spec, 0.2, None, firing) is None
     assert judged(spec, 0.5, None, resolved) is None
-    assert judged(spec, 0.5, failing, resolved) == 0.0  # new failures: it fires again
+    assert judged(spec, 0.5, 0.0, resolved) == 0.0  # new failures: it fires again
 
 
 def test_production_defaults_resolve_within_90_s_and_the_drills_within_10_s(

@@ -21,7 +21,6 @@ from quality_gates.watch._live import LiveTail
 from quality_gates.watch._metrics import MetricEngine, Quota, Sample
 from quality_gates.watch._recovery import (
     RECOVERING_METRICS,
-    Recent,
     judged,
     recent_values,
     recovery_window,
@@ -202,8 +201,8 @@ def evaluate(
     if live is not None:
         live.observe(conn, now)
     engine = MetricEngine(conn, now, quotas=quotas(config), live=live)
-    # rule, labels, value, and for provider health its latest samples
-    observed: list[tuple[RuleSpec, dict[str, str], float | None, Recent | None]] = []
+    # rule, labels, value, and (RECOVERING_METRICS) the value of its latest samples
+    observed: list[tuple[RuleSpec, dict[str, str], float | None, float | None]] = []
     notes: dict[str, str] = {}  # fingerprint -> a summary better than the rule's own
     for spec in specs:
         if spec.metric == ROUTINE_METRIC:

@@ -11,28 +11,24 @@ alert, too, needs both windows to break the threshold:
 
 - `recent`: the rule's metric over its recovery window (`recovery_window`: a sixth of its
   window, and at least two of the slowest probe rounds, so that two probes always fall in
-  it), widened by doubling, up to the window, until it holds `RECOVERY_MIN_SAMPLES`
-  samples: the provider's latest outcomes.
+  it), given when it holds `RECOVERY_MIN_SAMPLES` samples: the provider's latest outcomes.
+- Fewer samples than that in the recovery window is no current evidence: no data, which
+  never holds. A provider whose traffic failed over is judged on its probes; without probes
+  (and for latency, which never counts them) its alerts end as its traffic does.
 - When `recent` does not break the threshold, the alert does not hold: a recovered provider
   resolves within the recovery window plus the evaluation interval and `keep_firing_for`,
   and stale failures in the window cannot fire it again.
 - A pending or firing alert whose window has fewer samples than `min_requests` (the probes
   of a provider traffic left) is judged on `recent`, so it keeps firing while the probes
-  fail. A new alert still needs `min_requests` samples to fire.
+  fail. A new alert still needs `min_requests` samples in its window.
 - When both break the threshold, the alert's value is the worse of the two: how the provider
   does now, which the incident's title and the severity table ("every provider down") read.
-- An alert resolved on healthy samples fires again only on samples in its recovery window
-  itself (`Recent.fresh`): a provider with no new sample since (no traffic, no probe) is not
-  paged again for the old outage still in its window.
-- No sample at all is no data, which never holds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from quality_gates.watch._metrics import PROBED_METRICS, Labels, MetricEngine
-from quality_gates.watch._rules import FIRING, PENDING, RESOLVED, AlertState, RuleSpec
+from quality_gates.watch._rules import FIRING, PENDING, AlertState, RuleSpec
 
 RECOVERING_METRICS = PROBED_METRICS | frozenset(
     {"p50_latency", "p95_latency", "p99_latency", "ttft_p95"}
@@ -58,52 +54,26 @@ def recovery_window(window: float, probe_interval: float) -> float:
     return min(window, max(window / RECOVERY_SHARE, 2.0 * probe_round_gap(probe_interval)))
 
 
-@dataclass(frozen=True)
-class Recent:
-    """A group's latest samples: the metric over the shortest of the recovery window, twice
-    it, four times it, ... (up to the rule's window) that holds RECOVERY_MIN_SAMPLES samples
-    (`value`, None when even the window holds fewer), and whether the recovery window itself
-    held them (`fresh`)."""
-
-    value: float | None
-    fresh: bool
-
-
-def recent_values(engine: MetricEngine, spec: RuleSpec) -> dict[Labels, Recent]:
-    """Per group, its latest samples (see `Recent`)."""
+def recent_values(engine: MetricEngine, spec: RuleSpec) -> dict[Labels, float | None]:
+    """Per group, the metric over its recovery window (None under RECOVERY_MIN_SAMPLES)."""
     seconds = min(spec.recovery_window or spec.window / RECOVERY_SHARE, spec.window)
-    out: dict[Labels, Recent] = {}
-    fresh = True
-    while True:
-        samples = engine.samples(
-            spec.metric, seconds, spec.group_by, min_requests=RECOVERY_MIN_SAMPLES
-        )
-        for sample in samples:
-            known = out.get(sample.labels)
-            if known is None or known.value is None:
-                out[sample.labels] = Recent(sample.value, fresh and sample.value is not None)
-        if seconds >= spec.window or all(r.value is not None for r in out.values()):
-            return out
-        seconds, fresh = min(seconds * 2.0, spec.window), False
+    samples = engine.samples(spec.metric, seconds, spec.group_by, min_requests=RECOVERY_MIN_SAMPLES)
+    return {sample.labels: sample.value for sample in samples}
 
 
 def judged(
-    spec: RuleSpec, value: float | None, recent: Recent | None, previous: AlertState | None
+    spec: RuleSpec, value: float | None, recent: float | None, previous: AlertState | None
 ) -> float | None:
-    """The value a provider alert is judged on (see the module's docstring)."""
-    latest = recent.value if recent is not None else None
-    if latest is not None and not spec.holds(latest):
-        return latest
-    active = previous is not None and previous.state in (PENDING, FIRING)
+    """The value an alert on a RECOVERING_METRICS metric is judged on (see the module's
+    docstring)."""
+    if recent is None or not spec.holds(recent):
+        return recent  # nothing current (no data), or the latest samples pass
     if value is None:
-        return latest if active else None
-    if previous is not None and previous.state == RESOLVED and not (recent and recent.fresh):
-        # Resolved on healthy samples, and nothing new since: what still breaks the
-        # threshold is the old outage in the window, not a new one.
-        return None
-    if latest is not None and spec.holds(value):
+        active = previous is not None and previous.state in (PENDING, FIRING)
+        return recent if active else None
+    if spec.holds(value):
         # Both break the threshold: say how bad it is now. A window that still holds the
         # minutes before an outage reads 85% while every recent call fails; the severity
         # table's "every provider down" reads this value.
-        return min(value, latest) if spec.op in ("<", "<=") else max(value, latest)
+        return min(value, recent) if spec.op in ("<", "<=") else max(value, recent)
     return value
