@@ -61,8 +61,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = [
         "| scenario | incidents | severity | expected | alerts resolved after the clear | "
-        "notifications | title |",
-        "|---|---|---|---|---|---|---|",
+        "notifications | each alert resolved (after the clear) | title |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     failures = 0
     for _ in range(args.runs):
@@ -82,10 +82,18 @@ def main() -> None:
             good = len(incidents) == 1 and incidents[0].get("severity") == EXPECTED[scenario]
             failures += not good
             title = str(incidents[0].get("title")) if incidents else "-"
+            events = ((result.get("incident") or {}).get("timeline")) or []
+            clear_at = float(timeline.get("injected_at") or 0.0) + float(cleared or 0.0)
+            ended: dict[str, float] = {}
+            for event in events:
+                message = str(event.get("message", ""))
+                if event.get("kind") == "alert" and "-> resolved" in message:
+                    ended[message.split(" ", 1)[0]] = float(event["ts"]) - clear_at
+            fired = ", ".join(f"{rule} {ended[rule]:+.1f} s" for rule in sorted(ended)) or "-"
             row = (
                 f"| {scenario} | {len(incidents)} | {severities} | {EXPECTED[scenario]} | "
                 f"{after} | {(result.get('figures') or {}).get('notifications', '-')} | "
-                f"{title.replace('|', '/')} |"
+                f"{fired} | {title.replace('|', '/')} |"
             )
             print(row, flush=True)
             rows.append(row)
@@ -93,7 +101,8 @@ def main() -> None:
         "\n".join(rows)
         + "\n\nEach drill in a fresh `quality-gates init` workspace (the starter's simulators, "
         "15 req/s, the fault for the duration above), its incidents read back with "
-        "`incident list --state all --json`. Expected: exactly one incident per fault, at the "
+        "`incident list --state all --json`; each of its alerts with when it resolved, from "
+        "the incident's timeline. Expected: exactly one incident per fault, at the "
         "runbook's severity; the fault's alerts resolved within 10 s of the clear (the "
         "drills' timescale: rule windows 10 s, keep_firing_for 1 s, probes every 1 s; the "
         f"production bound is 85.5 s). {failures} run(s) off the expectation.\n"
