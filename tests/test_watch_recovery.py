@@ -76,6 +76,13 @@ def test_probes_count_as_samples_of_provider_health_and_of_nothing_clients_see(
     data = read_window(conn, Window.last(60.0, T0 + 59), histograms=False)
     assert sum(a.count for a in data.attempts.values()) == 30
     assert sum(a.count for a in data.probes.values()) == 10
+    # The status page's uptime bars count client requests and attempts, never probes.
+    from quality_gates.web.uptime import SERVICE, day_counts, today_index
+
+    day = today_index(T0)
+    counts = day_counts(conn, "production", day, day)
+    assert counts[("bedrock", day)] == (30.0, 0.0)
+    assert counts[(SERVICE, day)] == (30.0, 0.0)
 
 
 def test_a_failed_over_provider_keeps_firing_on_failing_probes_then_resolves_when_they_pass(
