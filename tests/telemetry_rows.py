@@ -51,7 +51,7 @@ def put_rollup(
                 "minute": int(ts // 60),
                 "env": environment,
                 "alias": alias,
-                "model": model_id or MODEL_OF.get(provider, provider),
+                "model": MODEL_OF.get(provider, provider) if model_id is None else model_id,
                 "provider": provider,
                 "kind": kind,
                 "writer": writer,
@@ -69,7 +69,7 @@ def put_rollup(
                 "minute": int(ts // 60),
                 "env": environment,
                 "alias": alias,
-                "model": model_id or MODEL_OF.get(provider, provider),
+                "model": MODEL_OF.get(provider, provider) if model_id is None else model_id,
                 "provider": provider,
                 "kind": kind,
                 "writer": writer,
@@ -89,6 +89,33 @@ def put_rollup(
                 "ts": ts,
             },
         )
+
+
+def put_probes(
+    conn: Connection,
+    *,
+    ts: float,
+    provider: str = "bedrock",
+    count: int = 12,
+    failed: int = 0,
+    environment: str = "production",
+    writer: str = "w1",
+) -> None:
+    """The gateway's active probes of `provider` in the minute of `ts`, as it rolls them up
+    (a `probe` series, no alias or model; failures as server errors)."""
+    put_rollup(
+        conn,
+        ts=ts,
+        provider=provider,
+        kind="probe",
+        environment=environment,
+        alias="",
+        model_id="",
+        writer=writer,
+        count=count,
+        errors=failed,
+        latencies=[150.0] * count,
+    )
 
 
 def put_traffic(

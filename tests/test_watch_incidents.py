@@ -277,3 +277,23 @@ async def test_a_minute_long_receiver_outage_in_real_time_loses_and_repeats_noth
     assert len(receiver.on("/slack/ops-alerts")) == 2
     assert len(receiver.on("/webhook")) == 2
     assert len(receiver.keys) == len(set(receiver.keys)) == 6  # nothing twice
+
+
+def test_a_raised_incident_keeps_a_sentence_for_its_title(workspace: Workspace) -> None:
+    from tests.telemetry_rows import put_rollup
+    from tests.watch_setup import watch_config
+
+    from quality_gates.watch._evaluate import evaluate
+
+    config = watch_config(workspace, "http://127.0.0.1:9")
+    start = T0 - 30.0  # the start of a minute
+    put_rollup(workspace.conn, ts=start + 1, count=100, latencies=[2000.0] * 100)
+    evaluate(workspace.conn, config, now=start + 59)
+    (opened,) = incident_rows(workspace)
+    assert opened["severity"] == "P3"  # the P95 warning alone
+    put_rollup(workspace.conn, ts=start + 61, count=100, latencies=[6000.0] * 100)
+    evaluate(workspace.conn, config, now=start + 119)
+    (raised,) = incident_rows(workspace)
+    assert raised["severity"] == "P2"
+    assert raised["title"].startswith("P95 latency "), raised["title"]
+    assert raised["title"].endswith("(above 3000 ms) in production"), raised["title"]

@@ -176,3 +176,34 @@ def test_the_sampler_never_scores_an_empty_answer_as_clean(workspace: Workspace)
     # An answer that is only tool calls arrives as its calls, and is scored as such.
     sampler.offer(rec, "weather in Paris?", 'get_weather({"city": "Paris"})')
     assert [item.answer for item in sampler.queue] == ['get_weather({"city": "Paris"})']
+
+
+def test_golden_probes_build_their_scorers_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A model-backed scorer loads its model when built (presidio for no_pii): seconds that,
+    # on the loop `serve` shares with the gateway, stopped every request.
+    import asyncio
+    import threading
+
+    from quality_gates.config import QualityGatesConfig
+    from quality_gates.gates import scorers
+    from quality_gates.watch.probes import AdapterPool, GoldenProbes
+
+    on_loop_thread: list[bool] = []
+    real = scorers.build
+
+    def spy(spec: dict[str, object], context: object) -> object:
+        on_loop_thread.append(threading.current_thread() is threading.main_thread())
+        return real(spec, context)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scorers, "build", spy)
+    config = QualityGatesConfig()
+    probes = GoldenProbes(config, AdapterPool(config))
+
+    async def twice() -> None:
+        first = await probes._scorer({"type": "match"})
+        assert await probes._scorer({"type": "match"}) is first  # built once
+
+    asyncio.run(twice())
+    assert on_loop_thread == [False]

@@ -215,6 +215,28 @@ def test_severity_table_p0_all_down_p1_several_providers_p2_one_p3_warnings() ->
     assert classify(firing("p95_latency", 4000.0), override, [], env, 0.5) == "P0"
 
 
+def test_one_provider_slow_or_failing_is_p2_like_one_provider_down() -> None:
+    from quality_gates.watch._incident_flow import classify
+
+    env = {"bedrock", "google", "meta"}
+    slow = firing("p95_latency", 5000.0, "bedrock")
+    slow.type = "provider"  # provider-p95-latency-critical, a failover trigger
+    errors = firing("server_error_rate", 0.9, "bedrock")
+    errors.type = "provider"
+    assert classify(slow, None, [slow], env, 0.5) == "P2"
+    assert classify(errors, None, [errors, slow], env, 0.5) == "P2"  # still one provider
+    other = firing("server_error_rate", 0.9, "google")
+    other.type = "provider"
+    assert classify(errors, None, [errors, other], env, 0.5) == "P1"  # provider failures
+    # Every provider down reads availability only: slow providers are not down.
+    slow_all = []
+    for name in sorted(env):
+        state = firing("p95_latency", 5000.0, name)
+        state.type = "provider"
+        slow_all.append(state)
+    assert classify(slow_all[0], None, slow_all, env, 0.5) == "P1"
+
+
 @pytest.mark.parametrize(
     ("section", "message"),
     [

@@ -17,14 +17,17 @@ Comparison = Literal[">", ">=", "<", "<="]
 # metric name -> (unit, what it measures). Units: ratio (2% or 0.02), ms, rps, usd, score, z.
 METRICS: dict[str, tuple[str, str]] = {
     "error_rate": ("ratio", "failed requests / requests"),
-    "rate_limited_rate": ("ratio", "429 answers from upstream / upstream attempts"),
-    "server_error_rate": ("ratio", "5xx answers from upstream / upstream attempts"),
+    "rate_limited_rate": ("ratio", "429 answers / upstream attempts and gateway probes"),
+    "server_error_rate": ("ratio", "5xx answers / upstream attempts and gateway probes"),
     "p50_latency": ("ms", "median end-to-end latency"),
     "p95_latency": ("ms", "95th percentile end-to-end latency"),
     "p99_latency": ("ms", "99th percentile end-to-end latency"),
     "ttft_p95": ("ms", "95th percentile time to first token (streams)"),
     "throughput": ("rps", "requests per second"),
-    "provider_availability": ("ratio", "successful upstream attempts / attempts, per provider"),
+    "provider_availability": (
+        "ratio",
+        "successful upstream attempts and gateway probes / both, per provider",
+    ),
     "cache_hit_rate": ("ratio", "cache hits / cacheable requests"),
     "quality_score": ("ratio", "online quality score of sampled live answers"),
     "quality_score_decrease": ("ratio", "relative drop of the quality score against its baseline"),

@@ -361,12 +361,19 @@ async def _open(
     def on_probe(deployment: Any, result: Any) -> None:
         metrics.probes.labels(env, deployment.id, "ok" if result.healthy else "error").inc()
 
+    def probe_sample(provider: str, result: Any, now: float) -> None:
+        if telemetry is not None:
+            telemetry.record_probe(
+                provider, result.healthy, result.error_class, result.latency_ms, now
+            )
+
     prober = Prober(
         gw.breaker.probe_interval,
         breakers,
         lambda: live,
         lambda: app_().services.table.in_use(),
         on_probe,
+        probe_sample,
     )
     from quality_gates.gateway._feedback import FeedbackWriter
 

@@ -70,12 +70,14 @@ class Prober:
         providers: Callable[[], Mapping[str, ChatProvider]],
         deployments: Callable[[], list[Deployment]],
         on_result: Callable[[Deployment, ProbeResult], None] | None = None,
+        on_provider: Callable[[str, ProbeResult, float], None] | None = None,
     ) -> None:
         self.interval = interval
         self.breakers = breakers
         self.providers = providers
         self.deployments = deployments
         self.on_result = on_result
+        self.on_provider = on_provider  # once per provider and round (telemetry's sample)
         self.last: dict[str, ProbeResult] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -105,6 +107,8 @@ class Prober:
         now = time.time()
         for name, result in zip(names, results, strict=True):
             self.last[name] = result
+            if self.on_provider is not None:
+                self.on_provider(name, result, now)
             for deployment in by_provider[name]:
                 self.breakers.record(deployment.id, result.healthy, now, probe=True)
                 if self.on_result is not None:

@@ -10,6 +10,11 @@ are small, are never dropped), and the gateway keeps serving.
 
 Request `status`: `ok` (answered, from a provider or the cache), `error` (the gateway could
 not answer: 5xx), `rejected` (refused: over a limit, or the upstream refused the request).
+
+Active probes of providers are rolled up apart, as `probe` series (no alias, no model, no
+`requests` or `attempts` row): the watch's provider rules count them as samples, so a
+provider that traffic left is still judged, while client figures (requests, attempts,
+throughput, SLOs, reports) never include them.
 """
 
 from __future__ import annotations
@@ -112,6 +117,7 @@ class _Series:
 
 
 SeriesKey = tuple[int, str, str, str, str]  # minute, alias, model, provider, kind
+PROBE_KIND = "probe"  # the roll-up kind of active probes (client series: request, attempt)
 
 
 class TelemetryWriter:
@@ -161,6 +167,18 @@ class TelemetryWriter:
         self._rows_pending += rows
         if self._rows_pending >= self.settings.batch:
             self._wake.set()
+
+    def record_probe(
+        self, provider: str, healthy: bool, error_class: str | None, latency_ms: float, ts: float
+    ) -> None:
+        """Roll one active probe of `provider` into its `probe` series (no row of its own)."""
+        s = self._series_for((int(ts // 60), "", "", provider, PROBE_KIND))
+        s.count += 1
+        if not healthy:
+            s.errors += 1
+            name = error_class or "error"
+            s.errors_by_class[name] = s.errors_by_class.get(name, 0) + 1
+        s.latency.add(latency_ms)
 
     def _series_for(self, key: SeriesKey) -> _Series:
         series = self._series.get(key)

@@ -2,6 +2,9 @@
 
 Everything a cycle changes commits in one transaction, so two evaluators can never half-apply
 a cycle; leadership (see `_leader`) keeps a second one from acting at all.
+
+Provider health and latency alerts end when the problem ends, with or without client
+traffic: see `_recovery`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ from quality_gates.units import format_duration
 from quality_gates.watch._incident_flow import check_timers, sync_alerts
 from quality_gates.watch._live import LiveTail
 from quality_gates.watch._metrics import MetricEngine, Quota, Sample
+from quality_gates.watch._recovery import (
+    RECOVERING_METRICS,
+    judged,
+    recent_values,
+    recovery_window,
+)
 from quality_gates.watch._rules import (
     FIRING,
     INACTIVE,
@@ -52,6 +61,7 @@ def rule_specs(config: QualityGatesConfig) -> list[RuleSpec]:
     """The config's alert rules, SLO burn-rate windows and routine checks as evaluable
     rules."""
     specs = []
+    probe_interval = config.gateway.breaker.probe_interval
     for rule in config.alerts.rules:
         group_by = tuple(rule.group_by or ("environment",))
         if "environment" not in group_by:
@@ -75,6 +85,9 @@ def rule_specs(config: QualityGatesConfig) -> list[RuleSpec]:
                 labels=dict(rule.labels),
                 opens_incident=rule.opens_incident,
                 baseline_floor=rule.floor,
+                recovery_window=recovery_window(rule.window, probe_interval)
+                if rule.metric in RECOVERING_METRICS
+                else None,
             )
         )
     for slo in config.alerts.slos:
@@ -188,7 +201,8 @@ def evaluate(
     if live is not None:
         live.observe(conn, now)
     engine = MetricEngine(conn, now, quotas=quotas(config), live=live)
-    observed: list[tuple[RuleSpec, dict[str, str], float | None]] = []
+    # rule, labels, value, and (RECOVERING_METRICS) the value of its latest samples
+    observed: list[tuple[RuleSpec, dict[str, str], float | None, float | None]] = []
     notes: dict[str, str] = {}  # fingerprint -> a summary better than the rule's own
     for spec in specs:
         if spec.metric == ROUTINE_METRIC:
@@ -196,7 +210,7 @@ def evaluate(
             if note is not None:
                 labels = dict(spec.labels)
                 notes[fingerprint(spec.name, labels)] = note
-                observed.append((spec, labels, value))
+                observed.append((spec, labels, value, None))
             continue
         if spec.metric == "burn_rate":
             samples = burn_samples(engine, spec)
@@ -209,16 +223,20 @@ def evaluate(
                 baseline=spec.baseline_window,
                 floor=spec.baseline_floor,
             )
+        recent = recent_values(engine, spec) if spec.metric in RECOVERING_METRICS else {}
         for sample in samples:
-            observed.append((spec, {**spec.labels, **dict(sample.labels)}, sample.value))
+            labels = {**spec.labels, **dict(sample.labels)}
+            observed.append((spec, labels, sample.value, recent.get(sample.labels)))
     report = EvaluationReport(at=now, rules=len(specs), series=len(observed))
     with conn.write():
         states = load_states(conn)
         seen: set[str] = set()
         by_name = {s.name: s for s in specs}
-        for spec, labels, value in observed:
+        for spec, labels, value, latest in observed:
             key = fingerprint(spec.name, labels)
             seen.add(key)
+            if spec.metric in RECOVERING_METRICS:
+                value = judged(spec, value, latest, states.get(key))
             new, transition = step(spec, labels, value, states.get(key), now)
             if new is not None and key in notes:
                 new.summary = notes[key]

@@ -6,7 +6,8 @@ One incident per underlying problem: a firing alert joins the open incident of i
 has active alerts or saw one within `group_window`; otherwise it opens a new incident.
 Severity follows the runbook's table: every service down (client error rate at
 `p0_error_rate`, or every provider of the environment that far down) is P0; provider failures
-and high error rates P1; degradation or a single provider P2; warnings and notices P3. An
+(several providers failing) and high error rates P1; degradation or a single provider's issue
+(down, 5xx, 429 or slow) P2; warnings and notices P3. An
 incident's severity only rises. When its last alert resolves it moves to monitoring and, after
 `auto_resolve_after` of quiet, resolves; channels that heard it open hear it resolve.
 """
@@ -71,27 +72,33 @@ def classify(
     env_wide = alert.metric == "error_rate" and not alert.labels.get("provider")
     if env_wide and alert.value is not None and alert.value >= p0_error_rate:
         return "P0"
-    if alert.metric == "provider_availability":
-        same_env = [
-            a
-            for a in firing
-            if a.metric == "provider_availability"
-            and a.severity == "critical"
-            and a.environment == alert.environment
-            and a.state == FIRING
-        ]
-        failing = {a.labels.get("provider", "") for a in same_env}
-        down = {
-            a.labels.get("provider", "")
-            for a in same_env
-            if a.value is not None and a.value <= 1.0 - p0_error_rate
-        }
-        if env_providers and env_providers <= down:
-            return "P0"
-        return "P1" if len(failing) >= 2 else "P2"
-    if alert.type == "provider":
-        return "P1"
-    return "P2"
+    provider = alert.labels.get("provider")
+    if alert.type != "provider" and alert.metric != "provider_availability":
+        return "P2"
+    if not provider:
+        return "P1"  # environment-wide provider errors: high error rates
+    # One provider failing (down, 5xx, 429 or slow) is a single provider issue (P2);
+    # several are provider failures (P1); every provider of the environment down is P0.
+    same_env = [
+        a
+        for a in firing
+        if a.severity == "critical"
+        and a.environment == alert.environment
+        and a.state == FIRING
+        and a.labels.get("provider")
+        and (a.type == "provider" or a.metric == "provider_availability")
+    ]
+    failing = {a.labels["provider"] for a in same_env} | {provider}
+    down = {
+        a.labels["provider"]
+        for a in same_env
+        if a.metric == "provider_availability"
+        and a.value is not None
+        and a.value <= 1.0 - p0_error_rate
+    }
+    if alert.metric == "provider_availability" and env_providers and env_providers <= down:
+        return "P0"
+    return "P1" if len(failing) >= 2 else "P2"
 
 
 def _worst(levels: Iterable[str]) -> str:
@@ -306,7 +313,7 @@ def _refresh(
         ]
         worst = _worst(levels) if levels else row["severity"]
         if SEVERITY_LEVELS.index(worst) < SEVERITY_LEVELS.index(row["severity"]):
-            _raise_severity(conn, config, row, worst, active, now)
+            _raise_severity(conn, config, specs, row, worst, active, now)
         if row["mitigated_at"] is not None and row["opened_by"] == WATCH_ACTOR:
             conn.execute(
                 "UPDATE incidents SET mitigated_at = NULL, state = 'investigating', "
@@ -358,6 +365,7 @@ def _refresh(
 def _raise_severity(
     conn: Connection,
     config: QualityGatesConfig,
+    specs: Mapping[str, RuleSpec],
     row: Row,
     severity: str,
     active: list[AlertState],
@@ -365,13 +373,14 @@ def _raise_severity(
 ) -> None:
     incident_id = int(row["id"])
     lead = min(active, key=lambda a: (SEVERITY_RANK.get(a.severity, 9), a.fired_at or now))
+    title = _title(specs.get(lead.rule), lead)  # a sentence, as when it opened
     conn.execute(
         "UPDATE incidents SET severity = :severity, type = :type, title = :title, "
         "updated_at = :now WHERE id = :id",
         {
             "severity": severity,
             "type": lead.type,
-            "title": lead.summary,
+            "title": title,
             "now": now,
             "id": incident_id,
         },

@@ -21,6 +21,7 @@ from quality_gates.telemetry import LatencyHistogram
 from quality_gates.watch._windows import (
     _NUMBERS,
     MINUTE,
+    PROBE,
     Aggregate,
     SeriesKey,
     Window,
@@ -40,6 +41,13 @@ class _Slice:
     end: float
     requests: dict[SeriesKey, Aggregate] = field(default_factory=dict)
     attempts: dict[SeriesKey, Aggregate] = field(default_factory=dict)
+    probes: dict[SeriesKey, Aggregate] = field(default_factory=dict)
+
+    def series(self, kind: str) -> dict[SeriesKey, Aggregate]:
+        """`request`, `attempt` or `probe` series."""
+        if kind == "request":
+            return self.requests
+        return self.probes if kind == PROBE else self.attempts
 
 
 def _aggregate(row: dict[str, Any], weight: float) -> Aggregate:
@@ -98,7 +106,7 @@ class LiveTail:
             delta = _aggregate(row, 1.0)
             if before is not None:
                 delta.merge(_aggregate(before, -1.0))
-            series = piece.requests if row["kind"] == "request" else piece.attempts
+            series = piece.series(str(row["kind"]))
             target = series.setdefault((key[1], key[2], key[3], key[4]), Aggregate())
             target.merge(delta)
         # Keep the snapshots of rows still being written (this minute and the last).
@@ -132,6 +140,7 @@ class LiveTail:
             for source, target in (
                 (piece.requests, data.requests),
                 (piece.attempts, data.attempts),
+                (piece.probes, data.probes),
             ):
                 for key, agg in source.items():
                     slot = target.setdefault(key, Aggregate())

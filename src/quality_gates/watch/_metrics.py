@@ -4,7 +4,9 @@
 attempt metrics come from the roll-ups (`_windows`); quality, toxicity and PII from the
 sampled scores, satisfaction from `POST /v1/feedback`, resource use from the gateways'
 heartbeats. A metric with too little behind it (fewer requests than the rule's
-`min_requests`) has no value: no verdict is better than a verdict on noise.
+`min_requests`) has no value: no verdict is better than a verdict on noise. The provider
+health metrics (`PROBED_METRICS`) count the gateways' active probes as samples beside the
+upstream attempts, so a provider that traffic left is still judged on its probes.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from quality_gates.watch._windows import (
     group,
     per_minute_counts,
     read_window,
+    with_probes,
 )
 
 Labels = tuple[tuple[str, str], ...]
+# Provider health: upstream attempts and the gateways' active probes are both its samples.
+PROBED_METRICS = frozenset({"provider_availability", "server_error_rate", "rate_limited_rate"})
 # Reference-free signals of sampled live answers: rates of their own, not quality scores.
 QUALITY_EXCLUDED_SCORERS = ("toxicity", "pii", "prompt_pii", "injection", "refused")
 MIN_BASELINE_MINUTES = 10
@@ -118,7 +123,10 @@ class MetricEngine:
         if compute is not None:
             kind, func, needs_hist = compute
             data = self.window(seconds, histograms=needs_hist)
-            groups = group(data.series(kind), labels)
+            if metric in PROBED_METRICS:
+                groups = with_probes(data, labels)
+            else:
+                groups = group(data.series(kind), labels)
             out = []
             for key, agg in sorted(groups.items()):
                 value, volume = func(agg, seconds)

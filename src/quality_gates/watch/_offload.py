@@ -10,7 +10,8 @@ Golden probes still score in the gateway process: scored through this process (o
 answer), the quality-regression drill missed its detection window on a loaded 2-core CI
 machine, where each call waits on several thread hand-offs; the probes' model-backed
 assertions (the built-in set's no_pii and no_profanity items) therefore load those models
-into a gateway that runs the watch.
+into a gateway that runs the watch, in a worker thread (`GoldenProbes._scorer`): on the
+event loop the load stopped every request for 3-8 s.
 
 The scoring process ignores SIGINT and SIGTERM: the gateway process, which gets them too
 when a terminal or a supervisor signals the whole group, hands over what is queued and then

@@ -48,6 +48,7 @@ class RuleSpec:
     slo: Mapping[str, Any] | None = None
     opens_incident: bool = True  # False: firing and resolving only notify
     baseline_floor: float = 0.0  # relative metrics: no verdict under this baseline
+    recovery_window: float | None = None  # provider health: see _evaluate.sustained
 
     def holds(self, value: float | None) -> bool:
         """True when `value` breaks the threshold; no value never breaks it."""

@@ -6,6 +6,10 @@ span of a finished minute is the full 60 s, the span of the current minute is wh
 elapsed of it. So an error burst that began ten seconds ago weighs ten seconds' worth in a
 60 s window, as it would with raw rows, while the read cost depends on the number of minutes
 and series, never on the number of requests. Readers sum over writer processes.
+
+Three kinds of series: client `request`s, upstream `attempt`s, and the gateways' active
+`probe`s of providers (no alias or model; see `with_probes`). Probes are kept apart so that
+no client figure counts them; only the provider rules that say so add them as samples.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ from quality_gates.telemetry._histogram import GAMMA
 
 MINUTE = 60.0
 LABELS = ("environment", "alias", "model_id", "provider")
+PROBE = "probe"  # the roll-up kind of the gateways' active probes
+# Probes belong to a provider, not to an alias or a model: only groups of these labels
+# can count them.
+PROBE_LABELS = frozenset({"environment", "provider"})
 SeriesKey = tuple[str, str, str, str]  # environment, alias, model_id, provider
 # Upstream answers that say the request was bad, not that the provider was unavailable.
 CLIENT_ERROR_CLASSES = frozenset({"bad_request", "content_filtered"})
@@ -174,15 +182,18 @@ class Window:
 
 @dataclass
 class WindowData:
-    """Client requests and upstream attempts per series over one window."""
+    """Client requests, upstream attempts and active probes per series over one window."""
 
     window: Window
     requests: dict[SeriesKey, Aggregate] = field(default_factory=dict)
     attempts: dict[SeriesKey, Aggregate] = field(default_factory=dict)
+    probes: dict[SeriesKey, Aggregate] = field(default_factory=dict)
 
     def series(self, kind: str) -> dict[SeriesKey, Aggregate]:
-        """`request` or `attempt` series."""
-        return self.requests if kind == "request" else self.attempts
+        """`request`, `attempt` or `probe` series."""
+        if kind == "request":
+            return self.requests
+        return self.probes if kind == PROBE else self.attempts
 
 
 def read_window(
@@ -237,7 +248,7 @@ def read_window(
     # Without histograms only error classes are needed, and only where they change a
     # metric: upstream attempts (availability excludes client mistakes, 429 and 5xx rates).
     # A failed client request is a 5xx by definition, whatever its class.
-    detail_filter = "" if histograms else " AND errors > 0 AND kind = 'attempt'"
+    detail_filter = "" if histograms else " AND errors > 0 AND kind IN ('attempt', 'probe')"
     for row in conn.execute(
         f"SELECT minute, environment, alias, model_id, provider, kind, {detail_columns} "
         f"FROM rollups WHERE {where}{detail_filter}",
@@ -293,6 +304,24 @@ def group(
         target = merged.get(label_key)
         if target is None:
             target = merged[label_key] = Aggregate()
+        target.merge(agg)
+    return merged
+
+
+def with_probes(
+    data: WindowData, labels: Iterable[str]
+) -> dict[tuple[tuple[str, str], ...], Aggregate]:
+    """Upstream attempts grouped by `labels`, the gateways' probes of each provider added as
+    samples when `labels` are among environment and provider (a probe has no alias or
+    model); otherwise the attempts alone."""
+    names = list(labels)
+    merged = group(data.attempts, names)
+    if not set(names) <= PROBE_LABELS:
+        return merged
+    for key, agg in group(data.probes, names).items():
+        target = merged.get(key)
+        if target is None:
+            target = merged[key] = Aggregate()
         target.merge(agg)
     return merged
 

@@ -160,13 +160,17 @@ class GoldenProbes:
             self._items = pool
         return self._items
 
-    def _scorer(self, spec: dict[str, Any]) -> Scorer:
+    async def _scorer(self, spec: dict[str, Any]) -> Scorer:
         from quality_gates.gates.scorers import ScorerContext, build
 
         key = repr(sorted(spec.items()))
         scorer = self._scorers.get(key)
         if scorer is None:
-            scorer = self._scorers[key] = build(spec, ScorerContext())
+            # Building a model-backed scorer loads its model (presidio for no_pii, the
+            # profanity model): seconds of work that, on the event loop `serve` shares with
+            # the gateway, stopped every request for 3-8 s (a drill's own P95 alert).
+            built = await asyncio.to_thread(build, spec, ScorerContext())
+            scorer = self._scorers.setdefault(key, built)
         return scorer
 
     def next_items(self, count: int) -> list[DatasetItem]:
@@ -215,7 +219,7 @@ class GoldenProbes:
             )
         answer = Answer(response.text, latency_ms=response.latency_ms)
         specs = list(item.assertions) or [{"type": self.settings.scorer}]
-        results = [await self._scorer(spec).score(item, answer) for spec in specs]
+        results = [await (await self._scorer(spec)).score(item, answer) for spec in specs]
         return ProbeScore(
             item.id,
             all(r.passed for r in results),
