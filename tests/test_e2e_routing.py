@@ -71,7 +71,11 @@ def test_the_alias_decides_the_model_across_failover_rollback_and_failback(
                       "--pause", "0")  # fmt: skip
             assert back.code == 0, back.out + back.err
             _weights_live(ws, {"bedrock": 100.0, "google": 100.0, "meta": 100.0})
-            wait_for(lambda: _answered_by(url, 1) == {"google/gemini-1-5-flash": 1}, 10)
+            # the gateway has the restored weights once a bedrock model is served there again
+            wait_for(
+                lambda: _answered_by(url, 1, "claude-3-haiku") == {"bedrock/claude-3-haiku": 1},
+                10,
+            )
             assert _answered_by(url, 20) == {"google/gemini-1-5-flash": 20}
             status = qg(*args, "status")
             assert "production  current -> gemini-1-5-flash: google 100%; chain" in status.out

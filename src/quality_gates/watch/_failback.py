@@ -1,7 +1,7 @@
 """Automatic failback: a provider taken out of the route comes back in steps.
 
 While a failover is `active`, the provider is probed every `failback.probe_interval`; once the
-probes have passed (and none of its failover-trigger alerts fired) for `failback.healthy_for`,
+probes have passed for `failback.healthy_for` and none of its failover-trigger alerts fires,
 its forced breakers return to automatic and its weight comes back in `failback.steps`
 (25%, 50%, 100% of what it had), one step per `step_interval`, each after a check: a probe,
 no trigger alert firing on it, and its error rate in the gateways' attempts since the step
@@ -103,12 +103,14 @@ def step(
         healthy = bool(d.get("last_probe_ok")) and firing is None
         why = firing or d.get("last_probe", "not probed yet")
         if remedy.state == "active":
-            if not healthy:
+            # The healthy clock runs on the probes; a trigger alert still firing (its
+            # recovery window not yet past) holds the first step without resetting it.
+            if not d.get("last_probe_ok"):
                 d["healthy_since"] = None
             elif d.get("healthy_since") is None:
                 d["healthy_since"] = now
             since = d.get("healthy_since")
-            if since is not None and now - since >= policy.healthy_for:
+            if since is not None and now - since >= policy.healthy_for and firing is None:
                 if d.get("superseded_by") is not None:
                     return _hand_over(conn, remedy, d, now)
                 return _apply_step(conn, config, remedy, d, 0, now)
