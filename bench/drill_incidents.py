@@ -7,19 +7,17 @@ Prints a table and records it in BENCHMARKS.md (section `drill_incidents`).
 
 Expected, by the runbook's severity table: one incident per fault; provider outage P2 (a
 single provider), latency spike P2 (degradation, a single provider), quality regression P2,
-every provider down P0. Alerts resolve within 10 s of the clear on the drills' timescale.
+two of three providers down P1, every provider down P0. Alerts resolve within 10 s of the
+clear on the drills' timescale.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from _record import record
-from drills import qg
+from drills import SCENARIOS, drill
 
 EXPECTED = {
     "provider-outage": "P2",
@@ -28,31 +26,12 @@ EXPECTED = {
     "two-provider-outage": "P1",
     "multi-provider-outage": "P0",
 }
-PLAN = [
-    ("provider-outage", ("--provider", "bedrock", "-e", "production")),
-    ("latency-spike", ("--provider", "bedrock", "-e", "production")),
-    ("quality-regression", ("-e", "production")),
-    ("two-provider-outage", ("--provider", "bedrock", "-e", "production")),
-    ("multi-provider-outage", ("-e", "production")),
-]
+PLAN = SCENARIOS
 
 
 def run(scenario: str, duration: str, extra: tuple[str, ...]) -> dict[str, Any]:
     """One drill in a fresh workspace, and every incident its store holds afterwards."""
-    with tempfile.TemporaryDirectory(prefix="qg-drill-incidents-") as folder:
-        root = Path(folder)
-        made = qg(root, "init")
-        if made.returncode != 0:
-            raise SystemExit(f"init failed: {made.stderr}")
-        done = qg(root, "drill", scenario, "--duration", duration, "--json", *extra)
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"drill {scenario} exited {done.returncode}: {done.stderr[-2000:]}")
-        listed = qg(root, "incident", "list", "--state", "all", "--json")
-        if listed.returncode != 0:
-            raise SystemExit(f"incident list failed: {listed.stderr}")
-        result: dict[str, Any] = json.loads(done.stdout)
-        result["incidents"] = json.loads(listed.stdout)
-        return result
+    return drill(scenario, duration, extra, incidents=True)
 
 
 def main() -> None:

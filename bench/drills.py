@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from _record import record
 
@@ -40,8 +41,20 @@ def qg(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProc
     )
 
 
-def drill(scenario: str, duration: str, extra: tuple[str, ...]) -> dict[str, object]:
-    """One drill in a fresh workspace (so no earlier fault is in its roll-ups)."""
+SCENARIOS: list[tuple[str, tuple[str, ...]]] = [
+    ("provider-outage", ("--provider", "bedrock", "-e", "production")),
+    ("latency-spike", ("--provider", "bedrock", "-e", "production")),
+    ("quality-regression", ("-e", "production")),
+    ("two-provider-outage", ("--provider", "bedrock", "-e", "production")),
+    ("multi-provider-outage", ("-e", "production")),
+]
+
+
+def drill(
+    scenario: str, duration: str, extra: tuple[str, ...], *, incidents: bool = False
+) -> dict[str, Any]:
+    """One drill in a fresh workspace (so no earlier fault is in its roll-ups); with
+    `incidents`, every incident its store holds afterwards under `incidents`."""
     with tempfile.TemporaryDirectory(prefix="qg-drill-bench-") as folder:
         root = Path(folder)
         made = qg(root, "init")
@@ -50,8 +63,13 @@ def drill(scenario: str, duration: str, extra: tuple[str, ...]) -> dict[str, obj
         done = qg(root, "drill", scenario, "--duration", duration, "--json", *extra)
         if done.returncode not in (0, 1):
             raise SystemExit(f"drill {scenario} exited {done.returncode}: {done.stderr[-2000:]}")
-        result: dict[str, object] = json.loads(done.stdout)
+        result: dict[str, Any] = json.loads(done.stdout)
         result["exit"] = done.returncode
+        if incidents:
+            listed = qg(root, "incident", "list", "--state", "all", "--json")
+            if listed.returncode != 0:
+                raise SystemExit(f"incident list failed: {listed.stderr}")
+            result["incidents"] = json.loads(listed.stdout)
         return result
 
 
@@ -67,14 +85,7 @@ def main() -> None:
     parser.add_argument("--duration", default="10s", help="how long each fault lasts")
     parser.add_argument("--no-record", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
-    scenarios = [
-        ("provider-outage", ("--provider", "bedrock", "-e", "production")),
-        ("latency-spike", ("--provider", "bedrock", "-e", "production")),
-        ("quality-regression", ("-e", "production")),
-        ("two-provider-outage", ("--provider", "bedrock", "-e", "production")),
-        ("multi-provider-outage", ("-e", "production")),
-    ]
-    plan = [s for s in scenarios for _ in range(args.runs)]
+    plan = [s for s in SCENARIOS for _ in range(args.runs)]
     header = "| scenario | " + " | ".join(t for _, t in FIGURES) + " | lost | runbook | missed |"
     rows = [header, "|" + "---|" * (len(FIGURES) + 4)]
     for scenario, extra in plan:
