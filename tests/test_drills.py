@@ -160,3 +160,17 @@ def test_a_scenarios_own_project_target_replaces_the_general_one() -> None:
     assert rows["failover_s"]["project_met"] is False
     general = targets.verdicts({"detection_s": 4.0}, ("detection_s",), "provider-outage")
     assert general["detection_s"]["project_met"] is False  # <= 2 s
+
+
+def test_two_provider_outage_takes_the_next_provider_of_the_chain_or_refuses(
+    sqlite_workspace: Workspace,
+) -> None:
+    from quality_gates.drills._run import DrillCannotRun, _chain_providers
+
+    loaded = load_config(sqlite_workspace.config_path)
+    chain = _chain_providers(loaded, "production", "claude-3-5-haiku", "bedrock", 2)
+    assert chain == ["bedrock", "google"]  # meta is left to serve
+    assert _chain_providers(loaded, "production", "claude-3-5-haiku", "bedrock", 1) == ["bedrock"]
+    with pytest.raises(DrillCannotRun, match="would leave none to serve"):
+        # development's chain is claude-3-5-haiku -> llama-3-1-70b: two providers only
+        _chain_providers(loaded, "development", "claude-3-5-haiku", "bedrock", 2)
