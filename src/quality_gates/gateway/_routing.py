@@ -177,6 +177,8 @@ class RouteTable:
         if self.canary is not None and self.canary.model not in self.deployments:
             self.canary = None
         self.providers = sorted({*spec.providers, *(d.provider for d in spec.models)})
+        self._weighted = self.traffic is not None or bool(spec.traffic)
+        self._reaches: dict[str, tuple[tuple[Deployment, ...], tuple[Deployment, ...]]] = {}
 
     def chain(self, model_id: str) -> tuple[Deployment, ...]:
         """The model's failover chain as deployments (the model alone if it has none)."""
@@ -185,6 +187,22 @@ class RouteTable:
             names = self.env.chain_for(model_id) or (model_id,)
             cached = tuple(self.deployments[n] for n in names if n in self.deployments)
             self._chains[model_id] = cached
+        return cached
+
+    def _reach(self, model_id: str) -> tuple[tuple[Deployment, ...], tuple[Deployment, ...]]:
+        """(the model's own deployments, its chain's other deployments in chain order)."""
+        cached = self._reaches.get(model_id)
+        if cached is None:
+            own = self.deployments_of(model_id)
+            seen = {d.id for d in own}
+            others: list[Deployment] = []
+            for member in self.chain(model_id):
+                for deployment in self.deployments_of(member.model_id):
+                    if deployment.id not in seen:
+                        seen.add(deployment.id)
+                        others.append(deployment)
+            cached = (own, tuple(others))
+            self._reaches[model_id] = cached
         return cached
 
     def deployments_of(self, model_id: str) -> tuple[Deployment, ...]:
@@ -289,7 +307,14 @@ class RouteTable:
         is_canary = False
         if canary is not None and alias == CANARY_ALIAS and draw() * 100.0 < canary.percent:
             model_id, is_canary = canary.model, True
-        admission = self.admission(now)
+        if not self._weighted and self.strategy != "latency":
+            # the common case, no weights: the model's deployments then its chain, as
+            # `tiers` orders them, unless a breaker is open
+            own, others = self._reach(model_id)
+            reach = own + others
+            if not any(is_open(d.id) for d in reach):
+                return RoutePlan(name, alias, model_id, reach, canary=is_canary)
+        admission = self.admission(now) if self._weighted else {}
         point = draw() if admission else 0.0
         ordered: list[Deployment] = []
         for tier in self.tiers(model_id, point, now=now, is_open=is_open, p95=p95):
@@ -320,24 +345,18 @@ class RouteTable:
         (a deployment is drained for this request when `point` >= its provider's
         admission): the model's serving deployments, then its chain, then drained
         deployments, then those behind open breakers."""
-        admission = self.admission(now)
-        own = self.deployments_of(model_id)
-        seen = {d.id for d in own}
-        others: list[Deployment] = []
-        for member in self.chain(model_id):
-            for deployment in self.deployments_of(member.model_id):
-                if deployment.id not in seen:
-                    seen.add(deployment.id)
-                    others.append(deployment)
-
-        def serving(deployment: Deployment) -> bool:
-            return point < admission.get(deployment.provider, 1.0)
-
-        closed_own = [d for d in own if not is_open(d.id)]
-        closed_others = [d for d in others if not is_open(d.id)]
-        tiers = [self._rank(tuple(d for d in closed_own if serving(d)), now=now, p95=p95)]
-        drained = [d for d in closed_own if not serving(d)]
-        weights = self.weights(now)
+        weights = self.weights(now) if self._weighted else {}
+        admission = self.admission(now) if weights else {}
+        own, others = self._reach(model_id)
+        opened = {d.id for d in (*own, *others) if is_open(d.id)}
+        closed_own = [d for d in own if d.id not in opened]
+        closed_others = [d for d in others if d.id not in opened]
+        if not admission:
+            serving_own, drained = closed_own, []
+        else:
+            serving_own = [d for d in closed_own if point < admission.get(d.provider, 1.0)]
+            drained = [d for d in closed_own if d not in serving_own]
+        tiers = [self._rank(tuple(serving_own), now=now, p95=p95)]
         if weights:
             # the chain, ordered by the weights: one member per provider with weight drawn
             # first, then the rest of those; members on providers at 0 are drained
@@ -354,7 +373,7 @@ class RouteTable:
         else:
             tiers.append(self._rank(tuple(closed_others), now=now, p95=p95, weighted=False))
         tiers.append(_Tier(tuple(drained)))
-        tiers.append(_Tier(tuple(d for d in (*own, *others) if is_open(d.id))))
+        tiers.append(_Tier(tuple(d for d in (*own, *others) if d.id in opened)))
         return [t for t in tiers if t.deployments]
 
     def _rank(
