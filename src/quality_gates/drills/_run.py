@@ -474,17 +474,12 @@ def _chain_providers(
 ) -> list[str]:
     """`first`, then the next providers of the model's failover chain, `n` in all; a
     DrillCannotRun when the chain has fewer (the drill would leave no provider to serve)."""
-    found = [first]
     environment = loaded.config.environment(env)
     chain = environment.chain_for(model_id) if environment is not None else None
-    for member in chain.models if chain is not None else []:
-        model = loaded.config.model(member)
-        if model is not None and model.provider not in found and len(found) < n:
-            found.append(model.provider)
-    providers = {
-        m.provider for m in loaded.config.models if chain is not None and m.id in chain.models
-    }
-    if n > 1 and (len(found) < n or len(providers - set(found)) == 0):
+    members = [loaded.config.model(m) for m in (chain.models if chain is not None else [])]
+    providers = list(dict.fromkeys([first, *(m.provider for m in members if m is not None)]))
+    found = providers[:n]
+    if n > 1 and (len(found) < n or len(providers) == len(found)):
         raise DrillCannotRun(
             f"{model_id}'s failover chain in {env} spans {len(providers)} provider(s): "
             f"taking {n} down would leave none to serve; add a chain member on another provider"

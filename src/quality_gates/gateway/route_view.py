@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from quality_gates.gateway._routing import RouteTable, describe_weights, first_choice_shares
 from quality_gates.gateway.runtime import forced_breakers
-from quality_gates.gateway.status import open_breakers_of
+from quality_gates.gateway.status import open_breakers
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import list_aliases
@@ -120,9 +120,7 @@ def alias_routes(
         runtime[TRAFFIC] = TrafficSetting(dict(weights)).to_json()
     table = RouteTable(config, environment, aliases, runtime)
     forced = {d for d, (state, _) in forced_breakers(runtime, now).items() if state == "open"}
-    providers = {d.provider for d in table.in_use()}
-    live_open = {d for p in providers for d in open_breakers_of(conn, environment, p)}
-    closed = forced | live_open
+    closed = forced | open_breakers(conn, environment)
 
     def is_open(deployment: str) -> bool:
         return deployment in closed

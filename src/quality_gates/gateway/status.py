@@ -91,8 +91,9 @@ def gateway_status(conn: Connection, environment: str | None = None) -> dict[str
     return out
 
 
-def open_breakers_of(conn: Connection, environment: str, provider: str) -> list[str]:
-    """Deployments of `provider` whose breaker a live gateway reports open."""
+def open_breakers(conn: Connection, environment: str) -> set[str]:
+    """Deployments whose breaker a live gateway of `environment` reports open (one read of
+    the heartbeats)."""
     rows = conn.execute(
         "SELECT breakers FROM gateway_instances WHERE environment = :env AND heartbeat_at >= :t",
         {"env": environment, "t": time.time() - HEARTBEAT_FRESH_S},
@@ -100,8 +101,11 @@ def open_breakers_of(conn: Connection, environment: str, provider: str) -> list[
     found = set()
     for row in rows:
         for view in json.loads(row["breakers"] or "[]"):
-            if view.get("state") == "open" and str(view.get("deployment", "")).startswith(
-                provider + "/"
-            ):
-                found.add(view["deployment"])
-    return sorted(found)
+            if view.get("state") == "open" and view.get("deployment"):
+                found.add(str(view["deployment"]))
+    return found
+
+
+def open_breakers_of(conn: Connection, environment: str, provider: str) -> list[str]:
+    """Deployments of `provider` whose breaker a live gateway reports open."""
+    return sorted(d for d in open_breakers(conn, environment) if d.startswith(provider + "/"))
