@@ -285,7 +285,7 @@ def check_move(
     """Refuse a failover that names the same or unknown providers, or a source that keeps
     nothing already; returns the weights in force."""
     if source == target:
-        raise UsageError("--from and --to name the same provider")
+        raise UsageError("the source and the target are the same provider")
     _check_names(config, conn, environment, source, target)
     before = current_weights(conn, config, environment)
     if before.get(source, 0.0) <= 0:

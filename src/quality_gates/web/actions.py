@@ -204,22 +204,12 @@ def _failover_names(ctx: Context, form: Form) -> tuple[str, str, str]:
 
 def _failover_preview(ctx: Context, form: Form) -> Preview:
     from quality_gates.gateway._routing import describe_weights
-    from quality_gates.gateway.failover import current_weights, moved
+    from quality_gates.gateway.failover import check_move, moved
     from quality_gates.gateway.route_view import alias_routes
 
     source, target, reason = _failover_names(ctx, form)
-    if source == target:
-        raise UsageError("the two providers are the same")
-    known = [p.name for p in ctx.config.providers]
-    for name in (source, target):
-        if name not in known:
-            raise UsageError(f"unknown provider {name!r} (known: {', '.join(known)})")
-    before = current_weights(ctx.conn, ctx.config, ctx.environment)
-    if before.get(source, 0.0) <= 0:
-        raise UsageError(
-            f"{source} carries no traffic in {ctx.environment} (now: "
-            f"{describe_weights(before) or 'none'}); nothing to fail over"
-        )
+    # the same refusals as the failover the confirmation runs (failover.failover)
+    before = check_move(ctx.conn, ctx.config, ctx.environment, source, target)
     after = moved(before, source, target, 1.0)
     routes = alias_routes(ctx.conn, ctx.config, ctx.environment, weights=after)
     return Preview(
