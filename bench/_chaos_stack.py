@@ -226,7 +226,7 @@ class Stack:
         gateway.proc.wait(10)
 
     def watch_holder(self) -> str | None:
-        from quality_gates.watch._leader import WATCH_LEASE, current_holder
+        from quality_gates.store._leader import WATCH_LEASE, current_holder
 
         try:
             return current_holder(self.ws.conn, WATCH_LEASE, time.time())

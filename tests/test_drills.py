@@ -137,7 +137,7 @@ def test_bad_input_exits_2_with_one_clear_line(
 def test_a_watch_holding_the_lease_stops_the_drill_with_exit_4(
     qg, sqlite_workspace: Workspace
 ) -> None:
-    from quality_gates.watch._leader import WATCH_LEASE, acquire
+    from quality_gates.store._leader import WATCH_LEASE, acquire
 
     acquire(sqlite_workspace.conn, WATCH_LEASE, "ops-host:4242:abc", 60.0, time.time())
     result = qg(*sqlite_workspace.cli_args(), "drill", "provider-outage")

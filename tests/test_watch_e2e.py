@@ -232,7 +232,7 @@ async def test_the_evaluator_runs_inside_the_gateway_and_lets_go_on_shutdown(
     from quality_gates.gateway import AppSettings, create_app
     from quality_gates.simulator import run_simulators, spec_from_provider
     from quality_gates.store import StoreURL
-    from quality_gates.watch._leader import WATCH_LEASE, current_holder
+    from quality_gates.store._leader import WATCH_LEASE, current_holder
     from quality_gates.watch.embedded import watch_background
     from quality_gates.watch.status import watch_status
 

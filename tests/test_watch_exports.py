@@ -19,8 +19,8 @@ from tests.conftest import Workspace
 from tests.telemetry_rows import put_traffic
 from tests.watch_setup import Clock, service, watch_config
 
+from quality_gates._jsonlog import configure_logging, log_event
 from quality_gates.config import LogSettings
-from quality_gates.watch._jsonlog import configure_logging, log_event
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

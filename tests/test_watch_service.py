@@ -11,8 +11,8 @@ from tests.receivers import Receiver
 from tests.telemetry_rows import put_rollup, put_traffic
 from tests.watch_setup import Clock, service, watch_config
 
+from quality_gates.store._leader import WATCH_LEASE, acquire, current_holder, release
 from quality_gates.watch import jobs, silences
-from quality_gates.watch._leader import WATCH_LEASE, acquire, current_holder, release
 from quality_gates.watch._metrics import MetricEngine
 from quality_gates.watch._service import WatchService
 from quality_gates.watch.incidents import list_incidents
@@ -277,7 +277,7 @@ def test_a_lease_held_by_a_dead_process_on_this_host_is_taken_at_once(
     import sys
     import time
 
-    from quality_gates.watch import _leader
+    from quality_gates.store import _leader
 
     conn = sqlite_workspace.conn
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

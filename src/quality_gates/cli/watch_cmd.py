@@ -45,10 +45,10 @@ def watch(
     import asyncio
     import signal
 
+    from quality_gates._jsonlog import configure_logging
     from quality_gates.cli._output import emit_json
     from quality_gates.errors import UsageError
     from quality_gates.units import bounded_duration, parse_duration
-    from quality_gates.watch._jsonlog import configure_logging
     from quality_gates.watch._service import CycleReport, WatchService
 
     state = _context.state(ctx)

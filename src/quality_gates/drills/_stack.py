@@ -60,7 +60,7 @@ def probe_dataset(config: QualityGatesConfig, config_dir: Path) -> Path:
 
 def other_watch(conn: Connection) -> str | None:
     """Who holds the watch lease on this store now (a `serve` or `watch`), if anyone."""
-    from quality_gates.watch._leader import WATCH_LEASE, current_holder
+    from quality_gates.store._leader import WATCH_LEASE, current_holder
 
     return current_holder(conn, WATCH_LEASE, time.time())
 

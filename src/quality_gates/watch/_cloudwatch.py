@@ -66,7 +66,7 @@ class CloudWatchExporter(IntervalExporter):
         self._client: Any = None
         self.logs: CloudWatchLogsHandler | None = None
         if settings.log_group:
-            from quality_gates.watch._jsonlog import LOGGER, JsonFormatter
+            from quality_gates._jsonlog import LOGGER, JsonFormatter
 
             self.logs = CloudWatchLogsHandler(
                 aws_client("logs", settings), settings.log_group, settings.log_stream
@@ -89,7 +89,7 @@ class CloudWatchExporter(IntervalExporter):
         if self.logs is not None:
             import asyncio
 
-            from quality_gates.watch._jsonlog import LOGGER
+            from quality_gates._jsonlog import LOGGER
 
             logging.getLogger(LOGGER).removeHandler(self.logs)
             try:

@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from quality_gates._jsonlog import log_event
 from quality_gates.store.db import Connection
-from quality_gates.watch._jsonlog import log_event
 from quality_gates.watch._metrics import MetricEngine
 
 if TYPE_CHECKING:

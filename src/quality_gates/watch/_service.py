@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from quality_gates._jsonlog import log_event
+from quality_gates.store import _leader
 from quality_gates.store.db import Connection, Database
 from quality_gates.store.retention import prune_if_due
-from quality_gates.watch import _leader
 from quality_gates.watch._evaluate import (
     EvaluationReport,
     describe_transition,
     evaluate,
     rule_specs,
 )
-from quality_gates.watch._jsonlog import log_event
 from quality_gates.watch._live import LiveTail
 from quality_gates.watch._outbox import DeliveryReport, deliver
 from quality_gates.watch._schedule import LATE_AFTER

@@ -27,6 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from quality_gates._jsonlog import log_event
 from quality_gates.errors import QualityGatesError
 from quality_gates.gateway.runtime import AUTO_REMEDIATION_ACTOR
 from quality_gates.store import audit
@@ -36,7 +37,6 @@ from quality_gates.store.registry import list_aliases
 from quality_gates.units import format_duration
 from quality_gates.watch import _remedy_store as store
 from quality_gates.watch import incidents
-from quality_gates.watch._jsonlog import log_event
 from quality_gates.watch._rules import AlertState
 from quality_gates.watch._store import load_states
 

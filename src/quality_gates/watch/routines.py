@@ -229,7 +229,7 @@ def run_now(
     (ConflictError) while a run of the job is going."""
     from quality_gates.errors import ConflictError
     from quality_gates.store import audit
-    from quality_gates.watch._leader import holder_id
+    from quality_gates.store._leader import holder_id
 
     now = time.time()
     with conn.write():
@@ -316,7 +316,7 @@ class RoutineScheduler:
                 continue
             if claim is None:
                 continue
-            from quality_gates.watch._jsonlog import log_event
+            from quality_gates._jsonlog import log_event
 
             log_event(
                 logger,
@@ -344,7 +344,7 @@ class RoutineScheduler:
         )
 
     async def _run(self, db: Callable[..., Awaitable[Any]], job: RoutineJob, claim: Claim) -> None:
-        from quality_gates.watch._jsonlog import log_event
+        from quality_gates._jsonlog import log_event
 
         try:
             outcome = await execute(
