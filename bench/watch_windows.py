@@ -106,8 +106,8 @@ def generate(path: Path, rows: int, end: float) -> float:
 
 def window_metrics(conn, config, now: float) -> int:  # type: ignore[no-untyped-def]
     """Every metric one evaluation computes; returns how many samples."""
+    from quality_gates.signals._metrics import MetricEngine
     from quality_gates.watch._evaluate import burn_samples, quotas, rule_specs
-    from quality_gates.watch._metrics import MetricEngine
 
     engine = MetricEngine(conn, now, quotas=quotas(config))
     count = 0

@@ -9,7 +9,7 @@ from tests.receivers import Receiver
 from tests.telemetry_rows import put_rollup
 from tests.watch_setup import Clock, service, watch_config
 
-from quality_gates.watch._metrics import drop_is_significant
+from quality_gates.signals._metrics import drop_is_significant
 from quality_gates.watch.incidents import list_incidents
 
 T0 = 29_100_000 * 60.0 + 30.0
@@ -100,7 +100,7 @@ def test_the_welch_test_needs_no_scipy_and_matches_it() -> None:
     """The watch shares the gateway's event loop: its t distribution is pure Python."""
     from scipy import stats
 
-    from quality_gates.watch._metrics import student_t_sf
+    from quality_gates.signals._metrics import student_t_sf
 
     for t in (0.0, 0.3, 1.0, 1.7, 2.5, 4.0, 12.0):
         for dof in (1.0, 2.5, 7.0, 18.3, 120.0, 5000.0):

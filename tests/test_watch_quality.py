@@ -9,10 +9,10 @@ import pytest
 from tests.conftest import Workspace
 
 from quality_gates.errors import UsageError
-from quality_gates.watch._metrics import MetricEngine
+from quality_gates.signals._metrics import MetricEngine
+from quality_gates.signals.sampling import LiveSampler, Sampled, score_rows
+from quality_gates.signals.security import injection
 from quality_gates.watch.monitor import parse_alert_threshold, unusual_keys
-from quality_gates.watch.sampling import LiveSampler, Sampled, score_rows
-from quality_gates.watch.security import injection
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ from types import SimpleNamespace
 from quality_gates.config import SamplingSettings
 from quality_gates.store import open_store
 from quality_gates.store.db import StoreURL
-from quality_gates.watch.sampling import LiveSampler
+from quality_gates.signals.sampling import LiveSampler
 
 async def main():
     database = open_store(StoreURL.parse(sys.argv[1]))
@@ -188,7 +188,7 @@ def test_golden_probes_build_their_scorers_off_the_event_loop(
 
     from quality_gates.config import QualityGatesConfig
     from quality_gates.gates import scorers
-    from quality_gates.watch.probes import AdapterPool, GoldenProbes
+    from quality_gates.signals.probes import AdapterPool, GoldenProbes
 
     on_loop_thread: list[bool] = []
     real = scorers.build

@@ -6,8 +6,8 @@ import pytest
 from tests.conftest import Workspace
 from tests.telemetry_rows import put_rollup, put_traffic
 
-from quality_gates.watch._metrics import MetricEngine, Quota, robust_z
-from quality_gates.watch._windows import Window, read_window
+from quality_gates.signals._metrics import MetricEngine, Quota, robust_z
+from quality_gates.signals._windows import Window, read_window
 
 MINUTE0 = 29_000_000  # an arbitrary whole minute (epoch minutes)
 T0 = MINUTE0 * 60.0
@@ -174,7 +174,7 @@ def test_resource_utilization_without_a_heartbeat_table_is_empty(workspace: Work
 
 
 def test_live_tail_makes_short_windows_exact_to_the_cycle(workspace: Workspace) -> None:
-    from quality_gates.watch._live import LiveTail
+    from quality_gates.signals._live import LiveTail
 
     conn = workspace.conn
     live = LiveTail()
@@ -200,7 +200,7 @@ def test_live_tail_makes_short_windows_exact_to_the_cycle(workspace: Workspace) 
 def test_answers_other_than_2xx_count_refusals_as_well_as_errors() -> None:
     """Ten 503s of an emergency shutdown are refusals (status rejected), not gateway
     errors: a report must still count them among the answers clients got."""
-    from quality_gates.watch._windows import Aggregate, not_2xx
+    from quality_gates.signals._windows import Aggregate, not_2xx
 
     agg = Aggregate(count=100, errors=2, errors_by_class={"shutdown": 10, "server_error": 2})
     assert not_2xx(agg) == (12, {"server_error": 2, "shutdown": 10})

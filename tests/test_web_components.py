@@ -10,8 +10,8 @@ from tests.conftest import Workspace
 from tests.telemetry_rows import put_rollup, put_traffic
 
 from quality_gates.config import StatusPageSettings, Thresholds, load_config
+from quality_gates.signals._windows import Aggregate, Histogram
 from quality_gates.telemetry import LatencyHistogram
-from quality_gates.watch._windows import Aggregate, Histogram
 from quality_gates.web.components import (
     DEGRADED,
     MAJOR,

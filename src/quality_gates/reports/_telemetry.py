@@ -12,15 +12,15 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from quality_gates.store.db import Connection
-from quality_gates.watch._metrics import MetricEngine
-from quality_gates.watch._windows import (
+from quality_gates.signals._metrics import MetricEngine
+from quality_gates.signals._windows import (
     Aggregate,
     SeriesKey,
     Window,
     per_minute_counts,
     read_window,
 )
+from quality_gates.store.db import Connection
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig, Thresholds

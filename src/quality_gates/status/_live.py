@@ -56,7 +56,7 @@ def traffic_in_force(
 
 
 def _provider_windows(conn: Connection, environment: str, now: float) -> dict[str, dict[str, Any]]:
-    from quality_gates.watch._windows import Window, group, read_window
+    from quality_gates.signals._windows import Window, group, read_window
 
     out: dict[str, dict[str, Any]] = {}
     for label, seconds in WINDOWS.items():
@@ -118,7 +118,7 @@ def quota_use(
 ) -> list[dict[str, Any]]:
     """Per provider with a quota: requests and tokens in the last minute and requests in the
     last day against rpm, tpm and rpd (the highest share decides)."""
-    from quality_gates.watch._windows import Window, group, read_window
+    from quality_gates.signals._windows import Window, group, read_window
 
     minute = read_window(conn, Window.last(60.0, now), environment=environment, histograms=False)
     day = read_window(conn, Window.last(86400.0, now), environment=environment, histograms=False)

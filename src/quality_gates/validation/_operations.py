@@ -147,7 +147,7 @@ def performance(ctx: ValidationContext) -> list[CheckResult]:
     """With --performance-check: P95, error rate and throughput from the roll-ups."""
     if not ctx.options.get("performance_check"):
         return []
-    from quality_gates.watch._metrics import MetricEngine
+    from quality_gates.signals._metrics import MetricEngine
 
     env = ctx.config.environment(ctx.environment)
     if env is None:

@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from quality_gates.signals._live import LiveTail
+from quality_gates.signals._metrics import MetricEngine, Quota, Sample
+from quality_gates.signals._windows import group
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import set_meta
 from quality_gates.units import format_duration
 from quality_gates.watch._incident_flow import check_timers, sync_alerts
-from quality_gates.watch._live import LiveTail
-from quality_gates.watch._metrics import MetricEngine, Quota, Sample
 from quality_gates.watch._recovery import (
     RECOVERING_METRICS,
     judged,
@@ -46,7 +47,6 @@ from quality_gates.watch._store import (
     prune_resolved,
     save_state,
 )
-from quality_gates.watch._windows import group
 from quality_gates.watch.routines import ROUTINE_METRIC, routine_sample, routine_specs
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from quality_gates._jsonlog import log_event
+from quality_gates.signals._metrics import MetricEngine
 from quality_gates.store.db import Connection
-from quality_gates.watch._metrics import MetricEngine
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig

@@ -28,7 +28,7 @@ from quality_gates.watch._store import load_states
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
-    from quality_gates.watch.probes import AdapterPool
+    from quality_gates.signals.probes import AdapterPool
     from quality_gates.watch.remediation import ActionReport
 
 MIN_ATTEMPTS_FOR_RATE = 10

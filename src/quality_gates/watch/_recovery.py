@@ -27,7 +27,7 @@ alert, too, needs both windows to break the threshold:
 
 from __future__ import annotations
 
-from quality_gates.watch._metrics import PROBED_METRICS, Labels, MetricEngine
+from quality_gates.signals._metrics import PROBED_METRICS, Labels, MetricEngine
 from quality_gates.watch._rules import FIRING, PENDING, AlertState, RuleSpec
 
 RECOVERING_METRICS = PROBED_METRICS | frozenset(

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
+    from quality_gates.signals.sampling import LiveSampler
     from quality_gates.store.db import Database
     from quality_gates.watch._service import WatchService
-    from quality_gates.watch.sampling import LiveSampler
 
 
 class EmbeddedWatch:
@@ -97,7 +97,7 @@ class EmbeddedSampler:
     async def start(self) -> None:
         """Tap the gateway's answers (when sampling is on)."""
         if self.settings.enabled and self.settings.share > 0:
-            from quality_gates.watch.sampling import LiveSampler
+            from quality_gates.signals.sampling import LiveSampler
 
             self.sampler = LiveSampler(self.database, self.settings)
             self.sampler.start()

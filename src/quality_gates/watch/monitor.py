@@ -194,7 +194,7 @@ def model_metrics(
     now: float,
 ) -> list[MetricReading]:
     """The model's window metrics with their thresholds."""
-    from quality_gates.watch._metrics import MetricEngine
+    from quality_gates.signals._metrics import MetricEngine
 
     engine = MetricEngine(conn, now, environment=environment)
     readings = []

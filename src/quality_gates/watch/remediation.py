@@ -42,7 +42,7 @@ from quality_gates.watch._store import load_states
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig, RemediationPolicy
-    from quality_gates.watch.probes import GoldenProbes, ModelScore
+    from quality_gates.signals.probes import GoldenProbes, ModelScore
 
 log = logging.getLogger("quality_gates.watch")
 ACTOR = AUTO_REMEDIATION_ACTOR

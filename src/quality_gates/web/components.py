@@ -32,9 +32,9 @@ from typing import Any
 
 from quality_gates.config import QualityGatesConfig, StatusPageSettings, Thresholds
 from quality_gates.gateway.status import gateway_status
+from quality_gates.signals._windows import Aggregate, Window, group, read_window
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import list_aliases
-from quality_gates.watch._windows import Aggregate, Window, group, read_window
 
 OPERATIONAL = "operational"
 DEGRADED = "degraded_performance"

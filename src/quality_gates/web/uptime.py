@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from quality_gates.signals._windows import CLIENT_ERROR_CLASSES
 from quality_gates.store.db import Connection
-from quality_gates.watch._windows import CLIENT_ERROR_CLASSES
 
 MINUTES_PER_DAY = 1440
 SERVICE = "service"

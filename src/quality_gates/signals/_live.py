@@ -16,9 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from quality_gates.store.db import Connection
-from quality_gates.telemetry import LatencyHistogram
-from quality_gates.watch._windows import (
+from quality_gates.signals._windows import (
     _NUMBERS,
     MINUTE,
     PROBE,
@@ -29,6 +27,8 @@ from quality_gates.watch._windows import (
     _add_classes,
     minute_of,
 )
+from quality_gates.store.db import Connection
+from quality_gates.telemetry import LatencyHistogram
 
 LIVE_SPAN = 600.0  # slices are kept this long; longer windows come from whole minutes
 # minute, environment, alias, model, provider, kind, writer

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.errors import StoreUnavailable
+from quality_gates.signals._offload import ScoringProcess, ScoringUnavailable
 from quality_gates.store.db import Connection, Database, StoreURL
-from quality_gates.watch._offload import ScoringProcess, ScoringUnavailable
 
 if TYPE_CHECKING:
     from quality_gates.config import SamplingSettings
@@ -62,7 +62,7 @@ class Sampled:
 def score_rows(items: list[Sampled], now: float) -> list[dict[str, Any]]:
     """quality_samples rows for each item and each check."""
     from quality_gates.gates.scorers._text import is_refusal
-    from quality_gates.watch.security import injection, pii_kinds, profanity
+    from quality_gates.signals.security import injection, pii_kinds, profanity
 
     rows = []
     toxic = profanity([i.answer for i in items])
@@ -100,7 +100,7 @@ _scoring_conn: tuple[StoreURL, Connection] | None = None
 def score_and_write(url: StoreURL, batch: list[Sampled]) -> int:
     """Score `batch` and write its rows to the store at `url` (runs in the scoring process,
     which keeps one connection for its life); returns the number of rows written."""
-    from quality_gates.watch.probes import write_samples
+    from quality_gates.signals.probes import write_samples
 
     global _scoring_conn
     if _scoring_conn is None or _scoring_conn[0] != url:

@@ -61,10 +61,10 @@ _background: set[asyncio.Task[None]] = set()
 
 def _import_scorers(models: bool) -> None:
     import quality_gates.gates.scorers
-    import quality_gates.watch.sampling  # noqa: F401  (imported for their cost, now)
+    import quality_gates.signals.sampling  # noqa: F401  (imported for their cost, now)
 
     if models:  # load the PII and profanity models now rather than on a later call
-        from quality_gates.watch.security import pii_kinds, profanity
+        from quality_gates.signals.security import pii_kinds, profanity
 
         pii_kinds("warm-up: jane.doe@example.com")
         profanity(["warm-up"])

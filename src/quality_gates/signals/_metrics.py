@@ -16,10 +16,9 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from quality_gates.store.db import Connection
-from quality_gates.watch._live import LiveTail
-from quality_gates.watch._resources import gateway_utilization
-from quality_gates.watch._windows import (
+from quality_gates.signals._live import LiveTail
+from quality_gates.signals._resources import gateway_utilization
+from quality_gates.signals._windows import (
     LABELS,
     Aggregate,
     Window,
@@ -29,6 +28,7 @@ from quality_gates.watch._windows import (
     read_window,
     with_probes,
 )
+from quality_gates.store.db import Connection
 
 Labels = tuple[tuple[str, str], ...]
 # Provider health: upstream attempts and the gateways' active probes are both its samples.
