@@ -16,12 +16,12 @@ import pytest
 from tests.conftest import Workspace
 from tests.telemetry_rows import put_probes, put_rollup
 
+from quality_gates.alerts._recovery import judged, recovery_window
+from quality_gates.alerts._rules import FIRING, RESOLVED, AlertState, RuleSpec
 from quality_gates.config import QualityGatesConfig, load_config
 from quality_gates.signals._metrics import MetricEngine
 from quality_gates.signals._windows import Window, read_window
 from quality_gates.watch._evaluate import evaluate, rule_specs
-from quality_gates.watch._recovery import judged, recovery_window
-from quality_gates.watch._rules import FIRING, RESOLVED, AlertState, RuleSpec
 
 MINUTE0 = 29_000_000
 T0 = MINUTE0 * 60.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quality_gates.watch._rules import (
+from quality_gates.alerts._rules import (
     FIRING,
     INACTIVE,
     PENDING,
@@ -261,7 +261,7 @@ def test_bad_alert_config_is_one_line_with_the_fix(section: str, message: str) -
 
 
 def test_incident_titles_are_sentences() -> None:
-    from quality_gates.watch._rules import RuleSpec, sentence
+    from quality_gates.alerts._rules import RuleSpec, sentence
 
     spec = RuleSpec(
         name="provider-availability-critical",

@@ -348,7 +348,7 @@ def test_a_rollback_confirmed_after_current_moved_is_refused(
 def test_silences_are_added_and_expired_from_the_dashboard(
     workspace: Workspace, client: TestClient, keys: Keys
 ) -> None:
-    from quality_gates.watch import silences
+    from quality_gates.alerts import silences
 
     sign_in(client, keys.operator)
     act(

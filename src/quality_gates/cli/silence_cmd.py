@@ -40,10 +40,10 @@ def add(
     Labels: alertname, severity, metric, type, environment, provider, alias, model_id.
     Example: quality-gates silence add provider=bedrock alertname=~p95.* -m "maintenance" -d 2h
     """
+    from quality_gates.alerts import silences
     from quality_gates.cli._output import console, emit_json, local_time
     from quality_gates.errors import UsageError
     from quality_gates.units import parse_duration
-    from quality_gates.watch import silences
 
     try:
         seconds = parse_duration(duration, bare_unit="m")
@@ -69,8 +69,8 @@ def add(
 @click.pass_context
 def list_silences(ctx: click.Context, include_expired: bool, json_output: bool) -> None:
     """Silences in force (and scheduled), with the alerts they mute now."""
+    from quality_gates.alerts import silences
     from quality_gates.cli._output import console, emit_json, iso_utc, local_time, table
-    from quality_gates.watch import silences
 
     rows = silences.listing(_context.state(ctx).conn(), include_expired=include_expired)
     if _context.wants_json(ctx, json_output):
@@ -108,8 +108,8 @@ def list_silences(ctx: click.Context, include_expired: bool, json_output: bool) 
 @click.pass_context
 def expire(ctx: click.Context, silence_id: int, actor_name: str | None, json_output: bool) -> None:
     """End a silence now; its alerts notify again at the next evaluation."""
+    from quality_gates.alerts import silences
     from quality_gates.cli._output import console, emit_json
-    from quality_gates.watch import silences
 
     who = _context.actor(actor_name).name
     silences.expire(_context.state(ctx).conn(), silence_id, actor=who)

@@ -13,20 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from quality_gates.signals._live import LiveTail
-from quality_gates.signals._metrics import MetricEngine, Quota, Sample
-from quality_gates.signals._windows import group
-from quality_gates.store.db import Connection
-from quality_gates.store.registry import set_meta
-from quality_gates.units import format_duration
-from quality_gates.watch._incident_flow import check_timers, sync_alerts
-from quality_gates.watch._recovery import (
+from quality_gates.alerts._recovery import (
     RECOVERING_METRICS,
     judged,
     recent_values,
     recovery_window,
 )
-from quality_gates.watch._rules import (
+from quality_gates.alerts._rules import (
     FIRING,
     INACTIVE,
     PENDING,
@@ -40,13 +33,20 @@ from quality_gates.watch._rules import (
     fingerprint,
     step,
 )
-from quality_gates.watch._store import (
+from quality_gates.alerts._store import (
     active_silences,
     delete_state,
     load_states,
     prune_resolved,
     save_state,
 )
+from quality_gates.signals._live import LiveTail
+from quality_gates.signals._metrics import MetricEngine, Quota, Sample
+from quality_gates.signals._windows import group
+from quality_gates.store.db import Connection
+from quality_gates.store.registry import set_meta
+from quality_gates.units import format_duration
+from quality_gates.watch._incident_flow import check_timers, sync_alerts
 from quality_gates.watch.routines import ROUTINE_METRIC, routine_sample, routine_specs
 
 if TYPE_CHECKING:

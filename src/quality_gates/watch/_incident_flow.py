@@ -17,12 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from quality_gates.store import audit
-from quality_gates.store.db import Connection, Row
-from quality_gates.units import format_duration
-from quality_gates.watch import incidents
-from quality_gates.watch._notify import notified_channels, notify, route_channels
-from quality_gates.watch._rules import (
+from quality_gates.alerts._rules import (
     FIRING,
     PENDING,
     SEVERITY_RANK,
@@ -31,7 +26,12 @@ from quality_gates.watch._rules import (
     Transition,
     sentence,
 )
-from quality_gates.watch._store import add_event, save_state
+from quality_gates.alerts._store import add_event, save_state
+from quality_gates.store import audit
+from quality_gates.store.db import Connection, Row
+from quality_gates.units import format_duration
+from quality_gates.watch import incidents
+from quality_gates.watch._notify import notified_channels, notify, route_channels
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from quality_gates.watch._evaluate import SLO_MIN_REQUESTS, rule_specs
 
 if TYPE_CHECKING:
+    from quality_gates.alerts._rules import RuleSpec
     from quality_gates.config import QualityGatesConfig
-    from quality_gates.watch._rules import RuleSpec
 
 DEFAULT_SCRAPE_INTERVAL = 60.0
 SAMPLES_PER_WINDOW = 4  # the fewest scrapes a rate() window should span
@@ -199,8 +199,8 @@ def expression(spec: RuleSpec, scrape_interval: float = DEFAULT_SCRAPE_INTERVAL)
 def priority(spec: RuleSpec, config: QualityGatesConfig) -> str:
     """The incident severity (P0-P3) the watch gives this rule's alert on its own; the
     watch may raise it later (every provider down is P0), which Prometheus cannot see."""
+    from quality_gates.alerts._rules import FIRING, AlertState
     from quality_gates.watch._incident_flow import classify
-    from quality_gates.watch._rules import FIRING, AlertState
 
     alert = AlertState(
         fingerprint="",

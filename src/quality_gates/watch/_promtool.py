@@ -35,8 +35,8 @@ from quality_gates.watch._prometheus import (
 )
 
 if TYPE_CHECKING:
+    from quality_gates.alerts._rules import RuleSpec
     from quality_gates.config import QualityGatesConfig
-    from quality_gates.watch._rules import RuleSpec
 
 VOLUME = 2.0  # requests per second in the scenarios that must reach the minimum sample
 MODEL = "test-model"

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from quality_gates._jsonlog import log_event
+from quality_gates.alerts._rules import AlertState
+from quality_gates.alerts._store import load_states
 from quality_gates.errors import QualityGatesError
 from quality_gates.gateway.runtime import AUTO_REMEDIATION_ACTOR
 from quality_gates.store import audit
@@ -37,8 +39,6 @@ from quality_gates.store.registry import list_aliases
 from quality_gates.units import format_duration
 from quality_gates.watch import _remedy_store as store
 from quality_gates.watch import incidents
-from quality_gates.watch._rules import AlertState
-from quality_gates.watch._store import load_states
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig, RemediationPolicy

@@ -29,9 +29,9 @@ from quality_gates.watch._routine_run import ERROR, FAILED, PASSED, Outcome, com
 from quality_gates.watch._schedule import Due, due
 
 if TYPE_CHECKING:
+    from quality_gates.alerts._rules import RuleSpec
     from quality_gates.config import QualityGatesConfig
     from quality_gates.config._routines import RoutineJob
-    from quality_gates.watch._rules import RuleSpec
 
 logger = logging.getLogger("quality_gates.watch")
 
@@ -414,7 +414,7 @@ def store_url_for_children(url: StoreURL) -> str:
 
 def routine_specs(config: QualityGatesConfig) -> list[RuleSpec]:
     """One alert rule per enabled job: firing while its latest finished run failed."""
-    from quality_gates.watch._rules import RuleSpec
+    from quality_gates.alerts._rules import RuleSpec
 
     environments = list(config.environments)
     return [

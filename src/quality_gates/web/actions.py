@@ -269,8 +269,8 @@ def _silence_fields(form: Form) -> tuple[list[str], float, str]:
 
 
 def _silence_preview(ctx: Context, form: Form) -> Preview:
+    from quality_gates.alerts._rules import parse_matcher
     from quality_gates.units import format_duration
-    from quality_gates.watch._rules import parse_matcher
 
     matchers, duration, comment = _silence_fields(form)
     try:
@@ -288,7 +288,7 @@ def _silence_preview(ctx: Context, form: Form) -> Preview:
 
 
 def _silence_run(ctx: Context, form: Form) -> str:
-    from quality_gates.watch import silences
+    from quality_gates.alerts import silences
 
     matchers, duration, comment = _silence_fields(form)
     silence_id = silences.add(
@@ -310,7 +310,7 @@ def _expire_preview(ctx: Context, form: Form) -> Preview:
 
 
 def _expire_run(ctx: Context, form: Form) -> str:
-    from quality_gates.watch import silences
+    from quality_gates.alerts import silences
 
     silence_id = _silence_id(form)
     silences.expire(ctx.conn, silence_id, actor=ctx.operator.name)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from quality_gates.alerts import silences
 from quality_gates.config import ConfigSnapshot, QualityGatesConfig
 from quality_gates.gates.runs import gate_status
 from quality_gates.gateway.failover import current_weights
@@ -23,7 +24,6 @@ from quality_gates.store import audit
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import AliasRow, list_aliases
-from quality_gates.watch import silences
 from quality_gates.watch.incidents import timeline
 from quality_gates.watch.status import watch_status
 from quality_gates.web.components import LABELS, components, emergency_setting

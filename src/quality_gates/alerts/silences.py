@@ -6,11 +6,11 @@ import json
 import time
 from typing import Any
 
+from quality_gates.alerts import _store
+from quality_gates.alerts._rules import parse_matcher
 from quality_gates.errors import NotFound, RegistryError, UsageError
 from quality_gates.store import audit
 from quality_gates.store.db import Connection
-from quality_gates.watch import _store
-from quality_gates.watch._rules import parse_matcher
 
 MAX_SILENCE_SECONDS = 30 * 86400.0
 

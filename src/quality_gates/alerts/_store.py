@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from quality_gates.alerts._rules import AlertState, Matcher, Silence, Transition, parse_matcher
 from quality_gates.store.db import Connection, Row
-from quality_gates.watch._rules import AlertState, Matcher, Silence, Transition, parse_matcher
 
 _STATE_COLUMNS = (
     "fingerprint",

@@ -27,8 +27,8 @@ alert, too, needs both windows to break the threshold:
 
 from __future__ import annotations
 
+from quality_gates.alerts._rules import FIRING, PENDING, AlertState, RuleSpec
 from quality_gates.signals._metrics import PROBED_METRICS, Labels, MetricEngine
-from quality_gates.watch._rules import FIRING, PENDING, AlertState, RuleSpec
 
 RECOVERING_METRICS = PROBED_METRICS | frozenset(
     {"p50_latency", "p95_latency", "p99_latency", "ttft_p95"}
