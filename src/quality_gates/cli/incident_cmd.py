@@ -107,7 +107,8 @@ def show(ctx: click.Context, incident_id: int, public_only: bool, json_output: b
     import json as jsonlib
 
     from quality_gates.cli._output import console, emit_json, iso_utc, local_time, table
-    from quality_gates.watch import _outbox, incidents
+    from quality_gates.notify import _outbox
+    from quality_gates.watch import incidents
 
     conn = _context.state(ctx).conn()
     row = incidents.get_incident(conn, incident_id)

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.errors import UsageError
+from quality_gates.notify._channels import iso
 from quality_gates.reports import _events, _failover, _telemetry
 from quality_gates.reports._request import ReportRequest
 from quality_gates.reports._telemetry import Scope
 from quality_gates.signals._windows import Aggregate, not_2xx
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import history, list_aliases
-from quality_gates.watch._channels import iso
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig, Thresholds

@@ -102,7 +102,7 @@ def _latency(data: dict[str, Any]) -> list[str]:
 
 
 def _iso(ts: float) -> str:
-    from quality_gates.watch._channels import iso
+    from quality_gates.notify._channels import iso
 
     return iso(ts) or ""
 

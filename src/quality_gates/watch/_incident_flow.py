@@ -27,11 +27,11 @@ from quality_gates.alerts._rules import (
     sentence,
 )
 from quality_gates.alerts._store import add_event, save_state
+from quality_gates.notify._routing import notified_channels, notify, route_channels
 from quality_gates.store import audit
 from quality_gates.store.db import Connection, Row
 from quality_gates.units import format_duration
 from quality_gates.watch import incidents
-from quality_gates.watch._notify import notified_channels, notify, route_channels
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
@@ -185,7 +185,7 @@ def _notify_only(
 ) -> None:
     """Rules that open no incident (info, efficiency) notify their routed channels when they
     fire and when they resolve: Slack and webhooks only (nobody is paged for them)."""
-    from quality_gates.watch._outbox import Message, enqueue
+    from quality_gates.notify._outbox import Message, enqueue
 
     for transition in transitions:
         alert = transition.alert

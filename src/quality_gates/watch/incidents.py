@@ -14,9 +14,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.errors import NotFound, RegistryError, StoreError, UsageError
+from quality_gates.notify._routing import (
+    contact_channels,
+    incident_owner,
+    notified_channels,
+    notify,
+)
 from quality_gates.store import audit
 from quality_gates.store.db import Connection, Row
-from quality_gates.watch._notify import contact_channels, incident_owner, notified_channels, notify
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
@@ -181,7 +186,7 @@ def open_incident(
     details: dict[str, Any] | None = None,
 ) -> Row:
     """Open an incident, put it on the timeline and in the audit log (call inside a write)."""
-    from quality_gates.watch._notify import route_channels
+    from quality_gates.notify._routing import route_channels
 
     if severity not in SEVERITIES:
         raise UsageError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")

@@ -7,12 +7,12 @@ import time
 from typing import Any
 
 from quality_gates.config import ConfigSnapshot
+from quality_gates.notify._channels import iso
 from quality_gates.signals._resources import NO_HEARTBEAT, gateway_instances
 from quality_gates.store._leader import WATCH_LEASE, current_holder
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import get_meta
 from quality_gates.units import parse_duration
-from quality_gates.watch._channels import iso
 
 RECENT_NOTIFICATIONS = 10
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from quality_gates.notify._channels import pagerduty_payload, slack_payload, webhook_payload
+from quality_gates.notify._outbox import Message, enqueue
 from quality_gates.store.db import Connection, Row
-from quality_gates.watch._channels import pagerduty_payload, slack_payload, webhook_payload
-from quality_gates.watch._outbox import Message, enqueue
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
