@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from quality_gates import incidents
 from quality_gates.alerts._rules import AlertState, Transition
 from quality_gates.alerts._store import add_event
 from quality_gates.config import QualityGatesConfig, TelemetrySettings
@@ -25,7 +26,7 @@ from quality_gates.gateway._telemetry import AttemptRecord, RequestRecord, Telem
 from quality_gates.registry import Actor, rollback
 from quality_gates.signals.probes import write_samples
 from quality_gates.store import Connection, gate_runs
-from quality_gates.watch import _remedy_store, incidents, jobs
+from quality_gates.watch import _remedy_store, jobs
 
 MODELS = {"bedrock": "claude-3-5-haiku", "google": "gemini-1-5-flash", "meta": "llama-3-1-70b"}
 MINUTES = 90

@@ -169,8 +169,8 @@ QUALITY = {
 async def test_quality_drop_rolls_back_within_5s_and_the_timeline_is_in_order(
     tmp_path: Path,
 ) -> None:
+    from quality_gates import incidents
     from quality_gates.store.registry import get_alias
-    from quality_gates.watch import incidents
 
     async with stack(tmp_path, **QUALITY) as (ws, sims, url):
         conn = ws.conn
@@ -291,9 +291,9 @@ OUTAGE = {
 async def test_provider_outage_fails_over_without_client_errors_and_fails_back_in_steps(
     tmp_path: Path,
 ) -> None:
+    from quality_gates import incidents
     from quality_gates.gateway.failover import current_weights
     from quality_gates.watch import _remedy_store as remedies
-    from quality_gates.watch import incidents
 
     async with stack(tmp_path, **OUTAGE) as (ws, sims, url):
         conn = ws.conn

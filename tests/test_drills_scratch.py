@@ -14,11 +14,11 @@ from tests.conftest import Workspace, make_workspace, run_cli
 
 from quality_gates.config import load_config
 from quality_gates.drills import _scratch
+from quality_gates.incidents import SEVERITIES
 from quality_gates.store import Database, StoreURL
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store._leader import WATCH_LEASE, acquire
 from quality_gates.store.registry import list_aliases
-from quality_gates.watch.incidents import SEVERITIES
 
 HOLDER = "other-host:4242:serve"
 

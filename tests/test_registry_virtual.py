@@ -7,12 +7,12 @@ import time
 import pytest
 from tests.conftest import Workspace
 
+from quality_gates import incidents
 from quality_gates.alerts._rules import AlertState
 from quality_gates.alerts._store import save_state
 from quality_gates.config import load_config
 from quality_gates.errors import NotFound
 from quality_gates.registry import Actor, resolve_model, rollback
-from quality_gates.watch import incidents
 
 
 def test_rolled_back_model_is_where_the_last_rollback_went(workspace: Workspace) -> None:

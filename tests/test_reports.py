@@ -386,7 +386,7 @@ def test_html_is_self_contained(filled: Filled, tmp_path: Path) -> None:
 
 def test_text_from_the_store_cannot_inject_html(filled: Filled, tmp_path: Path) -> None:
     ws, config, history = filled
-    from quality_gates.watch import incidents
+    from quality_gates import incidents
 
     row = incidents.open_incident(
         ws.conn,

@@ -13,9 +13,9 @@ from tests.test_imports import loaded_modules
 from tests.watch_setup import Clock
 
 from quality_gates.config import QualityGatesConfig, load_config, render_starter
+from quality_gates.incidents import list_incidents
 from quality_gates.watch import jobs
 from quality_gates.watch._service import WatchService
-from quality_gates.watch.incidents import list_incidents
 from quality_gates.watch.status import watch_status
 
 T0 = 29_000_000 * 60.0 + 30.0  # half a minute past a minute: "* * * * *" is due at T0 + 30

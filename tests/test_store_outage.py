@@ -31,9 +31,9 @@ from tests.web_support import web_settings
 
 from quality_gates.config import render_starter
 from quality_gates.errors import StoreUnavailable
+from quality_gates.incidents import list_incidents
 from quality_gates.store import Database, StoreURL
 from quality_gates.watch._service import CycleReport, WatchService
-from quality_gates.watch.incidents import list_incidents
 
 pytestmark = pytest.mark.postgres
 PG_PORT = 5432

@@ -146,11 +146,11 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
 async def test_errors_on_every_provider_page_once_and_resolve_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from quality_gates import incidents
     from quality_gates.config import load_config, parse_config_text, render_starter
     from quality_gates.gateway import AppSettings, create_app
     from quality_gates.simulator import run_simulators, spec_from_provider
     from quality_gates.store import StoreURL
-    from quality_gates.watch import incidents
     from quality_gates.watch._service import WatchService
 
     monkeypatch.setenv(PD_KEY_VARIABLE, PD_KEY)

@@ -9,8 +9,8 @@ from tests.receivers import Receiver
 from tests.telemetry_rows import put_rollup
 from tests.watch_setup import Clock, service, watch_config
 
+from quality_gates.incidents import list_incidents
 from quality_gates.signals._metrics import drop_is_significant
-from quality_gates.watch.incidents import list_incidents
 
 T0 = 29_100_000 * 60.0 + 30.0
 

@@ -198,7 +198,7 @@ def firing(
 
 
 def test_severity_table_p0_all_down_p1_several_providers_p2_one_p3_warnings() -> None:
-    from quality_gates.watch._incident_flow import classify
+    from quality_gates.incidents._incident_flow import classify
 
     env = {"bedrock", "google", "meta"}
     one = [firing("provider_availability", 0.8, "bedrock")]
@@ -216,7 +216,7 @@ def test_severity_table_p0_all_down_p1_several_providers_p2_one_p3_warnings() ->
 
 
 def test_one_provider_slow_or_failing_is_p2_like_one_provider_down() -> None:
-    from quality_gates.watch._incident_flow import classify
+    from quality_gates.incidents._incident_flow import classify
 
     env = {"bedrock", "google", "meta"}
     slow = firing("p95_latency", 5000.0, "bedrock")

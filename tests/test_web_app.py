@@ -13,11 +13,11 @@ from starlette.testclient import TestClient
 from tests.conftest import Workspace, make_workspace
 from tests.web_support import Keys, csrf_of, make_keys, open_incident, web_settings
 
+from quality_gates import incidents
 from quality_gates.config import load_config, render_starter
 from quality_gates.store import audit
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.registry import get_alias
-from quality_gates.watch import incidents
 from quality_gates.web.app import create_web_app
 
 CANARY = "CANARY-7f3a9c1e"

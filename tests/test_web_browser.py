@@ -25,11 +25,11 @@ from tests.gateway_support import serve
 from tests.simulators import instant
 from tests.web_support import gate_run, make_keys, open_incident, web_settings
 
+from quality_gates import incidents
 from quality_gates.config import load_config, parse_config_text, render_starter
 from quality_gates.store import audit
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.registry import get_alias
-from quality_gates.watch import incidents
 from quality_gates.web.app import create_web_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]

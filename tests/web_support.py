@@ -9,10 +9,10 @@ from typing import Any
 
 from tests.conftest import Workspace
 
+from quality_gates import incidents
 from quality_gates.config import QualityGatesConfig, load_config
 from quality_gates.gateway.keys import create_key
 from quality_gates.store import StoreURL
-from quality_gates.watch import incidents
 
 
 @dataclass

@@ -69,8 +69,8 @@ def list_incidents(
     """Incidents, newest first (open ones by default)."""
     from rich.markup import escape
 
+    from quality_gates import incidents
     from quality_gates.cli._output import console, emit_json, iso_utc, local_time, table
-    from quality_gates.watch import incidents
 
     rows = incidents.list_incidents(
         _context.state(ctx).conn(), state=state, environment=environment, limit=limit
@@ -106,9 +106,9 @@ def show(ctx: click.Context, incident_id: int, public_only: bool, json_output: b
     """One incident: its facts, alerts, timeline and notifications."""
     import json as jsonlib
 
+    from quality_gates import incidents
     from quality_gates.cli._output import console, emit_json, iso_utc, local_time, table
     from quality_gates.notify import _outbox
-    from quality_gates.watch import incidents
 
     conn = _context.state(ctx).conn()
     row = incidents.get_incident(conn, incident_id)
@@ -211,11 +211,11 @@ def open_incident(
     same environment then join it, and its channels are notified as for an alert."""
     import time
 
+    from quality_gates import incidents
     from quality_gates.cli._output import console, emit_json
     from quality_gates.errors import RegistryError, UsageError
+    from quality_gates.incidents._incident_flow import group_key
     from quality_gates.registry import resolve_model
-    from quality_gates.watch import incidents
-    from quality_gates.watch._incident_flow import group_key
 
     state = _context.state(ctx)
     config = state.loaded().config
@@ -281,8 +281,8 @@ def open_incident(
 @click.pass_context
 def ack(ctx: click.Context, incident_id: int, actor_name: str | None, json_output: bool) -> None:
     """Acknowledge: stops escalation; PagerDuty hears `acknowledge`."""
+    from quality_gates import incidents
     from quality_gates.cli._output import console, emit_json
-    from quality_gates.watch import incidents
 
     state = _context.state(ctx)
     who = _context.actor(actor_name).name
@@ -318,8 +318,8 @@ def note(
     json_output: bool,
 ) -> None:
     """Add a note to the timeline (internal unless --public)."""
+    from quality_gates import incidents
     from quality_gates.cli._output import console, emit_json
-    from quality_gates.watch import incidents
 
     who = _context.actor(actor_name).name
     event_id = incidents.add_note(
@@ -351,8 +351,8 @@ def resolve(
     json_output: bool,
 ) -> None:
     """Resolve; channels that heard of the incident hear the resolve."""
+    from quality_gates import incidents
     from quality_gates.cli._output import console, emit_json
-    from quality_gates.watch import incidents
 
     state = _context.state(ctx)
     who = _context.actor(actor_name).name
@@ -391,9 +391,9 @@ def escalate(
     json_output: bool,
 ) -> None:
     """Escalate along the escalation matrix and notify the contact's channels."""
+    from quality_gates import incidents
     from quality_gates.cli._output import console, emit_json
     from quality_gates.errors import UsageError
-    from quality_gates.watch import incidents
 
     state = _context.state(ctx)
     config = state.loaded().config
@@ -439,8 +439,8 @@ def postmortem(
     impact (failed requests, affected keys, extra cost and tokens, providers); root cause and
     action items to fill in."""
     from quality_gates.cli._output import console, emit_json
+    from quality_gates.incidents.postmortem import write_review
     from quality_gates.units import format_duration
-    from quality_gates.watch.postmortem import write_review
 
     state = _context.state(ctx)
     path = output or state.config_file()[0].parent / "postmortems" / f"incident-{incident_id}.md"

@@ -58,9 +58,9 @@ def rollback(
     model to go back to fails its health check (live probes, breakers, recent errors) unless
     --force."""
     from quality_gates.cli._output import console, emit_json
+    from quality_gates.incidents import current_incident, record_event
     from quality_gates.registry import check_environment, resolve_model
     from quality_gates.registry import rollback as do_rollback
-    from quality_gates.watch import current_incident, record_event
 
     state = _context.state(ctx)
     conn = state.conn()

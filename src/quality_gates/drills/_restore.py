@@ -126,7 +126,7 @@ def restore(
                 )
                 changes.append(f"failover of {remedy.target}: closed (superseded by the restore)")
     if incident_id is not None:
-        from quality_gates.watch import incidents
+        from quality_gates import incidents
 
         row = incidents.get_incident(conn, incident_id)
         if row["state"] != "resolved":

@@ -892,8 +892,8 @@ def _load_summary(outcomes: list[Outcome], obs: Observations) -> dict[str, Any]:
 
 def _incident(conn: Connection, env: str, since: float) -> dict[str, Any] | None:
     """The incident the drill's alerts opened (or joined), with its timeline and outbox."""
+    from quality_gates import incidents
     from quality_gates.drills._config import DRILL_MARK
-    from quality_gates.watch import incidents
 
     incident_id = conn.scalar(
         "SELECT MIN(incident_id) FROM alert_events WHERE environment = :env AND ts >= :since "

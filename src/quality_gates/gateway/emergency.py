@@ -54,7 +54,7 @@ def switch_on(
     actor: str,
 ) -> dict[str, Any]:
     """Enter degraded service or a controlled stop; returns the stored value."""
-    from quality_gates.watch import current_incident, record_event
+    from quality_gates.incidents import current_incident, record_event
 
     if mode not in MODES:
         raise UsageError(f"emergency mode {mode!r} is not one of {', '.join(MODES)}")
@@ -134,7 +134,7 @@ def switch_on(
 
 def switch_off(conn: Connection, *, environment: str, actor: str, reason: str) -> dict[str, Any]:
     """Leave the emergency mode; the cache mode and queue from before come back."""
-    from quality_gates.watch import current_incident, record_event
+    from quality_gates.incidents import current_incident, record_event
 
     with conn.write():
         before = current(conn, environment)

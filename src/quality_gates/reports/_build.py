@@ -385,7 +385,7 @@ def _impact(ctx: _Context) -> dict[str, Any]:
 
 
 def _incident(ctx: _Context) -> dict[str, Any]:
-    from quality_gates.watch.postmortem import review
+    from quality_gates.incidents.postmortem import review
 
     incident_id = ctx.request.incident_id
     if incident_id is None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from quality_gates import incidents
 from quality_gates.alerts._store import alert_events
 from quality_gates.notify._channels import iso
 from quality_gates.store import gate_runs
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import history
-from quality_gates.watch import _remedy_store, incidents, jobs
+from quality_gates.watch import _remedy_store, jobs
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig

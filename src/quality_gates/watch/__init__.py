@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from quality_gates.watch.incidents import current_incident, record_event
+    from quality_gates.incidents import current_incident, record_event
 
 __all__ = ["current_incident", "record_event"]
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from quality_gates.watch import incidents
+        from quality_gates import incidents
 
         value = getattr(incidents, name)
         globals()[name] = value

@@ -20,11 +20,11 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from quality_gates import incidents
 from quality_gates.alerts._store import load_states
 from quality_gates.store.db import Connection
 from quality_gates.units import format_duration
 from quality_gates.watch import _remedy_store as store
-from quality_gates.watch import incidents
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig

@@ -200,7 +200,7 @@ def priority(spec: RuleSpec, config: QualityGatesConfig) -> str:
     """The incident severity (P0-P3) the watch gives this rule's alert on its own; the
     watch may raise it later (every provider down is P0), which Prometheus cannot see."""
     from quality_gates.alerts._rules import FIRING, AlertState
-    from quality_gates.watch._incident_flow import classify
+    from quality_gates.incidents._incident_flow import classify
 
     alert = AlertState(
         fingerprint="",

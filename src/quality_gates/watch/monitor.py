@@ -346,10 +346,10 @@ def monitor_rollback(
 ) -> str:
     """Roll the model back for a breached `--alert-threshold`; recorded like an automatic
     remediation (row, audit entry, the open incident's timeline). Returns the summary."""
+    from quality_gates import incidents
     from quality_gates.registry import Actor, rollback
     from quality_gates.store import audit
     from quality_gates.watch import _remedy_store as store
-    from quality_gates.watch import incidents
 
     with conn.write():
         incident = incidents.current_incident(conn, environment)
@@ -417,7 +417,7 @@ def recent_remediations(conn: Connection, environment: str, since: float) -> lis
 
 def open_incidents(conn: Connection, environment: str, now: float) -> list[dict[str, Any]]:
     """Open incidents of the environment with their age."""
-    from quality_gates.watch.incidents import list_incidents
+    from quality_gates.incidents import list_incidents
 
     return [
         {

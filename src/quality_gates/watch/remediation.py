@@ -27,6 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from quality_gates import incidents
 from quality_gates._jsonlog import log_event
 from quality_gates.alerts._rules import AlertState
 from quality_gates.alerts._store import load_states
@@ -38,7 +39,6 @@ from quality_gates.store.db import Connection
 from quality_gates.store.registry import list_aliases
 from quality_gates.units import format_duration
 from quality_gates.watch import _remedy_store as store
-from quality_gates.watch import incidents
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig, RemediationPolicy

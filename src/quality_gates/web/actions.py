@@ -66,7 +66,7 @@ def _incident_id(form: Form) -> int:
 
 
 def _incident(ctx: Context, form: Form) -> dict[str, Any]:
-    from quality_gates.watch.incidents import get_incident
+    from quality_gates.incidents import get_incident
 
     row = dict(get_incident(ctx.conn, _incident_id(form)))
     if row["environment"] != ctx.environment:
@@ -93,7 +93,7 @@ def _ack_preview(ctx: Context, form: Form) -> Preview:
 
 
 def _ack_run(ctx: Context, form: Form) -> str:
-    from quality_gates.watch.incidents import acknowledge
+    from quality_gates.incidents import acknowledge
 
     incident_id = int(_incident(ctx, form)["id"])
     acknowledge(ctx.conn, ctx.config, incident_id, actor=ctx.operator.name)
@@ -122,7 +122,7 @@ def _note_preview(ctx: Context, form: Form) -> Preview:
 
 
 def _note_run(ctx: Context, form: Form) -> str:
-    from quality_gates.watch.incidents import add_note
+    from quality_gates.incidents import add_note
 
     incident_id = int(_incident(ctx, form)["id"])
     add_note(
@@ -167,8 +167,8 @@ def _rollback_preview(ctx: Context, form: Form) -> Preview:
 
 
 def _rollback_run(ctx: Context, form: Form) -> str:
+    from quality_gates.incidents import current_incident, record_event
     from quality_gates.registry import Actor, rollback
-    from quality_gates.watch.incidents import current_incident, record_event
 
     current, target = _rollback_target(ctx, form)
     reason = _field(form, "reason", "a reason")
@@ -229,7 +229,7 @@ def _failover_preview(ctx: Context, form: Form) -> Preview:
 def _failover_run(ctx: Context, form: Form) -> str:
     from quality_gates.gateway._routing import describe_weights
     from quality_gates.gateway.failover import failover, live_probe
-    from quality_gates.watch.incidents import record_event
+    from quality_gates.incidents import record_event
 
     source, target, reason = _failover_names(ctx, form)
     move = failover(

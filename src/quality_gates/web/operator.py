@@ -19,12 +19,12 @@ from quality_gates.gateway.failover import current_weights
 from quality_gates.gateway.keys import list_keys
 from quality_gates.gateway.route_view import AliasRoute, alias_routes
 from quality_gates.gateway.status import gateway_status
+from quality_gates.incidents import timeline
 from quality_gates.signals._windows import Aggregate, Window, group, read_window
 from quality_gates.store import audit
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import AliasRow, list_aliases
-from quality_gates.watch.incidents import timeline
 from quality_gates.watch.status import watch_status
 from quality_gates.web.components import LABELS, components, emergency_setting
 from quality_gates.web.public import EMERGENCY_KEY, iso

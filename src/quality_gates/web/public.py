@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from quality_gates.config import QualityGatesConfig
+from quality_gates.incidents import OPEN_STATES, timeline
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import list_aliases
-from quality_gates.watch.incidents import OPEN_STATES, timeline
 from quality_gates.web.components import (
     DEGRADED,
     LABELS,

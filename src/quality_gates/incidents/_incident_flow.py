@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from quality_gates import incidents
 from quality_gates.alerts._rules import (
     FIRING,
     PENDING,
@@ -31,7 +32,6 @@ from quality_gates.notify._routing import notified_channels, notify, route_chann
 from quality_gates.store import audit
 from quality_gates.store.db import Connection, Row
 from quality_gates.units import format_duration
-from quality_gates.watch import incidents
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig

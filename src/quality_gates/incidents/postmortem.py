@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quality_gates import incidents
 from quality_gates.notify._channels import iso
 from quality_gates.signals._windows import Aggregate, Window, not_2xx, read_window
 from quality_gates.store import audit
 from quality_gates.store.db import Connection
 from quality_gates.units import format_duration
-from quality_gates.watch import incidents
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
