@@ -9,8 +9,8 @@ import pytest
 from quality_gates.config import parse_config_text, render_starter
 from quality_gates.config._routines import DEFAULT_ROUTINES, command_environment
 from quality_gates.errors import ConfigError
-from quality_gates.watch._routine_run import Outcome, last_line, status_of
-from quality_gates.watch._schedule import due, latest_slot, next_slot, slot_values
+from quality_gates.routines._routine_run import Outcome, last_line, status_of
+from quality_gates.routines._schedule import due, latest_slot, next_slot, slot_values
 
 
 def ts(text: str) -> float:

@@ -14,7 +14,7 @@ from tests.watch_setup import Clock
 
 from quality_gates.config import QualityGatesConfig, load_config, render_starter
 from quality_gates.incidents import list_incidents
-from quality_gates.watch import jobs
+from quality_gates.routines import jobs
 from quality_gates.watch._service import WatchService
 from quality_gates.watch.status import watch_status
 

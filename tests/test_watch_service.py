@@ -13,9 +13,9 @@ from tests.watch_setup import Clock, service, watch_config
 
 from quality_gates.alerts import silences
 from quality_gates.incidents import list_incidents
+from quality_gates.routines import jobs
 from quality_gates.signals._metrics import MetricEngine
 from quality_gates.store._leader import WATCH_LEASE, acquire, current_holder, release
-from quality_gates.watch import jobs
 from quality_gates.watch._service import WatchService
 from quality_gates.watch.status import watch_status
 

@@ -39,7 +39,7 @@ def list_routines(ctx: click.Context, json_output: bool) -> None:
 
     from quality_gates.cli._output import console, emit_json, local_time, table
     from quality_gates.config._routines import command_name
-    from quality_gates.watch.routines import overview
+    from quality_gates.routines._scheduler import overview
 
     state = _context.state(ctx)
     known = _known_commands(ctx)
@@ -99,7 +99,7 @@ def run_routine(ctx: click.Context, name: str, actor_name: str | None, json_outp
     from quality_gates._suggest import did_you_mean
     from quality_gates.cli._output import console, emit_json, err_console
     from quality_gates.errors import EXIT_INCOMPLETE, UsageError
-    from quality_gates.watch.routines import run_now, store_url_for_children
+    from quality_gates.routines._scheduler import run_now, store_url_for_children
 
     state = _context.state(ctx)
     config = state.loaded().config

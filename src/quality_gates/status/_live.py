@@ -246,7 +246,7 @@ def watch_summary(conn: Connection, config: ConfigSnapshot, now: float) -> dict[
 
 def routine_checks(conn: Connection, config: ConfigSnapshot) -> list[dict[str, Any]]:
     """Each routine of the config with its last run (`failing` when that run failed)."""
-    from quality_gates.watch.jobs import latest_by_job, run_view
+    from quality_gates.routines.jobs import latest_by_job, run_view
 
     routines = config.data.get("routines")
     if isinstance(routines, dict):

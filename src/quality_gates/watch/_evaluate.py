@@ -41,13 +41,13 @@ from quality_gates.alerts._store import (
     save_state,
 )
 from quality_gates.incidents._incident_flow import check_timers, sync_alerts
+from quality_gates.routines._scheduler import ROUTINE_METRIC, routine_sample, routine_specs
 from quality_gates.signals._live import LiveTail
 from quality_gates.signals._metrics import MetricEngine, Quota, Sample
 from quality_gates.signals._windows import group
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import set_meta
 from quality_gates.units import format_duration
-from quality_gates.watch.routines import ROUTINE_METRIC, routine_sample, routine_specs
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig

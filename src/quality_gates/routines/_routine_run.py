@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quality_gates.watch._schedule import slot_values
+from quality_gates.routines._schedule import slot_values
 
 if TYPE_CHECKING:
     from quality_gates.config._routines import RoutineJob

@@ -22,11 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quality_gates.routines import jobs
+from quality_gates.routines._routine_run import (
+    ERROR,
+    FAILED,
+    PASSED,
+    Outcome,
+    command_line,
+    execute,
+)
+from quality_gates.routines._schedule import Due, due
 from quality_gates.store.db import Connection, Row, StoreURL
 from quality_gates.store.registry import get_meta, set_meta
-from quality_gates.watch import jobs
-from quality_gates.watch._routine_run import ERROR, FAILED, PASSED, Outcome, command_line, execute
-from quality_gates.watch._schedule import Due, due
 
 if TYPE_CHECKING:
     from quality_gates.alerts._rules import RuleSpec
@@ -465,7 +472,7 @@ def routine_sample(conn: Connection, spec: RuleSpec) -> tuple[float | None, str 
 
 def overview(conn: Connection, config: QualityGatesConfig, now: float) -> list[dict[str, Any]]:
     """Each job: its schedule, next run, and last run, as JSON-ready data."""
-    from quality_gates.watch._schedule import next_slot
+    from quality_gates.routines._schedule import next_slot
 
     names = [j.name for j in config.routines.jobs]
     latest = jobs.latest_by_job(conn, names)
