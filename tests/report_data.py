@@ -24,10 +24,10 @@ from quality_gates.config import QualityGatesConfig, TelemetrySettings
 from quality_gates.gateway._sink import write_batch
 from quality_gates.gateway._telemetry import AttemptRecord, RequestRecord, TelemetryWriter
 from quality_gates.registry import Actor, rollback
+from quality_gates.remediation import _remedy_store
 from quality_gates.routines import jobs
 from quality_gates.signals.probes import write_samples
 from quality_gates.store import Connection, gate_runs
-from quality_gates.watch import _remedy_store
 
 MODELS = {"bedrock": "claude-3-5-haiku", "google": "gemini-1-5-flash", "meta": "llama-3-1-70b"}
 MINUTES = 90

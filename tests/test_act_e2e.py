@@ -293,7 +293,7 @@ async def test_provider_outage_fails_over_without_client_errors_and_fails_back_i
 ) -> None:
     from quality_gates import incidents
     from quality_gates.gateway.failover import current_weights
-    from quality_gates.watch import _remedy_store as remedies
+    from quality_gates.remediation import _remedy_store as remedies
 
     async with stack(tmp_path, **OUTAGE) as (ws, sims, url):
         conn = ws.conn

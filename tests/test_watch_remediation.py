@@ -14,9 +14,9 @@ from quality_gates.config import QualityGatesConfig
 from quality_gates.gateway.failover import current_weights
 from quality_gates.incidents import list_incidents, timeline
 from quality_gates.providers import ProbeResult
+from quality_gates.remediation import _remedy_store as remedies
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.registry import get_alias
-from quality_gates.watch import _remedy_store as remedies
 
 T0 = 29_100_000 * 60.0 + 30.0
 RULES = [

@@ -244,9 +244,9 @@ class MonitorRun:
     def _maybe_roll_back(self, reason: str, now: float) -> None:
         from quality_gates.alerts._store import load_states
         from quality_gates.errors import QualityGatesError
+        from quality_gates.remediation._remediator import target_failing
         from quality_gates.store.registry import get_alias
         from quality_gates.watch import monitor as service
-        from quality_gates.watch.remediation import target_failing
 
         env, model = self.o["environment"], self.o["model"]
         if not self.o["auto_rollback"] or self.rolled_back:

@@ -53,10 +53,10 @@ def restore(
     """Put `environment` back as `before`; returns one line per change made."""
     from quality_gates.gateway.runtime import TRAFFIC, TrafficSetting, record_traffic
     from quality_gates.registry import Actor, move_alias
+    from quality_gates.remediation import _remedy_store as remedies
     from quality_gates.store import audit
     from quality_gates.store import settings as runtime_settings
     from quality_gates.store.registry import bump_control_version
-    from quality_gates.watch import _remedy_store as remedies
 
     changes: list[str] = []
     reason = f"drill #{run_id} over: back to how it was before the drill"

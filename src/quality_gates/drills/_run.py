@@ -702,7 +702,7 @@ async def _recover(
     env: str,
 ) -> None:
     """Until everything the fault disturbed is back, or `timeout`."""
-    from quality_gates.watch import _remedy_store as remedies
+    from quality_gates.remediation import _remedy_store as remedies
 
     deadline = obs.cleared + timeout
     while time.time() < deadline:
@@ -741,7 +741,7 @@ async def _recover(
 
 def _steady(conn: Connection, env: str) -> bool:
     """No alert pending or firing and no failover in force in `env`."""
-    from quality_gates.watch import _remedy_store as remedies
+    from quality_gates.remediation import _remedy_store as remedies
 
     if _firing_now(conn, env):
         return False
@@ -812,7 +812,7 @@ def _figures(
 def _store_moments(conn: Connection, env: str, obs: Observations) -> None:
     """What the store recorded after the injection: the first alert, the watch's traffic
     move, the automatic rollback."""
-    from quality_gates.watch import _remedy_store as remedies
+    from quality_gates.remediation import _remedy_store as remedies
 
     obs.alert_firing = _first_alert(conn, env, obs.injected, obs.firing_before)
     moves = [

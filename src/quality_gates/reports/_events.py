@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 from quality_gates import incidents
 from quality_gates.alerts._store import alert_events
 from quality_gates.notify._channels import iso
+from quality_gates.remediation import _remedy_store
 from quality_gates.routines import jobs
 from quality_gates.store import gate_runs
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import history
-from quality_gates.watch import _remedy_store
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig

@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 from quality_gates.notify._channels import iso
+from quality_gates.remediation import _remedy_store
 from quality_gates.reports._events import ROW_LIMIT, remediations
 from quality_gates.reports._telemetry import FAIL, NO_DATA, PASS, Scope, totals
 from quality_gates.store.db import Connection
-from quality_gates.watch import _remedy_store
 
 # The runbook's recovery targets (seconds, and a share of requests).
 TARGETS: dict[str, tuple[float, str]] = {

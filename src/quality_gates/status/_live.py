@@ -159,7 +159,7 @@ def failover_state(
     conn: Connection, environment: str, gateway: dict[str, Any], chains: list[list[str]]
 ) -> dict[str, Any]:
     """Chains, forced breakers, automatic failovers in progress and the last traffic moves."""
-    from quality_gates.watch import _remedy_store as remedies
+    from quality_gates.remediation import _remedy_store as remedies
 
     active = remedies.find(
         conn, environment=environment, action="failover", states=remedies.ACTIVE_FAILOVER
@@ -185,7 +185,7 @@ def failover_state(
 
 def recent_remediations(conn: Connection, environment: str, limit: int = 5) -> list[dict[str, Any]]:
     """The environment's last remediations (what the watch plane did or weighed)."""
-    from quality_gates.watch import _remedy_store as remedies
+    from quality_gates.remediation import _remedy_store as remedies
 
     return [
         {

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from quality_gates._jsonlog import log_event
 from quality_gates.notify._outbox import DeliveryReport, deliver
+from quality_gates.remediation._remediator import ActionReport, Remediator
 from quality_gates.routines._schedule import LATE_AFTER
 from quality_gates.routines._scheduler import Claim, RoutineScheduler, store_url_for_children
 from quality_gates.signals._live import LiveTail
@@ -32,7 +33,6 @@ from quality_gates.watch._evaluate import (
     evaluate,
     rule_specs,
 )
-from quality_gates.watch.remediation import ActionReport, Remediator
 
 if TYPE_CHECKING:
     import aiohttp

@@ -348,8 +348,8 @@ def monitor_rollback(
     remediation (row, audit entry, the open incident's timeline). Returns the summary."""
     from quality_gates import incidents
     from quality_gates.registry import Actor, rollback
+    from quality_gates.remediation import _remedy_store as store
     from quality_gates.store import audit
-    from quality_gates.watch import _remedy_store as store
 
     with conn.write():
         incident = incidents.current_incident(conn, environment)
@@ -400,7 +400,7 @@ def monitor_rollback(
 
 def recent_remediations(conn: Connection, environment: str, since: float) -> list[dict[str, Any]]:
     """Remediations of the environment since `since`, oldest first."""
-    from quality_gates.watch import _remedy_store as store
+    from quality_gates.remediation import _remedy_store as store
 
     found = store.find(conn, environment=environment, since=since, limit=50)
     return [

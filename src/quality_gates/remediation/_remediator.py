@@ -33,12 +33,12 @@ from quality_gates.alerts._rules import AlertState
 from quality_gates.alerts._store import load_states
 from quality_gates.errors import QualityGatesError
 from quality_gates.gateway.runtime import AUTO_REMEDIATION_ACTOR
+from quality_gates.remediation import _remedy_store as store
 from quality_gates.store import audit
 from quality_gates.store import settings as runtime_settings
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import list_aliases
 from quality_gates.units import format_duration
-from quality_gates.watch import _remedy_store as store
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig, RemediationPolicy
@@ -628,7 +628,7 @@ class Remediator:
         *,
         rollback_enabled: bool = True,
     ) -> None:
-        from quality_gates.watch._failback import Failback
+        from quality_gates.remediation._failback import Failback
 
         self.config = config
         self.probes = probes

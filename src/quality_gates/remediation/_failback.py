@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from quality_gates import incidents
 from quality_gates.alerts._store import load_states
+from quality_gates.remediation import _remedy_store as store
 from quality_gates.store.db import Connection
 from quality_gates.units import format_duration
-from quality_gates.watch import _remedy_store as store
 
 if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
+    from quality_gates.remediation._remediator import ActionReport
     from quality_gates.signals.probes import AdapterPool
-    from quality_gates.watch.remediation import ActionReport
 
 MIN_ATTEMPTS_FOR_RATE = 10
 WEIGHT_TOLERANCE = 0.01  # percentage points: weights this close are the same weights
@@ -79,7 +79,7 @@ def step(
 ) -> ActionReport | None:
     """Advance one failover's failback by what the probe and the store say now."""
     from quality_gates.gateway.failover import raw_weights
-    from quality_gates.watch.remediation import ACTOR, failing_providers
+    from quality_gates.remediation._remediator import ACTOR, failing_providers
 
     with conn.write():
         remedy = store.get(conn, remedy_id)
@@ -153,7 +153,7 @@ def _hand_over(
     """Someone else set the weights: return the breakers this failover forced open to
     automatic, leave the weights alone, and say exactly that."""
     from quality_gates.gateway._routing import describe_weights
-    from quality_gates.watch.remediation import ACTOR
+    from quality_gates.remediation._remediator import ACTOR
 
     env, provider = remedy.environment, remedy.target
     by = d["superseded_by"]
@@ -189,7 +189,7 @@ def _set_weights(
     incident_id: int | None,
 ) -> None:
     from quality_gates.gateway.runtime import set_traffic
-    from quality_gates.watch.remediation import ACTOR
+    from quality_gates.remediation._remediator import ACTOR
 
     if _same(weights, current):
         return
@@ -210,7 +210,7 @@ def _set_weights(
 
 def _breakers(conn: Connection, env: str, deployments: list[str], state: str | None) -> None:
     from quality_gates.gateway.runtime import force_breaker
-    from quality_gates.watch.remediation import ACTOR
+    from quality_gates.remediation._remediator import ACTOR
 
     for deployment in deployments:
         force_breaker(
@@ -319,8 +319,8 @@ def _event(
     *,
     finished: bool = False,
 ) -> ActionReport:
+    from quality_gates.remediation._remediator import ACTOR, ActionReport
     from quality_gates.store import audit
-    from quality_gates.watch.remediation import ACTOR, ActionReport
 
     store.update(
         conn, remedy.id, state=state, now=now, step=step_label, details=d, finished=finished
