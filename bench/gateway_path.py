@@ -211,7 +211,7 @@ def main() -> None:
                 services: list[Any] = []
                 if otel:
                     config.write_text(config.read_text() + otel_section(bench, args.sample_ratio))
-                    from quality_gates.watch._genai_export import genai_background
+                    from quality_gates.exports._genai_export import genai_background
 
                     services.append(genai_background)
                 settings = AppSettings(

@@ -21,6 +21,7 @@ from tests.watch_setup import Clock, service, watch_config
 
 from quality_gates._jsonlog import configure_logging, log_event
 from quality_gates.config import LogSettings
+from quality_gates.exports import exporters_for
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -82,7 +83,7 @@ async def test_runbook_get_metric_statistics_finds_the_published_metrics(
             }
         },
     )
-    svc = service(sqlite_workspace, config, Clock(now))
+    svc = service(sqlite_workspace, config, Clock(now), exporters=exporters_for)
     try:
         await svc.run_once()
         log_event(
@@ -185,8 +186,8 @@ async def test_opentelemetry_gauges_and_cycle_spans(sqlite_workspace: Workspace)
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from quality_gates.config import OpenTelemetrySettings
-    from quality_gates.watch._genai import provider_names
-    from quality_gates.watch._otel import OtelExporter
+    from quality_gates.exports._genai import provider_names
+    from quality_gates.exports._otel import OtelExporter
 
     now = time.time()
     put_traffic(sqlite_workspace.conn, ts=now - 10, error_rate=0.1, latency_ms=500.0)
@@ -198,8 +199,7 @@ async def test_opentelemetry_gauges_and_cycle_spans(sqlite_workspace: Workspace)
         span_exporter=spans,
         provider_names=provider_names(config),
     )
-    svc = service(sqlite_workspace, config, Clock(now))
-    svc._exporters, svc._exporters_started = [exporter], True
+    svc = service(sqlite_workspace, config, Clock(now), exporters=lambda _config: [exporter])
     try:
         await svc.run_once()
         data = reader.get_metrics_data()
@@ -267,7 +267,7 @@ async def test_opentelemetry_exports_over_otlp_http_to_a_local_collector(
                 "opentelemetry": {"enabled": True, "endpoint": f"http://127.0.0.1:{port}"}
             },
         )
-        svc = service(sqlite_workspace, config, Clock(now))
+        svc = service(sqlite_workspace, config, Clock(now), exporters=exporters_for)
         try:
             await svc.run_once()
         finally:

@@ -128,7 +128,7 @@ def otel_workspace(root: Path, receiver: Receiver, store_text: bool = False, **o
 async def run_gateway(ws: Any, providers: Any, requests: list[dict[str, Any]]) -> list[int]:
     """Serve the gateway with the GenAI export (as `serve` adds it), send `requests` over
     HTTP, stop it (which flushes the export); returns the statuses."""
-    from quality_gates.watch._genai_export import genai_background
+    from quality_gates.exports._genai_export import genai_background
 
     settings = AppSettings(
         config=load_config(ws.config_path).config,

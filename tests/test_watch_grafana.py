@@ -17,9 +17,9 @@ from tests.conftest import Workspace
 from tests.gateway_support import chat_body, fakes, gateway_workspace, post_chat, serve
 
 from quality_gates.config import load_config
+from quality_gates.exports._grafana import dashboard, queries
 from quality_gates.gateway import AppSettings, create_app
 from quality_gates.store import StoreURL
-from quality_gates.watch._grafana import dashboard, queries
 from quality_gates.watch.embedded import watch_background
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ import yaml
 from tests.conftest import Workspace
 
 from quality_gates.config import load_config
+from quality_gates.exports._prometheus import prometheus_rules
 from quality_gates.units import parse_duration
-from quality_gates.watch._prometheus import prometheus_rules
 
 
 def tool(name: str, package: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from tests.conftest import Workspace
 
 from quality_gates.config import QualityGatesConfig, load_config
-from quality_gates.watch._service import WatchService
+from quality_gates.watch._service import ExporterFactory, WatchService
 
 PD_KEY_VARIABLE = "QG_TEST_PAGERDUTY_KEY"
 PD_KEY = "R0UT1NGKEY0000000000000000000000"
@@ -55,6 +55,11 @@ class Clock:
         return self.now
 
 
-def service(ws: Workspace, config: QualityGatesConfig, clock: Clock) -> WatchService:
-    """A WatchService on the workspace's store with a fake clock."""
-    return WatchService(ws.database, config, clock=clock, interval=1.0)
+def service(
+    ws: Workspace,
+    config: QualityGatesConfig,
+    clock: Clock,
+    exporters: ExporterFactory | None = None,
+) -> WatchService:
+    """A WatchService on the workspace's store with a fake clock (and the exporters given)."""
+    return WatchService(ws.database, config, clock=clock, interval=1.0, exporters=exporters)

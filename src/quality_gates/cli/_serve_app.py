@@ -32,12 +32,19 @@ def build(
 
     services: list[Any] = [sampling_background]
     if settings.config.observability.opentelemetry.enabled:
-        from quality_gates.watch._genai_export import genai_background
+        from quality_gates.exports._genai_export import genai_background
 
         services.append(genai_background)
     if watch:
+        from quality_gates.exports import exporters_for
+
         services.append(
-            functools.partial(watch_background, config_dir=config_dir, config_path=config_path)
+            functools.partial(
+                watch_background,
+                config_dir=config_dir,
+                config_path=config_path,
+                exporters=exporters_for,
+            )
         )
     return create_app(settings, services=services, server_process=server_process)
 

@@ -40,7 +40,7 @@ def export(fmt: str, output: Path | None, title: str) -> None:
     import json
 
     from quality_gates.cli._output import info
-    from quality_gates.watch._grafana import dashboard
+    from quality_gates.exports._grafana import dashboard
 
     model = dashboard(title)
     text = json.dumps(model, indent=2) + "\n"

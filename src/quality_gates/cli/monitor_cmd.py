@@ -172,6 +172,7 @@ class MonitorRun:
         import sys
         import time
 
+        from quality_gates.exports import exporters_for
         from quality_gates.watch._service import WatchService
 
         self.started = time.time()
@@ -181,6 +182,7 @@ class MonitorRun:
             interval=every,
             config_dir=self.state.config_file()[0].parent,
             auto_rollback=self.o["auto_rollback"],
+            exporters=exporters_for,
         )
         live = None
         if not as_json and sys.stdout.isatty():

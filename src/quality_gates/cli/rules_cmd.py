@@ -134,7 +134,7 @@ def export(
     if tests_output is not None and (fmt != "prometheus" or output is None):
         raise UsageError("--tests needs --format prometheus and --output (the tests name it)")
     if fmt == "alertmanager":
-        from quality_gates.watch import _alertmanager
+        from quality_gates.exports import _alertmanager
 
         manager = _alertmanager.alertmanager_config(config, secrets_dir)
         _write(output, _alertmanager.render(manager))
@@ -149,7 +149,7 @@ def export(
                 )
             )
         return
-    from quality_gates.watch._prometheus import prometheus_rules, render
+    from quality_gates.exports._prometheus import prometheus_rules, render
 
     exported = prometheus_rules(config, scrape_interval)
     _write(output, render(exported))
@@ -163,8 +163,8 @@ def export(
     if tests_output is not None:
         import os
 
-        from quality_gates.watch._prometheus import dump_yaml
-        from quality_gates.watch._promtool import unit_tests
+        from quality_gates.exports._prometheus import dump_yaml
+        from quality_gates.exports._promtool import unit_tests
 
         relative = os.path.relpath(output.resolve(), tests_output.resolve().parent)
         data, untested = unit_tests(config, exported, relative)

@@ -48,6 +48,7 @@ def watch(
     from quality_gates._jsonlog import configure_logging
     from quality_gates.cli._output import emit_json
     from quality_gates.errors import UsageError
+    from quality_gates.exports import exporters_for
     from quality_gates.units import bounded_duration, parse_duration
     from quality_gates.watch._service import CycleReport, WatchService
 
@@ -70,6 +71,7 @@ def watch(
         on_cycle=reports.append,
         config_dir=state.config_file()[0].parent,
         config_path=state.config_file()[0].resolve(),
+        exporters=exporters_for,
     )
 
     async def main() -> None:
@@ -134,6 +136,7 @@ def watch(
                 on_cycle=reports.append,
                 config_dir=path.parent,
                 config_path=path,
+                exporters=exporters_for,
             )
 
     asyncio.run(main())

@@ -99,6 +99,7 @@ async def drill_stack(
     config_dir: Path,
 ) -> AsyncIterator[Stack]:
     """Simulators, then the gateway with its embedded watch; always stopped on exit."""
+    from quality_gates.exports import exporters_for
     from quality_gates.gateway import AppSettings, create_app
     from quality_gates.simulator import run_simulators, spec_from_provider
     from quality_gates.watch.embedded import sampling_background, watch_background
@@ -116,7 +117,7 @@ async def drill_stack(
             watches: list[EmbeddedWatch] = []
 
             def watch(state: Any) -> EmbeddedWatch:
-                started = watch_background(state, config_dir=config_dir)
+                started = watch_background(state, config_dir=config_dir, exporters=exporters_for)
                 watches.append(started)
                 return started
 

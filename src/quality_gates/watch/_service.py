@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from quality_gates._jsonlog import log_event
 from quality_gates.notify._outbox import DeliveryReport, deliver
@@ -49,6 +49,23 @@ MAX_DELIVERY_ROUNDS = 10
 STORE_RETRY_S = 1.0
 
 
+class Exporter(Protocol):
+    """A publisher the loop calls each cycle. The watch never imports one: whoever builds the
+    service passes `exporters` (the CLI passes `quality_gates.exports.exporters_for`)."""
+
+    async def maybe_export(self, service: Any, now: float) -> None:
+        """Publish if the interval has passed."""
+
+    def on_cycle(self, report: Any) -> None:
+        """Called after every evaluation cycle."""
+
+    async def close(self) -> None:
+        """Flush and release."""
+
+
+ExporterFactory = Callable[["QualityGatesConfig"], Sequence[Exporter]]
+
+
 @dataclass
 class CycleReport:
     """One pass of the loop."""
@@ -70,7 +87,8 @@ class WatchService:
     bounded pass (tests, `watch --once`). The leader also remediates after each evaluation
     (`remediation`; `auto_rollback=False` leaves rollbacks out), starts the routine checks
     that are due (given `config_path`, the file their runs read) and, in `run`, sends the
-    golden probes (`config_dir` resolves a relative probe dataset).
+    golden probes (`config_dir` resolves a relative probe dataset). `exporters` builds the
+    publishers (CloudWatch, OpenTelemetry) from the config on the first cycle.
     """
 
     def __init__(
@@ -85,6 +103,7 @@ class WatchService:
         config_dir: Path | None = None,
         auto_rollback: bool = True,
         config_path: Path | None = None,
+        exporters: ExporterFactory | None = None,
     ) -> None:
         self.database = database
         self.config = config
@@ -100,7 +119,8 @@ class WatchService:
         self._conn: Connection | None = None
         self._paused_at: float | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._exporters: list[Any] = []
+        self._exporter_factory = exporters
+        self._exporters: list[Exporter] = []
         self._exporters_started = False
         self.pool = AdapterPool(config)
         self.probes = GoldenProbes(config, self.pool, config_dir=config_dir)
@@ -134,9 +154,8 @@ class WatchService:
         # Only the evaluating loop publishes; a command that just sends what it enqueued
         # (`deliver_now`) opens no CloudWatch or OpenTelemetry clients.
         if not self._exporters_started:
-            from quality_gates.watch._exports import exporters_for
-
-            self._exporters = exporters_for(self.config)
+            if self._exporter_factory is not None:
+                self._exporters = list(self._exporter_factory(self.config))
             self._exporters_started = True
 
     async def run_once(self) -> CycleReport:

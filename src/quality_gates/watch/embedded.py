@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from quality_gates.config import QualityGatesConfig
     from quality_gates.signals.sampling import LiveSampler
     from quality_gates.store.db import Database
-    from quality_gates.watch._service import WatchService
+    from quality_gates.watch._service import ExporterFactory, WatchService
 
 
 class EmbeddedWatch:
@@ -34,12 +34,14 @@ class EmbeddedWatch:
         config_dir: Path | None = None,
         config_path: Path | None = None,
         registry: Any = None,
+        exporters: ExporterFactory | None = None,
     ) -> None:
         self.database = database
         self.config = config
         self.config_dir = config_dir
         self.config_path = config_path
         self.registry = registry
+        self.exporters = exporters
         self.collector: Any = None
         self.service: WatchService | None = None
         self._stop = asyncio.Event()
@@ -58,7 +60,11 @@ class EmbeddedWatch:
             self.registry.register(self.collector)
 
         self.service = WatchService(
-            self.database, self.config, config_dir=self.config_dir, config_path=self.config_path
+            self.database,
+            self.config,
+            config_dir=self.config_dir,
+            config_path=self.config_path,
+            exporters=self.exporters,
         )
         self._task = asyncio.get_running_loop().create_task(
             self.service.run(self._stop), name="qg-watch"
@@ -111,17 +117,22 @@ class EmbeddedSampler:
 
 
 def watch_background(
-    state: Any, config_dir: Path | None = None, config_path: Path | None = None
+    state: Any,
+    config_dir: Path | None = None,
+    config_path: Path | None = None,
+    exporters: ExporterFactory | None = None,
 ) -> EmbeddedWatch:
     """A background service for the gateway app (`create_app(services=[watch_background])`);
-    with `config_path` the evaluator also runs the routine checks. It restarts on the new
-    config when the gateway reloads the file."""
+    with `config_path` the evaluator also runs the routine checks, with `exporters` (say
+    `quality_gates.exports.exporters_for`) it publishes to CloudWatch and OpenTelemetry. It
+    restarts on the new config when the gateway reloads the file."""
     watch = EmbeddedWatch(
         state.database,
         state.settings.config,
         config_dir=config_dir,
         config_path=config_path,
         registry=state.services.metrics.registry,
+        exporters=exporters,
     )
     listeners = getattr(state, "config_listeners", None)
     if listeners is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from quality_gates.watch._exports import KEY_METRICS, IntervalExporter, Point
+from quality_gates.exports._exporters import KEY_METRICS, IntervalExporter, Point
 
 if TYPE_CHECKING:
     from quality_gates.config import OpenTelemetrySettings

@@ -13,7 +13,7 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from quality_gates.watch._exports import KEY_METRICS, IntervalExporter, Point
+from quality_gates.exports._exporters import KEY_METRICS, IntervalExporter, Point
 
 if TYPE_CHECKING:
     from quality_gates.config import CloudWatchSettings

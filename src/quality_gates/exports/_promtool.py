@@ -18,9 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from quality_gates.gateway._series import LATENCY_BUCKETS
-from quality_gates.watch._evaluate import SLO_MIN_REQUESTS, rule_specs
-from quality_gates.watch._prometheus import (
+from quality_gates.exports._prometheus import (
     ATTEMPTS,
     CACHE,
     COST,
@@ -33,6 +31,8 @@ from quality_gates.watch._prometheus import (
     summary,
     valid_window,
 )
+from quality_gates.gateway._series import LATENCY_BUCKETS
+from quality_gates.watch._evaluate import SLO_MIN_REQUESTS, rule_specs
 
 if TYPE_CHECKING:
     from quality_gates.alerts._rules import RuleSpec

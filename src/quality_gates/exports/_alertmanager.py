@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from quality_gates.config._base import env_variables_in
-from quality_gates.watch._prometheus import dump_yaml, duration
+from quality_gates.exports._prometheus import dump_yaml, duration
 
 if TYPE_CHECKING:
     from quality_gates.config import Channel, QualityGatesConfig

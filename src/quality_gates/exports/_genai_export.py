@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from quality_gates.watch._genai import (
+from quality_gates.exports._genai import (
     MAX_QUEUE,
     OPERATION,
     SCOPE,

@@ -10,7 +10,7 @@ import abc
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from quality_gates._jsonlog import log_event
 from quality_gates.signals._metrics import MetricEngine
@@ -63,16 +63,6 @@ def snapshot(conn: Connection, now: float, window: float, *, per_provider: bool)
     return points
 
 
-class Exporter(Protocol):
-    """Something the watch loop calls each cycle."""
-
-    async def maybe_export(self, service: Any, now: float) -> None:
-        """Publish if the interval has passed."""
-
-    async def close(self) -> None:
-        """Flush and release."""
-
-
 class IntervalExporter(abc.ABC):
     """Runs `publish` every `interval` seconds with a fresh snapshot; failures are logged
     (category ERROR) and retried at the next interval, never raised into the loop."""
@@ -120,16 +110,17 @@ def _snapshot_call(conn: Connection, now: float, window: float, per_provider: bo
 
 
 def exporters_for(config: QualityGatesConfig) -> list[IntervalExporter]:
-    """The exporters the config turns on."""
+    """The exporters the config turns on: pass it to `WatchService(exporters=...)` (or
+    `watch_background`), since the watch never imports its exporters."""
     found: list[IntervalExporter] = []
     observability = config.observability
     if observability.cloudwatch.enabled:
-        from quality_gates.watch._cloudwatch import CloudWatchExporter
+        from quality_gates.exports._cloudwatch import CloudWatchExporter
 
         found.append(CloudWatchExporter(observability.cloudwatch))
     if observability.opentelemetry.enabled:
-        from quality_gates.watch._genai import provider_names
-        from quality_gates.watch._otel import OtelExporter
+        from quality_gates.exports._genai import provider_names
+        from quality_gates.exports._otel import OtelExporter
 
         found.append(
             OtelExporter(observability.opentelemetry, provider_names=provider_names(config))
