@@ -12,8 +12,8 @@ from tests.telemetry_rows import put_traffic
 from tests.watch_setup import PD_KEY, Clock, service, watch_config
 
 from quality_gates import incidents
+from quality_gates.incidents import current_incident, record_event
 from quality_gates.store import audit
-from quality_gates.watch import current_incident, record_event
 
 T0 = 29_000_000 * 60.0 + 30.0  # half a minute into a whole minute
 
