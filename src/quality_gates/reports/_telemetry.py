@@ -1,8 +1,8 @@
 """Measured figures from telemetry: the runbook's key metrics against the environment's
 thresholds, availability per provider, series over time, the error budget and quota use.
 
-Everything comes from the per-minute roll-ups (`watch._windows`), the sampled quality
-scores and the feedback (`watch._metrics.MetricEngine`); a figure with nothing behind it is
+Everything comes from the per-minute roll-ups (`signals._windows`), the sampled quality
+scores and the feedback (`signals._metrics.MetricEngine`); a figure with nothing behind it is
 None and its verdict `NO DATA`, never a default.
 """
 

@@ -1,7 +1,7 @@
 """Routine job runs (daily health check, weekly pipeline, ...): each run is stored so that
 `status` and the reports can show it and a failed run can raise an alert.
 
-The scheduler (`watch.routines`) writes these rows. A routine run's `details` hold: trigger
+The scheduler (`routines._scheduler`) writes these rows. A routine run's `details` hold: trigger
 (schedule or manual), command, cron, timezone; for a scheduled run slot (epoch), late,
 skipped_slots and timing ("on time" / "late by 3 h"); once finished exit_code, duration (s),
 timed_out, summary (one line) and output (its tail, capped by routines.output_limit).

@@ -1,10 +1,10 @@
 """One evaluation: metrics -> rule states -> inhibitions and silences -> incidents -> outbox.
 
 Everything a cycle changes commits in one transaction, so two evaluators can never half-apply
-a cycle; leadership (see `_leader`) keeps a second one from acting at all.
+a cycle; leadership (see `store._leader`) keeps a second one from acting at all.
 
 Provider health and latency alerts end when the problem ends, with or without client
-traffic: see `_recovery`.
+traffic: see `alerts._recovery`.
 """
 
 from __future__ import annotations

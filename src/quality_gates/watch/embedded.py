@@ -4,7 +4,7 @@
 
 `watch_background` matches the gateway's background-service factory: it reads the app state's
 `database` and `settings.config`, so the watch plane does not import the gateway app.
-`sampling_background` becomes the gateway's answer tap (the live sampler, see `sampling`);
+`sampling_background` becomes the gateway's answer tap (the live sampler, see `signals.sampling`);
 `serve` runs it with or without the evaluator. With several gateway processes each runs
 both: every process samples its own answers, and the store's lease lets one of them
 evaluate, remediate, probe and send.
