@@ -152,7 +152,8 @@ def test_a_resolved_alert_does_not_fire_again_on_the_outage_it_reported(
         value_of(engine.samples(spec.metric, seconds, spec.group_by), provider="bedrock")
         for seconds in (spec.window, spec.recovery_window or 0.0)
     )
-    assert spec.holds(value) and spec.holds(recent)
+    assert spec.holds(value)
+    assert spec.holds(recent)
     # A new outage with traffic fires again once it has min_requests samples of its own.
     put_rollup(ws.conn, ts=T0 + 121, kind="attempt", count=50, errors=50)
     evaluate(ws.conn, config, now=T0 + 140)
