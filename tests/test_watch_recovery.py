@@ -126,6 +126,66 @@ def test_stale_failures_in_the_window_do_not_fire_again_once_the_latest_samples_
     assert [e["to_state"] for e in events] == ["firing", "resolved"]
 
 
+def test_a_resolved_alert_does_not_fire_again_on_the_outage_it_reported(
+    workspace: Workspace,
+) -> None:
+    # The multi-provider drill's flap: traffic left the provider, it recovered and its alert
+    # resolved; one probe then timed out while the outage's failures were still in the
+    # window, and a second incident opened for the same outage.
+    ws = workspace
+    config = provider_config(ws, keep_firing_for="0s")
+    put_rollup(ws.conn, ts=T0 + 1, kind="attempt", count=100, errors=100)
+    evaluate(ws.conn, config, now=T0 + 59)
+    assert state_of(ws) == FIRING
+    put_probes(ws.conn, ts=T0 + 61, count=6, failed=0)  # traffic gone, the probes pass
+    evaluate(ws.conn, config, now=T0 + 90)
+    assert state_of(ws) == RESOLVED
+    put_probes(ws.conn, ts=T0 + 61, count=8, failed=1)  # one probe times out
+    for now in (T0 + 100, T0 + 105):
+        evaluate(ws.conn, config, now=now)
+        assert state_of(ws) == RESOLVED
+    # Without the resolution's bound the same samples fire it: the window still holds the
+    # outage and its latest samples break the threshold.
+    engine = MetricEngine(ws.conn, T0 + 105)
+    spec = next(s for s in rule_specs(config) if s.name == RULE)
+    (value, _n), (recent, _r) = (
+        value_of(engine.samples(spec.metric, seconds, spec.group_by), provider="bedrock")
+        for seconds in (spec.window, spec.recovery_window or 0.0)
+    )
+    assert spec.holds(value)
+    assert spec.holds(recent)
+    # A new outage with traffic fires again once it has min_requests samples of its own.
+    put_rollup(ws.conn, ts=T0 + 121, kind="attempt", count=50, errors=50)
+    evaluate(ws.conn, config, now=T0 + 140)
+    assert state_of(ws) == FIRING
+    events = ws.conn.execute("SELECT to_state FROM alert_events WHERE rule = :r", {"r": RULE})
+    assert [e["to_state"] for e in events] == ["firing", "resolved", "firing"]
+
+
+def test_a_pending_alert_that_came_back_from_resolved_keeps_its_bound(
+    workspace: Workspace,
+) -> None:
+    ws = workspace
+    config = provider_config(ws, keep_firing_for="0s", **{"for": "30s"})
+    put_rollup(ws.conn, ts=T0 + 1, kind="attempt", count=100, errors=100)
+    evaluate(ws.conn, config, now=T0 + 20)
+    evaluate(ws.conn, config, now=T0 + 55)
+    assert state_of(ws) == FIRING
+    put_rollup(ws.conn, ts=T0 + 61, kind="attempt", count=60, errors=0)
+    evaluate(ws.conn, config, now=T0 + 90)
+    assert state_of(ws) == RESOLVED
+    # A short burst of fresh failures: pending, then it passes again before `for`.
+    put_rollup(ws.conn, ts=T0 + 61, kind="attempt", count=100, errors=40)
+    evaluate(ws.conn, config, now=T0 + 100)
+    assert state_of(ws) == "pending"
+    put_rollup(ws.conn, ts=T0 + 121, kind="attempt", count=600, errors=0)
+    evaluate(ws.conn, config, now=T0 + 140)
+    # Back to the resolved record, so the outage before it still cannot count.
+    assert state_of(ws) == RESOLVED
+    (row,) = ws.conn.execute("SELECT resolved_at FROM alert_states WHERE rule = :r", {"r": RULE})
+    assert row["resolved_at"] == pytest.approx(T0 + 90)
+
+
 def test_an_idle_provider_is_not_paged_on_a_failed_probe(workspace: Workspace) -> None:
     ws, config = workspace, provider_config(workspace)
     put_probes(ws.conn, ts=T0 + 1, provider="meta", count=12, failed=1)

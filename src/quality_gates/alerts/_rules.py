@@ -232,6 +232,9 @@ def step(
             summary=summary,
             last_true_at=now,
             incident_id=None,
+            # A resolved alert that holds again keeps when it resolved: until a window has
+            # passed, the evaluation judges it on the samples taken since (see `_evaluate`).
+            resolved_at=previous.resolved_at if previous is not None else None,
         )
         if spec.for_ <= 0:
             first.state, first.fired_at = FIRING, now
@@ -242,6 +245,10 @@ def step(
         state.last_true_at = now
     if state.state == PENDING:
         if not holds:
+            if state.resolved_at is not None:
+                # Back to the resolved record it came from, which still bounds its samples.
+                kept = replace(state, state=RESOLVED)
+                return kept, Transition(state, PENDING, INACTIVE)
             return None, Transition(state, PENDING, INACTIVE)
         if now - state.active_since >= spec.for_:
             state.state, state.fired_at = FIRING, now

@@ -31,7 +31,7 @@ MAX_BREAKER_OPEN_FOR = 2.0
 CACHE_TTL = 2.0
 MAX_HEALTHY_FOR = 1.5
 FAILBACK_PROBE = 0.5
-MAX_STEP_INTERVAL = 1.0
+MAX_STEP_INTERVAL = 0.5
 PROBE_INTERVAL = 0.5
 DRILL_MARK = "[drill]"
 # The drill's load misses the cache on purpose, is cost-free and starts from nothing: rules

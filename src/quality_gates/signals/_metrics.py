@@ -425,6 +425,8 @@ _SIMPLE: dict[str, tuple[str, Callable[[Aggregate, float], tuple[float | None, f
     "rate_limited_rate": ("attempt", _class_rate("rate_limited"), False),
     "server_error_rate": ("attempt", _class_rate("server_error", "overloaded"), False),
 }
+# Metrics computed from one window's counters alone, meaningful over any window length.
+SIMPLE_METRICS = frozenset(_SIMPLE)
 
 
 QUALITY_DROP_ALPHA = 0.05

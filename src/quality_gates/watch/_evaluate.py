@@ -5,10 +5,18 @@ a cycle; leadership (see `store._leader`) keeps a second one from acting at all.
 
 Provider health and latency alerts end when the problem ends, with or without client
 traffic: see `alerts._recovery`.
+
+An alert that resolved does not fire again on the samples it already judged. Until one
+window has passed since it resolved, a rule on a plain window metric (error and
+availability rates, latency quantiles, cache and output rates) judges that alert on the
+samples taken since it resolved, with the rule's `min_requests` counted over them: the
+outage an incident already reported, still inside the window, cannot open a second one
+when a single probe times out afterwards (Alertmanager's and PagerDuty's "flapping").
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -43,7 +51,7 @@ from quality_gates.alerts._store import (
 from quality_gates.incidents._incident_flow import check_timers, sync_alerts
 from quality_gates.routines._scheduler import ROUTINE_METRIC, routine_sample, routine_specs
 from quality_gates.signals._live import LiveTail
-from quality_gates.signals._metrics import MetricEngine, Quota, Sample
+from quality_gates.signals._metrics import SIMPLE_METRICS, MetricEngine, Quota, Sample
 from quality_gates.signals._windows import group
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import set_meta
@@ -171,6 +179,30 @@ def burn_samples(engine: MetricEngine, spec: RuleSpec) -> list[Sample]:
     return out
 
 
+def recently_resolved(conn: Connection, now: float) -> dict[str, float]:
+    """When each alert that is resolved, or pending again after resolving, last resolved."""
+    return {
+        key: state.resolved_at
+        for key, state in load_states(conn).items()
+        if state.resolved_at is not None and state.state in (RESOLVED, PENDING)
+    }
+
+
+def since_resolved(
+    engine: MetricEngine, spec: RuleSpec, labels: tuple[tuple[str, str], ...], seconds: float
+) -> float | None:
+    """The rule's metric for one group over the `seconds` since its alert resolved (None
+    under the rule's `min_requests`). Rounded up to a tenth of a second, so that the groups
+    that resolved in one cycle share one window read."""
+    seconds = math.ceil(seconds * 10.0) / 10.0
+    for sample in engine.samples(
+        spec.metric, seconds, spec.group_by, min_requests=spec.min_requests
+    ):
+        if sample.labels == labels:
+            return sample.value
+    return None
+
+
 @dataclass
 class EvaluationReport:
     """What one evaluation found and changed."""
@@ -201,6 +233,7 @@ def evaluate(
     if live is not None:
         live.observe(conn, now)
     engine = MetricEngine(conn, now, quotas=quotas(config), live=live)
+    resolved = recently_resolved(conn, now)
     # rule, labels, value, and (RECOVERING_METRICS) the value of its latest samples
     observed: list[tuple[RuleSpec, dict[str, str], float | None, float | None]] = []
     notes: dict[str, str] = {}  # fingerprint -> a summary better than the rule's own
@@ -226,7 +259,11 @@ def evaluate(
         recent = recent_values(engine, spec) if spec.metric in RECOVERING_METRICS else {}
         for sample in samples:
             labels = {**spec.labels, **dict(sample.labels)}
-            observed.append((spec, labels, sample.value, recent.get(sample.labels)))
+            value = sample.value
+            since = resolved.get(fingerprint(spec.name, labels))
+            if since is not None and spec.metric in SIMPLE_METRICS and now - since < spec.window:
+                value = since_resolved(engine, spec, sample.labels, now - since)
+            observed.append((spec, labels, value, recent.get(sample.labels)))
     report = EvaluationReport(at=now, rules=len(specs), series=len(observed))
     with conn.write():
         states = load_states(conn)
@@ -267,7 +304,8 @@ def evaluate(
             if state.state in (PENDING, FIRING, RESOLVED):
                 save_state(conn, state)
         for transition in report.transitions:
-            if transition.to_state == INACTIVE:
+            # A pending alert that came back from resolved stays a resolved record.
+            if transition.to_state == INACTIVE and transition.alert.fingerprint not in states:
                 delete_state(conn, transition.alert.fingerprint)
         check_timers(conn, config, now)
         prune_resolved(conn, now - RESOLVED_KEPT_FOR)

@@ -251,10 +251,18 @@ class Pii(Scorer):
     def __init__(self, spec: dict[str, Any]) -> None:
         self.entities = tuple(spec.get("entities", DEFAULT_PII_ENTITIES))
         self.min_score = float(spec.get("min_score", DEFAULT_PII_MIN_SCORE))
-        _once("pii", _load_pii)
+        # The first analysis loads the e-mail recognizer's suffix list and compiles the
+        # patterns (~0.6 s): done here, where the scorer is built, not on a first answer.
+        find_pii("warm-up: nobody@example.com", self.entities, self.min_score)
 
     async def score(self, item: DatasetItem, answer: Answer) -> ScoreResult:
-        found = find_pii(answer.text, self.entities, self.min_score) if answer.text else []
+        # Off the event loop: the watch's golden probes share it with the gateway in `serve`,
+        # and an analysis on it stalled every request and probe (a drill's probe timeouts).
+        found = (
+            await asyncio.to_thread(find_pii, answer.text, self.entities, self.min_score)
+            if answer.text
+            else []
+        )
         kinds = sorted({kind for kind, _ in found})
         return ScoreResult(
             self.name, not found, 0.0 if found else 1.0, ",".join(kinds), {"entities": kinds}
