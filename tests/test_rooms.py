@@ -122,3 +122,8 @@ def test_each_room_says_what_it_owns_and_may_import(room: str) -> None:
     modules = sorted(p.stem for p in (PACKAGE / room).glob("*.py") if p.stem != "__init__")
     assert [m for m in modules if f"`{m}" not in doc] == [], f"{init} names each module"
     assert "may import" in doc.lower(), f"{init} says what the room may import"
+
+
+def test_the_architecture_note_lists_every_room() -> None:
+    note = (PACKAGE.parent.parent / "docs" / "architecture.md").read_text()
+    assert [room for room in sorted(ROOMS) if f"\n{room}/ " not in note] == []
