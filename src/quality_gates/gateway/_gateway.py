@@ -357,8 +357,10 @@ class Gateway:
                 raise self.no_deployment_error(request.model, exc) from None
             if earlier:
                 trip.attempts[:0] = earlier
-            if trip.deployment is not None or earlier or not await self._route_retry(
-                trip.error, deadline
+            if (
+                trip.deployment is not None
+                or earlier
+                or not await self._route_retry(trip.error, deadline)
             ):
                 break
             earlier = list(trip.attempts)
