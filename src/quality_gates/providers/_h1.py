@@ -1,16 +1,19 @@
-"""A lean HTTP/1.1 client for whole (non-streaming) answers: keep-alive connections per
-host, responses parsed by httptools.
+"""A lean HTTP/1.1 client for provider calls: keep-alive connections per host, responses
+parsed by httptools, whole answers (`post`) and streamed ones (`stream`).
 
 The gateway spends most of its own time per request in the upstream call; aiohttp's request
 machinery (tracing hooks, cookie jar, payload registry, per-request timers) cost about a third
-of the gateway's Python time per request here (bench/gateway.py). This client does only what
-a provider call needs: one POST with a body, a status, headers and a bounded body back, within
-one deadline. Streams keep going through aiohttp (`HttpChatProvider.stream`).
+of the gateway's Python time per request here (bench/gateway.py), and its stream reader (a
+StreamReader, its buffer and its waiter per chunk) a sixth of the time of a relayed stream
+(bench/gateway_stream.py). This client does only what a provider call needs: one POST with a
+body, a status, headers and a body back (whole and bounded, or piece by piece as it arrives),
+within one deadline.
 
 Errors it raises, which `_http.transport_error` turns into the taxonomy's:
 - `ConnectFailed` (an OSError): the TCP or TLS connection could not be made;
 - `BadResponse`: the reply is not valid HTTP/1.1;
-- `Disconnected` (an OSError): the server closed the connection before the reply ended;
+- `Disconnected` (an OSError): the server closed the connection before the reply ended
+  (for a stream: after the pieces that did arrive were read);
 - `TimeoutError`: the deadline passed.
 
 Deadlines cost no timer per request: the client keeps the deadline of each exchange in
@@ -19,7 +22,12 @@ fires (an asyncio.timeout per request cost about 4% of the gateway's CPU here).
 
 A connection that was reused from the pool and closed by the server before it sent a single
 byte back is retried once on a new connection, as keep-alive clients do (the server closed an
-idle connection while the request was on its way; it did not see the request).
+idle connection while the request was on its way; it did not see the request). A stream is
+retried so only before its headers; afterwards a cut is the caller's to report.
+
+A stream whose reader falls behind (its client reads slowly) stops reading the socket once
+`STREAM_HIGH_WATER` bytes wait, so TCP flow control holds the upstream back; a stream given up
+before its end closes its connection, which is how the upstream learns to stop.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import httptools
 IDLE_SECONDS = 15.0  # an idle connection older than this is closed, not reused
 MAX_IDLE_PER_HOST = 256
 DEFAULT_CONNECT_TIMEOUT = 10.0
+STREAM_HIGH_WATER = 256 * 1024  # bytes of a stream waiting for its reader before we pause
 
 
 class ConnectFailed(OSError):
@@ -68,7 +77,7 @@ class Reply:
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection and the reply it is reading."""
+    """One keep-alive connection and the reply it is reading (whole, or as a stream)."""
 
     def __init__(self, key: tuple[str, str, int]) -> None:
         self.key = key
@@ -76,17 +85,21 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
-        self._reset(None, 0)
+        self._reset(None, 0, streaming=False)
 
-    def _reset(self, waiter: asyncio.Future[None] | None, limit: int) -> None:
-        self._waiter = waiter
+    def _reset(self, waiter: asyncio.Future[None] | None, limit: int, *, streaming: bool) -> None:
+        self._waiter = waiter  # what the reader awaits: the reply, its head or its next piece
+        self.active = waiter is not None  # an exchange is in flight on this connection
+        self.streaming = streaming
         self._limit = limit
         self._headers: dict[str, str] = {}
         self._chunks: list[bytes] = []
-        self._size = 0
+        self._size = 0  # bytes kept (whole) or waiting for the reader (stream)
         self.cut = False  # the body went over the limit; the rest was not kept
         self.received = 0
         self.done = False
+        self.error: BaseException | None = None
+        self.paused = False
         self._headers_done = False
         self._headers_at = 0.0
         self._status = 0
@@ -99,7 +112,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
-        if self._waiter is None:  # bytes while idle: the connection cannot be trusted
+        if not self.active:  # bytes while idle: the connection cannot be trusted
             self.close()
             return
         try:
@@ -112,18 +125,18 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if not self.active or self.done:
+            return
         if (
             exc is None
-            and self._waiter is not None
             and self._headers_done
             and "content-length" not in self._headers
             and "transfer-encoding" not in self._headers
         ):
             self.on_message_complete()  # a body delimited by the end of the connection
             return
-        if self._waiter is not None and not self.done:
-            detail = f": {exc}" if exc else ""
-            self._fail(Disconnected(f"the server closed the connection{detail}"))
+        detail = f": {exc}" if exc else ""
+        self._fail(Disconnected(f"the server closed the connection{detail}"))
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -136,30 +149,40 @@ class _Connection(asyncio.Protocol):
         # Read here: the parser's flags reset once the message completes.
         self._status = self._parser.get_status_code()
         self._keep_alive = self._parser.should_keep_alive()
+        if self.streaming:
+            self._wake()
 
     def on_body(self, body: bytes) -> None:
         if self.cut:
             return
         self._size += len(body)
         self._chunks.append(body)
-        if self._size > self._limit:
+        if self.streaming:
+            if self._size > STREAM_HIGH_WATER and not self.paused and self.transport:
+                self.paused = True  # the reader is behind: let TCP hold the upstream back
+                self.transport.pause_reading()
+            self._wake()
+        elif self._size > self._limit:
             self.cut = True  # enough to know it is too large: stop here, drop the connection
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._wake()
 
     def on_message_complete(self) -> None:
         self.done = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake()
 
     # -- use -----------------------------------------------------------------------------
 
-    def _fail(self, exc: BaseException) -> None:
+    def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self._wake()
         self.close()
 
     def close(self) -> None:
@@ -175,17 +198,51 @@ class _Connection(asyncio.Protocol):
         """Send `request` and wait for the whole reply (the body kept up to `limit` + 1)."""
         assert self.transport is not None
         waiter = asyncio.get_running_loop().create_future()
-        self._reset(waiter, limit)
+        self._reset(waiter, limit, streaming=False)
         self.transport.write(request)
         await waiter
+        if self.error is not None and not (self.done or self.cut):
+            raise self.error
         body = b"".join(self._chunks)
         encoding = self._headers.get("content-encoding", "")
         if encoding and not self.cut:
             body = _decoded(body, encoding)
         if self.cut or not self._keep_alive:
             self.close()
-        self._waiter = None
+        self.active = False
         return Reply(self._status, self._headers, body[: limit + 1], self._headers_at)
+
+    async def open_stream(self, request: bytes) -> None:
+        """Send `request` and wait for the reply's head; the body is read with `piece`."""
+        assert self.transport is not None
+        waiter = asyncio.get_running_loop().create_future()
+        self._reset(waiter, 0, streaming=True)
+        self.transport.write(request)
+        await waiter
+        if self.error is not None and not self._headers_done:
+            raise self.error
+
+    async def piece(self) -> bytes | None:
+        """The body bytes that arrived since the last call (waiting for some), or None at
+        the end of the body; raises the connection's error once the bytes before it are
+        read."""
+        while True:
+            chunks = self._chunks
+            if chunks:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._size = 0
+                if self.paused and not self.closed and self.transport is not None:
+                    self.paused = False
+                    self.transport.resume_reading()
+                return data
+            if self.done:
+                return None
+            if self.error is not None:
+                raise self.error
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            await waiter
 
 
 def _decoded(body: bytes, encoding: str) -> bytes:
@@ -203,6 +260,86 @@ def _decoded(body: bytes, encoding: str) -> bytes:
     if encoding == "identity":
         return body
     raise BadResponse(f"unsupported content-encoding {encoding!r}")
+
+
+class StreamReply:
+    """A reply whose body arrives in pieces: the status and headers (lower-case names) now,
+    the body by `async for` (decoded when the server compressed it). Close it when done:
+    a stream left before its end closes its connection."""
+
+    __slots__ = ("_client", "_conn", "_decoder", "closed", "headers", "headers_at", "status")
+
+    def __init__(self, client: H1Client, conn: _Connection) -> None:
+        self._client = client
+        self._conn = conn
+        self.status = conn._status
+        self.headers = conn._headers
+        self.headers_at = conn._headers_at
+        self.closed = False
+        encoding = self.headers.get("content-encoding", "").strip().lower()
+        self._decoder: Any = None
+        if encoding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._decoder = _DeflateDecoder()
+        elif encoding not in ("", "identity"):
+            conn._fail(BadResponse(f"unsupported content-encoding {encoding!r}"))
+
+    def __aiter__(self) -> StreamReply:
+        return self
+
+    async def __anext__(self) -> bytes:
+        decoder = self._decoder
+        while True:
+            data = await self._conn.piece()
+            if data is None:
+                rest = decoder.flush() if decoder is not None else b""
+                self._decoder = None
+                if rest:
+                    return rest
+                raise StopAsyncIteration
+            if decoder is not None and data:
+                try:
+                    data = decoder.decompress(data)
+                except zlib.error as exc:
+                    self._conn._fail(BadResponse(f"invalid compressed body: {exc}"))
+                    continue
+            if data:
+                return data
+
+    async def read(self, limit: int) -> bytes:
+        """The rest of the body, up to `limit` bytes (an error answer's body)."""
+        kept: list[bytes] = []
+        size = 0
+        async for data in self:
+            kept.append(data)
+            size += len(data)
+            if size >= limit:
+                break
+        return b"".join(kept)[:limit]
+
+    def close(self) -> None:
+        """Give the connection back (body read to its end) or close it (anything else)."""
+        if not self.closed:
+            self.closed = True
+            self._client._end_stream(self._conn)
+
+
+class _DeflateDecoder:
+    """`deflate` as servers send it: zlib-wrapped, or raw as some do (told apart by the
+    first byte, as aiohttp does)."""
+
+    def __init__(self) -> None:
+        self._inner: Any = None
+
+    def decompress(self, data: bytes) -> bytes:
+        if self._inner is None:
+            wrapped = (data[0] & 0x0F) == 8
+            self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        return bytes(self._inner.decompress(data))
+
+    def flush(self) -> bytes:
+        return bytes(self._inner.flush()) if self._inner is not None else b""
 
 
 class _Target:
@@ -249,6 +386,14 @@ class H1Client:
                 self._targets[url] = target
         return target
 
+    def _request(self, target: _Target, headers: dict[str, str], body: bytes) -> bytes:
+        lines = [target.head]
+        for name, value in headers.items():
+            if name.lower() not in SKIPPED_HEADERS:
+                lines.append(f"{name}: {value}\r\n")
+        lines.append(f"content-length: {len(body)}\r\n\r\n")
+        return "".join(lines).encode("latin-1") + body
+
     async def post(
         self, url: str, headers: dict[str, str], body: bytes, *, timeout: float, limit: int
     ) -> Reply:
@@ -257,12 +402,7 @@ class H1Client:
         if self.closed:
             raise RuntimeError("the HTTP client is closed")
         target = self._target(url)
-        lines = [target.head]
-        for name, value in headers.items():
-            if name.lower() not in SKIPPED_HEADERS:
-                lines.append(f"{name}: {value}\r\n")
-        lines.append(f"content-length: {len(body)}\r\n\r\n")
-        request = "".join(lines).encode("latin-1") + body
+        request = self._request(target, headers, body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -284,6 +424,48 @@ class H1Client:
                 self._inflight.pop(conn, None)
             self._release(conn)
             return reply
+
+    async def stream(
+        self, url: str, headers: dict[str, str], body: bytes, *, timeout: float
+    ) -> StreamReply:
+        """POST `body` to `url` and return once the reply's head arrived; its body is read
+        piece by piece from the StreamReply, which the caller closes. The whole exchange,
+        the last byte of the body included, within `timeout` s."""
+        if self.closed:
+            raise RuntimeError("the HTTP client is closed")
+        target = self._target(url)
+        request = self._request(target, headers, body)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            conn = self._reuse(target.key)
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(target.key, deadline - loop.time())
+            self._watch(conn, deadline, loop)
+            try:
+                await conn.open_stream(request)
+            except Disconnected:
+                self._inflight.pop(conn, None)
+                if reused and conn.received == 0 and loop.time() < deadline:
+                    continue  # an idle connection the server had closed; try a new one
+                raise
+            except BaseException:
+                self._inflight.pop(conn, None)
+                conn.close()
+                raise
+            return StreamReply(self, conn)
+
+    def _end_stream(self, conn: _Connection) -> None:
+        """A stream's reader is done with `conn`: back to the pool only when its body was
+        read to the end, whole."""
+        self._inflight.pop(conn, None)
+        whole = conn.done and not conn._chunks and conn.error is None
+        conn.active = False
+        if whole and conn._keep_alive:
+            self._release(conn)
+        else:
+            conn.close()
 
     # -- deadlines: one timer for every exchange in flight ----------------------------------
 
