@@ -222,28 +222,6 @@ class _Connection(asyncio.Protocol):
         if self.error is not None and not self._headers_done:
             raise self.error
 
-    async def piece(self) -> bytes | None:
-        """The body bytes that arrived since the last call (waiting for some), or None at
-        the end of the body; raises the connection's error once the bytes before it are
-        read."""
-        while True:
-            chunks = self._chunks
-            if chunks:
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                self._size = 0
-                if self.paused and not self.closed and self.transport is not None:
-                    self.paused = False
-                    self.transport.resume_reading()
-                return data
-            if self.done:
-                return None
-            if self.error is not None:
-                raise self.error
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiter = waiter
-            await waiter
-
 
 def _decoded(body: bytes, encoding: str) -> bytes:
     encoding = encoding.strip().lower()
@@ -289,23 +267,38 @@ class StreamReply:
         return self
 
     async def __anext__(self) -> bytes:
-        decoder = self._decoder
+        """The body bytes that arrived since the last call (waiting for some); raises the
+        connection's error once the bytes before it are read."""
+        conn = self._conn
         while True:
-            data = await self._conn.piece()
-            if data is None:
-                rest = decoder.flush() if decoder is not None else b""
+            chunks = conn._chunks
+            if chunks:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                conn._size = 0
+                if conn.paused and not conn.closed and conn.transport is not None:
+                    conn.paused = False
+                    conn.transport.resume_reading()
+                if self._decoder is not None and data:
+                    try:
+                        data = self._decoder.decompress(data)
+                    except zlib.error as exc:
+                        conn._fail(BadResponse(f"invalid compressed body: {exc}"))
+                        continue
+                if data:
+                    return data
+            elif conn.done:
+                rest = self._decoder.flush() if self._decoder is not None else b""
                 self._decoder = None
                 if rest:
                     return rest
                 raise StopAsyncIteration
-            if decoder is not None and data:
-                try:
-                    data = decoder.decompress(data)
-                except zlib.error as exc:
-                    self._conn._fail(BadResponse(f"invalid compressed body: {exc}"))
-                    continue
-            if data:
-                return data
+            elif conn.error is not None:
+                raise conn.error
+            else:
+                waiter = asyncio.get_running_loop().create_future()
+                conn._waiter = waiter
+                await waiter
 
     async def read(self, limit: int) -> bytes:
         """The rest of the body, up to `limit` bytes (an error answer's body)."""
