@@ -669,3 +669,61 @@ def test_a_stream_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             server.close()
 
     assert asyncio.run(main()) == b"".join(SSE_EVENTS)
+
+
+@pytest.mark.parametrize(
+    ("after_done", "connections_used"),
+    [(b"0\r\n\r\n", 1), (b"", 3), (b"%x\r\n%s\r\n0\r\n\r\n" % (70_000, b"x" * 70_000), 3)],
+    ids=["end-later", "closed-instead", "more-than-an-end"],
+)
+def test_an_adapters_finished_stream_keeps_its_connection_once_the_body_ends(
+    after_done: bytes, connections_used: int
+) -> None:
+    """OpenAI-compatible servers send `data: [DONE]` and then, in a separate write, the
+    chunked body's last chunk: the adapter has what it needs at [DONE], and the connection
+    goes back to the pool once that last chunk arrives (no new connection, nor TLS
+    handshake, per stream). A server that closes instead, or sends more than an end, costs
+    a new connection and nothing else."""
+    from quality_gates.providers import ChatRequest, Message, OpenAIProvider
+
+    connections = 0
+    done = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await _read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            writer.write(_stream_head("chunked") + b"%x\r\n%s\r\n" % (len(done), done))
+            await writer.drain()
+            await asyncio.sleep(0.05)  # what follows comes well after [DONE]
+            if not after_done:
+                break
+            writer.write(after_done)
+            await writer.drain()
+        writer.close()
+
+    async def main() -> list[str]:
+        server, url = await _serve(handler)
+        provider = OpenAIProvider("p", url.split("/v1")[0])
+        request = ChatRequest(model="m", messages=(Message("user", "hi"),))
+        texts = []
+        try:
+            for _ in range(3):
+                chunks = [c async for c in provider.stream(request)]
+                texts.append("".join(c.text for c in chunks))
+                assert chunks[-1].finish_reason == "stop"
+                await asyncio.sleep(0.1)
+        finally:
+            await provider.close()
+            server.close()
+        return texts
+
+    assert asyncio.run(main()) == ["hi", "hi", "hi"]
+    assert connections == connections_used

@@ -108,7 +108,8 @@ def dumps(payload: Any) -> bytes:
 
 
 class HttpChatProvider(ChatProvider):
-    """A ChatProvider over HTTP with a shared aiohttp session (one per event loop)."""
+    """A ChatProvider over HTTP with the event loop's shared lean client (and aiohttp
+    session, for the model-listing probe)."""
 
     stream_content_type: ClassVar[str] = "text/event-stream"
     keeps_deadline: ClassVar[bool] = True  # the lean client's deadline; prepare() bounded
@@ -240,7 +241,7 @@ class HttpChatProvider(ChatProvider):
         return self._session
 
     def lean(self) -> H1Client:
-        """This loop's lean client for whole answers (it goes with the session)."""
+        """This loop's lean client for answers and streams (it goes with the session)."""
         self.session()
         assert self._h1 is not None
         return self._h1
@@ -378,6 +379,7 @@ class HttpChatProvider(ChatProvider):
                             continue
                         parts.append(item)
                         yield StreamChunk(text=item)
+                    reply.close(finished=True)  # what may follow is the body's end
                 finally:
                     reply.close()  # a stream left before its end closes its connection
         except ProviderError as exc:

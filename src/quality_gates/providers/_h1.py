@@ -27,7 +27,10 @@ retried so only before its headers; afterwards a cut is the caller's to report.
 
 A stream whose reader falls behind (its client reads slowly) stops reading the socket once
 `STREAM_HIGH_WATER` bytes wait, so TCP flow control holds the upstream back; a stream given up
-before its end closes its connection, which is how the upstream learns to stop.
+before its end closes its connection, which is how the upstream learns to stop. A stream
+whose reader has all it needs (its protocol's last event) while the body's own end is still
+on its way (OpenAI-compatible servers write `data: [DONE]` and the chunked terminator
+apart) is drained in the background and its connection reused once that end arrives.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import ssl
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from math import inf
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +51,7 @@ IDLE_SECONDS = 15.0  # an idle connection older than this is closed, not reused
 MAX_IDLE_PER_HOST = 256
 DEFAULT_CONNECT_TIMEOUT = 10.0
 STREAM_HIGH_WATER = 256 * 1024  # bytes of a stream waiting for its reader before we pause
+MAX_DRAIN_BYTES = 64 * 1024  # what may still follow a stream's last event for reuse
 
 
 class ConnectFailed(OSError):
@@ -100,6 +105,7 @@ class _Connection(asyncio.Protocol):
         self.done = False
         self.error: BaseException | None = None
         self.paused = False
+        self._drained: Callable[[bool], None] | None = None  # the body's end will tell
         self._headers_done = False
         self._headers_at = 0.0
         self._status = 0
@@ -156,6 +162,10 @@ class _Connection(asyncio.Protocol):
         if self.cut:
             return
         self._size += len(body)
+        if self._drained is not None:
+            if self._size > MAX_DRAIN_BYTES:
+                self._fail(BadResponse("more than the end of a finished stream"))
+            return
         self._chunks.append(body)
         if self.streaming:
             if self._size > STREAM_HIGH_WATER and not self.paused and self.transport:
@@ -168,6 +178,9 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.done = True
+        drained, self._drained = self._drained, None
+        if drained is not None:
+            drained(True)
         self._wake()
 
     # -- use -----------------------------------------------------------------------------
@@ -184,6 +197,19 @@ class _Connection(asyncio.Protocol):
             self.error = exc
         self._wake()
         self.close()
+        drained, self._drained = self._drained, None
+        if drained is not None:
+            drained(False)
+
+    def drain(self, drained: Callable[[bool], None]) -> None:
+        """Read what is left of the body without keeping it; `drained` learns whether the
+        body ended cleanly (the connection may be reused) or not."""
+        self._chunks.clear()
+        self._size = 0
+        self._drained = drained
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
 
     def close(self) -> None:
         self.closed = True
@@ -311,11 +337,13 @@ class StreamReply:
                 break
         return b"".join(kept)[:limit]
 
-    def close(self) -> None:
-        """Give the connection back (body read to its end) or close it (anything else)."""
+    def close(self, *, finished: bool = False) -> None:
+        """Give the connection back (body read to its end, or `finished`: the reader has
+        all it needs and the rest is drained in the background) or close it (a stream left
+        before its end)."""
         if not self.closed:
             self.closed = True
-            self._client._end_stream(self._conn)
+            self._client._end_stream(self._conn, finished)
 
 
 class _DeflateDecoder:
@@ -449,13 +477,20 @@ class H1Client:
                 raise
             return StreamReply(self, conn)
 
-    def _end_stream(self, conn: _Connection) -> None:
-        """A stream's reader is done with `conn`: back to the pool only when its body was
-        read to the end, whole."""
-        self._inflight.pop(conn, None)
+    def _end_stream(self, conn: _Connection, finished: bool) -> None:
+        """A stream's reader is done with `conn`: back to the pool when its body was read
+        to the end, whole, or (`finished`) once the rest of it has been drained, within the
+        stream's deadline."""
         whole = conn.done and not conn._chunks and conn.error is None
+        if not whole and finished and conn.error is None and not conn.closed:
+            conn.drain(lambda ok: self._drained(conn, ok))
+            return
+        self._drained(conn, whole)
+
+    def _drained(self, conn: _Connection, ok: bool) -> None:
+        self._inflight.pop(conn, None)
         conn.active = False
-        if whole and conn._keep_alive:
+        if ok and conn._keep_alive:
             self._release(conn)
         else:
             conn.close()
