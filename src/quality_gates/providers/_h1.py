@@ -40,9 +40,9 @@ import ssl
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from math import inf
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httptools
@@ -52,6 +52,8 @@ MAX_IDLE_PER_HOST = 256
 DEFAULT_CONNECT_TIMEOUT = 10.0
 STREAM_HIGH_WATER = 256 * 1024  # bytes of a stream waiting for its reader before we pause
 MAX_DRAIN_BYTES = 64 * 1024  # what may still follow a stream's last event for reuse
+
+_T = TypeVar("_T")
 
 
 class ConnectFailed(OSError):
@@ -239,7 +241,7 @@ class _Connection(asyncio.Protocol):
         return Reply(self._status, self._headers, body[: limit + 1], self._headers_at)
 
     async def open_stream(self, request: bytes) -> None:
-        """Send `request` and wait for the reply's head; the body is read with `piece`."""
+        """Send `request` and wait for the reply's head (the body is read by StreamReply)."""
         assert self.transport is not None
         waiter = asyncio.get_running_loop().create_future()
         self._reset(waiter, 0, streaming=True)
@@ -407,23 +409,25 @@ class H1Client:
                 self._targets[url] = target
         return target
 
-    def _request(self, target: _Target, headers: dict[str, str], body: bytes) -> bytes:
+    async def _send(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        timeout: float,
+        start: Callable[[_Connection, bytes], Awaitable[_T]],
+    ) -> tuple[_Connection, _T]:
+        """`start(connection, request)` on a pooled or new connection, within `timeout` s,
+        the connection watched for its deadline (the caller stops watching it)."""
+        if self.closed:
+            raise RuntimeError("the HTTP client is closed")
+        target = self._target(url)
         lines = [target.head]
         for name, value in headers.items():
             if name.lower() not in SKIPPED_HEADERS:
                 lines.append(f"{name}: {value}\r\n")
         lines.append(f"content-length: {len(body)}\r\n\r\n")
-        return "".join(lines).encode("latin-1") + body
-
-    async def post(
-        self, url: str, headers: dict[str, str], body: bytes, *, timeout: float, limit: int
-    ) -> Reply:
-        """POST `body` to `url`; the whole exchange (connect included) within `timeout` s.
-        The reply body is kept up to `limit` + 1 bytes (more means the answer is too large)."""
-        if self.closed:
-            raise RuntimeError("the HTTP client is closed")
-        target = self._target(url)
-        request = self._request(target, headers, body)
+        request = "".join(lines).encode("latin-1") + body
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -433,18 +437,28 @@ class H1Client:
                 conn = await self._connect(target.key, deadline - loop.time())
             self._watch(conn, deadline, loop)
             try:
-                reply = await conn.exchange(request, limit)
+                return conn, await start(conn, request)
             except Disconnected:
+                self._inflight.pop(conn, None)
                 if reused and conn.received == 0 and loop.time() < deadline:
                     continue  # an idle connection the server had closed; try a new one
                 raise
             except BaseException:
+                self._inflight.pop(conn, None)
                 conn.close()  # cancelled, failed or overdue mid-reply: never reused
                 raise
-            finally:
-                self._inflight.pop(conn, None)
-            self._release(conn)
-            return reply
+
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, *, timeout: float, limit: int
+    ) -> Reply:
+        """POST `body` to `url`; the whole exchange (connect included) within `timeout` s.
+        The reply body is kept up to `limit` + 1 bytes (more means the answer is too large)."""
+        conn, reply = await self._send(
+            url, headers, body, timeout, lambda conn, request: conn.exchange(request, limit)
+        )
+        self._inflight.pop(conn, None)
+        self._release(conn)
+        return reply
 
     async def stream(
         self, url: str, headers: dict[str, str], body: bytes, *, timeout: float
@@ -452,30 +466,8 @@ class H1Client:
         """POST `body` to `url` and return once the reply's head arrived; its body is read
         piece by piece from the StreamReply, which the caller closes. The whole exchange,
         the last byte of the body included, within `timeout` s."""
-        if self.closed:
-            raise RuntimeError("the HTTP client is closed")
-        target = self._target(url)
-        request = self._request(target, headers, body)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            conn = self._reuse(target.key)
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect(target.key, deadline - loop.time())
-            self._watch(conn, deadline, loop)
-            try:
-                await conn.open_stream(request)
-            except Disconnected:
-                self._inflight.pop(conn, None)
-                if reused and conn.received == 0 and loop.time() < deadline:
-                    continue  # an idle connection the server had closed; try a new one
-                raise
-            except BaseException:
-                self._inflight.pop(conn, None)
-                conn.close()
-                raise
-            return StreamReply(self, conn)
+        conn, _ = await self._send(url, headers, body, timeout, _Connection.open_stream)
+        return StreamReply(self, conn)
 
     def _end_stream(self, conn: _Connection, finished: bool) -> None:
         """A stream's reader is done with `conn`: back to the pool when its body was read
