@@ -192,11 +192,11 @@ def summary(streams: list[Stream]) -> dict[str, float]:
     }
 
 
-def cpu_seconds(procs: list[Any], children: bool = True) -> float:
-    """User + system CPU of processes (and all their children), now."""
+def cpu_seconds(procs: list[Any], children: bool = True) -> tuple[float, float]:
+    """User and system CPU of processes (and all their children), now."""
     import psutil
 
-    total = 0.0
+    user = system = 0.0
     for proc in procs:
         try:
             family = [proc, *proc.children(recursive=True)] if children else [proc]
@@ -207,8 +207,9 @@ def cpu_seconds(procs: list[Any], children: bool = True) -> float:
                 times = p.cpu_times()
             except psutil.NoSuchProcess:
                 continue
-            total += times.user + times.system
-    return total
+            user += times.user
+            system += times.system
+    return user, system
 
 
 @dataclass
@@ -285,20 +286,25 @@ def main() -> None:
             for name, path in paths.items():
                 for load in loads:
                     before = cpu_seconds(path.procs)
-                    before_own = cpu_seconds(path.procs, children=False)
+                    before_own = sum(cpu_seconds(path.procs, children=False))
                     if load == "steady":
                         got, relayed = asyncio.run(
                             steady(path.url, args.streams, path.headers, args.seconds, stream_s)
                         )
                     else:
                         got = asyncio.run(burst(path.url, args.streams, path.headers))
-                    spent = cpu_seconds(path.procs) - before
-                    own = cpu_seconds(path.procs, children=False) - before_own
+                    after = cpu_seconds(path.procs)
+                    user, system = after[0] - before[0], after[1] - before[1]
+                    spent = user + system
+                    own = sum(cpu_seconds(path.procs, children=False)) - before_own
                     figures.setdefault((name, load), []).append(summary(got))
                     if load == "steady" and path.procs:
                         per_cpu.setdefault(name, []).append(relayed / max(spent, 1e-9))
                         per_cpu.setdefault(name + " (main process)", []).append(
                             relayed / max(own, 1e-9)
+                        )
+                        per_cpu.setdefault(name + " (kernel share)", []).append(
+                            system / max(spent, 1e-9)
                         )
                 print(
                     f"round {n + 1} {name}: steady ttft p99 "
@@ -375,6 +381,16 @@ def report(
         verdicts.append(
             f"the gateway's main process alone: {own:,.0f} chunks per CPU second (the figure "
             "above adds its telemetry writer and live-answer scoring processes)"
+        )
+    shares = [
+        f"{name} {statistics.median(per_cpu[name + ' (kernel share)']):.0%}"
+        for name in names
+        if name + " (kernel share)" in per_cpu
+    ]
+    if shares:
+        verdicts.append(
+            "share of the proxy's CPU spent in the kernel (system time: sockets, loopback "
+            "TCP, epoll): " + ", ".join(shares)
         )
     body = (
         "\n".join(lines)

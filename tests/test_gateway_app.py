@@ -246,13 +246,31 @@ async def test_errors_are_never_cached(tmp_path: Path) -> None:
     ws = gateway_workspace(tmp_path / "ws")
     providers = fakes()
     for p in providers.values():
-        p.then(*[ServerError("down", provider=p.name)] * 2)
+        p.then(*[ServerError("down", provider=p.name)] * 4)  # both passes of the route
     async with running_gateway(ws, providers) as (url, _), aiohttp.ClientSession() as s:
         status, _, _ = await post_chat(s, url, chat_body(text="q"))
         assert status == 502
         status, headers, _ = await post_chat(s, url, chat_body(text="q"))
     assert status == 200
     assert headers["x-qg-cache"] == "record"
+
+
+async def test_a_route_whose_every_deployment_failed_is_tried_once_more(tmp_path: Path) -> None:
+    # A blip on every provider at once: the route is tried again after route_retry_after
+    # (within the deadline and the retry budget) instead of failing the request.
+    ws = gateway_workspace(tmp_path / "ws")
+    providers = fakes()
+    for p in providers.values():
+        p.then(*[ServerError("blip", provider=p.name)] * 2)
+    async with running_gateway(ws, providers) as (url, _), aiohttp.ClientSession() as s:
+        started = time.monotonic()
+        status, _, body = await post_chat(s, url, chat_body(text="blip"))
+        waited = time.monotonic() - started
+        metrics = await (await s.get(f"{url}/metrics")).text()
+    assert status == 200, body
+    assert waited >= 0.5  # jittered between half of route_retry_after (1 s) and all of it
+    assert sum(len(p.calls) for p in providers.values()) == 7  # 3 x 2 failed, then 1 answer
+    assert 'qg_gateway_retries_total{environment="production",provider="(route)"} 1.0' in metrics
 
 
 async def test_key_over_its_rpm_gets_429_with_retry_after(tmp_path: Path) -> None:

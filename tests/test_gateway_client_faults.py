@@ -195,3 +195,63 @@ async def test_a_client_that_leaves_before_a_plain_answer_cancels_the_upstream_c
     assert row == {"status": "cancelled", "http_status": 499, "error_class": "client_disconnected"}
     assert ws.conn.scalar("SELECT COUNT(*) FROM attempts WHERE status = 'error'") == 0
     assert ws.conn.scalar("SELECT SUM(errors) FROM rollups") == 0
+
+
+async def test_a_client_that_hangs_up_closes_the_real_upstream_connection(
+    tmp_path: Path,
+) -> None:
+    """Through the HTTP adapter and the lean client's streaming mode: the upstream, an
+    endless OpenAI-compatible stream on loopback, sees its connection close when the
+    gateway's client leaves, and the request is the client's 499."""
+    from quality_gates.providers import OpenAIProvider
+
+    gone = asyncio.Event()
+    sent = 0
+    event = (
+        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}\n\n'
+    )
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        try:
+            while True:
+                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                await writer.drain()
+                sent += 1
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            gone.set()
+        writer.close()
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    provider = OpenAIProvider("bedrock", base)
+    try:
+        async with gateway(tmp_path, 30.0, provider, deadline="30s") as (port, app, (ws, _)):
+            state = app.state.gateway
+            client = socket.socket()
+            client.connect(("127.0.0.1", port))
+            client.sendall(_stream_request(port))
+            assert b"tok " in await asyncio.to_thread(client.recv, 65536)
+            await wait_until(lambda: sent > 5, 10)
+            client.close()
+            await asyncio.wait_for(gone.wait(), 10)
+            await wait_until(lambda: state.services.admission.inflight == 0, 10)
+            await wait_until(lambda: state.services.telemetry.written_requests == 1, 10)
+            assert state.services.breakers.get(DEPLOYMENT).window_errors == 0
+        row = ws.conn.one("SELECT status, http_status, error_class FROM requests")
+        assert row == {
+            "status": "cancelled",
+            "http_status": 499,
+            "error_class": "client_disconnected",
+        }
+    finally:
+        server.close()

@@ -247,7 +247,7 @@ def test_the_route_view_says_why_an_alias_is_answered_by_its_chain() -> None:
     assert "the weights bedrock:25, google:75 leave bedrock 25% of its models' requests" in (
         warning
     )
-    assert "failback --provider" in warning
+    assert "`quality-gates failback --provider bedrock`" in warning
 
 
 def _recording(source: random.Random, script: list[float]):  # type: ignore[no-untyped-def]

@@ -8,8 +8,10 @@ import asyncio
 import dataclasses
 import logging
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -214,3 +216,77 @@ def _async_eq(fn: object, value: str) -> object:
         return await fn() == value  # type: ignore[operator, no-any-return]
 
     return check
+
+
+def test_serve_judges_its_own_figures_while_the_store_is_cut(
+    tmp_path: Path, pg_schema_url: str
+) -> None:
+    """Issue 17: while the store is down the watch inside `serve` still evaluates what it can
+    from the gateway's in-memory figures and says the store is down. A provider that fails
+    during the cut is reported (one log line, /metrics), nothing is stored or sent, and the
+    resume line names what held meanwhile."""
+    from tests.test_e2e_serve import NO_PROBES, chat, serve, simulators
+
+    from quality_gates.simulator.control import put_faults
+
+    with TcpProxy.for_url(pg_schema_url, PG_PORT) as proxy:
+        db_url = proxy.rewrite(pg_schema_url)
+        with simulators(tmp_path / "ws", db_url, NO_PROBES) as (ws, sims):
+            text = ws.config_path.read_text(encoding="utf-8")
+            fast = text.replace("evaluation_interval: 5s", "evaluation_interval: 0.5s").replace(
+                'expr: "provider_availability < 95%",',
+                'expr: "provider_availability < 95%", window: 6s, min_requests: 5,',
+            )
+            # probes: a provider traffic left is still judged on them (as in production)
+            fast = fast.replace("probe_interval: 0,", "probe_interval: 0.5s,")
+            assert fast.count("window: 6s") == 1
+            assert "probe_interval: 0.5s" in fast
+            ws.config_path.write_text(fast, encoding="utf-8")
+            with serve(ws) as url:
+                n = 0
+
+                def traffic(seconds: float, pause: float) -> None:
+                    nonlocal n
+                    until = time.monotonic() + seconds
+                    while time.monotonic() < until:
+                        n += 1
+                        status, _ = chat(url, f"store outage {n}")
+                        assert status == 200
+                        time.sleep(pause)
+
+                traffic(8.0, 0.5)  # the watch's in-memory figures now cover the 6 s window
+                proxy.cut()
+                put_faults(sims["bedrock"].base_url, {"outage": True}, provider="bedrock")
+                traffic(2.0, 0.1)  # bedrock fails, its breaker opens, google answers
+
+                def breaches() -> str:
+                    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+                        lines = resp.read().decode().splitlines()
+                    return "\n".join(x for x in lines if x.startswith("qg_watch_store_down_"))
+
+                wait_for_sync(lambda: "provider-availability-critical" in breaches(), 10)
+                assert "qg_store_up 0.0" in _metrics_text(url)
+                put_faults(sims["bedrock"].base_url, {"reset": True}, provider="bedrock")
+                proxy.restore()
+                log = next(ws.root.glob("serve-*.log"))
+                wait_for_sync(lambda: "watch resumed after" in log.read_text(), 20)
+                assert breaches() == ""  # the store is back: nothing judged on memory alone
+            output = log.read_text()
+    held = [x for x in output.splitlines() if "store down: provider-availability-critical" in x]
+    assert len([x for x in held if "holds on this gateway's own figures" in x]) == 1, held
+    assert "Bedrock availability" in held[0]
+    assert "judging 1 of" in next(x for x in output.splitlines() if "watch paused" in x)
+    resumed = next(x for x in output.splitlines() if "watch resumed after" in x)
+    assert "provider-availability-critical" in resumed
+
+
+def _metrics_text(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def wait_for_sync(predicate: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)

@@ -31,6 +31,15 @@ class RetrySettings(StrictModel):
     budget_min_per_second: NonNegativeInt = Field(
         10, description="retries allowed per second whatever the ratio"
     )
+    route_retry_after: Duration = Field(
+        1.0,
+        description=(
+            "when every deployment of a route failed with a retryable error, try the route "
+            "once more after this long (jittered down to half), within the deadline and the "
+            "retry budget: a blip shorter than this, or stale answers once degraded service "
+            "is switched on, answer the request; 0 turns it off"
+        ),
+    )
 
 
 class BreakerSettings(StrictModel):

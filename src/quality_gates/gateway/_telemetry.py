@@ -103,6 +103,7 @@ class _Series:
         "outputs_checked",
         "outputs_invalid",
         "ttft",
+        "version",
     )
 
     def __init__(self) -> None:
@@ -114,6 +115,7 @@ class _Series:
         self.latency = LatencyHistogram()
         self.ttft = LatencyHistogram()
         self.dirty = True
+        self.version = 0  # bumped on every change: what an in-memory reader compares
 
 
 SeriesKey = tuple[int, str, str, str, str]  # minute, alias, model, provider, kind
@@ -185,6 +187,7 @@ class TelemetryWriter:
         if series is None:
             series = self._series[key] = _Series()
         series.dirty = True
+        series.version += 1
         return series
 
     def _roll(self, rec: RequestRecord) -> None:
@@ -309,6 +312,16 @@ class TelemetryWriter:
             self._rows_pending -= rows
             self.dropped += rows
 
+    def rows_since(self, first_minute: int) -> list[dict[str, object]]:
+        """This process's roll-up rows from `first_minute` on, as the store would hold them
+        once flushed (whether or not the store took them), `updated_at` being each row's
+        change count: what the watch reads while the store is unreachable."""
+        return [
+            self._row(key, s, float(s.version))
+            for key, s in list(self._series.items())
+            if key[0] >= first_minute
+        ]
+
     def _rollup_rows(self) -> dict[SeriesKey, dict[str, object]]:
         now = time.time()
         rows: dict[SeriesKey, dict[str, object]] = {}
@@ -316,35 +329,38 @@ class TelemetryWriter:
             if not s.dirty:
                 continue
             s.dirty = False
-            minute, alias, model_id, provider, kind = key
-            rows[key] = {
-                "minute": minute,
-                "environment": self.environment,
-                "alias": alias,
-                "model_id": model_id,
-                "provider": provider,
-                "kind": kind,
-                "writer": self.writer_id,
-                "count": s.count,
-                "errors": s.errors,
-                "errors_by_class": orjson.dumps(
-                    s.errors_by_class, option=orjson.OPT_SORT_KEYS
-                ).decode(),
-                "latency_hist": s.latency.to_json(),
-                "ttft_hist": s.ttft.to_json(),
-                "input_tokens": s.input_tokens,
-                "output_tokens": s.output_tokens,
-                "cost": s.cost,
-                "cache_hits": s.cache_hits,
-                "cache_stale": s.cache_stale,
-                "cache_misses": s.cache_misses,
-                "failovers": s.failovers,
-                "canary": s.canary,
-                "outputs_checked": s.outputs_checked,
-                "outputs_invalid": s.outputs_invalid,
-                "updated_at": now,
-            }
+            rows[key] = self._row(key, s, now)
         return rows
+
+    def _row(self, key: SeriesKey, s: _Series, updated_at: float) -> dict[str, object]:
+        minute, alias, model_id, provider, kind = key
+        return {
+            "minute": minute,
+            "environment": self.environment,
+            "alias": alias,
+            "model_id": model_id,
+            "provider": provider,
+            "kind": kind,
+            "writer": self.writer_id,
+            "count": s.count,
+            "errors": s.errors,
+            "errors_by_class": orjson.dumps(
+                s.errors_by_class, option=orjson.OPT_SORT_KEYS
+            ).decode(),
+            "latency_hist": s.latency.to_json(),
+            "ttft_hist": s.ttft.to_json(),
+            "input_tokens": s.input_tokens,
+            "output_tokens": s.output_tokens,
+            "cost": s.cost,
+            "cache_hits": s.cache_hits,
+            "cache_stale": s.cache_stale,
+            "cache_misses": s.cache_misses,
+            "failovers": s.failovers,
+            "canary": s.canary,
+            "outputs_checked": s.outputs_checked,
+            "outputs_invalid": s.outputs_invalid,
+            "updated_at": updated_at,
+        }
 
     def _forget_old(self) -> None:
         horizon = int(time.time() // 60) - KEEP_MINUTES

@@ -89,9 +89,12 @@ class AliasRoute:
         why = self.why()
         if why is None or not self.drained:
             return why
+        failbacks = " or ".join(
+            f"`quality-gates failback --provider {provider}`" for provider in sorted(self.drained)
+        )
         return (
-            f"{why}; `quality-gates failback --provider P` or `quality-gates config set "
-            "--traffic-distribution reset` returns the traffic"
+            f"{why}; {failbacks} or `quality-gates config set --traffic-distribution reset` "
+            "returns the traffic"
         )
 
 

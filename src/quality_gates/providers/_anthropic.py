@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from quality_gates.errors import ContentFiltered, ProviderError
@@ -223,7 +222,7 @@ class AnthropicProvider(HttpChatProvider):
         return make_error(cls, self.name, status, text, retry_after_seconds(headers))
 
     async def read_stream(
-        self, response: aiohttp.ClientResponse, json_mode: bool = False
+        self, body: AsyncIterator[bytes], json_mode: bool = False
     ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
         """Text and tool-call deltas; input tokens from message_start, output tokens from
         message_delta."""
@@ -231,7 +230,7 @@ class AnthropicProvider(HttpChatProvider):
         usage = Usage()
         tools = ToolIndex()
         finish: FinishReason | None = None
-        async for event in self.sse_events(response):
+        async for event in self.sse_events(body):
             kind = event.event
             if kind in ("ping", "") or not event.data:
                 continue
@@ -273,10 +272,10 @@ class AnthropicProvider(HttpChatProvider):
                 return
 
     def read_stream_of(
-        self, response: aiohttp.ClientResponse, request: ChatRequest
+        self, body: AsyncIterator[bytes], request: ChatRequest
     ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
         """The JSON tool's input streams as the answer's text."""
-        return self.read_stream(response, json_mode=_json_mode(request))
+        return self.read_stream(body, json_mode=_json_mode(request))
 
     def models_wire(self) -> Wire:
         """`GET /v1/models`."""

@@ -108,7 +108,8 @@ def dumps(payload: Any) -> bytes:
 
 
 class HttpChatProvider(ChatProvider):
-    """A ChatProvider over HTTP with a shared aiohttp session (one per event loop)."""
+    """A ChatProvider over HTTP with the event loop's shared lean client (and aiohttp
+    session, for the model-listing probe)."""
 
     stream_content_type: ClassVar[str] = "text/event-stream"
     keeps_deadline: ClassVar[bool] = True  # the lean client's deadline; prepare() bounded
@@ -152,17 +153,17 @@ class HttpChatProvider(ChatProvider):
 
     @abc.abstractmethod
     def read_stream(
-        self, response: aiohttp.ClientResponse
+        self, body: AsyncIterator[bytes]
     ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
-        """Text deltas, tool-call deltas and StreamEnd markers; raises ProviderError for
-        in-stream errors."""
+        """Text deltas, tool-call deltas and StreamEnd markers from the stream's body bytes
+        as they arrive; raises ProviderError for in-stream errors."""
 
     def read_stream_of(
-        self, response: aiohttp.ClientResponse, request: ChatRequest
+        self, body: AsyncIterator[bytes], request: ChatRequest
     ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
         """read_stream for `request` (protocols whose reading depends on the request
         override this)."""
-        return self.read_stream(response)
+        return self.read_stream(body)
 
     async def prepare(self) -> None:
         """Work before the first request (e.g. resolving credentials)."""
@@ -240,7 +241,7 @@ class HttpChatProvider(ChatProvider):
         return self._session
 
     def lean(self) -> H1Client:
-        """This loop's lean client for whole answers (it goes with the session)."""
+        """This loop's lean client for answers and streams (it goes with the session)."""
         self.session()
         assert self._h1 is not None
         return self._h1
@@ -351,35 +352,36 @@ class HttpChatProvider(ChatProvider):
         parts: list[str] = []
         end: StreamEnd | None = None
         one_call = _one_call(request)
+        client = self.lean()
         try:
-            async with (
-                self._slots,
-                self.session().post(
-                    wire.url, data=wire.body, headers=wire.headers, timeout=client_timeout(timeout)
-                ) as response,
-            ):
-                if response.status >= 400:
-                    raw = await self._read_body(response)
-                    raise self.read_error(response.status, response.headers, raw)
-                content_type = response.headers.get("content-type", "")
-                if self.stream_content_type not in content_type:
-                    raise self._not_a_stream(response.status, response.headers, content_type)
-                async for item in self.read_stream_of(response, request):
-                    if isinstance(item, StreamEnd):
-                        end = item
-                        continue
-                    if not item:
-                        continue
-                    if ttft is None:
-                        ttft = (time.perf_counter() - started) * 1000.0
-                    if isinstance(item, ToolCallDelta):
-                        if one_call and item.index > 0:
+            async with self._slots:
+                reply = await client.stream(wire.url, wire.headers, wire.body, timeout=timeout)
+                try:
+                    if reply.status >= 400:
+                        raw = await reply.read(MAX_ERROR_BODY)
+                        raise self.read_error(reply.status, reply.headers, raw)
+                    content_type = reply.headers.get("content-type", "")
+                    if self.stream_content_type not in content_type:
+                        raise self._not_a_stream(reply.status, reply.headers, content_type)
+                    async for item in self.read_stream_of(reply, request):
+                        if isinstance(item, StreamEnd):
+                            end = item
                             continue
-                        parts.append(item.arguments)
-                        yield StreamChunk(tool_calls=(item,))
-                        continue
-                    parts.append(item)
-                    yield StreamChunk(text=item)
+                        if not item:
+                            continue
+                        if ttft is None:
+                            ttft = (time.perf_counter() - started) * 1000.0
+                        if isinstance(item, ToolCallDelta):
+                            if one_call and item.index > 0:
+                                continue
+                            parts.append(item.arguments)
+                            yield StreamChunk(tool_calls=(item,))
+                            continue
+                        parts.append(item)
+                        yield StreamChunk(text=item)
+                    reply.close(finished=True)  # what may follow is the body's end
+                finally:
+                    reply.close()  # a stream left before its end closes its connection
         except ProviderError as exc:
             if ttft is None or isinstance(exc, StreamInterrupted):
                 raise
@@ -424,10 +426,10 @@ class HttpChatProvider(ChatProvider):
             status=status,
         )
 
-    async def sse_events(self, response: aiohttp.ClientResponse) -> AsyncIterator[ServerSentEvent]:
-        """Server-sent events from the response body as they arrive."""
+    async def sse_events(self, body: AsyncIterator[bytes]) -> AsyncIterator[ServerSentEvent]:
+        """Server-sent events from the body's bytes as they arrive."""
         decoder = SseDecoder()
-        async for chunk in response.content.iter_any():
+        async for chunk in body:
             for event in decoder.feed(chunk):
                 yield event
         for event in decoder.flush():

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from quality_gates.errors import AuthError, ContentFiltered, ProviderError
@@ -299,13 +298,13 @@ class BedrockProvider(HttpChatProvider):
         return make_error(cls, self.name, status, text, retry_after_seconds(headers))
 
     def read_stream_of(
-        self, response: aiohttp.ClientResponse, request: ChatRequest
+        self, body: AsyncIterator[bytes], request: ChatRequest
     ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
         """The JSON tool's input streams as the answer's text."""
-        return self.read_stream(response, json_mode=_json_mode(request))
+        return self.read_stream(body, json_mode=_json_mode(request))
 
     async def read_stream(
-        self, response: aiohttp.ClientResponse, json_mode: bool = False
+        self, body: AsyncIterator[bytes], json_mode: bool = False
     ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
         """Event-stream messages: text and tool-use deltas, messageStop, metadata;
         exceptions raise."""
@@ -313,7 +312,7 @@ class BedrockProvider(HttpChatProvider):
         tools = ToolIndex()
         finish: FinishReason | None = None
         usage: Usage | None = None
-        async for chunk in response.content.iter_any():
+        async for chunk in body:
             for message in decoder.feed(chunk):
                 if message.message_type != "event":
                     data = loads_or_none(message.payload)

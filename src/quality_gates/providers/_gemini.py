@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from quality_gates.errors import ContentFiltered, ProviderError
@@ -278,14 +277,14 @@ class GeminiProvider(HttpChatProvider):
         return make_error(cls, self.name, status, str(error.get("message") or ""), wait)
 
     async def read_stream(
-        self, response: aiohttp.ClientResponse
+        self, body: AsyncIterator[bytes]
     ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
         """Each event is a GenerateContentResponse; the last carries finishReason and usage.
         A function call arrives whole: one delta with its id, name and arguments."""
         finish: FinishReason | None = None
         usage: Usage | None = None
         calls = 0
-        async for event in self.sse_events(response):
+        async for event in self.sse_events(body):
             if not event.data:
                 continue
             data = orjson.loads(event.data)

@@ -1,16 +1,19 @@
-"""A lean HTTP/1.1 client for whole (non-streaming) answers: keep-alive connections per
-host, responses parsed by httptools.
+"""A lean HTTP/1.1 client for provider calls: keep-alive connections per host, responses
+parsed by httptools, whole answers (`post`) and streamed ones (`stream`).
 
 The gateway spends most of its own time per request in the upstream call; aiohttp's request
 machinery (tracing hooks, cookie jar, payload registry, per-request timers) cost about a third
-of the gateway's Python time per request here (bench/gateway.py). This client does only what
-a provider call needs: one POST with a body, a status, headers and a bounded body back, within
-one deadline. Streams keep going through aiohttp (`HttpChatProvider.stream`).
+of the gateway's Python time per request here (bench/gateway.py), and its stream reader (a
+StreamReader, its buffer and its waiter per chunk) a sixth of the time of a relayed stream
+(bench/gateway_stream.py). This client does only what a provider call needs: one POST with a
+body, a status, headers and a body back (whole and bounded, or piece by piece as it arrives),
+within one deadline.
 
 Errors it raises, which `_http.transport_error` turns into the taxonomy's:
 - `ConnectFailed` (an OSError): the TCP or TLS connection could not be made;
 - `BadResponse`: the reply is not valid HTTP/1.1;
-- `Disconnected` (an OSError): the server closed the connection before the reply ended;
+- `Disconnected` (an OSError): the server closed the connection before the reply ended
+  (for a stream: after the pieces that did arrive were read);
 - `TimeoutError`: the deadline passed.
 
 Deadlines cost no timer per request: the client keeps the deadline of each exchange in
@@ -19,7 +22,15 @@ fires (an asyncio.timeout per request cost about 4% of the gateway's CPU here).
 
 A connection that was reused from the pool and closed by the server before it sent a single
 byte back is retried once on a new connection, as keep-alive clients do (the server closed an
-idle connection while the request was on its way; it did not see the request).
+idle connection while the request was on its way; it did not see the request). A stream is
+retried so only before its headers; afterwards a cut is the caller's to report.
+
+A stream whose reader falls behind (its client reads slowly) stops reading the socket once
+`STREAM_HIGH_WATER` bytes wait, so TCP flow control holds the upstream back; a stream given up
+before its end closes its connection, which is how the upstream learns to stop. A stream
+whose reader has all it needs (its protocol's last event) while the body's own end is still
+on its way (OpenAI-compatible servers write `data: [DONE]` and the chunked terminator
+apart) is drained in the background and its connection reused once that end arrives.
 """
 
 from __future__ import annotations
@@ -29,8 +40,9 @@ import ssl
 import time
 import zlib
 from collections import deque
+from collections.abc import Awaitable, Callable
 from math import inf
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httptools
@@ -38,6 +50,10 @@ import httptools
 IDLE_SECONDS = 15.0  # an idle connection older than this is closed, not reused
 MAX_IDLE_PER_HOST = 256
 DEFAULT_CONNECT_TIMEOUT = 10.0
+STREAM_HIGH_WATER = 256 * 1024  # bytes of a stream waiting for its reader before we pause
+MAX_DRAIN_BYTES = 64 * 1024  # what may still follow a stream's last event for reuse
+
+_T = TypeVar("_T")
 
 
 class ConnectFailed(OSError):
@@ -68,7 +84,7 @@ class Reply:
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection and the reply it is reading."""
+    """One keep-alive connection and the reply it is reading (whole, or as a stream)."""
 
     def __init__(self, key: tuple[str, str, int]) -> None:
         self.key = key
@@ -76,17 +92,22 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
-        self._reset(None, 0)
+        self._reset(None, 0, streaming=False)
 
-    def _reset(self, waiter: asyncio.Future[None] | None, limit: int) -> None:
-        self._waiter = waiter
+    def _reset(self, waiter: asyncio.Future[None] | None, limit: int, *, streaming: bool) -> None:
+        self._waiter = waiter  # what the reader awaits: the reply, its head or its next piece
+        self.active = waiter is not None  # an exchange is in flight on this connection
+        self.streaming = streaming
         self._limit = limit
         self._headers: dict[str, str] = {}
         self._chunks: list[bytes] = []
-        self._size = 0
+        self._size = 0  # bytes kept (whole) or waiting for the reader (stream)
         self.cut = False  # the body went over the limit; the rest was not kept
         self.received = 0
         self.done = False
+        self.error: BaseException | None = None
+        self.paused = False
+        self._drained: Callable[[bool], None] | None = None  # the body's end will tell
         self._headers_done = False
         self._headers_at = 0.0
         self._status = 0
@@ -99,7 +120,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
-        if self._waiter is None:  # bytes while idle: the connection cannot be trusted
+        if not self.active:  # bytes while idle: the connection cannot be trusted
             self.close()
             return
         try:
@@ -112,18 +133,18 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if not self.active or self.done:
+            return
         if (
             exc is None
-            and self._waiter is not None
             and self._headers_done
             and "content-length" not in self._headers
             and "transfer-encoding" not in self._headers
         ):
             self.on_message_complete()  # a body delimited by the end of the connection
             return
-        if self._waiter is not None and not self.done:
-            detail = f": {exc}" if exc else ""
-            self._fail(Disconnected(f"the server closed the connection{detail}"))
+        detail = f": {exc}" if exc else ""
+        self._fail(Disconnected(f"the server closed the connection{detail}"))
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -136,31 +157,61 @@ class _Connection(asyncio.Protocol):
         # Read here: the parser's flags reset once the message completes.
         self._status = self._parser.get_status_code()
         self._keep_alive = self._parser.should_keep_alive()
+        if self.streaming:
+            self._wake()
 
     def on_body(self, body: bytes) -> None:
         if self.cut:
             return
         self._size += len(body)
+        if self._drained is not None:
+            if self._size > MAX_DRAIN_BYTES:
+                self._fail(BadResponse("more than the end of a finished stream"))
+            return
         self._chunks.append(body)
-        if self._size > self._limit:
+        if self.streaming:
+            if self._size > STREAM_HIGH_WATER and not self.paused and self.transport:
+                self.paused = True  # the reader is behind: let TCP hold the upstream back
+                self.transport.pause_reading()
+            self._wake()
+        elif self._size > self._limit:
             self.cut = True  # enough to know it is too large: stop here, drop the connection
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._wake()
 
     def on_message_complete(self) -> None:
         self.done = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        drained, self._drained = self._drained, None
+        if drained is not None:
+            drained(True)
+        self._wake()
 
     # -- use -----------------------------------------------------------------------------
 
-    def _fail(self, exc: BaseException) -> None:
+    def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self._wake()
         self.close()
+        drained, self._drained = self._drained, None
+        if drained is not None:
+            drained(False)
+
+    def drain(self, drained: Callable[[bool], None]) -> None:
+        """Read what is left of the body without keeping it; `drained` learns whether the
+        body ended cleanly (the connection may be reused) or not."""
+        self._chunks.clear()
+        self._size = 0
+        self._drained = drained
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
 
     def close(self) -> None:
         self.closed = True
@@ -175,17 +226,29 @@ class _Connection(asyncio.Protocol):
         """Send `request` and wait for the whole reply (the body kept up to `limit` + 1)."""
         assert self.transport is not None
         waiter = asyncio.get_running_loop().create_future()
-        self._reset(waiter, limit)
+        self._reset(waiter, limit, streaming=False)
         self.transport.write(request)
         await waiter
+        if self.error is not None and not (self.done or self.cut):
+            raise self.error
         body = b"".join(self._chunks)
         encoding = self._headers.get("content-encoding", "")
         if encoding and not self.cut:
             body = _decoded(body, encoding)
         if self.cut or not self._keep_alive:
             self.close()
-        self._waiter = None
+        self.active = False
         return Reply(self._status, self._headers, body[: limit + 1], self._headers_at)
+
+    async def open_stream(self, request: bytes) -> None:
+        """Send `request` and wait for the reply's head (the body is read by StreamReply)."""
+        assert self.transport is not None
+        waiter = asyncio.get_running_loop().create_future()
+        self._reset(waiter, 0, streaming=True)
+        self.transport.write(request)
+        await waiter
+        if self.error is not None and not self._headers_done:
+            raise self.error
 
 
 def _decoded(body: bytes, encoding: str) -> bytes:
@@ -203,6 +266,103 @@ def _decoded(body: bytes, encoding: str) -> bytes:
     if encoding == "identity":
         return body
     raise BadResponse(f"unsupported content-encoding {encoding!r}")
+
+
+class StreamReply:
+    """A reply whose body arrives in pieces: the status and headers (lower-case names) now,
+    the body by `async for` (decoded when the server compressed it). Close it when done:
+    a stream left before its end closes its connection."""
+
+    __slots__ = ("_client", "_conn", "_decoder", "closed", "headers", "headers_at", "status")
+
+    def __init__(self, client: H1Client, conn: _Connection) -> None:
+        self._client = client
+        self._conn = conn
+        self.status = conn._status
+        self.headers = conn._headers
+        self.headers_at = conn._headers_at
+        self.closed = False
+        encoding = self.headers.get("content-encoding", "").strip().lower()
+        self._decoder: Any = None
+        if encoding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._decoder = _DeflateDecoder()
+        elif encoding not in ("", "identity"):
+            conn._fail(BadResponse(f"unsupported content-encoding {encoding!r}"))
+
+    def __aiter__(self) -> StreamReply:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The body bytes that arrived since the last call (waiting for some); raises the
+        connection's error once the bytes before it are read."""
+        conn = self._conn
+        while True:
+            chunks = conn._chunks
+            if chunks:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                conn._size = 0
+                if conn.paused and not conn.closed and conn.transport is not None:
+                    conn.paused = False
+                    conn.transport.resume_reading()
+                if self._decoder is not None and data:
+                    try:
+                        data = self._decoder.decompress(data)
+                    except zlib.error as exc:
+                        conn._fail(BadResponse(f"invalid compressed body: {exc}"))
+                        continue
+                if data:
+                    return data
+            elif conn.done:
+                rest = self._decoder.flush() if self._decoder is not None else b""
+                self._decoder = None
+                if rest:
+                    return rest
+                raise StopAsyncIteration
+            elif conn.error is not None:
+                raise conn.error
+            else:
+                waiter = asyncio.get_running_loop().create_future()
+                conn._waiter = waiter
+                await waiter
+
+    async def read(self, limit: int) -> bytes:
+        """The rest of the body, up to `limit` bytes (an error answer's body)."""
+        kept: list[bytes] = []
+        size = 0
+        async for data in self:
+            kept.append(data)
+            size += len(data)
+            if size >= limit:
+                break
+        return b"".join(kept)[:limit]
+
+    def close(self, *, finished: bool = False) -> None:
+        """Give the connection back (body read to its end, or `finished`: the reader has
+        all it needs and the rest is drained in the background) or close it (a stream left
+        before its end)."""
+        if not self.closed:
+            self.closed = True
+            self._client._end_stream(self._conn, finished)
+
+
+class _DeflateDecoder:
+    """`deflate` as servers send it: zlib-wrapped, or raw as some do (told apart by the
+    first byte, as aiohttp does)."""
+
+    def __init__(self) -> None:
+        self._inner: Any = None
+
+    def decompress(self, data: bytes) -> bytes:
+        if self._inner is None:
+            wrapped = (data[0] & 0x0F) == 8
+            self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        return bytes(self._inner.decompress(data))
+
+    def flush(self) -> bytes:
+        return bytes(self._inner.flush()) if self._inner is not None else b""
 
 
 class _Target:
@@ -249,11 +409,16 @@ class H1Client:
                 self._targets[url] = target
         return target
 
-    async def post(
-        self, url: str, headers: dict[str, str], body: bytes, *, timeout: float, limit: int
-    ) -> Reply:
-        """POST `body` to `url`; the whole exchange (connect included) within `timeout` s.
-        The reply body is kept up to `limit` + 1 bytes (more means the answer is too large)."""
+    async def _send(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        timeout: float,
+        start: Callable[[_Connection, bytes], Awaitable[_T]],
+    ) -> tuple[_Connection, _T]:
+        """`start(connection, request)` on a pooled or new connection, within `timeout` s,
+        the connection watched for its deadline (the caller stops watching it)."""
         if self.closed:
             raise RuntimeError("the HTTP client is closed")
         target = self._target(url)
@@ -272,18 +437,55 @@ class H1Client:
                 conn = await self._connect(target.key, deadline - loop.time())
             self._watch(conn, deadline, loop)
             try:
-                reply = await conn.exchange(request, limit)
+                return conn, await start(conn, request)
             except Disconnected:
+                self._inflight.pop(conn, None)
                 if reused and conn.received == 0 and loop.time() < deadline:
                     continue  # an idle connection the server had closed; try a new one
                 raise
             except BaseException:
+                self._inflight.pop(conn, None)
                 conn.close()  # cancelled, failed or overdue mid-reply: never reused
                 raise
-            finally:
-                self._inflight.pop(conn, None)
+
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, *, timeout: float, limit: int
+    ) -> Reply:
+        """POST `body` to `url`; the whole exchange (connect included) within `timeout` s.
+        The reply body is kept up to `limit` + 1 bytes (more means the answer is too large)."""
+        conn, reply = await self._send(
+            url, headers, body, timeout, lambda conn, request: conn.exchange(request, limit)
+        )
+        self._inflight.pop(conn, None)
+        self._release(conn)
+        return reply
+
+    async def stream(
+        self, url: str, headers: dict[str, str], body: bytes, *, timeout: float
+    ) -> StreamReply:
+        """POST `body` to `url` and return once the reply's head arrived; its body is read
+        piece by piece from the StreamReply, which the caller closes. The whole exchange,
+        the last byte of the body included, within `timeout` s."""
+        conn, _ = await self._send(url, headers, body, timeout, _Connection.open_stream)
+        return StreamReply(self, conn)
+
+    def _end_stream(self, conn: _Connection, finished: bool) -> None:
+        """A stream's reader is done with `conn`: back to the pool when its body was read
+        to the end, whole, or (`finished`) once the rest of it has been drained, within the
+        stream's deadline."""
+        whole = conn.done and not conn._chunks and conn.error is None
+        if not whole and finished and conn.error is None and not conn.closed:
+            conn.drain(lambda ok: self._drained(conn, ok))
+            return
+        self._drained(conn, whole)
+
+    def _drained(self, conn: _Connection, ok: bool) -> None:
+        self._inflight.pop(conn, None)
+        conn.active = False
+        if ok and conn._keep_alive:
             self._release(conn)
-            return reply
+        else:
+            conn.close()
 
     # -- deadlines: one timer for every exchange in flight ----------------------------------
 

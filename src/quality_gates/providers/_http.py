@@ -28,8 +28,8 @@ MAX_BODY_BYTES = 32 * 1024 * 1024  # a chat answer this large is a broken upstre
 
 
 class _Pool:
-    """A loop's session (streams), its lean client (whole answers) and how many adapters
-    use them."""
+    """A loop's session (the model-listing probe), its lean client (answers and streams)
+    and how many adapters use them."""
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from quality_gates.errors import ContentFiltered, Overloaded, ProviderError
@@ -252,13 +251,13 @@ class OpenAIProvider(HttpChatProvider):
         return make_error(cls, self.name, status, text, retry_after_seconds(headers))
 
     async def read_stream(
-        self, response: aiohttp.ClientResponse
+        self, body: AsyncIterator[bytes]
     ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
         """`chat.completion.chunk` events until `[DONE]`; usage arrives in the last chunk;
         tool-call deltas keep the upstream's index and id."""
         finish: FinishReason | None = None
         usage: Usage | None = None
-        async for event in self.sse_events(response):
+        async for event in self.sse_events(body):
             if event.data.startswith("[DONE]"):
                 break
             if not event.data:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024  # an event this large means the stream is not SSE
 
 
-@dataclass(frozen=True)
-class ServerSentEvent:
-    """One event: its `event:` name (empty when absent) and its joined `data:` lines."""
+class ServerSentEvent(NamedTuple):
+    """One event: its `event:` name (empty when absent) and its joined `data:` lines (a
+    tuple: one is made per streamed token)."""
 
     event: str
     data: str

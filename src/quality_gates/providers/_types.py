@@ -199,7 +199,7 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamChunk:
     """One piece of a streamed answer: a text delta, tool-call deltas, or the final chunk
     with usage."""

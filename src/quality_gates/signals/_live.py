@@ -77,7 +77,11 @@ class LiveTail:
         if environment is not None:
             sql += " AND environment = :env"
             params["env"] = environment
-        rows = conn.execute(sql, params)
+        self.observe_rows(conn.execute(sql, params), now)
+
+    def observe_rows(self, rows: list[dict[str, Any]], now: float) -> None:
+        """Keep what each of these roll-up rows (the last two minutes') grew since the last
+        read: from the store, or from a gateway's memory while the store is unreachable."""
         # Only the last two minutes are read, so after a longer gap growth was missed:
         # start over (whole minutes serve the windows meanwhile).
         first_read = self.last_read is None or now - self.last_read > MINUTE

@@ -16,6 +16,7 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from quality_gates.errors import StoreUnavailable
 from quality_gates.signals._live import LiveTail
 from quality_gates.signals._resources import gateway_utilization
 from quality_gates.signals._windows import (
@@ -71,7 +72,7 @@ class MetricEngine:
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Connection | None,
         now: float,
         *,
         environment: str | None = None,
@@ -84,6 +85,14 @@ class MetricEngine:
         self.environment = environment
         self.quotas = quotas or {}
         self._windows: dict[tuple[float, float, bool], WindowData] = {}
+
+    @property
+    def db(self) -> Connection:
+        """The store; an engine on a gateway's in-memory figures alone (`conn` None) has
+        none, and only windows its live tail covers can be read."""
+        if self.conn is None:
+            raise StoreUnavailable("the store is unreachable: only in-memory figures can be read")
+        return self.conn
 
     def window(
         self, seconds: float, *, offset: float = 0.0, histograms: bool = False
@@ -100,7 +109,7 @@ class MetricEngine:
                 data = self.live.read(window)
             else:
                 data = read_window(
-                    self.conn, window, environment=self.environment, histograms=histograms
+                    self.db, window, environment=self.environment, histograms=histograms
                 )
             self._windows[key] = data
         return data
@@ -187,7 +196,7 @@ class MetricEngine:
     def _traffic_z(self, seconds: float, labels: list[str], baseline: float) -> list[Sample]:
         end = self.now - seconds
         history = per_minute_counts(
-            self.conn,
+            self.db,
             Window(end - baseline, end, self.now),
             labels,
             environment=self.environment,
@@ -213,7 +222,7 @@ class MetricEngine:
         if self.environment is not None:
             sql += " AND environment = :env"
             params["env"] = self.environment
-        return self.conn.execute(sql, {"start": start, "end": end, **params})
+        return self.db.execute(sql, {"start": start, "end": end, **params})
 
     def _quality_means(
         self, start: float, end: float, labels: list[str]
@@ -301,7 +310,7 @@ class MetricEngine:
             sql += " AND r.environment = :env"
             params["env"] = self.environment
         buckets: dict[Labels, list[float]] = {}
-        for row in self.conn.execute(sql, params):
+        for row in self.db.execute(sql, params):
             buckets.setdefault(_row_labels(row, labels), []).append(float(row["score"]))
         return [
             Sample(k, statistics.fmean(v) if len(v) >= min_requests else None, len(v))
@@ -333,7 +342,7 @@ class MetricEngine:
         return out
 
     def _resources(self, labels: list[str]) -> list[Sample]:
-        usage = gateway_utilization(self.conn, self.now, environment=self.environment)
+        usage = gateway_utilization(self.db, self.now, environment=self.environment)
         out = []
         for environment, share in sorted(usage.items()):
             key = tuple((n, environment) for n in labels if n == "environment")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from quality_gates.alerts._recovery import (
     RECOVERING_METRICS,
+    RECOVERY_SHARE,
     judged,
     recent_values,
     recovery_window,
@@ -39,6 +40,7 @@ from quality_gates.alerts._rules import (
     apply_inhibitions,
     apply_silences,
     fingerprint,
+    sentence,
     step,
 )
 from quality_gates.alerts._store import (
@@ -52,7 +54,7 @@ from quality_gates.incidents._incident_flow import check_timers, sync_alerts
 from quality_gates.routines._scheduler import ROUTINE_METRIC, routine_sample, routine_specs
 from quality_gates.signals._live import LiveTail
 from quality_gates.signals._metrics import SIMPLE_METRICS, MetricEngine, Quota, Sample
-from quality_gates.signals._windows import group
+from quality_gates.signals._windows import Window, group
 from quality_gates.store.db import Connection
 from quality_gates.store.registry import set_meta
 from quality_gates.units import format_duration
@@ -201,6 +203,70 @@ def since_resolved(
         if sample.labels == labels:
             return sample.value
     return None
+
+
+@dataclass(frozen=True)
+class LocalBreach:
+    """A rule that breaks its threshold on one gateway's in-memory figures."""
+
+    rule: str
+    severity: str
+    labels: dict[str, str]
+    value: float
+    sentence: str
+
+    @property
+    def key(self) -> str:
+        """The alert's fingerprint."""
+        return fingerprint(self.rule, self.labels)
+
+
+@dataclass
+class LocalEvaluation:
+    """What the rules say on one gateway's own figures while the store is unreachable."""
+
+    at: float
+    breaches: list[LocalBreach] = field(default_factory=list)
+    judged: list[str] = field(default_factory=list)  # rule names evaluated
+    # rule name -> why not: a metric the roll-ups alone cannot give, or a window longer
+    # than the figures this process has kept since it started watching
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def evaluate_local(live: LiveTail, specs: list[RuleSpec], now: float) -> LocalEvaluation:
+    """Judge the rules on `live` alone, the roll-ups this gateway keeps in memory: no store
+    read, no state, no incident, no notification. Rules on plain window metrics whose window
+    the figures cover are judged as `evaluate` would (recovery window included, no `for`);
+    the rest are listed as skipped, with the reason."""
+    out = LocalEvaluation(at=now)
+    engine = MetricEngine(None, now, live=live)
+    for spec in specs:
+        if spec.metric not in SIMPLE_METRICS:
+            out.skipped[spec.name] = f"{spec.metric} needs the store"
+            continue
+        windows = [spec.window]
+        if spec.metric in RECOVERING_METRICS:
+            windows.append(min(spec.recovery_window or spec.window / RECOVERY_SHARE, spec.window))
+        if not all(live.covers(Window.last(w, now)) for w in windows):
+            out.skipped[spec.name] = (
+                f"its {_short(spec.window)} window is longer than the figures kept"
+            )
+            continue
+        out.judged.append(spec.name)
+        recent = recent_values(engine, spec) if spec.metric in RECOVERING_METRICS else {}
+        for sample in engine.samples(
+            spec.metric, spec.window, spec.group_by, min_requests=spec.min_requests
+        ):
+            value = sample.value
+            if spec.metric in RECOVERING_METRICS:
+                value = judged(spec, value, recent.get(sample.labels), None)
+            if value is None or not spec.holds(value):
+                continue
+            labels = {**spec.labels, **dict(sample.labels)}
+            out.breaches.append(
+                LocalBreach(spec.name, spec.severity, labels, value, sentence(spec, labels, value))
+            )
+    return out
 
 
 @dataclass

@@ -4,6 +4,12 @@ Store work runs on one dedicated thread with its own connection, so the event lo
 gateway's, when embedded) never blocks on SQL; HTTP to the notification channels is async.
 Only the lease holder evaluates and sends; the others keep trying for the lease, so a
 standby takes over within one lease period when the leader dies.
+
+While the store is unreachable nothing can be stored, opened or sent, but a watch inside a
+gateway (`serve`, given `local_rows`) still judges the rules it can on that gateway's
+in-memory roll-ups (`evaluate_local`): one log line when a rule starts or stops breaking its
+threshold, `qg_watch_store_down_breaches` on /metrics, and on the store's return the normal
+evaluation judges the same figures, flushed by then, and opens what they call for.
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ from quality_gates.store.db import Connection, Database
 from quality_gates.store.retention import prune_if_due
 from quality_gates.watch._evaluate import (
     EvaluationReport,
+    LocalBreach,
+    LocalEvaluation,
     describe_transition,
     evaluate,
+    evaluate_local,
     rule_specs,
 )
 
@@ -78,6 +87,8 @@ class CycleReport:
     routines: list[Claim] = field(default_factory=list)
     error: str | None = None
     store_down: bool = False
+    # while the store is down: the rules judged on this gateway's in-memory figures
+    local: LocalEvaluation | None = None
 
 
 class WatchService:
@@ -104,6 +115,7 @@ class WatchService:
         auto_rollback: bool = True,
         config_path: Path | None = None,
         exporters: ExporterFactory | None = None,
+        local_rows: Callable[[int], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.database = database
         self.config = config
@@ -114,6 +126,13 @@ class WatchService:
         self.lease_ttl = max(MIN_LEASE_SECONDS, self.interval * LEASE_PERIODS)
         self.specs = rule_specs(config)
         self.live = LiveTail()
+        # The roll-ups of the gateway this watch runs in, read from its memory every cycle
+        # (`local_rows(first_minute)`), so that its windows are covered when the store goes.
+        self.local_rows = local_rows
+        self.local = LiveTail()
+        self.local_holding: dict[str, LocalBreach] = {}
+        self._local_seen: set[str] = set()  # rules that held during this store outage
+        self.last_local: LocalEvaluation | None = None
         self.leader = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qg-watch-store")
         self._conn: Connection | None = None
@@ -164,6 +183,7 @@ class WatchService:
         self._start_exporters()
         now = self.clock()
         report = CycleReport(at=now, leader=False)
+        self._observe_local(now)
         try:
             self.leader = await self._db(
                 _leader.acquire, _leader.WATCH_LEASE, self.holder, self.lease_ttl, now
@@ -199,7 +219,11 @@ class WatchService:
             report.error = str(exc)
             report.store_down = isinstance(exc, StoreUnavailable)
             if report.store_down:
-                self._store_paused(now)
+                if self.local_rows is not None:
+                    report.local = evaluate_local(self.local, self.specs, now)
+                self._store_paused(now, report.local)
+                if report.local is not None:
+                    self._log_local(report.local)
             else:
                 log_event(logger, logging.ERROR, "ERROR", f"watch cycle failed: {exc}")
         else:
@@ -210,28 +234,79 @@ class WatchService:
             self.on_cycle(report)
         return report
 
-    def _store_paused(self, now: float) -> None:
+    def _observe_local(self, now: float) -> None:
+        if self.local_rows is None:
+            return
+        from quality_gates.signals._windows import minute_of
+
+        self.local.observe_rows(self.local_rows(minute_of(now) - 1), now)
+
+    def _log_local(self, evaluation: LocalEvaluation) -> None:
+        # One line when a rule starts breaking its threshold on this gateway's figures and
+        # one when it stops: the store's outage must not hide an outage of a provider.
+        self.last_local = evaluation
+        current = {breach.key: breach for breach in evaluation.breaches}
+        for key, breach in current.items():
+            if key not in self.local_holding:
+                log_event(
+                    logger,
+                    logging.ERROR if breach.severity == "critical" else logging.WARNING,
+                    "ALERT",
+                    f"store down: {breach.rule} holds on this gateway's own figures: "
+                    f"{breach.sentence} (no incident or notification until the store is back)",
+                    rule=breach.rule,
+                    labels=breach.labels,
+                    severity=breach.severity,
+                    value=breach.value,
+                )
+        for key, breach in self.local_holding.items():
+            if key not in current:
+                log_event(
+                    logger,
+                    logging.INFO,
+                    "ALERT",
+                    f"store down: {breach.rule} no longer holds on this gateway's own figures",
+                    rule=breach.rule,
+                    labels=breach.labels,
+                )
+        self.local_holding = current
+        self._local_seen.update(breach.rule for breach in current.values())
+
+    def _store_paused(self, now: float, local: LocalEvaluation | None = None) -> None:
         # One line when the watch stops for want of a store (the store's own line says why),
         # none per failed cycle; it retries every STORE_RETRY_S meanwhile.
         if self._paused_at is None:
             self._paused_at = time.monotonic()
+            if local is None:
+                judging = "no alerts"
+            else:
+                judging = (
+                    f"judging {len(local.judged)} of {len(self.specs)} rules on this gateway's "
+                    "in-memory figures (log and /metrics only; the rest need the store or "
+                    "a longer history), no stored alerts"
+                )
             log_event(
                 logger,
                 logging.ERROR,
                 "SYSTEM",
-                "watch paused: the store is unreachable; no alerts, incidents or notifications "
-                f"until it is back (retrying every {STORE_RETRY_S:g} s)",
+                f"watch paused: the store is unreachable; {judging}, incidents or "
+                f"notifications until it is back (retrying every {STORE_RETRY_S:g} s)",
             )
 
     def _store_resumed(self) -> None:
         if self._paused_at is not None:
             paused = time.monotonic() - self._paused_at
             self._paused_at = None
+            held = sorted(self._local_seen)
+            seen = f"; held on this gateway's figures meanwhile: {', '.join(held)}" if held else ""
+            self.local_holding = {}
+            self._local_seen = set()
+            self.last_local = None
             log_event(
                 logger,
                 logging.WARNING,
                 "SYSTEM",
-                f"watch resumed after {paused:.1f} s without the store",
+                f"watch resumed after {paused:.1f} s without the store{seen}",
                 paused_seconds=round(paused, 1),
             )
 
@@ -354,7 +429,18 @@ class WatchService:
             if self.routines is not None:
                 await self.routines.close()
             if self.leader:
-                await self._db(_leader.release, _leader.WATCH_LEASE, self.holder)
+                from quality_gates.errors import StoreUnavailable
+
+                try:
+                    await self._db(_leader.release, _leader.WATCH_LEASE, self.holder)
+                except StoreUnavailable:
+                    log_event(
+                        logger,
+                        logging.WARNING,
+                        "SYSTEM",
+                        "the watch lease was not released (the store is unreachable); a "
+                        f"standby takes over when it expires (at most {self.lease_ttl:g} s)",
+                    )
         finally:
             for exporter in self._exporters:
                 await exporter.close()

@@ -35,8 +35,10 @@ class EmbeddedWatch:
         config_path: Path | None = None,
         registry: Any = None,
         exporters: ExporterFactory | None = None,
+        local_rows: Any = None,
     ) -> None:
         self.database = database
+        self.local_rows = local_rows  # the gateway's in-memory roll-ups (see WatchService)
         self.config = config
         self.config_dir = config_dir
         self.config_path = config_path
@@ -56,7 +58,7 @@ class EmbeddedWatch:
         if self.registry is not None:
             from quality_gates.watch.metrics import WatchCollector
 
-            self.collector = WatchCollector(self.database)
+            self.collector = WatchCollector(self.database, local=self._local)
             self.registry.register(self.collector)
 
         self.service = WatchService(
@@ -65,10 +67,15 @@ class EmbeddedWatch:
             config_dir=self.config_dir,
             config_path=self.config_path,
             exporters=self.exporters,
+            local_rows=self.local_rows,
         )
         self._task = asyncio.get_running_loop().create_task(
             self.service.run(self._stop), name="qg-watch"
         )
+
+    def _local(self) -> Any:
+        service = self.service
+        return service.last_local if service is not None and service.store_paused else None
 
     async def close(self) -> None:
         """Stop after the current cycle; the lease is released for a standby."""
@@ -126,6 +133,12 @@ def watch_background(
     with `config_path` the evaluator also runs the routine checks, with `exporters` (say
     `quality_gates.exports.exporters_for`) it publishes to CloudWatch and OpenTelemetry. It
     restarts on the new config when the gateway reloads the file."""
+
+    def local_rows(first_minute: int) -> list[dict[str, Any]]:
+        # state.services is replaced when the gateway reloads its config: read it each time
+        telemetry = state.services.telemetry
+        return telemetry.rows_since(first_minute) if telemetry is not None else []
+
     watch = EmbeddedWatch(
         state.database,
         state.settings.config,
@@ -133,6 +146,7 @@ def watch_background(
         config_path=config_path,
         registry=state.services.metrics.registry,
         exporters=exporters,
+        local_rows=local_rows,
     )
     listeners = getattr(state, "config_listeners", None)
     if listeners is not None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from quality_gates.store.db import Database
 from quality_gates.store.registry import get_meta
+
+if TYPE_CHECKING:
+    from quality_gates.watch._evaluate import LocalEvaluation
 
 log = logging.getLogger("quality_gates.watch")
 
@@ -23,21 +26,52 @@ class WatchCollector:
     """qg_watch_alerts, qg_watch_incidents_open, qg_watch_notifications and the evaluator's
     last run, per the labels an operator filters on (never an incident id)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(
+        self, database: Database, local: Callable[[], LocalEvaluation | None] | None = None
+    ) -> None:
         self.database = database
+        self.local = local  # the embedded watch's judgement on in-memory figures, if any
+        self._failing = False
 
     def describe(self) -> list[Any]:
         """Nothing up front: the families depend on the store (the registry calls collect)."""
         return []
 
     def collect(self) -> Iterator[Any]:
-        """Read the store now; nothing when it does not answer (`qg_store_up` says why)."""
+        """Read the store now; nothing when it does not answer (`qg_store_up` says why),
+        except what the watch judged on this gateway's in-memory figures meanwhile."""
+        families = list(self._local_families())
         try:
-            families = list(self._families())
+            families += list(self._families())
         except Exception:  # the store's, whatever its driver: /metrics must still answer
-            log.warning("the watch metrics were left out of this scrape: the store failed")
-            return iter(())
+            if not self._failing:  # one line per outage, not one per scrape
+                log.warning("the watch's store metrics are left out of scrapes: the store failed")
+            self._failing = True
+            return iter(families)
+        if self._failing:
+            log.info("the watch's store metrics are back in scrapes")
+        self._failing = False
         return iter(families)
+
+    def _local_families(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        if self.local is None:
+            return
+        family = GaugeMetricFamily(
+            "qg_watch_store_down_breaches",
+            "While the store is unreachable: rules breaking their threshold on this "
+            "gateway's in-memory figures (no incident or notification until it is back)",
+            labels=["environment", "rule", "severity"],
+        )
+        evaluation = self.local()
+        counts: dict[tuple[str, str, str], int] = {}
+        for breach in evaluation.breaches if evaluation is not None else []:
+            key = (breach.labels.get("environment", ""), breach.rule, breach.severity)
+            counts[key] = counts.get(key, 0) + 1
+        for key, n in sorted(counts.items()):
+            family.add_metric(list(key), n)
+        yield family
 
     def _families(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
