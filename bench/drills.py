@@ -113,8 +113,9 @@ def main() -> None:
         "missed (detection <= 2 s, no request lost, recovery <= 10 s; latency spike: detection "
         "<= 5 s and traffic moved <= 10 s, no recovery target; quality regression: rollback "
         "<= 5 s, no detection target). Drill timescale: rule windows <= 10 s, `for` <= 1 s, "
-        "evaluation every 0.5 s, failback after 1.5 s healthy in three steps 1 s apart and a "
-        "last check 1 s later (4.5 s of the recovery are these waits; docs/drills.md).\n"
+        "evaluation every 0.5 s, failback after 1.5 s healthy in three steps 0.5 s apart and "
+        "a last check 0.5 s later, its first step once the provider's alerts have ended (about "
+        "4 s after the clear with 1 s probes; docs/drills.md).\n"
     )
     command = f"python bench/drills.py --runs {args.runs} --duration {args.duration}"
     print(f"\n{command}")
