@@ -5,6 +5,13 @@ broken upstream ends the client's stream with an explicit `error` event and is r
 failed request and attempt; only a final chunk with a finish reason ends it with
 `data: [DONE]`. Clean-up (breaker, telemetry, the admission slot, the upstream iterator) runs
 exactly once, whether the stream finished, broke, or the client left before it began.
+
+After the first chunk, a stream served by the lean server from a protocol that can push
+(OpenAI-compatible, see providers/_relay.py) is pushed: its deltas are framed and written to
+the client from the upstream connection's callback (`_ClientSink`) until its final chunk,
+which comes back through the same `_next` as a pulled one, so the ending, the error event,
+the deadline, the client leaving and the record are the pull's own. The bytes on the wire
+are the pull's (tests/test_gateway_stream_push.py).
 """
 
 from __future__ import annotations

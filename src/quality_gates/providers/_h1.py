@@ -31,6 +31,10 @@ before its end closes its connection, which is how the upstream learns to stop. 
 whose reader has all it needs (its protocol's last event) while the body's own end is still
 on its way (OpenAI-compatible servers write `data: [DONE]` and the chunked terminator
 apart) is drained in the background and its connection reused once that end arrives.
+
+A stream's reader may also take the rest of the body pushed (`StreamReply.relay`): each
+piece handed to its callback from the connection's `data_received`, no wake-up per piece;
+it then pauses the socket itself (`StreamReply.hold`) while its own consumer is full.
 """
 
 from __future__ import annotations
