@@ -69,6 +69,7 @@ SCRIPTS: dict[str, tuple[list[bytes], str]] = {
         ],
         "end",
     ),
+    "json": ([*_texts('{"a": ', "1}"), *END], "end"),  # asked for JSON: checked at the end
     "cut": (_texts("one ", "two "), "cut"),
     "error": (
         [*_texts("one "), b'data: {"error": {"message": "overloaded", "type": "x"}}\n\n'],
@@ -145,9 +146,10 @@ async def gateway(root: Path, upstream_port: int, *, push: bool) -> AsyncIterato
 
 def _exchange(port: int, prompt: str) -> bytes:
     """The raw answer to one streamed request (its body as framed on the wire)."""
-    body = json.dumps(
-        chat_body(text=prompt, stream=True, stream_options={"include_usage": True})
-    ).encode()
+    extra: dict[str, Any] = {"stream_options": {"include_usage": True}}
+    if prompt == "json":
+        extra["response_format"] = {"type": "json_object"}
+    body = json.dumps(chat_body(text=prompt, stream=True, **extra)).encode()
     request = (
         f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
@@ -175,7 +177,7 @@ async def _run(root: Path, upstream_port: int, *, push: bool) -> tuple[dict[str,
         )
     rows = ws.conn.execute(
         "SELECT prompt, status, http_status, error_class, finish_reason, input_tokens,"
-        " output_tokens, answer, stream, attempts FROM requests ORDER BY prompt"
+        " output_tokens, answer, output_check, stream, attempts FROM requests ORDER BY prompt"
     )
     return answers, rows
 
@@ -206,6 +208,7 @@ async def test_a_pushed_stream_is_the_pulled_stream_byte_for_byte(tmp_path: Path
     assert by_prompt["plain"]["answer"] == "abc"
     assert by_prompt["plain"]["output_tokens"] == 5
     assert by_prompt["packed"]["answer"] == 'h\u00e9llo "quoted" \u2713\nsplit across writes'
+    assert by_prompt["json"]["output_check"] is not None
     for broken in ("cut", "error", "malformed"):
         assert by_prompt[broken]["status"] == "error"
         assert by_prompt[broken]["http_status"] == 502
