@@ -55,6 +55,7 @@ END = [
 PACKED = b"".join(_texts("h\u00e9llo ", '"quoted" ', "\u2713\n"))
 SPLIT = _event({"content": "split across writes"})
 TOOL = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
+ERROR = b'data: {"error": {"message": "overloaded", "type": "x"}}\n\n'
 # What the upstream writes (each item one write), then "end" (the body's end) or "cut".
 SCRIPTS: dict[str, tuple[list[bytes], str]] = {
     "plain": ([_event({"role": "assistant", "content": ""}), *_texts("a", "b", "c"), *END], "end"),
@@ -71,10 +72,9 @@ SCRIPTS: dict[str, tuple[list[bytes], str]] = {
     ),
     "json": ([*_texts('{"a": ', "1}"), *END], "end"),  # asked for JSON: checked at the end
     "cut": (_texts("one ", "two "), "cut"),
-    "error": (
-        [*_texts("one "), b'data: {"error": {"message": "overloaded", "type": "x"}}\n\n'],
-        "end",
-    ),
+    "error": ([*_texts("one "), ERROR], "end"),
+    # The error read in the same piece as the first chunk, after another text.
+    "late": ([b"".join([*_texts("one ", "two "), ERROR]), *_texts("three "), *END], "end"),
     "malformed": ([*_texts("one "), b"data: {not json\n\n"], "end"),
 }
 
@@ -200,7 +200,7 @@ async def test_a_pushed_stream_is_the_pulled_stream_byte_for_byte(tmp_path: Path
     assert b"split across writes" in pushed["packed"]
     assert b'"tool_calls":[{"index":0,"id":"call_1"' in pushed["tools"]
     assert b'"finish_reason":"tool_calls"' in pushed["tools"]
-    for broken in ("cut", "error", "malformed"):
+    for broken in ("cut", "error", "late", "malformed"):
         assert b'data: {"error":{"message":"the upstream stream' in pushed[broken]
         assert b"[DONE]" not in pushed[broken]
     by_prompt = {name: row for row in pushed_rows for name in SCRIPTS if name in row["prompt"]}
@@ -209,7 +209,7 @@ async def test_a_pushed_stream_is_the_pulled_stream_byte_for_byte(tmp_path: Path
     assert by_prompt["plain"]["output_tokens"] == 5
     assert by_prompt["packed"]["answer"] == 'h\u00e9llo "quoted" \u2713\nsplit across writes'
     assert by_prompt["json"]["output_check"] is not None
-    for broken in ("cut", "error", "malformed"):
+    for broken in ("cut", "error", "late", "malformed"):
         assert by_prompt[broken]["status"] == "error"
         assert by_prompt[broken]["http_status"] == 502
 

@@ -112,6 +112,8 @@ class SseItems:
         self.deliver = deliver
         while self._pending:
             self._hold(deliver(self._pending.popleft()))
+        if self._error is not None:  # read with those items, raised after them
+            raise self._error
         if not self.reader.done:
             await reply.relay(self._on_data)
             if self._error is not None:
