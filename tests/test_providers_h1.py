@@ -430,6 +430,38 @@ def test_a_stream_arrives_whole_whatever_its_framing_and_cuts(
     assert events[0].data.endswith('"café \\u00e9"}')
 
 
+@pytest.mark.parametrize("framing", ["chunked", "length", "until-close", "gzip"])
+@pytest.mark.parametrize("sizes", [(1,), (3, 7, 2), (4096,)], ids=["bytewise", "ragged", "whole"])
+def test_a_relayed_stream_hands_over_the_rest_of_the_body_whatever_its_framing(
+    framing: str, sizes: tuple[int, ...]
+) -> None:
+    """The first piece pulled, the rest pushed to a callback as it arrives: together, the
+    body (decoded when the server compressed it)."""
+    body = b"".join(SSE_EVENTS)
+    if framing == "gzip":
+        raw = _stream_head("chunked", extra="content-encoding: gzip\r\n")
+        raw += _chunked(_split(gzip.compress(body), (50,)))
+    elif framing == "chunked":
+        raw = _stream_head("chunked") + _chunked(SSE_EVENTS)
+    else:
+        raw = _stream_head(framing, len(body)) + body
+
+    async def main() -> list[bytes]:
+        async with _served(_streaming(raw, sizes)) as (client, url):
+            reply = await client.stream(url, {}, b"{}", timeout=10)
+            try:
+                got = [await reply.__anext__()]
+                await reply.relay(lambda piece: got.append(piece) is None)
+            finally:
+                reply.close()
+            return got
+
+    got = asyncio.run(main())
+    assert b"".join(got) == body
+    if sizes == (1,) and framing != "gzip":
+        assert len(got) > len(SSE_EVENTS)  # handed over as they came
+
+
 def test_a_stream_read_to_its_end_gives_its_connection_back_and_one_left_closes_it() -> None:
     connections = 0
     closed_early = asyncio.Event()

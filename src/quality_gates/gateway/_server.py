@@ -407,6 +407,13 @@ class _Connection(asyncio.Protocol):
         return request.keep_alive and cycle.keep_alive
 
 
+def _cut_slow_reader(conn: _Connection) -> None:
+    """A client whose buffer stayed full for the read timeout: cut it."""
+    log.warning("a client read nothing for %g s; connection cut", conn.server.read_timeout)
+    if conn.transport is not None:
+        conn.transport.abort()
+
+
 class _Cycle:
     """The receive and send of one request."""
 
@@ -421,6 +428,7 @@ class _Cycle:
         "left",
         "request",
         "started",
+        "timed",
     )
 
     def __init__(self, conn: _Connection, request: _Request) -> None:
@@ -434,6 +442,7 @@ class _Cycle:
         self.head_only = request.scope["method"] == "HEAD"
         self.chunked = False
         self.left: int | None = None  # body bytes still due under content-length
+        self.timed: asyncio.Future[None] | None = None  # a full buffer write_chunk timed
 
     def watch_disconnect(self, on_left: Callable[[], None]) -> Callable[[], None]:
         """Call `on_left` when the client's connection closes (before `complete`); returns
@@ -531,10 +540,32 @@ class _Cycle:
                 async with asyncio.timeout(conn.server.read_timeout):
                     await asyncio.shield(writable)
             except TimeoutError:
-                log.warning(
-                    "a client read nothing for %g s; connection cut", conn.server.read_timeout
-                )
-                transport.abort()
+                _cut_slow_reader(conn)
+
+    @property
+    def pushable(self) -> bool:
+        """The answer is under way in chunks: write_chunk may add to it."""
+        return self.chunked and self.head is None and not self.complete and not self.head_only
+
+    def write_chunk(self, body: bytes) -> asyncio.Future[None] | None:
+        """Write one chunk of a `pushable` answer from a callback (a relay pushing a stream:
+        no ASGI send per chunk); returns the future to wait for before the next chunk while
+        the client's buffer is full (a client that reads nothing for the read timeout is
+        cut, as in send), else None. Dropped once the client left."""
+        conn = self.conn
+        if conn.closed:
+            return None
+        transport = conn.transport
+        assert transport is not None
+        transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+        writable = conn.writable
+        if writable is None or writable.done():
+            return None
+        if self.timed is not writable:  # one read-timeout timer per full buffer
+            self.timed = writable
+            timer = conn.loop.call_later(conn.server.read_timeout, _cut_slow_reader, conn)
+            writable.add_done_callback(lambda _: timer.cancel())
+        return writable
 
     def _start(self, status: int, headers: Any) -> None:
         parts = [_status_line(status), self.conn.server.clock.date()]

@@ -5,6 +5,13 @@ broken upstream ends the client's stream with an explicit `error` event and is r
 failed request and attempt; only a final chunk with a finish reason ends it with
 `data: [DONE]`. Clean-up (breaker, telemetry, the admission slot, the upstream iterator) runs
 exactly once, whether the stream finished, broke, or the client left before it began.
+
+After the first chunk, a stream served by the lean server from a protocol that can push
+(OpenAI-compatible, see providers/_relay.py) is pushed: its deltas are framed and written to
+the client from the upstream connection's callback (`_ClientSink`) until its final chunk,
+which comes back through the same `_next` as a pulled one, so the ending, the error event,
+the deadline, the client leaving and the record are the pull's own. The bytes on the wire
+are the pull's (tests/test_gateway_stream_push.py).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -86,6 +93,10 @@ class LiveStream:
         self._task: asyncio.Task[Any] | None = None  # the task that relays
         self._waiting = False  # it awaits the upstream's next chunk
         self._expired = False
+        # The lean server's answer in progress, when the rest of the stream may be pushed
+        # to it from the upstream's callback (see _ClientSink).
+        self._cycle: Any = None
+        self.held = False  # a pushed stream waits for the client to read
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Relay in this task while a watcher task waits for the client to leave (then
@@ -106,6 +117,9 @@ class LiveStream:
             self.client_gone = True
             relay.cancel()
 
+        cycle = getattr(send, "__self__", None)
+        if hasattr(cycle, "write_chunk") and hasattr(self.iterator, "asend"):
+            self._cycle = cycle
         watcher = loop.create_task(watch_receive())
         events = self._relay()
         try:
@@ -131,16 +145,22 @@ class LiveStream:
         """At the deadline (which a client's slow reading moves): cut the wait for the
         upstream's next chunk, or let the next wait see the deadline passed."""
         loop = asyncio.get_running_loop()
-        if loop.time() < self.deadline:
-            self._watchdog = loop.call_at(self.deadline, self._watch)
+        if loop.time() < self.deadline or self.held:
+            # A client that does not read holds a pushed stream: its time, not the
+            # provider's (the deadline moves by it once it reads again).
+            at = max(self.deadline, loop.time() + CLIENT_WAIT_S)
+            self._watchdog = loop.call_at(at, self._watch)
             return
         self._watchdog = None
         self._expired = True
         if self._waiting and self._task is not None:
             self._task.cancel()
 
-    async def _next(self, loop: asyncio.AbstractEventLoop) -> StreamChunk | None:
-        """The next upstream chunk, or None with `self.error` set."""
+    async def _next(
+        self, loop: asyncio.AbstractEventLoop, sink: _ClientSink | None = None
+    ) -> StreamChunk | None:
+        """The next upstream chunk, or None with `self.error` set; with a `sink`, the
+        stream may push its deltas to it and answer with its final chunk."""
         provider = self.deployment.provider
         try:
             if self._expired or loop.time() >= self.deadline:
@@ -150,6 +170,8 @@ class LiveStream:
                 self._watchdog = loop.call_at(self.deadline, self._watch)
             self._waiting = True
             try:
+                if sink is not None:
+                    return await self.iterator.asend(sink)  # type: ignore[attr-defined,no-any-return]
                 return await self.iterator.__anext__()
             except asyncio.CancelledError:
                 # Ours when the watchdog fired and nobody else cancelled the task too.
@@ -204,7 +226,11 @@ class LiveStream:
                 if chunk.is_final:
                     self.final = chunk
                     break
-                chunk = await self._next(loop)
+                sink = None
+                if opening is None and self._cycle is not None and self._cycle.pushable:
+                    sink = _ClientSink(self, self._cycle.write_chunk, head, tail)
+                    self._cycle = None  # offered once: a stream that cannot push is pulled
+                chunk = await self._next(loop, sink)
             if self.error is not None or self.final is None:
                 error = self.error or StreamInterrupted("the stream ended without data")
                 self.error = error
@@ -299,3 +325,58 @@ class LiveStream:
             s.answer_tap(
                 rec, self.request.prompt_text(), answer_with_calls("".join(self.parts), calls)
             )
+
+
+class _ClientSink:
+    """The client's end of a pushed stream: each delta framed as the pull frames it and
+    written to the client's connection from the upstream's callback; while the client does
+    not read, the upstream is not read either, and the deadline moves by the time it held
+    the stream (as a slow send does for the pull)."""
+
+    __slots__ = ("head", "holding", "live", "parts", "tail", "write")
+
+    def __init__(
+        self,
+        live: LiveStream,
+        write: Callable[[bytes], asyncio.Future[None] | None],
+        head: bytes,
+        tail: bytes,
+    ) -> None:
+        self.live, self.write, self.head, self.tail = live, write, head, tail
+        self.parts = live.parts
+        self.holding: asyncio.Future[None] | None = None
+
+    def text(self, text: str) -> asyncio.Future[None] | None:
+        """A text delta, written as a content chunk."""
+        self.parts.append(text)
+        held = self.write(self.head + orjson.dumps(text) + self.tail)
+        if held is not None and held is not self.holding:
+            self._hold(held)
+        return held
+
+    def tool_call(self, delta: ToolCallDelta) -> asyncio.Future[None] | None:
+        """A tool-call delta, written as a tool-call chunk."""
+        live, rec = self.live, self.live.rec
+        live.tool_calls = True
+        if live.deltas is not None:
+            live.deltas.append(delta)
+        event = tool_chunk_event(rec.id, int(rec.ts), live.deployment.model_id, (delta,))
+        held = self.write(event)
+        if held is not None and held is not self.holding:
+            self._hold(held)
+        return held
+
+    def _hold(self, held: asyncio.Future[None]) -> None:
+        self.holding = held
+        live = self.live
+        live.held = True
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+
+        def resumed(_: asyncio.Future[None]) -> None:
+            live.held = False
+            waited = loop.time() - since
+            if waited > CLIENT_WAIT_S:
+                live.deadline += waited
+
+        held.add_done_callback(resumed)

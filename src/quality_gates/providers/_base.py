@@ -7,7 +7,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +29,7 @@ from quality_gates.providers._http import (
     release_session,
     transport_error,
 )
+from quality_gates.providers._relay import EventReader, SseItems
 from quality_gates.providers._sse import ServerSentEvent, SseDecoder
 from quality_gates.providers._types import (
     ChatProvider,
@@ -39,6 +40,7 @@ from quality_gates.providers._types import (
     Message,
     ProbeResult,
     StreamChunk,
+    StreamSink,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -89,6 +91,27 @@ def _one_call(request: ChatRequest) -> bool:
     Gemini) are held to it by keeping the first call only (the others honour it already)."""
     extras = request.extras
     return extras is not None and extras.parallel_tool_calls is False
+
+
+def _delivery(
+    sink: StreamSink, parts: list[str], one_call: bool
+) -> Callable[[str | ToolCallDelta], asyncio.Future[None] | None]:
+    """What a pushed stream does with each item: what the pull does before yielding it."""
+    text, tool_call = sink.text, sink.tool_call
+
+    def deliver(item: str | ToolCallDelta) -> asyncio.Future[None] | None:
+        if item.__class__ is str:
+            if not item:
+                return None
+            parts.append(item)
+            return text(item)
+        assert isinstance(item, ToolCallDelta)
+        if one_call and item.index > 0:
+            return None
+        parts.append(item.arguments)
+        return tool_call(item)
+
+    return deliver
 
 
 def estimate_tokens(text: str) -> int:
@@ -164,6 +187,11 @@ class HttpChatProvider(ChatProvider):
         """read_stream for `request` (protocols whose reading depends on the request
         override this)."""
         return self.read_stream(body)
+
+    def stream_reader(self, request: ChatRequest) -> EventReader | None:
+        """A reader of the stream's events one at a time, for protocols whose streams may
+        be pushed to a consumer (None: read_stream_of reads it, pulled only)."""
+        return None
 
     async def prepare(self) -> None:
         """Work before the first request (e.g. resolving credentials)."""
@@ -342,8 +370,13 @@ class HttpChatProvider(ChatProvider):
             raise ServerError(f"{self.name}: answer larger than {limit} bytes", provider=self.name)
         return raw
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        """Text deltas, then a final chunk with finish reason, usage, timing and cost."""
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamChunk, StreamSink | None]:
+        """Text deltas, then a final chunk with finish reason, usage, timing and cost.
+
+        A consumer may `asend` a StreamSink instead of asking for the next chunk: where the
+        protocol allows, the rest of the deltas then go to the sink from the connection's
+        callback as they arrive, and `asend` returns the final chunk (or raises what the
+        stream raised, as the pull would have); elsewhere it returns the next chunk."""
         await self.prepare()
         wire = self.build(request, stream=True)
         timeout = self._timeout(request)
@@ -363,7 +396,13 @@ class HttpChatProvider(ChatProvider):
                     content_type = reply.headers.get("content-type", "")
                     if self.stream_content_type not in content_type:
                         raise self._not_a_stream(reply.status, reply.headers, content_type)
-                    async for item in self.read_stream_of(reply, request):
+                    reader = self.stream_reader(request)
+                    items = (
+                        SseItems(reply, reader)
+                        if reader is not None
+                        else self.read_stream_of(reply, request)
+                    )
+                    async for item in items:
                         if isinstance(item, StreamEnd):
                             end = item
                             continue
@@ -375,10 +414,13 @@ class HttpChatProvider(ChatProvider):
                             if one_call and item.index > 0:
                                 continue
                             parts.append(item.arguments)
-                            yield StreamChunk(tool_calls=(item,))
-                            continue
-                        parts.append(item)
-                        yield StreamChunk(text=item)
+                            sink = yield StreamChunk(tool_calls=(item,))
+                        else:
+                            parts.append(item)
+                            sink = yield StreamChunk(text=item)
+                        if sink is not None and isinstance(items, SseItems):
+                            end = await items.push(_delivery(sink, parts, one_call))
+                            break
                     reply.close(finished=True)  # what may follow is the body's end
                 finally:
                     reply.close()  # a stream left before its end closes its connection

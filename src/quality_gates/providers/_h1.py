@@ -31,6 +31,10 @@ before its end closes its connection, which is how the upstream learns to stop. 
 whose reader has all it needs (its protocol's last event) while the body's own end is still
 on its way (OpenAI-compatible servers write `data: [DONE]` and the chunked terminator
 apart) is drained in the background and its connection reused once that end arrives.
+
+A stream's reader may also take the rest of the body pushed (`StreamReply.relay`): each
+piece handed to its callback from the connection's `data_received`, no wake-up per piece;
+it then pauses the socket itself (`StreamReply.hold`) while its own consumer is full.
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ class _Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.paused = False
         self._drained: Callable[[bool], None] | None = None  # the body's end will tell
+        self._push: Callable[[bytes], bool] | None = None  # body pieces go here (relay)
+        self._held_by: asyncio.Future[None] | None = None  # reading paused until it is done
         self._headers_done = False
         self._headers_at = 0.0
         self._status = 0
@@ -167,6 +173,12 @@ class _Connection(asyncio.Protocol):
         if self._drained is not None:
             if self._size > MAX_DRAIN_BYTES:
                 self._fail(BadResponse("more than the end of a finished stream"))
+            return
+        push = self._push
+        if push is not None:
+            if not push(body):
+                self._push = None  # the reader has all it needs
+                self._wake()
             return
         self._chunks.append(body)
         if self.streaming:
@@ -327,6 +339,74 @@ class StreamReply:
                 waiter = asyncio.get_running_loop().create_future()
                 conn._waiter = waiter
                 await waiter
+
+    async def relay(self, on_data: Callable[[bytes], bool]) -> None:
+        """Hand the rest of the body to `on_data` piece by piece from the connection's own
+        callback as it arrives (no task wake-up per piece), until `on_data` returns False
+        (it has all it needs) or the body ends; raises the connection's error as `async
+        for` would, once the pieces before it were handed over."""
+        conn = self._conn
+        push = on_data if self._decoder is None else self._decoding(on_data)
+        chunks = conn._chunks
+        if chunks:
+            data = b"".join(chunks)
+            chunks.clear()
+            conn._size = 0
+            if not push(data):
+                return
+        if conn.paused and not conn.closed and conn.transport is not None:
+            conn.paused = False
+            conn.transport.resume_reading()
+        loop = asyncio.get_running_loop()
+        conn._push = push
+        try:
+            while conn._push is not None and not conn.done and conn.error is None:
+                waiter = loop.create_future()
+                conn._waiter = waiter
+                await waiter
+        finally:
+            conn._push = None
+            if conn._held_by is not None:  # what follows (the body's end) is not relayed
+                conn._held_by = None
+                if not conn.closed and conn.transport is not None:
+                    conn.transport.resume_reading()
+        if conn.error is not None and not conn.done:
+            raise conn.error
+        if conn.done and self._decoder is not None:
+            rest = self._decoder.flush()
+            self._decoder = None
+            if rest:
+                on_data(rest)
+
+    def _decoding(self, on_data: Callable[[bytes], bool]) -> Callable[[bytes], bool]:
+        conn, decoder = self._conn, self._decoder
+
+        def push(data: bytes) -> bool:
+            try:
+                data = decoder.decompress(data)
+            except zlib.error as exc:
+                conn._fail(BadResponse(f"invalid compressed body: {exc}"))
+                return False
+            return not data or on_data(data)
+
+        return push
+
+    def hold(self, until: asyncio.Future[None]) -> None:
+        """Stop reading the socket until `until` is done (the reader's consumer is full),
+        so TCP flow control holds the upstream back."""
+        conn = self._conn
+        if conn._held_by is until or conn.closed or conn.transport is None:
+            return
+        conn._held_by = until
+        conn.transport.pause_reading()
+
+        def resume(_: asyncio.Future[None]) -> None:
+            if conn._held_by is until:
+                conn._held_by = None
+                if not conn.closed and conn.transport is not None:
+                    conn.transport.resume_reading()
+
+        until.add_done_callback(resume)
 
     async def read(self, limit: int) -> bytes:
         """The rest of the body, up to `limit` bytes (an error answer's body)."""

@@ -6,7 +6,7 @@ Groq. Errors are `{"error": {"message", "type", "code"}}`; vLLM puts the fields 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -16,6 +16,8 @@ from quality_gates.providers._base import Answer, HttpChatProvider, StreamEnd, W
 from quality_gates.providers._embeddings import EmbedRequest, openai_body, openai_vectors
 from quality_gates.providers._features import unsupported
 from quality_gates.providers._http import loads_or_none, retry_after_seconds
+from quality_gates.providers._relay import EventReader, SseItems
+from quality_gates.providers._sse import ServerSentEvent
 from quality_gates.providers._status import ERROR_CLASSES, class_for_status, make_error
 from quality_gates.providers._types import (
     ChatRequest,
@@ -165,6 +167,52 @@ def _error_fields(body: Any) -> tuple[str, str, str]:
     )
 
 
+class ChunkReader(EventReader):
+    """`chat.completion.chunk` events, one at a time, until `[DONE]`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.finish: FinishReason | None = None
+        self.usage: Usage | None = None
+
+    def read(self, event: ServerSentEvent) -> Iterator[str | ToolCallDelta]:
+        """Text and tool-call deltas of choice 0 (a generator: what an event holds before a
+        malformed part of it is still read, as it arrived)."""
+        data = event.data
+        if data.startswith("[DONE]"):
+            self.done = True
+            return
+        if not data:
+            return
+        chunk = orjson.loads(data)
+        if isinstance(chunk, dict) and chunk.get("error"):
+            message, kind, code = _error_fields(chunk)
+            named = ERROR_TYPES.get(code) or ERROR_TYPES.get(kind) or "server_error"
+            raise make_error(ERROR_CLASSES[named], self.name, 200, message or "stream error")
+        self.usage = _usage(chunk.get("usage")) or self.usage
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                yield content
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") or {}
+                yield ToolCallDelta(
+                    int(call.get("index") or 0),
+                    call.get("id"),
+                    function.get("name"),
+                    function.get("arguments") or "",
+                )
+            if choice.get("finish_reason"):
+                self.finish = FINISH.get(str(choice["finish_reason"]), "other")
+
+    def end(self) -> StreamEnd | None:
+        """The finish reason and usage, if a chunk gave a finish reason."""
+        return StreamEnd(self.finish, self.usage) if self.finish is not None else None
+
+
 class OpenAIProvider(HttpChatProvider):
     """An OpenAI-compatible endpoint; `api_key` goes in `Authorization: Bearer`."""
 
@@ -255,38 +303,12 @@ class OpenAIProvider(HttpChatProvider):
     ) -> AsyncIterator[str | ToolCallDelta | StreamEnd]:
         """`chat.completion.chunk` events until `[DONE]`; usage arrives in the last chunk;
         tool-call deltas keep the upstream's index and id."""
-        finish: FinishReason | None = None
-        usage: Usage | None = None
-        async for event in self.sse_events(body):
-            if event.data.startswith("[DONE]"):
-                break
-            if not event.data:
-                continue
-            data = orjson.loads(event.data)
-            if isinstance(data, dict) and data.get("error"):
-                message, kind, code = _error_fields(data)
-                named = ERROR_TYPES.get(code) or ERROR_TYPES.get(kind) or "server_error"
-                raise make_error(ERROR_CLASSES[named], self.name, 200, message or "stream error")
-            usage = _usage(data.get("usage")) or usage
-            for choice in data.get("choices") or ():
-                if choice.get("index", 0) != 0:
-                    continue
-                delta = choice.get("delta") or {}
-                content = delta.get("content")
-                if content:
-                    yield content
-                for call in delta.get("tool_calls") or ():
-                    function = call.get("function") or {}
-                    yield ToolCallDelta(
-                        int(call.get("index") or 0),
-                        call.get("id"),
-                        function.get("name"),
-                        function.get("arguments") or "",
-                    )
-                if choice.get("finish_reason"):
-                    finish = FINISH.get(str(choice["finish_reason"]), "other")
-        if finish is not None:
-            yield StreamEnd(finish, usage)
+        async for item in SseItems(body, ChunkReader(self.name)):
+            yield item
+
+    def stream_reader(self, request: ChatRequest) -> ChunkReader:
+        """The chunks are read one event at a time, so a relay may push them."""
+        return ChunkReader(self.name)
 
     def embed_wires(self, request: EmbedRequest) -> list[Wire]:
         """`POST /v1/embeddings` with every input."""

@@ -8,9 +8,10 @@ provider; adapters know nothing of them. Errors are the provider part of
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
     from quality_gates.providers._embeddings import EmbedRequest, EmbedResponse
@@ -216,6 +217,17 @@ class StreamChunk:
     def is_final(self) -> bool:
         """True for the last chunk (it carries the finish reason and usage)."""
         return self.finish_reason is not None
+
+
+class StreamSink(Protocol):
+    """Where a pushed stream's deltas go, from the upstream connection's callback; each
+    returns None, or a future while the consumer is full (reading pauses until it is done)."""
+
+    def text(self, text: str) -> asyncio.Future[None] | None:
+        """A text delta."""
+
+    def tool_call(self, delta: ToolCallDelta) -> asyncio.Future[None] | None:
+        """A tool-call delta."""
 
 
 @dataclass
