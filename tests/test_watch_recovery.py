@@ -196,6 +196,22 @@ def test_an_idle_provider_is_not_paged_on_a_failed_probe(workspace: Workspace) -
     assert state_of(ws, "meta") is None
 
 
+def test_one_failed_probe_opens_nothing_where_probes_alone_fill_the_window(
+    workspace: Workspace,
+) -> None:
+    # The drills' timescale: a 10 s window and min_requests 10, met by ten 1 s probes of an
+    # idle provider. One timed-out probe read "availability 90%" and opened an incident; a
+    # new alert now needs two failed samples among its latest.
+    ws = workspace
+    config = provider_config(ws, window="10s", min_requests=10)
+    put_probes(ws.conn, ts=T0 + 1, provider="google", count=10, failed=1)
+    evaluate(ws.conn, config, now=T0 + 10)
+    assert state_of(ws, "google") is None
+    put_probes(ws.conn, ts=T0 + 1, provider="google", count=20, failed=6)
+    evaluate(ws.conn, config, now=T0 + 20)
+    assert state_of(ws, "google") == FIRING
+
+
 def test_an_active_alert_is_judged_on_its_latest_samples() -> None:
     spec = RuleSpec(
         name=RULE,

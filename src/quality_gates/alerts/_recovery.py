@@ -21,6 +21,10 @@ alert, too, needs both windows to break the threshold:
 - A pending or firing alert whose window has fewer samples than `min_requests` (the probes
   of a provider traffic left) is judged on `recent`, so it keeps firing while the probes
   fail. A new alert still needs `min_requests` samples in its window.
+- A new alert on a provider health metric also needs `ONSET_MIN_FAILURES` failed samples
+  in its recovery window: one failed call or probe is no outage (a breaker opens on several
+  in a row), so one probe timing out on an idle provider, in a window that short timescales
+  fill with probes alone, opens nothing.
 - When both break the threshold, the alert's value is the worse of the two: how the provider
   does now, which the incident's title and the severity table ("every provider down") read.
 """
@@ -36,6 +40,8 @@ RECOVERING_METRICS = PROBED_METRICS | frozenset(
 # Two good samples in a row close a circuit breaker (close_after's default): the same two,
 # with none failing, end a provider alert.
 RECOVERY_MIN_SAMPLES = 2.0
+# ...and two failed ones, at least, start one.
+ONSET_MIN_FAILURES = 2.0
 RECOVERY_SHARE = 6.0  # the recovery window: a sixth of the rule's window (10 s of 1 min)
 # The gateway's prober waits `interval` after a round, and a round lasts at most its probes'
 # timeout, max(interval, 1 s) (gateway/_health.Prober): rounds start at most this far apart.
@@ -54,22 +60,39 @@ def recovery_window(window: float, probe_interval: float) -> float:
     return min(window, max(window / RECOVERY_SHARE, 2.0 * probe_round_gap(probe_interval)))
 
 
-def recent_values(engine: MetricEngine, spec: RuleSpec) -> dict[Labels, float | None]:
-    """Per group, the metric over its recovery window (None under RECOVERY_MIN_SAMPLES)."""
+def recent_samples(
+    engine: MetricEngine, spec: RuleSpec
+) -> dict[Labels, tuple[float | None, float | None]]:
+    """Per group, the metric over its recovery window (None under RECOVERY_MIN_SAMPLES) and,
+    for a provider health metric, how many of those samples failed."""
     seconds = min(spec.recovery_window or spec.window / RECOVERY_SHARE, spec.window)
     samples = engine.samples(spec.metric, seconds, spec.group_by, min_requests=RECOVERY_MIN_SAMPLES)
-    return {sample.labels: sample.value for sample in samples}
+    out: dict[Labels, tuple[float | None, float | None]] = {}
+    for sample in samples:
+        failed = None
+        if sample.value is not None and spec.metric in PROBED_METRICS:
+            # availability counts the good share; the 5xx and 429 rates the bad one
+            share = 1.0 - sample.value if spec.metric == "provider_availability" else sample.value
+            failed = share * sample.volume
+        out[sample.labels] = (sample.value, failed)
+    return out
 
 
 def judged(
-    spec: RuleSpec, value: float | None, recent: float | None, previous: AlertState | None
+    spec: RuleSpec,
+    value: float | None,
+    recent: float | None,
+    previous: AlertState | None,
+    failed: float | None = None,
 ) -> float | None:
     """The value an alert on a RECOVERING_METRICS metric is judged on (see the module's
-    docstring)."""
+    docstring); `failed`: how many of the recent samples failed (provider health metrics)."""
     if recent is None or not spec.holds(recent):
         return recent  # nothing current (no data), or the latest samples pass
+    active = previous is not None and previous.state in (PENDING, FIRING)
+    if not active and failed is not None and failed < ONSET_MIN_FAILURES - 1e-9:
+        return None  # one failed sample is no outage
     if value is None:
-        active = previous is not None and previous.state in (PENDING, FIRING)
         return recent if active else None
     if spec.holds(value):
         # Both break the threshold: say how bad it is now. A window that still holds the

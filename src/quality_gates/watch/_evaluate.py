@@ -25,7 +25,7 @@ from quality_gates.alerts._recovery import (
     RECOVERING_METRICS,
     RECOVERY_SHARE,
     judged,
-    recent_values,
+    recent_samples,
     recovery_window,
 )
 from quality_gates.alerts._rules import (
@@ -253,13 +253,14 @@ def evaluate_local(live: LiveTail, specs: list[RuleSpec], now: float) -> LocalEv
             )
             continue
         out.judged.append(spec.name)
-        recent = recent_values(engine, spec) if spec.metric in RECOVERING_METRICS else {}
+        recent = recent_samples(engine, spec) if spec.metric in RECOVERING_METRICS else {}
         for sample in engine.samples(
             spec.metric, spec.window, spec.group_by, min_requests=spec.min_requests
         ):
             value = sample.value
             if spec.metric in RECOVERING_METRICS:
-                value = judged(spec, value, recent.get(sample.labels), None)
+                latest, failed = recent.get(sample.labels, (None, None))
+                value = judged(spec, value, latest, None, failed)
             if value is None or not spec.holds(value):
                 continue
             labels = {**spec.labels, **dict(sample.labels)}
@@ -300,8 +301,11 @@ def evaluate(
         live.observe(conn, now)
     engine = MetricEngine(conn, now, quotas=quotas(config), live=live)
     resolved = recently_resolved(conn, now)
-    # rule, labels, value, and (RECOVERING_METRICS) the value of its latest samples
-    observed: list[tuple[RuleSpec, dict[str, str], float | None, float | None]] = []
+    # rule, labels, value, and (RECOVERING_METRICS) the value of its latest samples and how
+    # many of them failed
+    observed: list[
+        tuple[RuleSpec, dict[str, str], float | None, tuple[float | None, float | None]]
+    ] = []
     notes: dict[str, str] = {}  # fingerprint -> a summary better than the rule's own
     for spec in specs:
         if spec.metric == ROUTINE_METRIC:
@@ -309,7 +313,7 @@ def evaluate(
             if note is not None:
                 labels = dict(spec.labels)
                 notes[fingerprint(spec.name, labels)] = note
-                observed.append((spec, labels, value, None))
+                observed.append((spec, labels, value, (None, None)))
             continue
         if spec.metric == "burn_rate":
             samples = burn_samples(engine, spec)
@@ -322,24 +326,24 @@ def evaluate(
                 baseline=spec.baseline_window,
                 floor=spec.baseline_floor,
             )
-        recent = recent_values(engine, spec) if spec.metric in RECOVERING_METRICS else {}
+        recent = recent_samples(engine, spec) if spec.metric in RECOVERING_METRICS else {}
         for sample in samples:
             labels = {**spec.labels, **dict(sample.labels)}
             value = sample.value
             since = resolved.get(fingerprint(spec.name, labels))
             if since is not None and spec.metric in SIMPLE_METRICS and now - since < spec.window:
                 value = since_resolved(engine, spec, sample.labels, now - since)
-            observed.append((spec, labels, value, recent.get(sample.labels)))
+            observed.append((spec, labels, value, recent.get(sample.labels, (None, None))))
     report = EvaluationReport(at=now, rules=len(specs), series=len(observed))
     with conn.write():
         states = load_states(conn)
         seen: set[str] = set()
         by_name = {s.name: s for s in specs}
-        for spec, labels, value, latest in observed:
+        for spec, labels, value, (latest, failed) in observed:
             key = fingerprint(spec.name, labels)
             seen.add(key)
             if spec.metric in RECOVERING_METRICS:
-                value = judged(spec, value, latest, states.get(key))
+                value = judged(spec, value, latest, states.get(key), failed)
             new, transition = step(spec, labels, value, states.get(key), now)
             if new is not None and key in notes:
                 new.summary = notes[key]
