@@ -60,13 +60,19 @@ def recovery_window(window: float, probe_interval: float) -> float:
     return min(window, max(window / RECOVERY_SHARE, 2.0 * probe_round_gap(probe_interval)))
 
 
+def recent_seconds(spec: RuleSpec) -> float:
+    """The rule's recovery window: its own, else a sixth of its window (never longer)."""
+    return min(spec.recovery_window or spec.window / RECOVERY_SHARE, spec.window)
+
+
 def recent_samples(
     engine: MetricEngine, spec: RuleSpec
 ) -> dict[Labels, tuple[float | None, float | None]]:
     """Per group, the metric over its recovery window (None under RECOVERY_MIN_SAMPLES) and,
     for a provider health metric, how many of those samples failed."""
-    seconds = min(spec.recovery_window or spec.window / RECOVERY_SHARE, spec.window)
-    samples = engine.samples(spec.metric, seconds, spec.group_by, min_requests=RECOVERY_MIN_SAMPLES)
+    samples = engine.samples(
+        spec.metric, recent_seconds(spec), spec.group_by, min_requests=RECOVERY_MIN_SAMPLES
+    )
     out: dict[Labels, tuple[float | None, float | None]] = {}
     for sample in samples:
         failed = None

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 from quality_gates.alerts._recovery import (
     RECOVERING_METRICS,
-    RECOVERY_SHARE,
     judged,
     recent_samples,
+    recent_seconds,
     recovery_window,
 )
 from quality_gates.alerts._rules import (
@@ -181,13 +181,15 @@ def burn_samples(engine: MetricEngine, spec: RuleSpec) -> list[Sample]:
     return out
 
 
-def recently_resolved(conn: Connection, now: float) -> dict[str, float]:
-    """When each alert that is resolved, or pending again after resolving, last resolved."""
-    return {
-        key: state.resolved_at
-        for key, state in load_states(conn).items()
-        if state.resolved_at is not None and state.state in (RESOLVED, PENDING)
-    }
+def recently_resolved(conn: Connection, since: float) -> dict[str, float]:
+    """When each alert that resolved after `since` (and is resolved, or pending again)
+    last resolved: one narrow read, not every stored state."""
+    rows = conn.execute(
+        "SELECT fingerprint, resolved_at FROM alert_states WHERE resolved_at >= :since "
+        "AND state IN ('resolved', 'pending')",
+        {"since": since},
+    )
+    return {str(row["fingerprint"]): float(row["resolved_at"]) for row in rows}
 
 
 def since_resolved(
@@ -246,7 +248,7 @@ def evaluate_local(live: LiveTail, specs: list[RuleSpec], now: float) -> LocalEv
             continue
         windows = [spec.window]
         if spec.metric in RECOVERING_METRICS:
-            windows.append(min(spec.recovery_window or spec.window / RECOVERY_SHARE, spec.window))
+            windows.append(recent_seconds(spec))
         if not all(live.covers(Window.last(w, now)) for w in windows):
             out.skipped[spec.name] = (
                 f"its {_short(spec.window)} window is longer than the figures kept"
@@ -300,7 +302,8 @@ def evaluate(
     if live is not None:
         live.observe(conn, now)
     engine = MetricEngine(conn, now, quotas=quotas(config), live=live)
-    resolved = recently_resolved(conn, now)
+    # only an alert that resolved within its rule's window is judged since then
+    resolved = recently_resolved(conn, now - max((s.window for s in specs), default=0.0))
     # rule, labels, value, and (RECOVERING_METRICS) the value of its latest samples and how
     # many of them failed
     observed: list[

@@ -35,7 +35,6 @@ from quality_gates.store.db import Connection, Database
 from quality_gates.store.retention import prune_if_due
 from quality_gates.watch._evaluate import (
     EvaluationReport,
-    LocalBreach,
     LocalEvaluation,
     describe_transition,
     evaluate,
@@ -130,7 +129,6 @@ class WatchService:
         # (`local_rows(first_minute)`), so that its windows are covered when the store goes.
         self.local_rows = local_rows
         self.local = LiveTail()
-        self.local_holding: dict[str, LocalBreach] = {}
         self._local_seen: set[str] = set()  # rules that held during this store outage
         self.last_local: LocalEvaluation | None = None
         self.leader = False
@@ -244,10 +242,11 @@ class WatchService:
     def _log_local(self, evaluation: LocalEvaluation) -> None:
         # One line when a rule starts breaking its threshold on this gateway's figures and
         # one when it stops: the store's outage must not hide an outage of a provider.
+        before = {b.key: b for b in self.last_local.breaches} if self.last_local else {}
         self.last_local = evaluation
         current = {breach.key: breach for breach in evaluation.breaches}
         for key, breach in current.items():
-            if key not in self.local_holding:
+            if key not in before:
                 log_event(
                     logger,
                     logging.ERROR if breach.severity == "critical" else logging.WARNING,
@@ -259,7 +258,7 @@ class WatchService:
                     severity=breach.severity,
                     value=breach.value,
                 )
-        for key, breach in self.local_holding.items():
+        for key, breach in before.items():
             if key not in current:
                 log_event(
                     logger,
@@ -269,7 +268,6 @@ class WatchService:
                     rule=breach.rule,
                     labels=breach.labels,
                 )
-        self.local_holding = current
         self._local_seen.update(breach.rule for breach in current.values())
 
     def _store_paused(self, now: float, local: LocalEvaluation | None = None) -> None:
@@ -299,7 +297,6 @@ class WatchService:
             self._paused_at = None
             held = sorted(self._local_seen)
             seen = f"; held on this gateway's figures meanwhile: {', '.join(held)}" if held else ""
-            self.local_holding = {}
             self._local_seen = set()
             self.last_local = None
             log_event(
