@@ -44,6 +44,11 @@ Invoke = Callable[[ChatProvider, ChatRequest], Awaitable[ChatResponse]]
 CLIENT_FAULTS = ("bad_request", "content_filtered")
 
 
+# A route tried again after every deployment failed needs this much of its deadline left.
+ROUTE_RETRY_ROOM = 1.0
+ROUTE_RETRY_LABEL = "(route)"  # qg_gateway_retries_total's provider label for a route retry
+
+
 class NoDeployment(Exception):
     """Nothing could be tried: every breaker open or every provider over its quota."""
 
@@ -51,6 +56,8 @@ class NoDeployment(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.error_class = error_class
+        # what an earlier pass of the same route tried (see Dispatcher.run's route retry)
+        self.attempts: list[AttemptRecord] = []
 
 
 @dataclass
@@ -117,7 +124,47 @@ class Dispatcher:
         invoke: Invoke | None = None,
     ) -> Trip:
         """Try the plan's deployments in order until one answers (or starts streaming).
-        `invoke` calls something other than a chat completion (embeddings) the same way."""
+        `invoke` calls something other than a chat completion (embeddings) the same way.
+        When every deployment failed with a retryable error, the route is tried once more
+        after `retry.route_retry_after`, within the deadline and the retry budget; the trip
+        then holds both passes' attempts."""
+        first = await self._pass(plan, request, stream, deadline, tokens_estimate, invoke)
+        if first.deployment is not None or not await self._route_retry(first.error, deadline):
+            return first
+        try:
+            again = await self._pass(plan, request, stream, deadline, tokens_estimate, invoke)
+        except NoDeployment as exc:
+            exc.attempts = first.attempts  # the first pass says what failed
+            raise
+        again.attempts[:0] = first.attempts
+        return again
+
+    async def _route_retry(self, error: ProviderError | None, deadline: float) -> bool:
+        """Every deployment failed: wait, and say to try the route once more, when the error
+        may pass (retryable), the deadline leaves room for it and the retry budget allows."""
+        after = self.settings.retry.route_retry_after
+        if after <= 0 or error is None or not error.retryable:
+            return False
+        wait = self.rng.uniform(after / 2.0, after)
+        if deadline - asyncio.get_running_loop().time() < wait + ROUTE_RETRY_ROOM:
+            return False
+        if not self.budget.withdraw():
+            self.metrics.retry_budget_exhausted.labels(self.environment).inc()
+            return False
+        self.metrics.retries.labels(self.environment, ROUTE_RETRY_LABEL).inc()
+        await asyncio.sleep(wait)
+        return True
+
+    async def _pass(
+        self,
+        plan: RoutePlan,
+        request: ChatRequest,
+        stream: bool,
+        deadline: float,
+        tokens_estimate: int,
+        invoke: Invoke | None,
+    ) -> Trip:
+        """One pass over the plan's deployments."""
         loop = asyncio.get_running_loop()
         trip = Trip()
         providers = self.providers()

@@ -174,6 +174,7 @@ class Embeddings:
                 invoke=invoke,
             )
         except NoDeployment as exc:
+            rec.attempts = exc.attempts  # a first pass's, when the route was tried again
             raise gw.no_deployment_error(request.model, exc) from None
         rec.attempts, rec.hops = trip.attempts, trip.hops
         deployment = trip.deployment

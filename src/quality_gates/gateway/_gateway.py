@@ -42,7 +42,7 @@ from quality_gates.gateway._output_check import answer_with_calls, check_answer
 from quality_gates.gateway._redact import redact
 from quality_gates.gateway._routing import Deployment, RoutePlan, RouteTable
 from quality_gates.gateway._streaming import CLIENT_DISCONNECTED, SSE_HEADERS, LiveStream
-from quality_gates.gateway._telemetry import AttemptRecord, RequestRecord, TelemetryWriter
+from quality_gates.gateway._telemetry import RequestRecord, TelemetryWriter
 from quality_gates.gateway._wire import (
     DONE_EVENT,
     Answer,
@@ -59,9 +59,6 @@ from quality_gates.providers import ChatRequest, ChatResponse, StreamChunk
 CHARS_PER_TOKEN = 4
 UNKNOWN_ALIAS = "(unknown)"
 AUTH_FAILED = "auth_failed"  # error class of a refused key: counted, never in the roll-ups
-# A route tried again after every deployment failed needs this much of its deadline left.
-ROUTE_RETRY_ROOM = 1.0
-ROUTE_RETRY_LABEL = "(route)"  # qg_gateway_retries_total's provider label for a route retry
 NO_ROUTE = "none"  # the model, provider and cache labels of a request refused before routing
 # A tap sees each answered request (record, prompt text, answer text) after it is answered;
 # it must return at once (the watch plane's sampler only queues a share of them).
@@ -342,28 +339,16 @@ class Gateway:
             request_id=rec.id,
             extras=request.extras,
         )
-        earlier: list[AttemptRecord] = []
-        while True:
-            try:
-                trip = await s.dispatcher.run(
-                    plan, chat, stream=request.stream, deadline=deadline, tokens_estimate=tokens
-                )
-            except NoDeployment as exc:
-                stale = await self._stale(key_hash, request, rec, started)
-                if stale is not None:
-                    return stale
-                if earlier:  # the first pass's attempts say what failed
-                    rec.attempts = earlier
-                raise self.no_deployment_error(request.model, exc) from None
-            if earlier:
-                trip.attempts[:0] = earlier
-            if (
-                trip.deployment is not None
-                or earlier
-                or not await self._route_retry(trip.error, deadline)
-            ):
-                break
-            earlier = list(trip.attempts)
+        try:
+            trip = await s.dispatcher.run(
+                plan, chat, stream=request.stream, deadline=deadline, tokens_estimate=tokens
+            )
+        except NoDeployment as exc:
+            stale = await self._stale(key_hash, request, rec, started)
+            if stale is not None:
+                return stale
+            rec.attempts = exc.attempts  # a first pass's, when the route was tried again
+            raise self.no_deployment_error(request.model, exc) from None
         rec.attempts, rec.hops = trip.attempts, trip.hops
         deployment = trip.deployment
         if deployment is None:
@@ -380,23 +365,6 @@ class Gateway:
         if trip.response is None:
             raise self._upstream_error(plan, ServerError("no answer"), len(trip.attempts))
         return await self._complete(request, rec, deployment, trip.response, started, key_hash)
-
-    async def _route_retry(self, error: ProviderError | None, deadline: float) -> bool:
-        """Every deployment failed: wait and try the route once more when the error may pass
-        (retryable), the deadline leaves room for it and the retry budget allows it."""
-        s = self.s
-        after = s.settings.retry.route_retry_after
-        if after <= 0 or error is None or not error.retryable:
-            return False
-        wait = random.uniform(after / 2.0, after)
-        if deadline - asyncio.get_running_loop().time() < wait + ROUTE_RETRY_ROOM:
-            return False
-        if not s.budget.withdraw():
-            s.metrics.retry_budget_exhausted.labels(self._env).inc()
-            return False
-        s.metrics.retries.labels(self._env, ROUTE_RETRY_LABEL).inc()
-        await asyncio.sleep(wait)
-        return True
 
     @staticmethod
     def no_deployment_error(requested: str, exc: NoDeployment) -> ApiError:
