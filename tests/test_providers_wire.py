@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import json
 
 import pytest
 from hypothesis import given
@@ -25,8 +26,9 @@ from quality_gates.providers._eventstream import (
     encode_exception,
 )
 from quality_gates.providers._http import retry_after_seconds
+from quality_gates.providers._openai import ChunkReader
 from quality_gates.providers._sigv4 import AwsCredentials, SigV4Signer
-from quality_gates.providers._sse import SseDecoder, encode_sse
+from quality_gates.providers._sse import ServerSentEvent, SseDecoder, encode_sse
 from quality_gates.providers._status import class_for_status
 
 URL = "https://bedrock-runtime.eu-west-1.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
@@ -121,6 +123,68 @@ def test_whole_data_events_read_the_same_on_the_fast_path_and_byte_by_byte(
         e for chunk in raw for i in range(len(chunk)) for e in slow.feed(chunk[i : i + 1])
     ]
     assert whole == byte_by_byte
+
+
+def _chunk(choice: object = None, **more: object) -> bytes:
+    body: dict[str, object] = {"id": "c", "object": "chat.completion.chunk", "model": "m"}
+    if choice is not None:
+        body["choices"] = [choice]
+    return json.dumps({**body, **more}).encode()
+
+
+PLAIN = {"index": 0, "delta": {"content": "tok "}, "finish_reason": None}
+# Chunk data a stream may carry: plain text deltas, which the relay's fast lane reads, and
+# every near miss, which it must leave to `read`.
+CHUNK_DATAS = [
+    _chunk(PLAIN),
+    _chunk(PLAIN, usage=None, system_fingerprint="fp", service_tier="default"),
+    _chunk({"delta": {"content": "no index"}}),
+    _chunk({**PLAIN, "logprobs": None, "delta": {"role": "assistant", "content": "hi"}}),
+    _chunk({"index": 0, "delta": {"content": '\u00e9\u2713\n"q"'}}),
+    _chunk({**PLAIN, "finish_reason": "stop"}),
+    _chunk(PLAIN, usage={"prompt_tokens": 3, "completion_tokens": 2}),
+    _chunk({"index": 1, "delta": {"content": "second choice"}}),
+    _chunk({"index": 0, "delta": {"content": ""}}),
+    _chunk({"index": 0, "delta": {"content": None}}),
+    _chunk({"index": 0, "delta": {"content": "x", "tool_calls": [{"index": 0, "id": "a"}]}}),
+    _chunk({"index": 0, "delta": {}}),
+    _chunk({"index": 0}),
+    _chunk(PLAIN, error={"message": "overloaded", "type": "server_error"}),
+    json.dumps({"choices": [PLAIN, {**PLAIN, "index": 1}]}).encode(),
+    json.dumps({"choices": []}).encode(),
+    b"[DONE]",
+    b"",
+    b'{"choices": [{"index": 0, "delta": {"content": "\xff"}}]}',
+    b"{not json",
+    b'{"choices": [{"index": 0, "delta": {"content": "a"}}]} trailing',
+]
+
+
+@pytest.mark.parametrize("data", CHUNK_DATAS)
+def test_the_relays_fast_lane_reads_a_chunk_as_read_does_or_leaves_it_to_read(
+    data: bytes,
+) -> None:
+    fast, full = ChunkReader("p"), ChunkReader("p")
+    text = fast.plain_text(data)
+    event = ServerSentEvent("", data.decode("utf-8", "replace"))
+    try:
+        items: list[object] = list(full.read(event))
+    except Exception:
+        assert text is None, "a chunk read raises on must be left to read"
+        return
+    if text is not None:
+        assert items == [text]
+        # Nothing else read: the stream's state is what it was.
+        assert (full.done, full.finish, full.usage) == (False, None, None)
+    assert (fast.done, fast.finish, fast.usage) == (False, None, None)
+
+
+def test_the_relays_fast_lane_takes_the_plain_text_delta() -> None:
+    assert ChunkReader("p").plain_text(_chunk(PLAIN)) == "tok "
+    assert SseDecoder().whole_data(b"data: " + _chunk(PLAIN) + b"\n\n") == _chunk(PLAIN)
+    decoder = SseDecoder()
+    list(decoder.feed(b"data: {"))  # half an event pending: not one whole event
+    assert decoder.whole_data(b"data: " + _chunk(PLAIN) + b"\n\n") is None
 
 
 @pytest.mark.parametrize(

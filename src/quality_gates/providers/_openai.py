@@ -212,6 +212,33 @@ class ChunkReader(EventReader):
         """The finish reason and usage, if a chunk gave a finish reason."""
         return StreamEnd(self.finish, self.usage) if self.finish is not None else None
 
+    def plain_text(self, data: bytes) -> str | None:
+        """The content of a chunk that holds only choice 0's text delta (no usage, no tool
+        calls, no finish reason, no error), which `read` would yield alone; else None."""
+        if data[:1] != b"{":
+            return None
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None  # `read` says why
+        if chunk.get("usage") is not None or chunk.get("error"):
+            return None
+        choices = chunk.get("choices")
+        if choices.__class__ is not list or len(choices) != 1:
+            return None
+        choice = choices[0]
+        if (
+            choice.__class__ is not dict
+            or choice.get("index", 0) != 0
+            or choice.get("finish_reason")
+        ):
+            return None
+        delta = choice.get("delta")
+        if delta.__class__ is not dict or delta.get("tool_calls"):
+            return None
+        content = delta.get("content")
+        return content if content.__class__ is str and content else None
+
 
 class OpenAIProvider(HttpChatProvider):
     """An OpenAI-compatible endpoint; `api_key` goes in `Authorization: Bearer`."""

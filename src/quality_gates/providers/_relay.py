@@ -43,6 +43,12 @@ class EventReader(abc.ABC):
     def end(self) -> StreamEnd | None:
         """How the stream ended, once its events are read (None: it said nothing)."""
 
+    def plain_text(self, data: bytes) -> str | None:
+        """The text of an event whose data (raw bytes) is nothing but a text delta, the bulk
+        of a stream, read as `read` would read it but without its general path; None: the
+        event is something else (or this protocol has no such shortcut), `read` it."""
+        return None
+
 
 class SseItems:
     """The items of `reply`'s events read by `reader`: text and tool-call deltas, then the
@@ -130,6 +136,16 @@ class SseItems:
     def _on_data(self, data: bytes) -> bool:
         reader, deliver = self.reader, self.deliver
         assert deliver is not None
+        whole = self._decoder.whole_data(data)
+        if whole is not None:
+            # One plain text delta in one read, most of a stream: read without a generator
+            # per event and per item (about half the Python time per relayed chunk).
+            text = reader.plain_text(whole)
+            if text is not None:
+                held = deliver(text)
+                if held is not None:
+                    self._hold(held)
+                return True
         try:
             for event in self._decoder.feed(data):
                 for item in reader.read(event):

@@ -27,17 +27,9 @@ class SseDecoder:
 
     def feed(self, chunk: bytes) -> Iterator[ServerSentEvent]:
         """Events completed by `chunk`; raises ValueError if one grows unreasonably large."""
-        if (
-            not self._pending
-            and not self._data
-            and not self._event
-            and chunk.startswith(b"data: ")
-            and chunk.endswith(b"\n\n")
-            and chunk.count(b"\n") == 2
-            and b"\r" not in chunk
-        ):
-            # The common case of a streaming API: one whole `data:` event per read.
-            yield ServerSentEvent("", chunk[6:-2].decode("utf-8", "replace"))
+        whole = self.whole_data(chunk)
+        if whole is not None:
+            yield ServerSentEvent("", whole.decode("utf-8", "replace"))
             return
         buffer = self._pending + chunk
         lines = buffer.splitlines(keepends=True)
@@ -54,6 +46,22 @@ class SseDecoder:
                 yield event
         if len(self._pending) + self._size > MAX_EVENT_BYTES:
             raise ValueError("server-sent event larger than 4 MiB")
+
+    def whole_data(self, chunk: bytes) -> bytes | None:
+        """The data of `chunk` when it is one whole `data:` event and nothing is pending:
+        the common case of a streaming API, one event per read (None otherwise; `feed`
+        reads it)."""
+        if (
+            not self._pending
+            and not self._data
+            and not self._event
+            and chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+        ):
+            return chunk[6:-2]
+        return None
 
     def flush(self) -> Iterator[ServerSentEvent]:
         """The last event when the stream ends without a blank line."""
