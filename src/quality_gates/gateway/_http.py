@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from quality_gates.gateway._gateway import AUTH_FAILED, error_class_of
+from quality_gates.gateway._server import watch_disconnect
 from quality_gates.gateway._wire import Answer, ApiError, error_answer
 from quality_gates.gateway.keys import ApiKey, hash_key
 
@@ -136,7 +136,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send, state: Ga
         if task is not None:
             task.cancel()
 
-    stop_watching = _watch_disconnect(receive, client_left)
+    stop_watching = watch_disconnect(receive, client_left)
     try:
         cache_control = headers.get("cache-control", "")
         use_cache = "no-cache" not in cache_control and "no-store" not in cache_control
@@ -154,28 +154,6 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send, state: Ga
         return
     stop_watching()
     await response(scope, receive, send)
-
-
-def _watch_disconnect(receive: Receive, on_left: Callable[[], None]) -> Callable[[], None]:
-    """Call `on_left` if the client disconnects while its answer is being made; returns the
-    function that stops watching. The lean server offers a callback on the connection (no
-    task per request); any other ASGI server is watched by a task reading `receive()`."""
-    watch = getattr(getattr(receive, "__self__", None), "watch_disconnect", None)
-    if watch is not None:
-        return watch(on_left)  # type: ignore[no-any-return]
-
-    async def reader() -> None:
-        # After the whole body an ASGI server's receive() waits for the disconnect; anything
-        # else (a caller that is not a server) means there is nothing to watch.
-        if (await receive())["type"] == "http.disconnect":
-            on_left()
-
-    watcher = asyncio.get_running_loop().create_task(reader())
-
-    def stop() -> None:
-        watcher.cancel()
-
-    return stop
 
 
 class GatewayASGI:

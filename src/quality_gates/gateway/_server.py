@@ -71,6 +71,28 @@ def _nothing() -> None:
     """Nothing to stop."""
 
 
+def watch_disconnect(receive: Any, on_left: Callable[[], None]) -> Callable[[], None]:
+    """Call `on_left` if the client disconnects while its answer is being made; returns the
+    function that stops watching. The lean server offers a callback on the connection (no
+    task per request); any other ASGI server is watched by a task reading `receive()`."""
+    watch = getattr(getattr(receive, "__self__", None), "watch_disconnect", None)
+    if watch is not None:
+        return watch(on_left)  # type: ignore[no-any-return]
+
+    async def reader() -> None:
+        # After the whole body an ASGI server's receive() waits for the disconnect; anything
+        # else (a caller that is not a server) means there is nothing to watch.
+        if (await receive())["type"] == "http.disconnect":
+            on_left()
+
+    watcher = asyncio.get_running_loop().create_task(reader())
+
+    def stop() -> None:
+        watcher.cancel()
+
+    return stop
+
+
 def _status_line(status: int) -> bytes:
     line = _STATUS_LINES.get(status)
     if line is None:

@@ -35,6 +35,7 @@ from quality_gates.gateway._output_check import (
 )
 from quality_gates.gateway._redact import redact
 from quality_gates.gateway._routing import Deployment
+from quality_gates.gateway._server import watch_disconnect
 from quality_gates.gateway._telemetry import RequestRecord
 from quality_gates.gateway._wire import (
     DONE_EVENT,
@@ -99,8 +100,8 @@ class LiveStream:
         self.held = False  # a pushed stream waits for the client to read
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Relay in this task while a watcher task waits for the client to leave (then
-        cancels the relay): no task group and no extra task hop before the first byte."""
+        """Relay in this task while the server watches for the client to leave (then the
+        relay is cancelled): no task group and no extra task hop before the first byte."""
         headers = [
             (name.encode("latin-1"), value.encode("latin-1"))
             for name, value in {**SSE_HEADERS, **self.gateway.headers(self.rec)}.items()
@@ -111,33 +112,36 @@ class LiveStream:
         if relay is None:
             raise RuntimeError("a live stream is relayed from a task")
 
-        async def watch_receive() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
+        def client_left() -> None:
             self.client_gone = True
             relay.cancel()
 
         cycle = getattr(send, "__self__", None)
         if hasattr(cycle, "write_chunk") and hasattr(self.iterator, "asend"):
             self._cycle = cycle
-        watcher = loop.create_task(watch_receive())
+        stop_watching = watch_disconnect(receive, client_left)
         events = self._relay()
+        ended = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             async for event in events:
+                # The ending (last chunk, usage, [DONE]) goes out with the body's own end in
+                # one write; what the relay does after it (the cache) is not waited for.
+                ended = event.endswith(DONE_EVENT)
                 # Time the client makes us wait (it stopped reading) is not the provider's:
                 # the deadline moves by it, so only the server's cut of that client ends it.
                 before = loop.time()
-                await send({"type": "http.response.body", "body": event, "more_body": True})
+                await send({"type": "http.response.body", "body": event, "more_body": not ended})
                 waited = loop.time() - before
                 if waited > CLIENT_WAIT_S:
                     self.deadline += waited
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not (self.client_gone and watcher.done() and relay.uncancel() == 0):
+            if not (self.client_gone and relay.uncancel() == 0):
                 raise  # not the client leaving: the server is stopping
         finally:
-            watcher.cancel()
+            stop_watching()
             await events.aclose()
             await self._finish()
 
@@ -257,19 +261,22 @@ class LiveStream:
         rec, deployment = self.rec, self.deployment
         created, model = int(rec.ts), deployment.model_id
         finish = "tool_calls" if self.tool_calls else final.finish_reason or "stop"
-        yield chunk_event(rec.id, created, model, finish=finish)
+        ending = [chunk_event(rec.id, created, model, finish=finish)]
         usage = final.usage
         if usage is not None:
             rec.input_tokens, rec.output_tokens = usage.input_tokens, usage.output_tokens
             rec.cost = deployment.cost(usage)
             if self.request.include_usage and (usage.cached_tokens or usage.reasoning_tokens):
-                yield usage_chunk_event(rec.id, created, model, usage)
+                ending.append(usage_chunk_event(rec.id, created, model, usage))
             elif self.request.include_usage:
-                yield chunk_event(
-                    rec.id, created, model, usage=(usage.input_tokens, usage.output_tokens)
+                ending.append(
+                    chunk_event(
+                        rec.id, created, model, usage=(usage.input_tokens, usage.output_tokens)
+                    )
                 )
         rec.finish_reason = final.finish_reason
-        yield DONE_EVENT
+        ending.append(DONE_EVENT)
+        yield b"".join(ending)
         cache = self.gateway.s.cache
         if self.key_hash is not None and cache is not None and not self.tool_calls:
             await cache.put(
