@@ -179,6 +179,59 @@ def test_the_relays_fast_lane_reads_a_chunk_as_read_does_or_leaves_it_to_read(
     assert (fast.done, fast.finish, fast.usage) == (False, None, None)
 
 
+def _read_items(data: bytes) -> list[object] | None:
+    try:
+        return list(ChunkReader("p").read(ServerSentEvent("", data.decode("utf-8", "replace"))))
+    except Exception:
+        return None
+
+
+@given(
+    st.lists(st.text(), min_size=1, max_size=6),
+    st.booleans(),
+    st.sampled_from(["", " "]),
+)
+def test_after_a_plain_chunk_the_fast_lane_reads_the_next_ones_as_read_does(
+    texts: list[str], ascii_only: bool, space: str
+) -> None:
+    """Once a plain chunk taught the reader the bytes around its text, chunks with the same
+    bytes around another string read as `read` reads them, whatever the string holds."""
+
+    def chunk(text: object, finish: object = None) -> bytes:
+        body = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+        }
+        separators = ("," + space, ":" + space)
+        return json.dumps(body, ensure_ascii=ascii_only, separators=separators).encode()
+
+    reader = ChunkReader("p")
+    assert reader.plain_text(chunk("first")) == "first"
+    for text in texts:
+        assert _read_items(chunk(text)) == ([text] if text else [])
+        assert reader.plain_text(chunk(text)) == (text or None)
+    # "ab" is as long as null: the bytes after the text differ, not their length.
+    near_misses = (chunk("x", "stop"), chunk("x", "ab"), chunk(None), chunk(7), chunk(["a"]))
+    for near_miss in near_misses:
+        assert reader.plain_text(near_miss) is None
+    assert (reader.done, reader.finish, reader.usage) == (False, None, None)
+
+
+def test_the_fast_lane_learns_no_shape_it_cannot_prove() -> None:
+    """A key that merely ends in `content` before the delta's own, written with a space,
+    does not become the text's place."""
+    data = (
+        b'{"x\\"content":"tok","choices":[{"index":0,"delta":{"content" :"tok"},'
+        b'"finish_reason":null}]}'
+    )
+    reader = ChunkReader("p")
+    assert reader.plain_text(data) == "tok"
+    swapped = data.replace(b'"content":"tok"', b'"content":"bad"')
+    assert _read_items(swapped) == ["tok"]
+    assert reader.plain_text(swapped) == "tok"
+
+
 def test_the_relays_fast_lane_takes_the_plain_text_delta() -> None:
     assert ChunkReader("p").plain_text(_chunk(PLAIN)) == "tok "
     assert SseDecoder().whole_data(b"data: " + _chunk(PLAIN) + b"\n\n") == _chunk(PLAIN)

@@ -174,6 +174,8 @@ class ChunkReader(EventReader):
         self.name = name
         self.finish: FinishReason | None = None
         self.usage: Usage | None = None
+        # The bytes around the text of the last plain chunk (see plain_text).
+        self._shape: tuple[bytes, bytes] | None = None
 
     def read(self, event: ServerSentEvent) -> Iterator[str | ToolCallDelta]:
         """Text and tool-call deltas of choice 0 (a generator: what an event holds before a
@@ -214,7 +216,25 @@ class ChunkReader(EventReader):
 
     def plain_text(self, data: bytes) -> str | None:
         """The content of a chunk that holds only choice 0's text delta (no usage, no tool
-        calls, no finish reason, no error), which `read` would yield alone; else None."""
+        calls, no finish reason, no error), which `read` would yield alone; else None.
+
+        A stream's plain chunks mostly differ in their text alone: once one was read whole,
+        the bytes before and after its text are kept, and a chunk with exactly those bytes
+        around one JSON string is that chunk with another text (only the string is decoded;
+        about a third of the Python time per relayed chunk, bench/gateway_stream.py)."""
+        shape = self._shape
+        if shape is not None:
+            head, tail = shape
+            if data.startswith(head) and data.endswith(tail):
+                text = _json_string(data[len(head) : len(data) - len(tail)])
+                if text:
+                    return text
+        text = self._read_plain(data)
+        if text is not None:
+            self._shape = _shape_of(data, text)
+        return text
+
+    def _read_plain(self, data: bytes) -> str | None:
         if data[:1] != b"{":
             return None
         try:
@@ -238,6 +258,54 @@ class ChunkReader(EventReader):
             return None
         content = delta.get("content")
         return content if content.__class__ is str and content else None
+
+
+def _json_string(literal: bytes) -> str | None:
+    """The string `literal` is, when it is one JSON string and nothing else."""
+    if literal[:1] != b'"':
+        return None
+    try:
+        value = orjson.loads(literal)
+    except orjson.JSONDecodeError:
+        return None
+    return value if value.__class__ is str else None
+
+
+_SLOT_PROBE = "\x00qg-slot"
+
+
+def _shape_of(data: bytes, text: str) -> tuple[bytes, bytes] | None:
+    """The bytes before and after the JSON string of choice 0's delta content in `data`, a
+    plain chunk whose content is `text`; None when that string cannot be told apart (the
+    slot is proved by parsing the chunk with another string in it)."""
+    start = data.find(b'"content":') + len(b'"content":')
+    if start < len(b'"content":'):
+        return None
+    while data[start : start + 1] in (b" ", b"\t", b"\n", b"\r"):
+        start += 1
+    if data[start : start + 1] != b'"':
+        return None
+    end = start + 1
+    while True:  # the closing quote: one not escaped by an odd run of backslashes
+        end = data.find(b'"', end)
+        if end < 0:
+            return None
+        escapes = 0
+        while data[end - 1 - escapes] == 0x5C:
+            escapes += 1
+        end += 1
+        if escapes % 2 == 0:
+            break
+    head, tail = data[:start], data[end:]
+    if _json_string(data[start:end]) != text:
+        return None
+    try:
+        probe = orjson.loads(head + orjson.dumps(_SLOT_PROBE) + tail)
+        if probe["choices"][0]["delta"]["content"] != _SLOT_PROBE:
+            return None
+    except (orjson.JSONDecodeError, LookupError, TypeError):
+        return None
+    return head, tail
 
 
 class OpenAIProvider(HttpChatProvider):
