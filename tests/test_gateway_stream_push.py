@@ -76,6 +76,28 @@ SCRIPTS: dict[str, tuple[list[bytes], str]] = {
     # The error read in the same piece as the first chunk, after another text.
     "late": ([b"".join([*_texts("one ", "two "), ERROR]), *_texts("three "), *END], "end"),
     "malformed": ([*_texts("one "), b"data: {not json\n\n"], "end"),
+    # The relay's plain-text lane: texts that differ only in their string (escapes, quotes,
+    # backslashes, non-ASCII), a piece split mid-event (the decoder holds part of it), the
+    # same bytes around a non-string or an empty string, a chunk laid out differently, and
+    # a text carried by the finishing chunk.
+    "shapes": (
+        [
+            *_texts("a", 'q"uote ', "back\\slash\\", "\u00e9\u2713 ", '\\"'),
+            SPLIT[:30],
+            SPLIT[30:],
+            *_texts("after split "),
+            _event({"content": None}),
+            _event({"content": ""}),
+            _event({"content": "x"}).replace(b'"index": 0, ', b""),
+            *_texts("end "),
+            _event({"content": "last"}, "stop"),
+            END[1],
+        ],
+        "end",
+    ),
+    # A data line left without its blank line: the next piece, however plain it looks, is
+    # the rest of that event (two data lines, not JSON): a malformed stream both ways.
+    "pending": ([*_texts("a ", "b "), b'data: {"note": 1}\n', *_texts("c "), *END], "end"),
 }
 
 
@@ -200,7 +222,7 @@ async def test_a_pushed_stream_is_the_pulled_stream_byte_for_byte(tmp_path: Path
     assert b"split across writes" in pushed["packed"]
     assert b'"tool_calls":[{"index":0,"id":"call_1"' in pushed["tools"]
     assert b'"finish_reason":"tool_calls"' in pushed["tools"]
-    for broken in ("cut", "error", "late", "malformed"):
+    for broken in ("cut", "error", "late", "malformed", "pending"):
         assert b'data: {"error":{"message":"the upstream stream' in pushed[broken]
         assert b"[DONE]" not in pushed[broken]
     by_prompt = {name: row for row in pushed_rows for name in SCRIPTS if name in row["prompt"]}
@@ -209,7 +231,10 @@ async def test_a_pushed_stream_is_the_pulled_stream_byte_for_byte(tmp_path: Path
     assert by_prompt["plain"]["output_tokens"] == 5
     assert by_prompt["packed"]["answer"] == 'h\u00e9llo "quoted" \u2713\nsplit across writes'
     assert by_prompt["json"]["output_check"] is not None
-    for broken in ("cut", "error", "late", "malformed"):
+    assert by_prompt["shapes"]["answer"] == (
+        'aq"uote back\\slash\\\u00e9\u2713 \\"split across writesafter split xend last'
+    )
+    for broken in ("cut", "error", "late", "malformed", "pending"):
         assert by_prompt[broken]["status"] == "error"
         assert by_prompt[broken]["http_status"] == 502
 

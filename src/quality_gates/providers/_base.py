@@ -7,7 +7,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,7 +29,7 @@ from quality_gates.providers._http import (
     release_session,
     transport_error,
 )
-from quality_gates.providers._relay import EventReader, SseItems
+from quality_gates.providers._relay import Delivery, EventReader, SseItems
 from quality_gates.providers._sse import ServerSentEvent, SseDecoder
 from quality_gates.providers._types import (
     ChatProvider,
@@ -91,27 +91,6 @@ def _one_call(request: ChatRequest) -> bool:
     Gemini) are held to it by keeping the first call only (the others honour it already)."""
     extras = request.extras
     return extras is not None and extras.parallel_tool_calls is False
-
-
-def _delivery(
-    sink: StreamSink, parts: list[str], one_call: bool
-) -> Callable[[str | ToolCallDelta], asyncio.Future[None] | None]:
-    """What a pushed stream does with each item: what the pull does before yielding it."""
-    text, tool_call = sink.text, sink.tool_call
-
-    def deliver(item: str | ToolCallDelta) -> asyncio.Future[None] | None:
-        if item.__class__ is str:
-            if not item:
-                return None
-            parts.append(item)
-            return text(item)
-        assert isinstance(item, ToolCallDelta)
-        if one_call and item.index > 0:
-            return None
-        parts.append(item.arguments)
-        return tool_call(item)
-
-    return deliver
 
 
 def estimate_tokens(text: str) -> int:
@@ -419,7 +398,7 @@ class HttpChatProvider(ChatProvider):
                             parts.append(item)
                             sink = yield StreamChunk(text=item)
                         if sink is not None and isinstance(items, SseItems):
-                            end = await items.push(_delivery(sink, parts, one_call))
+                            end = await items.push(Delivery(sink, parts, one_call))
                             break
                     reply.close(finished=True)  # what may follow is the body's end
                 finally:

@@ -174,8 +174,7 @@ class ChunkReader(EventReader):
         self.name = name
         self.finish: FinishReason | None = None
         self.usage: Usage | None = None
-        # The bytes around the text of the last plain chunk (see plain_text).
-        self._shape: tuple[bytes, bytes] | None = None
+        self.shape: tuple[bytes, bytes] | None = None  # see plain_text
 
     def read(self, event: ServerSentEvent) -> Iterator[str | ToolCallDelta]:
         """Text and tool-call deltas of choice 0 (a generator: what an event holds before a
@@ -222,7 +221,7 @@ class ChunkReader(EventReader):
         the bytes before and after its text are kept, and a chunk with exactly those bytes
         around one JSON string is that chunk with another text (only the string is decoded;
         about a third of the Python time per relayed chunk, bench/gateway_stream.py)."""
-        shape = self._shape
+        shape = self.shape
         if shape is not None:
             head, tail = shape
             if data.startswith(head) and data.endswith(tail):
@@ -231,7 +230,7 @@ class ChunkReader(EventReader):
                     return text
         text = self._read_plain(data)
         if text is not None:
-            self._shape = _shape_of(data, text)
+            self.shape = _shape_of(data, text)
         return text
 
     def _read_plain(self, data: bytes) -> str | None:
