@@ -306,9 +306,10 @@ def main() -> None:
                         per_cpu.setdefault(name + " (kernel share)", []).append(
                             system / max(spent, 1e-9)
                         )
+                cpu = f", {per_cpu[name][-1]:,.0f} chunks / CPU s" if name in per_cpu else ""
                 print(
                     f"round {n + 1} {name}: steady ttft p99 "
-                    f"{figures[(name, 'steady')][-1]['ttft_p99']:.1f} ms",
+                    f"{figures[(name, 'steady')][-1]['ttft_p99']:.1f} ms{cpu}",
                     flush=True,
                 )
     finally:
@@ -370,9 +371,11 @@ def report(
         )
     if "gateway" in per_cpu and "LiteLLM" in per_cpu:
         ratio = statistics.median(per_cpu["gateway"]) / statistics.median(per_cpu["LiteLLM"])
+        rounds = [g / lite for g, lite in zip(per_cpu["gateway"], per_cpu["LiteLLM"], strict=True)]
         verdicts.append(
             f"gateway / LiteLLM chunks per CPU second: {ratio:.1f}x "
-            f"(target >= 30x: {'met' if ratio >= 30 else 'missed'})"
+            f"(target >= 30x: {'met' if ratio >= 30 else 'missed'}; round by round "
+            f"{min(rounds):.1f}x to {max(rounds):.1f}x)"
         )
     elif "gateway" in per_cpu:
         verdicts.append("LiteLLM not measured (no --litellm executable): ratio unknown")

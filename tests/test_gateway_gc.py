@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 
 import pytest
 
+from quality_gates.gateway import _app as gateway_app
 from quality_gates.gateway._app import GC_GEN0_THRESHOLD, _FreezeSurvivors, tune_gc
 
 
@@ -57,3 +59,16 @@ def test_a_real_slow_collection_runs_the_hook(restored_gc: None) -> None:
     gc.collect()
     assert hook.freezes == 1
     assert gc.get_freeze_count() > 0
+
+
+async def test_what_start_up_loads_after_tuning_is_frozen_once_it_settles(
+    restored_gc: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway_app, "GC_SETTLE_S", 0.01)
+    gc.unfreeze()
+    tune_gc()
+    frozen = gc.get_freeze_count()
+    late = [[] for _ in range(1000)]  # loaded after the tuning: a module, a model
+    assert gc.get_freeze_count() == frozen
+    await asyncio.sleep(0.1)
+    assert gc.get_freeze_count() >= frozen + len(late)

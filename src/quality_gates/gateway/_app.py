@@ -454,6 +454,12 @@ GC_GEN0_THRESHOLD = 7000
 # A full collection that took this long walked a heap that grew since the last freeze (the
 # watch plane loads its scoring models after start-up: ~400k more objects, ~300 ms a pass).
 GC_SLOW_FULL_MS = 20.0
+# What start-up goes on loading after the first requests can be served (jsonschema imported
+# in a thread, modules the first probes and the embedded watch import on first use) is
+# frozen this long after start too, so the first full collection under traffic does not
+# walk it (67 ms on the first streams of bench/gateway_stream.py before). gc.freeze() only
+# moves lists: no pause.
+GC_SETTLE_S = 10.0
 
 
 class _FreezeSurvivors:
@@ -478,17 +484,19 @@ class _FreezeSurvivors:
 
 def tune_gc() -> None:
     """For a server process once its start-up is done: everything allocated so far (modules,
-    config, routes) goes to the permanent generation, and so does whatever survives a slow
-    full collection later (`_FreezeSurvivors`), so full collections walk only what requests
-    left behind. Measured at 500 req/s with the watch plane on: full collections over the
-    ~500k start-up and scoring-model objects stopped the loop for 250-400 ms, several times a
-    minute."""
+    config, routes) goes to the permanent generation, so does what start-up still loads in
+    the next `GC_SETTLE_S`, and whatever survives a slow full collection later
+    (`_FreezeSurvivors`), so full collections walk only what requests left behind.
+    Measured at 500 req/s with the watch plane on: full collections over the ~500k start-up
+    and scoring-model objects stopped the loop for 250-400 ms, several times a minute."""
     gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
     if not any(isinstance(cb, _FreezeSurvivors) for cb in gc.callbacks):
         gc.callbacks.append(_FreezeSurvivors())
+    with contextlib.suppress(RuntimeError):  # no loop: nothing loads later
+        asyncio.get_running_loop().call_later(GC_SETTLE_S, gc.freeze)
 
 
 def create_app(
