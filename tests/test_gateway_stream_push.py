@@ -97,6 +97,9 @@ SCRIPTS: dict[str, tuple[list[bytes], str]] = {
     ),
     # A data line left without its blank line: the next piece, however plain it looks, is
     # the rest of that event (two data lines, not JSON): a malformed stream both ways.
+    # The bytes after the text differ, not their length ("ab" is as long as null): the
+    # finishing chunk is read whole, its finish reason kept.
+    "tail": ([*_texts("a ", "b "), _event({"content": "c"}, "ab"), END[1]], "end"),
     "pending": ([*_texts("a ", "b "), b'data: {"note": 1}\n', *_texts("c "), *END], "end"),
 }
 

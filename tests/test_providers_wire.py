@@ -208,9 +208,16 @@ def test_after_a_plain_chunk_the_fast_lane_reads_the_next_ones_as_read_does(
 
     reader = ChunkReader("p")
     assert reader.plain_text(chunk("first")) == "first"
+    assert reader.shape is not None
+    head, tail = reader.shape
     for text in texts:
-        assert _read_items(chunk(text)) == ([text] if text else [])
-        assert reader.plain_text(chunk(text)) == (text or None)
+        data = chunk(text)
+        assert _read_items(data) == ([text] if text else [])
+        assert reader.plain_text(data) == (text or None)
+        # The relay's lane: the same bytes around the string are the chunk with that text.
+        assert data.startswith(head)
+        assert data.endswith(tail)
+        assert json.loads(data[len(head) : len(data) - len(tail)]) == text
     # "ab" is as long as null: the bytes after the text differ, not their length.
     near_misses = (chunk("x", "stop"), chunk("x", "ab"), chunk(None), chunk(7), chunk(["a"]))
     for near_miss in near_misses:
@@ -227,6 +234,7 @@ def test_the_fast_lane_learns_no_shape_it_cannot_prove() -> None:
     )
     reader = ChunkReader("p")
     assert reader.plain_text(data) == "tok"
+    assert reader.shape is None
     swapped = data.replace(b'"content":"tok"', b'"content":"bad"')
     assert _read_items(swapped) == ["tok"]
     assert reader.plain_text(swapped) == "tok"

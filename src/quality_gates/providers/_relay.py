@@ -38,7 +38,8 @@ class EventReader(abc.ABC):
     done = False  # the protocol's last event was read: nothing after it is
     # The bytes before and after the text of the last event `plain_text` read, when its data
     # is JSON and the text one JSON string in it: an event whose data is those bytes around
-    # another JSON string is the same event with that text (the reader proves the place).
+    # another JSON string is the same event with that text (the reader proves the place by
+    # parsing the event with another string in it).
     shape: tuple[bytes, bytes] | None = None
 
     @abc.abstractmethod
