@@ -7,6 +7,13 @@ once the consumer offers a sink, pushed: the events are split and read in the up
 connection's own callback and each item handed to the sink there, with no task wake-up and
 no async generator between the socket and the client (about two thirds of the gateway's
 Python time per relayed chunk went to those layers; bench/gateway_stream.py).
+
+Most of a pushed stream is plain text chunks that differ in their text alone. Once the reader
+has read one whole (`EventReader.plain_text`) and proved where its text sits (`shape`), a
+piece that is those bytes around another JSON string is read by decoding that string and
+handed to the sink here, one Python call per chunk below the connection's own
+(bench/stream_relay.py); anything else, or anything while the decoder holds part of an
+event, takes the general reader.
 """
 
 from __future__ import annotations
