@@ -373,6 +373,17 @@ def _stream_head(framing: str, length: int = 0, extra: str = "") -> bytes:
     return (head + "\r\n").encode()
 
 
+def _sse_reply(framing: str) -> bytes:
+    """A whole reply carrying SSE_EVENTS, framed as `framing` says (gzip: chunked too)."""
+    body = b"".join(SSE_EVENTS)
+    if framing == "gzip":
+        head = _stream_head("chunked", extra="content-encoding: gzip\r\n")
+        return head + _chunked(_split(gzip.compress(body), (50,)))
+    if framing == "chunked":
+        return _stream_head("chunked") + _chunked(SSE_EVENTS)
+    return _stream_head(framing, len(body)) + body
+
+
 def _streaming(raw: bytes, sizes: tuple[int, ...], pause: float = 0.0) -> Handler:
     """A server that answers every request on a connection with `raw`, written in pieces of
     `sizes` bytes, flushed one by one (`pause` s apart)."""
@@ -402,13 +413,7 @@ def test_a_stream_arrives_whole_whatever_its_framing_and_cuts(
     """Chunk-size lines, CRLFs, UTF-8 characters and gzip blocks split across reads: the
     pieces put back together are the body, and decode to the same events."""
     body = b"".join(SSE_EVENTS)
-    if framing == "gzip":
-        raw = _stream_head("chunked", extra="content-encoding: gzip\r\n")
-        raw += _chunked(_split(gzip.compress(body), (50,)))
-    elif framing == "chunked":
-        raw = _stream_head("chunked") + _chunked(SSE_EVENTS)
-    else:
-        raw = _stream_head(framing, len(body)) + body
+    raw = _sse_reply(framing)
 
     async def main() -> tuple[bytes, int]:
         async with _served(_streaming(raw, sizes)) as (client, url):
@@ -438,13 +443,7 @@ def test_a_relayed_stream_hands_over_the_rest_of_the_body_whatever_its_framing(
     """The first piece pulled, the rest pushed to a callback as it arrives: together, the
     body (decoded when the server compressed it)."""
     body = b"".join(SSE_EVENTS)
-    if framing == "gzip":
-        raw = _stream_head("chunked", extra="content-encoding: gzip\r\n")
-        raw += _chunked(_split(gzip.compress(body), (50,)))
-    elif framing == "chunked":
-        raw = _stream_head("chunked") + _chunked(SSE_EVENTS)
-    else:
-        raw = _stream_head(framing, len(body)) + body
+    raw = _sse_reply(framing)
 
     async def main() -> list[bytes]:
         async with _served(_streaming(raw, sizes)) as (client, url):
