@@ -1,7 +1,7 @@
 """Python time per relayed chunk on the push path, in process and hot: bytes in at the lean
 client's `data_received` (HTTP/1.1 chunked framing, the SSE event, the OpenAI chunk read) to
-the sink's `text` call, which frames the gateway's chunk and writes it to a transport that
-only counts bytes. No sockets, no event-loop wake-ups: what the gateway's own Python costs
+the gateway's own client sink, which frames the gateway's chunk and writes it to a transport
+that only counts bytes. No sockets, no event-loop wake-ups: what the gateway's own Python costs
 per chunk, the part bench/gateway_stream.py cannot separate from the kernel and the loop.
 
     python bench/stream_relay.py [--chunks 200000] [--repeat 5]
@@ -17,8 +17,7 @@ import statistics
 import time
 from typing import Any
 
-import orjson
-
+from quality_gates.gateway._streaming import _ClientSink
 from quality_gates.gateway._wire import content_event_frame
 from quality_gates.providers._h1 import StreamReply, _Connection
 from quality_gates.providers._openai import ChunkReader
@@ -52,22 +51,23 @@ class Counting:
         pass
 
 
-class Sink:
-    """The gateway's client sink, as it frames a text delta (`_ClientSink.text` and the lean
-    server's `write_chunk`), writing to a counting transport."""
+class Live:
+    """What the gateway's client sink reads of its live stream for a text delta."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
-        self.out = Counting()
-        self.head, self.tail = content_event_frame("chatcmpl-abc", 1, "model")
 
-    def text(self, text: str) -> None:
-        self.parts.append(text)
-        body = self.head + orjson.dumps(text) + self.tail
-        self.out.write(b"%x\r\n%s\r\n" % (len(body), body))
 
-    def tool_call(self, delta: Any) -> None:
-        raise AssertionError("plain text only")
+def client_sink(out: Counting) -> tuple[Any, Live]:
+    """The gateway's own client sink (`_ClientSink`), writing each framed chunk as the lean
+    server's `write_chunk` does, to a transport that only counts."""
+    live = Live()
+
+    def write_chunk(body: bytes) -> None:
+        out.write(b"%x\r\n%s\r\n" % (len(body), body))
+
+    head, tail = content_event_frame("chatcmpl-abc", 1, "model")
+    return _ClientSink(live, write_chunk, head, tail), live  # type: ignore[arg-type]
 
 
 async def per_chunk(chunks: int) -> float:
@@ -77,7 +77,7 @@ async def per_chunk(chunks: int) -> float:
     conn._reset(asyncio.get_running_loop().create_future(), 0, streaming=True)
     conn.data_received(HEAD)
     items = SseItems(StreamReply(None, conn), ChunkReader("upstream"))  # type: ignore[arg-type]
-    sink = Sink()
+    sink, live = client_sink(Counting())
     relay = asyncio.ensure_future(items.push(_delivery(sink, [], False)))
     await asyncio.sleep(0)
     piece = b"%x\r\n%s\r\n" % (len(EVENT), EVENT)
@@ -89,8 +89,8 @@ async def per_chunk(chunks: int) -> float:
         feed(piece)
     elapsed = time.perf_counter() - started
     relay.cancel()
-    if len(sink.parts) != chunks + 2000:
-        raise SystemExit(f"{len(sink.parts)} texts reached the sink, not {chunks + 2000}")
+    if len(live.parts) != chunks + 2000:
+        raise SystemExit(f"{len(live.parts)} texts reached the sink, not {chunks + 2000}")
     return elapsed / chunks * 1e6
 
 
